@@ -1,0 +1,46 @@
+/* config.h: the worker's YAML configuration (libyaml).
+ * Every option is declared once in a table (key, type, default, bounds, help):
+ * loading, defaults, range checks, --print-config and --help walk it.
+ * Errors name file:line:column; unknown keys are errors. */
+#ifndef VCL_CONFIG_H
+#define VCL_CONFIG_H
+#include <stdbool.h>
+#include <stdio.h>
+#include "error.h"
+
+#define CONFIG_MAX_DRIVERS 16
+
+typedef struct vcl_config {
+    char *database;            /* libpq conninfo; "" = PG* environment only */
+    char *worker_name;         /* "" = <hostname>-<pid> */
+    int slots;                 /* concurrent jobs, 1..256, default 4 */
+    int claim_batch;           /* rows per claim, 1..1000, default = slots */
+    int lease_seconds;         /* 5..3600, default 30 */
+    int heartbeat_seconds;     /* 1..600, default 10; must be < lease_seconds */
+    int poll_seconds;          /* 1..3600, default 5 */
+    char *drivers_dir;         /* default <prefix>/lib/vcl-worker/drivers, or $VCL_DRIVERS_DIR */
+    char *driver_order[CONFIG_MAX_DRIVERS]; /* default {"kvm","qemu"} */
+    int n_driver_order;
+    int retry_base_seconds;    /* 1..3600, default 5 */
+    int retry_max_seconds;     /* 1..86400, default 600 */
+    int max_attempts;          /* default for rows that do not set one: 1..100, default 5 */
+    char *log_level;           /* debug|info|warn|error, default info */
+    int command_timeout_seconds; /* node commands (qemu-img ...), default 7200 */
+    int post_load_timeout_seconds; /* default 300 */
+    int image_lock_timeout_seconds; /* default 600 */
+    char *ssh_private_key;     /* for ssh nodes (later issue); default "" */
+    char *ssh_known_hosts;     /* default "" */
+} vcl_config;
+
+/* Set every option to its default. */
+void config_defaults(vcl_config *c);
+/* Load a YAML file over the defaults. false with e->msg "FILE:LINE:COL: ..." */
+bool config_load(vcl_config *c, const char *path, vcl_error *e);
+/* Cross-field checks (heartbeat < lease, ...). */
+bool config_validate(const vcl_config *c, vcl_error *e);
+void config_clear(vcl_config *c);
+/* Every option with its current value, as YAML that config_load accepts. */
+void config_print(const vcl_config *c, FILE *f);
+/* Every option with type, default, bounds and help, for --help. */
+void config_print_help(FILE *f);
+#endif

@@ -1,0 +1,32 @@
+/* log.h: one line per event on stderr, logfmt ("ts=... level=... msg=... k=v").
+ * Thread-safe. Callers add job context with log_ctx_set() (thread-local), so
+ * every line about a job carries reservation, computer, node and stage. */
+#ifndef VCL_LOG_H
+#define VCL_LOG_H
+#include <stdbool.h>
+
+typedef enum {
+    LOG_LVL_DEBUG,
+    LOG_LVL_INFO,
+    LOG_LVL_WARN,
+    LOG_LVL_ERROR,
+    LOG_LVL__COUNT
+} log_level;
+
+const char *log_level_name(log_level l);
+bool log_level_parse(const char *s, log_level *out);
+void log_set_level(log_level l);
+log_level log_get_level(void);
+void log_set_worker(const char *worker_name);
+
+/* Thread-local job context; NULL/0 clears a field. */
+void log_ctx_set(long long reservation_id, const char *computer, const char *node);
+void log_ctx_stage(const char *stage);
+void log_ctx_clear(void);
+
+void log_msg(log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
+#endif

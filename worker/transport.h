@@ -1,0 +1,74 @@
+/* transport.h: how the worker reaches a node's shell and files.
+ * One interface, two kinds: "local" (this host, argv via fork/exec, never a
+ * shell) and "ssh" (libssh2; a later issue). Commands are always argv arrays.
+ * All functions fill a vcl_error on failure: unreachable/timeouts are
+ * retryable, bad arguments permanent. */
+#ifndef VCL_TRANSPORT_H
+#define VCL_TRANSPORT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include "error.h"
+
+typedef struct vcl_transport vcl_transport;
+
+typedef struct transport_opts {
+    const char *host;          /* ssh only */
+    int port;                  /* ssh only */
+    const char *user;          /* ssh only */
+    const char *private_key;   /* ssh only */
+    const char *known_hosts;   /* ssh only */
+    int connect_timeout_s;
+} transport_opts;
+
+typedef struct transport_result {
+    int status;        /* exit status; 128+N when killed by signal N */
+    char *out;         /* captured stdout, NUL-terminated (may be truncated at 1 MiB) */
+    char *err;         /* captured stderr, NUL-terminated (may be truncated at 64 KiB) */
+} transport_result;
+
+typedef struct transport_stat_info {
+    bool exists;
+    bool is_dir;
+    long long size;
+    long long mtime;
+} transport_stat_info;
+
+/* Progress callback for long copies: bytes done of total (total may be 0 = unknown). */
+typedef void (*transport_progress_fn)(void *opaque, long long done, long long total);
+
+/* kind: "local" (opts may be NULL) or "ssh". */
+vcl_transport *transport_new(const char *kind, const transport_opts *opts, vcl_error *e);
+void transport_free(vcl_transport *t);
+const char *transport_kind(const vcl_transport *t);
+
+/* Run argv[0] with args (argv NULL-terminated). true when the command ran (its
+ * exit status is in res->status, possibly non-zero); false when it could not
+ * be run or timed out (killed; retryable). timeout_s 0 = none. */
+bool transport_exec(vcl_transport *t, const char *const argv[], int timeout_s,
+                    transport_result *res, vcl_error *e);
+void transport_result_clear(transport_result *res);
+/* exec that also requires status 0; on non-zero fills e with the command's
+ * name, status and the last line of stderr (class cls). */
+bool transport_run(vcl_transport *t, const char *const argv[], int timeout_s,
+                   vcl_err_class cls, transport_result *res_or_null, vcl_error *e);
+
+bool transport_stat(vcl_transport *t, const char *path, transport_stat_info *st, vcl_error *e);
+/* Write data to path atomically (temp name in the same dir, fsync, rename). */
+bool transport_write_file(vcl_transport *t, const char *path, const void *data, size_t len,
+                          mode_t mode, vcl_error *e);
+/* Read a whole (small) file; *data malloc'd and NUL-terminated. */
+bool transport_read_file(vcl_transport *t, const char *path, char **data, size_t *len, vcl_error *e);
+bool transport_rename(vcl_transport *t, const char *from, const char *to, vcl_error *e);
+/* Remove a file; a missing file is success. */
+bool transport_remove(vcl_transport *t, const char *path, vcl_error *e);
+bool transport_mkdir_p(vcl_transport *t, const char *path, mode_t mode, vcl_error *e);
+/* Names (not paths) in dir, excluding . and ..; *names is a malloc'd array of
+ * malloc'd strings; free with transport_names_free. */
+bool transport_list_dir(vcl_transport *t, const char *dir, char ***names, size_t *n, vcl_error *e);
+void transport_names_free(char **names, size_t n);
+/* Copy a file from this host onto the node (local: a plain copy keeping
+ * sparseness). Writes dst directly; callers use a temp name and rename. */
+bool transport_copy_in(vcl_transport *t, const char *local_src, const char *dst,
+                       transport_progress_fn progress, void *opaque, vcl_error *e);
+#endif
