@@ -40,6 +40,15 @@ bool vcl_error_prefix(vcl_error *e, const char *fmt, ...)
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s: %s", pre, old);
+    size_t pl = strlen(pre), cap = sizeof e->msg - 1;
+    if (pl > cap - 2)
+        pl = cap - 2;
+    memcpy(e->msg, pre, pl);
+    memcpy(e->msg + pl, ": ", 2);
+    size_t ol = strnlen(old, sizeof old - 1);
+    if (ol > cap - pl - 2)
+        ol = cap - pl - 2;
+    memcpy(e->msg + pl + 2, old, ol);
+    e->msg[pl + 2 + ol] = '\0';
     return false;
 }
