@@ -232,6 +232,7 @@ bool names_build(const char *computer, long long image_id, int revision, const c
                  const char *disk_ext, vcl_names *out, vcl_error *e)
 {
     bool ok = false;
+    char shown[SHOW_MAX * 4 + 4];
     int w;
 
     if (!out)
@@ -264,18 +265,21 @@ bool names_build(const char *computer, long long image_id, int revision, const c
         goto cleanup;
     }
     if (!join_path(out->xml_path, sizeof out->xml_path, xml_dir, out->file_base, "xml")) {
-        vcl_error_set(e, VCL_ERR_PERMANENT, "XML path for '%s' under '%s' would exceed %d bytes",
-                      out->file_base, xml_dir, PATH_MAX - 1);
+        show(xml_dir, shown, sizeof shown);
+        vcl_error_set(e, VCL_ERR_PERMANENT, "XML path for '%s' under '%s' would exceed %d bytes", out->file_base,
+                      shown, PATH_MAX - 1);
         goto cleanup;
     }
     if (!join_path(out->cow_path, sizeof out->cow_path, cow_dir, out->file_base, disk_ext)) {
-        vcl_error_set(e, VCL_ERR_PERMANENT, "COW disk path for '%s' under '%s' would exceed %d bytes",
-                      out->file_base, cow_dir, PATH_MAX - 1);
+        show(cow_dir, shown, sizeof shown);
+        vcl_error_set(e, VCL_ERR_PERMANENT, "COW disk path for '%s' under '%s' would exceed %d bytes", out->file_base,
+                      shown, PATH_MAX - 1);
         goto cleanup;
     }
     if (!join_path(out->master_path, sizeof out->master_path, master_dir, file_stem, disk_ext)) {
-        vcl_error_set(e, VCL_ERR_PERMANENT, "master image path for '%s' under '%s' would exceed %d bytes",
-                      file_stem, master_dir, PATH_MAX - 1);
+        show(master_dir, shown, sizeof shown);
+        vcl_error_set(e, VCL_ERR_PERMANENT, "master image path for '%s' under '%s' would exceed %d bytes", file_stem,
+                      shown, PATH_MAX - 1);
         goto cleanup;
     }
     ok = true;
