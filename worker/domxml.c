@@ -123,25 +123,25 @@ static bool spec_check(const domxml_spec *s, vcl_error *e)
         return false;
     if (!uuid_valid(s->uuid))
         return vcl_error_set(e, VCL_ERR_PERMANENT,
-                             "domain XML for '%s': uuid '%.64s' is not in the form "
+                             "domain XML for '%.128s': uuid '%.64s' is not in the form "
                              "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (hex digits)",
                              s->name, s->uuid);
     if (strcmp(s->domain_type, "kvm") != 0 && strcmp(s->domain_type, "qemu") != 0)
         return vcl_error_set(e, VCL_ERR_PERMANENT,
-                             "domain XML for '%s': domain type '%.32s' is not supported (use 'kvm' or 'qemu')",
+                             "domain XML for '%.128s': domain type '%.32s' is not supported (use 'kvm' or 'qemu')",
                              s->name, s->domain_type);
     if (s->memory_mb < 16)
         return vcl_error_set(e, VCL_ERR_PERMANENT,
-                             "domain XML for '%s': memory %u MiB is too small (at least 16)", s->name,
+                             "domain XML for '%.128s': memory %u MiB is too small (at least 16)", s->name,
                              s->memory_mb);
     if (s->vcpus < 1 || s->vcpus > 1024)
-        return vcl_error_set(e, VCL_ERR_PERMANENT, "domain XML for '%s': vcpus %u out of range 1..1024",
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "domain XML for '%.128s': vcpus %u out of range 1..1024",
                              s->name, s->vcpus);
     if (!mac_check(s->mac0, e))
-        return vcl_error_prefix(e, "domain XML for '%s'", s->name);
+        return vcl_error_prefix(e, "domain XML for '%.128s'", s->name);
     if (s->reservation_id < 0 || s->image_revision_id < 0)
         return vcl_error_set(e, VCL_ERR_PERMANENT,
-                             "domain XML for '%s': reservation id %lld / image revision id %lld must not be negative",
+                             "domain XML for '%.128s': reservation id %lld / image revision id %lld must not be negative",
                              s->name, s->reservation_id, s->image_revision_id);
     return true;
 }
@@ -342,7 +342,7 @@ xmlDocPtr domxml_build(const domxml_spec *spec, vcl_error *e)
 
 cleanup:
     if (!ok)
-        vcl_error_set(e, VCL_ERR_RETRYABLE, "domain XML for '%s': out of memory building the document",
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "domain XML for '%.128s': out of memory building the document",
                       spec->name);
     if (!ok || !root) {
         xmlFreeDoc(doc);

@@ -112,7 +112,7 @@ bool name_check(const char *what, const char *s, vcl_error *e)
  * let cleanup and copies reach every file on the node. */
 bool dir_check(const char *what, const char *dir, vcl_error *e)
 {
-    char why[256], shown[SHOW_MAX * 4 + 4];
+    char why[512], shown[SHOW_MAX * 4 + 4];
     const char *p = NULL;
     size_t len;
 
