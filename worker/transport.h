@@ -71,4 +71,14 @@ void transport_names_free(char **names, size_t n);
  * sparseness). Writes dst directly; callers use a temp name and rename. */
 bool transport_copy_in(vcl_transport *t, const char *local_src, const char *dst,
                        transport_progress_fn progress, void *opaque, vcl_error *e);
+
+/* Rename that never replaces: when `to` already exists nothing changes,
+ * *existed is set true and false is returned (permanent error). Used where a
+ * file must never be overwritten (master images). */
+bool transport_rename_noreplace(vcl_transport *t, const char *from, const char *to,
+                                bool *existed, vcl_error *e);
+/* Expand a glob(7) pattern on the node (repository paths may hold wildcards).
+ * *paths is a sorted, malloc'd array of malloc'd paths (free with
+ * transport_names_free); no match is success with *n == 0. */
+bool transport_glob(vcl_transport *t, const char *pattern, char ***paths, size_t *n, vcl_error *e);
 #endif

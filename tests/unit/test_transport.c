@@ -1,0 +1,393 @@
+/* test_transport.c: the "local" transport, for real, in a temp dir. */
+#include "tap.h"
+#include "transport.h"
+#include "error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static char dir[] = "/tmp/vclw-transport-XXXXXX";
+
+static void path_of(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s/%s", dir, name);
+}
+
+static bool exists(const char *name)
+{
+    char p[512];
+    path_of(p, sizeof p, name);
+    return access(p, F_OK) == 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void rm_rf(const char *path)
+{
+    vcl_transport *t = transport_new("local", NULL, NULL);
+    transport_result r = { 0 };
+    const char *argv[] = { "rm", "-rf", "--", path, NULL };
+    transport_exec(t, argv, 30, &r, NULL);
+    transport_result_clear(&r);
+    transport_free(t);
+}
+
+static void test_kinds(void)
+{
+    vcl_error e;
+    vcl_error_clear(&e);
+    vcl_transport *t = transport_new("ssh", NULL, &e);
+    ok(t == NULL, "ssh transport is not built yet");
+    is_int(e.cls, VCL_ERR_PERMANENT, "ssh: permanent error");
+    is_str(e.msg, "transport 'ssh' is not available in this build yet", "ssh: message");
+    vcl_error_clear(&e);
+    t = transport_new("carrier-pigeon", NULL, &e);
+    ok(t == NULL && e.cls == VCL_ERR_PERMANENT, "unknown kind refused");
+    t = transport_new("local", NULL, &e);
+    ok(t != NULL, "local transport");
+    is_str(transport_kind(t), "local", "kind is local");
+    transport_free(t);
+    transport_free(NULL);
+    transport_result_clear(NULL);
+    transport_names_free(NULL, 0);
+}
+
+static void test_exec(vcl_transport *t)
+{
+    vcl_error e;
+    transport_result r = { 0 };
+
+    /* Arguments arrive literally: no shell ever sees them. */
+    vcl_error_clear(&e);
+    const char *a1[] = { "printf", "%s|", "a b", "it's \"quoted\"", "$(touch x)", "; touch y",
+                         "`touch z`", "*", NULL };
+    ok(transport_exec(t, a1, 10, &r, &e), "exec printf: %s", e.msg);
+    is_int(r.status, 0, "printf exit 0");
+    is_str(r.out, "a b|it's \"quoted\"|$(touch x)|; touch y|`touch z`|*|", "arguments passed literally");
+    ok(!exists("x") && !exists("y") && !exists("z"), "no file x, y or z was created");
+    transport_result_clear(&r);
+
+    const char *a2[] = { "sh", "-c", "exit 7", NULL };
+    ok(transport_exec(t, a2, 10, &r, &e), "exec sh -c 'exit 7'");
+    is_int(r.status, 7, "exit status 7 captured");
+    transport_result_clear(&r);
+
+    const char *a3[] = { "sh", "-c", "echo out; echo first >&2; echo 'last line' >&2; echo >&2; exit 3", NULL };
+    ok(transport_exec(t, a3, 10, &r, &e), "exec with stderr");
+    is_str(r.out, "out\n", "stdout captured");
+    is_str(r.err, "first\nlast line\n\n", "stderr captured");
+    transport_result_clear(&r);
+
+    vcl_error_clear(&e);
+    ok(!transport_run(t, a3, 10, VCL_ERR_RETRYABLE, NULL, &e), "transport_run fails on exit 3");
+    is_str(e.msg, "sh -c failed (exit 3): last line", "run error names command, status, last stderr line");
+    is_int(e.cls, VCL_ERR_RETRYABLE, "run error has the class asked for");
+
+    vcl_error_clear(&e);
+    ok(!transport_run(t, a2, 10, VCL_ERR_PERMANENT, &r, &e), "transport_run keeps the result");
+    is_int(r.status, 7, "result status kept for the caller");
+    is_str(e.msg, "sh -c failed (exit 7): (no output)", "no output message");
+    is_int(e.cls, VCL_ERR_PERMANENT, "permanent when asked");
+    transport_result_clear(&r);
+
+    const char *a4[] = { "true", NULL };
+    vcl_error_clear(&e);
+    ok(transport_run(t, a4, 0, VCL_ERR_RETRYABLE, NULL, &e), "transport_run true");
+
+    const char *a5[] = { "sh", "-c", "kill -9 $$", NULL };
+    ok(transport_exec(t, a5, 10, &r, &e), "exec of a command killed by a signal");
+    is_int(r.status, 128 + 9, "killed by SIGKILL: status 137");
+    transport_result_clear(&r);
+
+    const char *a6[] = { "/nonexistent/vclw-no-such-command", "x", NULL };
+    vcl_error_clear(&e);
+    ok(!transport_exec(t, a6, 10, &r, &e), "missing command: false");
+    ok(strstr(e.msg, "cannot run '/nonexistent/vclw-no-such-command'") != NULL, "missing command message: %s", e.msg);
+    is_int(e.cls, VCL_ERR_PERMANENT, "missing command is permanent");
+    ok(r.out == NULL && r.err == NULL, "no output on failure");
+
+    /* stdin is /dev/null: cat ends at once. */
+    const char *a7[] = { "cat", NULL };
+    ok(transport_exec(t, a7, 5, &r, &e) && r.status == 0 && r.out[0] == '\0', "stdin is /dev/null");
+    transport_result_clear(&r);
+
+    /* Descriptors of the worker do not leak into commands. */
+    int leak = open("/dev/null", O_RDONLY);
+    int high = dup2(leak, 57);
+    const char *a8[] = { "ls", "/proc/self/fd", NULL };
+    ok(transport_exec(t, a8, 5, &r, &e) && r.status == 0, "ls /proc/self/fd");
+    ok(r.out && strstr(r.out, "57") == NULL, "no inherited descriptor 57 in the child: %s", r.out ? r.out : "");
+    transport_result_clear(&r);
+    close(leak);
+    if (high >= 0)
+        close(high);
+
+    /* Large output: no deadlock, stdout capped at 1 MiB. */
+    const char *a9[] = { "sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' a; head -c 200000 /dev/zero | tr '\\0' b >&2", NULL };
+    ok(transport_exec(t, a9, 30, &r, &e), "large output");
+    is_int(r.out ? (long long)strlen(r.out) : -1, 1024 * 1024, "stdout truncated at 1 MiB");
+    is_int(r.err ? (long long)strlen(r.err) : -1, 64 * 1024, "stderr keeps the last 64 KiB");
+    transport_result_clear(&r);
+}
+
+static void test_timeout(vcl_transport *t)
+{
+    vcl_error e;
+    transport_result r = { 0 };
+    char pidfile[512], cmd[700];
+
+    vcl_error_clear(&e);
+    const char *a1[] = { "sleep", "30", NULL };
+    double t0 = now_s();
+    ok(!transport_exec(t, a1, 1, &r, &e), "sleep 30 with timeout 1: false");
+    double took = now_s() - t0;
+    ok(took >= 0.9 && took < 2.0, "killed within ~1 s of the limit (%.2f s)", took);
+    is_int(e.cls, VCL_ERR_RETRYABLE, "timeout is retryable");
+    is_str(e.msg, "command 'sleep' timed out after 1s", "timeout message");
+
+    /* The whole process group dies, not only the direct child. */
+    path_of(pidfile, sizeof pidfile, "grandchild.pid");
+    snprintf(cmd, sizeof cmd, "sleep 30 & echo $! > %s; wait", pidfile);
+    const char *a2[] = { "sh", "-c", cmd, NULL };
+    vcl_error_clear(&e);
+    t0 = now_s();
+    ok(!transport_exec(t, a2, 1, &r, &e), "sh with a background sleep: timed out");
+    took = now_s() - t0;
+    ok(took < 2.0, "returned in %.2f s", took);
+    char *pidtxt = NULL;
+    size_t len = 0;
+    ok(transport_read_file(t, pidfile, &pidtxt, &len, &e), "grandchild pid written");
+    if (pidtxt) {
+        int gpid = atoi(pidtxt);
+        bool dead = false;
+        for (int i = 0; i < 100 && !dead; i++) {
+            char statp[64], *st = NULL;
+            size_t sl;
+            snprintf(statp, sizeof statp, "/proc/%d/stat", gpid);
+            vcl_error e2;
+            if (!transport_read_file(t, statp, &st, &sl, &e2))
+                dead = true;                        /* gone */
+            else {
+                const char *rp = strrchr(st, ')');
+                dead = rp && (rp[2] == 'Z' || rp[2] == 'X'); /* killed, waiting for a reaper */
+            }
+            free(st);
+            if (!dead)
+                usleep(10000);
+        }
+        ok(gpid > 0 && dead, "grandchild %d was killed with the group", gpid);
+    }
+    free(pidtxt);
+
+    /* A child that closes its output but keeps running is still timed out. */
+    const char *a3[] = { "sh", "-c", "exec >/dev/null 2>&1; sleep 30", NULL };
+    vcl_error_clear(&e);
+    t0 = now_s();
+    ok(!transport_exec(t, a3, 1, &r, &e) && e.cls == VCL_ERR_RETRYABLE, "closed output, still timed out");
+    ok(now_s() - t0 < 2.0, "in time");
+}
+
+static void test_files(vcl_transport *t)
+{
+    vcl_error e;
+    char p[512], p2[512];
+    struct stat sb;
+    char *data = NULL;
+    size_t len = 0;
+
+    vcl_error_clear(&e);
+    path_of(p, sizeof p, "file.xml");
+    ok(transport_write_file(t, p, "<domain/>\n", 10, 0640, &e), "write_file: %s", e.msg);
+    ok(stat(p, &sb) == 0 && (sb.st_mode & 07777) == 0640, "mode 0640 (got %o)", (unsigned)(sb.st_mode & 07777));
+    ok(transport_read_file(t, p, &data, &len, &e), "read_file");
+    is_str(data, "<domain/>\n", "content");
+    is_int(len, 10, "length");
+    free(data);
+    data = NULL;
+
+    ino_t ino = sb.st_ino;
+    ok(transport_write_file(t, p, "<domain type='kvm'/>\n", 21, 0600, &e), "overwrite");
+    ok(stat(p, &sb) == 0 && sb.st_ino != ino && (sb.st_mode & 07777) == 0600,
+       "replaced by rename (new inode, mode 0600)");
+    ok(transport_read_file(t, p, &data, &len, &e) && strcmp(data, "<domain type='kvm'/>\n") == 0, "new content");
+    free(data);
+    data = NULL;
+
+    ok(transport_write_file(t, p, NULL, 0, 0644, &e) && stat(p, &sb) == 0 && sb.st_size == 0, "empty file");
+
+    char **names = NULL;
+    size_t n = 0;
+    ok(transport_list_dir(t, dir, &names, &n, &e), "list_dir");
+    bool tmp_left = false;
+    for (size_t i = 0; i < n; i++)
+        if (strstr(names[i], ".tmp-"))
+            tmp_left = true;
+    ok(!tmp_left, "no temp file left behind");
+    transport_names_free(names, n);
+
+    vcl_error_clear(&e);
+    path_of(p2, sizeof p2, "missing-dir/file");
+    ok(!transport_write_file(t, p2, "x", 1, 0644, &e), "write into a missing dir fails");
+    is_int(e.cls, VCL_ERR_PERMANENT, "permanent");
+    ok(strstr(e.msg, "missing-dir") != NULL, "message names the path: %s", e.msg);
+
+    vcl_error_clear(&e);
+    ok(!transport_read_file(t, p2, &data, &len, &e) && data == NULL, "read of a missing file fails");
+
+    /* remove */
+    ok(transport_remove(t, p, &e) && access(p, F_OK) != 0, "remove");
+    ok(transport_remove(t, p, &e), "remove of a missing file is success");
+
+    /* stat */
+    transport_stat_info si;
+    ok(transport_stat(t, p, &si, &e) && !si.exists, "stat missing: exists=false");
+    ok(transport_stat(t, dir, &si, &e) && si.exists && si.is_dir, "stat dir");
+    path_of(p, sizeof p, "five");
+    transport_write_file(t, p, "12345", 5, 0644, &e);
+    ok(transport_stat(t, p, &si, &e) && si.exists && !si.is_dir && si.size == 5 && si.mtime > 0, "stat file");
+
+    /* mkdir_p */
+    path_of(p, sizeof p, "a/b/c/");
+    ok(transport_mkdir_p(t, p, 0755, &e), "mkdir_p a/b/c");
+    ok(stat(p, &sb) == 0 && S_ISDIR(sb.st_mode), "a/b/c is a directory");
+    ok(transport_mkdir_p(t, p, 0755, &e), "mkdir_p again is success");
+    path_of(p, sizeof p, "five/sub");
+    vcl_error_clear(&e);
+    ok(!transport_mkdir_p(t, p, 0755, &e) && e.cls == VCL_ERR_PERMANENT, "mkdir_p under a file fails: %s", e.msg);
+
+    /* list_dir */
+    path_of(p, sizeof p, "a/b");
+    path_of(p2, sizeof p2, "a/b/zz");
+    transport_write_file(t, p2, "", 0, 0644, &e);
+    path_of(p2, sizeof p2, "a/b/aa");
+    transport_write_file(t, p2, "", 0, 0644, &e);
+    ok(transport_list_dir(t, p, &names, &n, &e), "list_dir a/b");
+    is_int(n, 3, "three names");
+    if (n == 3) {
+        is_str(names[0], "aa", "sorted 1");
+        is_str(names[1], "c", "sorted 2");
+        is_str(names[2], "zz", "sorted 3");
+    }
+    transport_names_free(names, n);
+    path_of(p, sizeof p, "nope");
+    vcl_error_clear(&e);
+    ok(!transport_list_dir(t, p, &names, &n, &e) && names == NULL && n == 0, "list of a missing dir fails");
+
+    /* rename / rename_noreplace */
+    path_of(p, sizeof p, "a/b/aa");
+    path_of(p2, sizeof p2, "a/b/zz");
+    bool existed = false;
+    vcl_error_clear(&e);
+    ok(!transport_rename_noreplace(t, p, p2, &existed, &e), "rename_noreplace onto an existing file fails");
+    ok(existed && access(p, F_OK) == 0, "existed is set, source kept");
+    path_of(p2, sizeof p2, "a/b/new");
+    ok(transport_rename_noreplace(t, p, p2, &existed, &e) && !existed && access(p2, F_OK) == 0 &&
+       access(p, F_OK) != 0, "rename_noreplace to a new name");
+    path_of(p, sizeof p, "a/b/zz");
+    ok(transport_rename(t, p2, p, &e) && access(p2, F_OK) != 0, "rename replaces");
+
+    /* glob */
+    path_of(p, sizeof p, "a/*/zz");
+    ok(transport_glob(t, p, &names, &n, &e) && n == 1, "glob a/*/zz");
+    if (n == 1) {
+        path_of(p2, sizeof p2, "a/b/zz");
+        is_str(names[0], p2, "glob result");
+    }
+    transport_names_free(names, n);
+    path_of(p, sizeof p, "a/*/nothing*");
+    ok(transport_glob(t, p, &names, &n, &e) && n == 0 && names == NULL, "glob without match: empty");
+}
+
+static long long progress_calls, progress_last;
+static void on_progress(void *opaque, long long done, long long total)
+{
+    (void)opaque;
+    (void)total;
+    progress_calls++;
+    progress_last = done;
+}
+
+static bool same_content(const char *a, const char *b)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    bool same = fa && fb;
+    static char ba[65536], bb[65536];
+    while (same) {
+        size_t na = fread(ba, 1, sizeof ba, fa), nb = fread(bb, 1, sizeof bb, fb);
+        if (na != nb || memcmp(ba, bb, na) != 0)
+            same = false;
+        if (na == 0)
+            break;
+    }
+    if (fa)
+        fclose(fa);
+    if (fb)
+        fclose(fb);
+    return same;
+}
+
+static void test_copy_in(vcl_transport *t)
+{
+    vcl_error e;
+    char src[512], dst[512];
+    struct stat sb;
+
+    vcl_error_clear(&e);
+    path_of(src, sizeof src, "sparse.img");
+    path_of(dst, sizeof dst, "copy.img");
+    int fd = open(src, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const long long size = 64LL * 1024 * 1024;
+    ok(fd >= 0 && ftruncate(fd, size) == 0, "64 MiB sparse source");
+    static char block[1024 * 1024];
+    for (size_t i = 0; i < sizeof block; i++)
+        block[i] = (char)(i * 7 + 3);
+    ok(pwrite(fd, block, sizeof block, 20LL * 1024 * 1024) == (ssize_t)sizeof block, "1 MiB of data at 20 MiB");
+    ok(pwrite(fd, "end", 3, size - 3) == 3, "3 bytes at the end");
+    close(fd);
+
+    ok(transport_copy_in(t, src, dst, on_progress, NULL, &e), "copy_in: %s", e.msg);
+    ok(stat(dst, &sb) == 0 && sb.st_size == size, "same size");
+    ok((long long)sb.st_blocks * 512 <= 3LL * 1024 * 1024, "still sparse (%lld bytes allocated)",
+       (long long)sb.st_blocks * 512);
+    ok(same_content(src, dst), "byte-identical");
+    ok(progress_calls >= 2 && progress_last == size, "progress reported (%lld calls, last %lld)",
+       progress_calls, progress_last);
+
+    vcl_error_clear(&e);
+    path_of(src, sizeof src, "no-such-source");
+    ok(!transport_copy_in(t, src, dst, NULL, NULL, &e) && e.cls == VCL_ERR_PERMANENT, "missing source: permanent");
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir)) {
+        printf("Bail out! mkdtemp: %s\n", strerror(errno));
+        return 1;
+    }
+    if (chdir(dir) != 0) {
+        printf("Bail out! chdir: %s\n", strerror(errno));
+        return 1;
+    }
+    vcl_error e;
+    test_kinds();
+    vcl_transport *t = transport_new("local", NULL, &e);
+    test_exec(t);
+    test_timeout(t);
+    test_files(t);
+    test_copy_in(t);
+    transport_free(t);
+    if (chdir("/") != 0)
+        diag("chdir /: %s", strerror(errno));
+    rm_rf(dir);
+    return done_testing();
+}

@@ -1,0 +1,1105 @@
+/* transport.c: see transport.h.
+ *
+ * Every public function dispatches through a per-kind ops table, so the "ssh"
+ * kind (libssh2 + SFTP, a later issue) plugs in by filling one more table and
+ * one more row of transport_kinds[]; callers never change.
+ *
+ * The "local" kind runs commands with fork + execvp (never a shell): stdin is
+ * /dev/null, stdout and stderr come back through pipes read with poll(), the
+ * child leads its own process group so a timeout kills everything it started,
+ * and every other descriptor is closed before exec. */
+#include "transport.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define OUT_CAP (1024 * 1024)       /* stdout kept: first 1 MiB */
+#define ERR_CAP (64 * 1024)         /* stderr kept: last 64 KiB (the error is at the end) */
+#define READ_FILE_CAP (64LL * 1024 * 1024)
+#define COPY_BLOCK (1024 * 1024)
+#define PROGRESS_EVERY (64LL * 1024 * 1024)
+
+typedef struct transport_ops {
+    const char *kind;
+    bool (*open)(vcl_transport *t, const transport_opts *opts, vcl_error *e);
+    void (*close)(vcl_transport *t);
+    bool (*exec)(vcl_transport *t, const char *const argv[], int timeout_s,
+                 transport_result *res, vcl_error *e);
+    bool (*stat)(vcl_transport *t, const char *path, transport_stat_info *st, vcl_error *e);
+    bool (*write_file)(vcl_transport *t, const char *path, const void *data, size_t len,
+                       mode_t mode, vcl_error *e);
+    bool (*read_file)(vcl_transport *t, const char *path, char **data, size_t *len, vcl_error *e);
+    bool (*rename)(vcl_transport *t, const char *from, const char *to, vcl_error *e);
+    bool (*rename_noreplace)(vcl_transport *t, const char *from, const char *to,
+                             bool *existed, vcl_error *e);
+    bool (*remove)(vcl_transport *t, const char *path, vcl_error *e);
+    bool (*mkdir_p)(vcl_transport *t, const char *path, mode_t mode, vcl_error *e);
+    bool (*list_dir)(vcl_transport *t, const char *dir, char ***names, size_t *n, vcl_error *e);
+    bool (*copy_in)(vcl_transport *t, const char *local_src, const char *dst,
+                    transport_progress_fn progress, void *opaque, vcl_error *e);
+    bool (*glob)(vcl_transport *t, const char *pattern, char ***paths, size_t *n, vcl_error *e);
+} transport_ops;
+
+struct vcl_transport {
+    const transport_ops *ops;
+    void *priv;                 /* per-kind state (ssh session later); NULL for local */
+};
+
+/* ------------------------------------------------------------------ helpers */
+
+/* Node file errors: what an operator must fix is permanent, the rest
+ * (ENOSPC, EIO, EAGAIN, ...) may pass and is retryable. */
+static vcl_err_class errno_class(int err)
+{
+    switch (err) {
+    case ENOENT: case ENOTDIR: case EACCES: case EPERM: case EROFS:
+    case ENAMETOOLONG: case EINVAL: case EISDIR: case ELOOP: case EEXIST:
+    case ENOTEMPTY: case EXDEV:
+        return VCL_ERR_PERMANENT;
+    default:
+        return VCL_ERR_RETRYABLE;
+    }
+}
+
+static bool errno_error(vcl_error *e, int err, const char *what, const char *path)
+{
+    return vcl_error_set(e, errno_class(err), "%s '%s': %s", what, path, strerror(err));
+}
+
+static bool arg_check(const char *what, const char *s, vcl_error *e)
+{
+    if (!s || !*s)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "%s: empty path", what);
+    return true;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+/* Parent directory of path into buf ("." when none). */
+static void parent_dir(const char *path, char *buf, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(buf, len, ".");
+    else if (slash == path)
+        snprintf(buf, len, "/");
+    else
+        snprintf(buf, len, "%.*s", (int)(slash - path), path);
+}
+
+/* Best effort: make a rename or create in dir durable. */
+static void fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (fsync(fd) < 0 && errno != EINVAL)
+        log_warn("fsync of directory %s failed: %s", dir, strerror(errno));
+    close(fd);
+}
+
+static void fsync_parent(const char *path)
+{
+    char dir[PATH_MAX];
+    parent_dir(path, dir, sizeof dir);
+    fsync_dir(dir);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* ------------------------------------------------------------- local: exec */
+
+typedef struct capbuf {
+    char *buf;
+    size_t len, cap;
+    bool keep_tail;      /* on overflow keep the last cap bytes instead of the first */
+    bool truncated;
+} capbuf;
+
+static bool capbuf_init(capbuf *b, size_t cap, bool keep_tail)
+{
+    b->buf = malloc(cap + 1);
+    b->len = 0;
+    b->cap = cap;
+    b->keep_tail = keep_tail;
+    b->truncated = false;
+    if (b->buf)
+        b->buf[0] = '\0';
+    return b->buf != NULL;
+}
+
+static void capbuf_add(capbuf *b, const char *data, size_t n)
+{
+    if (b->len + n <= b->cap) {
+        memcpy(b->buf + b->len, data, n);
+        b->len += n;
+    } else if (!b->keep_tail) {
+        size_t room = b->cap - b->len;
+        memcpy(b->buf + b->len, data, room);
+        b->len = b->cap;
+        b->truncated = true;
+    } else {
+        b->truncated = true;
+        if (n >= b->cap) {
+            memcpy(b->buf, data + (n - b->cap), b->cap);
+            b->len = b->cap;
+        } else {
+            size_t drop = b->len + n - b->cap;
+            memmove(b->buf, b->buf + drop, b->len - drop);
+            b->len -= drop;
+            memcpy(b->buf + b->len, data, n);
+            b->len += n;
+        }
+    }
+    b->buf[b->len] = '\0';
+}
+
+/* In the child, between fork and exec: only async-signal-safe calls. */
+static void child_exec(const char *const argv[], int out_w, int err_w, int report_w)
+{
+    int saved;
+    setpgid(0, 0);
+
+    /* If the worker runs with 0, 1 or 2 closed, a pipe may sit there; move
+     * our ends above 2 before the dup2s below can clobber them. */
+    if (out_w < 3)
+        out_w = fcntl(out_w, F_DUPFD_CLOEXEC, 3);
+    if (err_w < 3)
+        err_w = fcntl(err_w, F_DUPFD_CLOEXEC, 3);
+    if (report_w < 3)
+        report_w = fcntl(report_w, F_DUPFD_CLOEXEC, 3);
+    if (out_w < 0 || err_w < 0 || report_w < 0)
+        _exit(127);
+
+    /* The worker may block or ignore signals in its threads; the command
+     * starts with a clean slate. */
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    signal(SIGPIPE, SIG_DFL);
+
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0 ||
+        dup2(out_w, STDOUT_FILENO) < 0 || dup2(err_w, STDERR_FILENO) < 0)
+        goto fail;
+
+    /* Close everything but 0, 1, 2 and the report pipe (which is CLOEXEC and
+     * tells the parent about a failed exec). */
+    int lo = 3, hi = report_w - 1;
+    if (hi >= lo && close_range((unsigned)lo, (unsigned)hi, 0) < 0) {
+        for (int fd = lo; fd <= hi; fd++)
+            close(fd);
+    }
+    if (close_range((unsigned)report_w + 1, ~0U, 0) < 0) {
+        long max = sysconf(_SC_OPEN_MAX);
+        for (int fd = report_w + 1; fd < (max > 0 ? max : 1024); fd++)
+            close(fd);
+    }
+
+    execvp(argv[0], (char *const *)argv);
+fail:
+    saved = errno;
+    if (write(report_w, &saved, sizeof saved) < 0) {
+        /* nothing more we can do */
+    }
+    _exit(127);
+}
+
+static bool local_exec(vcl_transport *t, const char *const argv[], int timeout_s,
+                       transport_result *res, vcl_error *e)
+{
+    bool ok = false;
+    int out_p[2] = { -1, -1 }, err_p[2] = { -1, -1 }, rep_p[2] = { -1, -1 };
+    pid_t pid = -1;
+    capbuf out = { 0 }, err = { 0 };
+    bool timed_out = false;
+    int child_errno = 0;
+
+    res->status = -1;
+    res->out = res->err = NULL;
+
+    if (!capbuf_init(&out, OUT_CAP, false) || !capbuf_init(&err, ERR_CAP, true)) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory running '%s'", argv[0]);
+        goto cleanup;
+    }
+    if (pipe2(out_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0 ||
+        pipe2(rep_p, O_CLOEXEC) < 0) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "cannot run '%s': pipe: %s", argv[0], strerror(errno));
+        goto cleanup;
+    }
+
+    pid = fork();
+    if (pid < 0) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "cannot run '%s': fork: %s", argv[0], strerror(errno));
+        goto cleanup;
+    }
+    if (pid == 0)
+        child_exec(argv, out_p[1], err_p[1], rep_p[1]);
+
+    /* Both sides set the group, so a kill right after fork reaches it. */
+    setpgid(pid, pid);
+    close_fd(&out_p[1]);
+    close_fd(&err_p[1]);
+    close_fd(&rep_p[1]);
+
+    int64_t deadline = timeout_s > 0 ? now_ms() + (int64_t)timeout_s * 1000 : 0;
+    struct pollfd pfd[3] = {
+        { .fd = out_p[0], .events = POLLIN },
+        { .fd = err_p[0], .events = POLLIN },
+        { .fd = rep_p[0], .events = POLLIN },
+    };
+    char buf[16384];
+    size_t rep_len = 0;
+    unsigned char rep_buf[sizeof(int)];
+
+    while (pfd[0].fd >= 0 || pfd[1].fd >= 0 || pfd[2].fd >= 0) {
+        int wait_ms = -1;
+        if (deadline) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0) {
+                timed_out = true;
+                break;
+            }
+            wait_ms = left > INT_MAX ? INT_MAX : (int)left;
+        }
+        int r = poll(pfd, 3, wait_ms);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            vcl_error_set(e, VCL_ERR_RETRYABLE, "running '%s': poll: %s", argv[0], strerror(errno));
+            kill(-pid, SIGKILL);
+            goto reap;
+        }
+        for (int i = 0; i < 3; i++) {
+            if (pfd[i].fd < 0 || !(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            ssize_t n = read(pfd[i].fd, buf, sizeof buf);
+            if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            if (n <= 0) {
+                close(pfd[i].fd);
+                pfd[i].fd = -1;
+                if (i == 0)
+                    out_p[0] = -1;
+                else if (i == 1)
+                    err_p[0] = -1;
+                else
+                    rep_p[0] = -1;
+                continue;
+            }
+            if (i == 0)
+                capbuf_add(&out, buf, (size_t)n);
+            else if (i == 1)
+                capbuf_add(&err, buf, (size_t)n);
+            else {
+                for (ssize_t k = 0; k < n && rep_len < sizeof rep_buf; k++)
+                    rep_buf[rep_len++] = (unsigned char)buf[k];
+            }
+        }
+    }
+
+    /* Pipes are closed; the child may still be running (it closed its
+     * output, or we timed out). */
+    int wstatus = 0;
+    for (;;) {
+        if (timed_out) {
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+                ;
+            break;
+        }
+        pid_t w = waitpid(pid, &wstatus, deadline ? WNOHANG : 0);
+        if (w == pid)
+            break;
+        if (w < 0 && errno != EINTR) {
+            vcl_error_set(e, VCL_ERR_RETRYABLE, "running '%s': waitpid: %s", argv[0], strerror(errno));
+            kill(-pid, SIGKILL);
+            pid = -1;
+            goto cleanup;
+        }
+        if (w == 0) {
+            if (now_ms() >= deadline)
+                timed_out = true;
+            else {
+                struct timespec ts = { 0, 10 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+            }
+        }
+    }
+    pid = -1;
+
+    if (rep_len == sizeof rep_buf) {
+        memcpy(&child_errno, rep_buf, sizeof child_errno);
+        vcl_error_set(e, (child_errno == ENOENT || child_errno == EACCES) ? VCL_ERR_PERMANENT
+                                                                          : VCL_ERR_RETRYABLE,
+                      "cannot run '%s': %s%s", argv[0], strerror(child_errno),
+                      child_errno == ENOENT ? " (is it installed on the node?)" : "");
+        goto cleanup;
+    }
+    if (timed_out) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "command '%s' timed out after %ds", argv[0], timeout_s);
+        goto cleanup;
+    }
+
+    if (WIFEXITED(wstatus))
+        res->status = WEXITSTATUS(wstatus);
+    else if (WIFSIGNALED(wstatus))
+        res->status = 128 + WTERMSIG(wstatus);
+    if (out.truncated)
+        log_debug("stdout of '%s' truncated at %d bytes", argv[0], OUT_CAP);
+    res->out = out.buf;
+    res->err = err.buf;
+    out.buf = err.buf = NULL;
+    ok = true;
+    goto cleanup;
+
+reap:
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    pid = -1;
+cleanup:
+    if (pid > 0) {
+        kill(-pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    close_fd(&out_p[0]);
+    close_fd(&out_p[1]);
+    close_fd(&err_p[0]);
+    close_fd(&err_p[1]);
+    close_fd(&rep_p[0]);
+    close_fd(&rep_p[1]);
+    free(out.buf);
+    free(err.buf);
+    (void)t;
+    return ok;
+}
+
+/* -------------------------------------------------------------- local: files */
+
+static bool local_stat(vcl_transport *t, const char *path, transport_stat_info *st, vcl_error *e)
+{
+    struct stat sb;
+    memset(st, 0, sizeof *st);
+    if (stat(path, &sb) < 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return true;
+        return errno_error(e, errno, "cannot stat", path);
+    }
+    st->exists = true;
+    st->is_dir = S_ISDIR(sb.st_mode);
+    st->size = (long long)sb.st_size;
+    st->mtime = (long long)sb.st_mtime;
+    return true;
+}
+
+static bool write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+static bool pwrite_all(int fd, const char *p, size_t len, off_t off)
+{
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        p += n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return true;
+}
+
+static bool local_write_file(vcl_transport *t, const char *path, const void *data, size_t len,
+                             mode_t mode, vcl_error *e)
+{
+    bool ok = false;
+    char tmp[PATH_MAX];
+    int fd = -1;
+    bool made = false;
+
+    if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp) {
+        vcl_error_set(e, VCL_ERR_PERMANENT, "path too long: '%s'", path);
+        goto cleanup;
+    }
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        errno_error(e, errno, "cannot create temporary file for", path);
+        goto cleanup;
+    }
+    made = true;
+    if (!write_all(fd, data, len)) {
+        errno_error(e, errno, "cannot write", tmp);
+        goto cleanup;
+    }
+    if (fchmod(fd, mode) < 0) {
+        errno_error(e, errno, "cannot chmod", tmp);
+        goto cleanup;
+    }
+    if (fsync(fd) < 0) {
+        errno_error(e, errno, "cannot fsync", tmp);
+        goto cleanup;
+    }
+    if (close(fd) < 0) {
+        fd = -1;
+        errno_error(e, errno, "cannot close", tmp);
+        goto cleanup;
+    }
+    fd = -1;
+    if (rename(tmp, path) < 0) {
+        errno_error(e, errno, "cannot rename into place", path);
+        goto cleanup;
+    }
+    made = false;
+    fsync_parent(path);
+    ok = true;
+cleanup:
+    close_fd(&fd);
+    if (made)
+        unlink(tmp);
+    (void)t;
+    return ok;
+}
+
+static bool local_read_file(vcl_transport *t, const char *path, char **data, size_t *len,
+                            vcl_error *e)
+{
+    bool ok = false;
+    int fd = -1;
+    char *buf = NULL;
+    size_t used = 0, cap = 0;
+
+    *data = NULL;
+    if (len)
+        *len = 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        errno_error(e, errno, "cannot open", path);
+        goto cleanup;
+    }
+    for (;;) {
+        if (used + 1 >= cap) {
+            size_t ncap = cap ? cap * 2 : 8192;
+            if ((long long)ncap > READ_FILE_CAP + 1) {
+                vcl_error_set(e, VCL_ERR_PERMANENT, "file '%s' is too large to read (over %lld bytes)",
+                              path, READ_FILE_CAP);
+                goto cleanup;
+            }
+            char *nb = realloc(buf, ncap);
+            if (!nb) {
+                vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory reading '%s'", path);
+                goto cleanup;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        ssize_t n = read(fd, buf + used, cap - used - 1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            errno_error(e, errno, "cannot read", path);
+            goto cleanup;
+        }
+        if (n == 0)
+            break;
+        used += (size_t)n;
+    }
+    buf[used] = '\0';
+    *data = buf;
+    buf = NULL;
+    if (len)
+        *len = used;
+    ok = true;
+cleanup:
+    close_fd(&fd);
+    free(buf);
+    (void)t;
+    return ok;
+}
+
+static bool local_rename(vcl_transport *t, const char *from, const char *to, vcl_error *e)
+{
+    (void)t;
+    if (rename(from, to) < 0)
+        return vcl_error_set(e, errno_class(errno), "cannot rename '%s' to '%s': %s", from, to,
+                             strerror(errno));
+    fsync_parent(to);
+    return true;
+}
+
+static bool local_rename_noreplace(vcl_transport *t, const char *from, const char *to,
+                                   bool *existed, vcl_error *e)
+{
+    (void)t;
+    *existed = false;
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) {
+        fsync_parent(to);
+        return true;
+    }
+    if (errno == EINVAL || errno == ENOSYS) {
+        /* File system without RENAME_NOREPLACE: link() never replaces either. */
+        if (link(from, to) == 0) {
+            unlink(from);
+            fsync_parent(to);
+            return true;
+        }
+    }
+    if (errno == EEXIST)
+        *existed = true;
+    return vcl_error_set(e, errno_class(errno), "cannot rename '%s' to '%s': %s", from, to,
+                         strerror(errno));
+}
+
+static bool local_remove(vcl_transport *t, const char *path, vcl_error *e)
+{
+    (void)t;
+    if (unlink(path) < 0 && errno != ENOENT)
+        return errno_error(e, errno, "cannot remove", path);
+    return true;
+}
+
+static bool local_mkdir_p(vcl_transport *t, const char *path, mode_t mode, vcl_error *e)
+{
+    char buf[PATH_MAX];
+    (void)t;
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "path too long: '%s'", path);
+    size_t len = strlen(buf);
+    while (len > 1 && buf[len - 1] == '/')
+        buf[--len] = '\0';
+    for (char *p = buf + 1;; p++) {
+        bool end = *p == '\0';
+        if (*p != '/' && !end)
+            continue;
+        *p = '\0';
+        if (mkdir(buf, mode) < 0) {
+            int err = errno;
+            struct stat sb;
+            if (err != EEXIST || stat(buf, &sb) < 0 || !S_ISDIR(sb.st_mode))
+                return errno_error(e, err == EEXIST ? ENOTDIR : err, "cannot create directory", buf);
+        }
+        if (end)
+            break;
+        *p = '/';
+    }
+    return true;
+}
+
+/* Growable array of strings for list_dir and glob. */
+typedef struct strvec {
+    char **v;
+    size_t n, cap;
+} strvec;
+
+static bool strvec_push(strvec *sv, const char *s)
+{
+    if (sv->n == sv->cap) {
+        size_t ncap = sv->cap ? sv->cap * 2 : 16;
+        char **nv = realloc(sv->v, ncap * sizeof *nv);
+        if (!nv)
+            return false;
+        sv->v = nv;
+        sv->cap = ncap;
+    }
+    char *d = strdup(s);
+    if (!d)
+        return false;
+    sv->v[sv->n++] = d;
+    return true;
+}
+
+static bool local_list_dir(vcl_transport *t, const char *dir, char ***names, size_t *n,
+                           vcl_error *e)
+{
+    bool ok = false;
+    DIR *d = NULL;
+    strvec sv = { 0 };
+    (void)t;
+
+    d = opendir(dir);
+    if (!d) {
+        errno_error(e, errno, "cannot list directory", dir);
+        goto cleanup;
+    }
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (!de) {
+            if (errno) {
+                errno_error(e, errno, "cannot list directory", dir);
+                goto cleanup;
+            }
+            break;
+        }
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (!strvec_push(&sv, de->d_name)) {
+            vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory listing '%s'", dir);
+            goto cleanup;
+        }
+    }
+    if (sv.n > 1)
+        qsort(sv.v, sv.n, sizeof *sv.v, cmp_str);
+    *names = sv.v;
+    *n = sv.n;
+    sv.v = NULL;
+    sv.n = 0;
+    ok = true;
+cleanup:
+    if (d)
+        closedir(d);
+    transport_names_free(sv.v, sv.n);
+    return ok;
+}
+
+static bool all_zero(const char *p, size_t n)
+{
+    /* First byte zero and every byte equal to the previous one. */
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Copy keeping holes: walk the data segments (SEEK_DATA/SEEK_HOLE; the whole
+ * file when the file system cannot tell), and within them skip blocks that
+ * are all zero; ftruncate gives the file its size. */
+static bool local_copy_in(vcl_transport *t, const char *local_src, const char *dst,
+                          transport_progress_fn progress, void *opaque, vcl_error *e)
+{
+    bool ok = false;
+    int in = -1, out = -1;
+    char *buf = NULL;
+    struct stat sb;
+    (void)t;
+
+    in = open(local_src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        errno_error(e, errno, "cannot open", local_src);
+        goto cleanup;
+    }
+    if (fstat(in, &sb) < 0) {
+        errno_error(e, errno, "cannot stat", local_src);
+        goto cleanup;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        vcl_error_set(e, VCL_ERR_PERMANENT, "cannot copy '%s': not a regular file", local_src);
+        goto cleanup;
+    }
+    out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        errno_error(e, errno, "cannot create", dst);
+        goto cleanup;
+    }
+    buf = malloc(COPY_BLOCK);
+    if (!buf) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory copying '%s'", local_src);
+        goto cleanup;
+    }
+
+    off_t size = sb.st_size, off = 0;
+    long long next_report = PROGRESS_EVERY;
+    if (progress)
+        progress(opaque, 0, (long long)size);
+    while (off < size) {
+        off_t data = lseek(in, off, SEEK_DATA), hole;
+        if (data < 0) {
+            if (errno == ENXIO)
+                break;                  /* only a hole is left */
+            data = off;                 /* no SEEK_DATA here: treat all as data */
+            hole = size;
+        } else {
+            hole = lseek(in, data, SEEK_HOLE);
+            if (hole < 0)
+                hole = size;
+        }
+        if (hole > size)
+            hole = size;
+        for (off = data; off < hole;) {
+            size_t want = (size_t)((hole - off) < COPY_BLOCK ? (hole - off) : COPY_BLOCK);
+            ssize_t n = pread(in, buf, want, off);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                errno_error(e, errno, "cannot read", local_src);
+                goto cleanup;
+            }
+            if (n == 0) {               /* file shrank under us */
+                hole = size = off;
+                break;
+            }
+            if (!all_zero(buf, (size_t)n) && !pwrite_all(out, buf, (size_t)n, off)) {
+                errno_error(e, errno, "cannot write", dst);
+                goto cleanup;
+            }
+            off += n;
+            if (progress && (long long)off >= next_report) {
+                progress(opaque, (long long)off, (long long)size);
+                next_report = (long long)off + PROGRESS_EVERY;
+            }
+        }
+        off = hole;
+    }
+    if (ftruncate(out, size) < 0) {
+        errno_error(e, errno, "cannot set size of", dst);
+        goto cleanup;
+    }
+    if (fsync(out) < 0) {
+        errno_error(e, errno, "cannot fsync", dst);
+        goto cleanup;
+    }
+    if (close(out) < 0) {
+        out = -1;
+        errno_error(e, errno, "cannot close", dst);
+        goto cleanup;
+    }
+    out = -1;
+    if (progress)
+        progress(opaque, (long long)size, (long long)size);
+    ok = true;
+cleanup:
+    close_fd(&in);
+    close_fd(&out);
+    free(buf);
+    return ok;
+}
+
+static bool local_glob(vcl_transport *t, const char *pattern, char ***paths, size_t *n,
+                       vcl_error *e)
+{
+    bool ok = false;
+    glob_t g;
+    strvec sv = { 0 };
+    (void)t;
+
+    memset(&g, 0, sizeof g);
+    int r = glob(pattern, 0, NULL, &g);
+    if (r != 0 && r != GLOB_NOMATCH) {
+        vcl_error_set(e, r == GLOB_NOSPACE ? VCL_ERR_RETRYABLE : VCL_ERR_PERMANENT,
+                      "cannot expand '%s': %s", pattern,
+                      r == GLOB_NOSPACE ? "out of memory" : "read error");
+        goto cleanup;
+    }
+    for (size_t i = 0; r == 0 && i < g.gl_pathc; i++) {
+        if (!strvec_push(&sv, g.gl_pathv[i])) {
+            vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory expanding '%s'", pattern);
+            goto cleanup;
+        }
+    }
+    *paths = sv.v;
+    *n = sv.n;
+    sv.v = NULL;
+    sv.n = 0;
+    ok = true;
+cleanup:
+    globfree(&g);
+    transport_names_free(sv.v, sv.n);
+    return ok;
+}
+
+static const transport_ops local_ops = {
+    .kind = "local",
+    .open = NULL,
+    .close = NULL,
+    .exec = local_exec,
+    .stat = local_stat,
+    .write_file = local_write_file,
+    .read_file = local_read_file,
+    .rename = local_rename,
+    .rename_noreplace = local_rename_noreplace,
+    .remove = local_remove,
+    .mkdir_p = local_mkdir_p,
+    .list_dir = local_list_dir,
+    .copy_in = local_copy_in,
+    .glob = local_glob,
+};
+
+/* A kind whose ops is NULL is known but not built yet. */
+static const struct {
+    const char *kind;
+    const transport_ops *ops;
+} transport_kinds[] = {
+    { "local", &local_ops },
+    { "ssh", NULL },
+};
+
+/* ------------------------------------------------------------------- public */
+
+vcl_transport *transport_new(const char *kind, const transport_opts *opts, vcl_error *e)
+{
+    const transport_ops *ops = NULL;
+    bool known = false;
+    vcl_transport *t = NULL;
+
+    for (size_t i = 0; kind && i < sizeof transport_kinds / sizeof transport_kinds[0]; i++) {
+        if (strcmp(kind, transport_kinds[i].kind) == 0) {
+            known = true;
+            ops = transport_kinds[i].ops;
+            break;
+        }
+    }
+    if (!known) {
+        vcl_error_set(e, VCL_ERR_PERMANENT, "unknown transport '%s' (expected 'local' or 'ssh')",
+                      kind ? kind : "(null)");
+        return NULL;
+    }
+    if (!ops) {
+        vcl_error_set(e, VCL_ERR_PERMANENT, "transport '%s' is not available in this build yet", kind);
+        return NULL;
+    }
+    t = calloc(1, sizeof *t);
+    if (!t) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory");
+        return NULL;
+    }
+    t->ops = ops;
+    if (ops->open && !ops->open(t, opts, e)) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void transport_free(vcl_transport *t)
+{
+    if (!t)
+        return;
+    if (t->ops->close)
+        t->ops->close(t);
+    free(t);
+}
+
+const char *transport_kind(const vcl_transport *t)
+{
+    return t ? t->ops->kind : "(none)";
+}
+
+bool transport_exec(vcl_transport *t, const char *const argv[], int timeout_s,
+                    transport_result *res, vcl_error *e)
+{
+    if (!t || !res)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_exec: no transport or result");
+    res->status = -1;
+    res->out = res->err = NULL;
+    if (!argv || !argv[0] || !argv[0][0])
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_exec: empty command");
+    if (timeout_s < 0)
+        timeout_s = 0;
+    log_debug("exec on %s: %s%s%s", t->ops->kind, argv[0], argv[1] ? " " : "", argv[1] ? argv[1] : "");
+    return t->ops->exec(t, argv, timeout_s, res, e);
+}
+
+void transport_result_clear(transport_result *res)
+{
+    if (!res)
+        return;
+    free(res->out);
+    free(res->err);
+    res->out = res->err = NULL;
+    res->status = -1;
+}
+
+/* Last non-empty line of s into buf (trimmed); false when there is none. */
+static bool last_line(const char *s, char *buf, size_t len)
+{
+    if (!s)
+        return false;
+    const char *end = s + strlen(s);
+    while (end > s) {
+        while (end > s && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        const char *start = end;
+        while (start > s && start[-1] != '\n' && start[-1] != '\r')
+            start--;
+        const char *p = start;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        if (p < end) {
+            snprintf(buf, len, "%.*s", (int)(end - p), p);
+            return true;
+        }
+        end = start;
+    }
+    return false;
+}
+
+bool transport_run(vcl_transport *t, const char *const argv[], int timeout_s,
+                   vcl_err_class cls, transport_result *res_or_null, vcl_error *e)
+{
+    transport_result local = { .status = -1 };
+    transport_result *res = res_or_null ? res_or_null : &local;
+    bool ok = false;
+
+    if (!transport_exec(t, argv, timeout_s, res, e))
+        goto cleanup;
+    if (res->status != 0) {
+        char line[512];
+        if (!last_line(res->err, line, sizeof line) && !last_line(res->out, line, sizeof line))
+            snprintf(line, sizeof line, "(no output)");
+        vcl_error_set(e, cls, "%s%s%s failed (exit %d): %s", argv[0], argv[1] ? " " : "",
+                      argv[1] ? argv[1] : "", res->status, line);
+        goto cleanup;
+    }
+    ok = true;
+cleanup:
+    transport_result_clear(&local);
+    return ok;
+}
+
+bool transport_stat(vcl_transport *t, const char *path, transport_stat_info *st, vcl_error *e)
+{
+    if (!t || !st)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_stat: bad arguments");
+    if (!arg_check("stat", path, e))
+        return false;
+    return t->ops->stat(t, path, st, e);
+}
+
+bool transport_write_file(vcl_transport *t, const char *path, const void *data, size_t len,
+                          mode_t mode, vcl_error *e)
+{
+    if (!t || (!data && len))
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_write_file: bad arguments");
+    if (!arg_check("write", path, e))
+        return false;
+    return t->ops->write_file(t, path, data ? data : "", len, mode, e);
+}
+
+bool transport_read_file(vcl_transport *t, const char *path, char **data, size_t *len, vcl_error *e)
+{
+    if (!t || !data)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_read_file: bad arguments");
+    if (!arg_check("read", path, e))
+        return false;
+    return t->ops->read_file(t, path, data, len, e);
+}
+
+bool transport_rename(vcl_transport *t, const char *from, const char *to, vcl_error *e)
+{
+    if (!t)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_rename: bad arguments");
+    if (!arg_check("rename", from, e) || !arg_check("rename", to, e))
+        return false;
+    return t->ops->rename(t, from, to, e);
+}
+
+bool transport_rename_noreplace(vcl_transport *t, const char *from, const char *to,
+                                bool *existed, vcl_error *e)
+{
+    bool dummy;
+    if (!existed)
+        existed = &dummy;
+    *existed = false;
+    if (!t)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_rename_noreplace: bad arguments");
+    if (!arg_check("rename", from, e) || !arg_check("rename", to, e))
+        return false;
+    return t->ops->rename_noreplace(t, from, to, existed, e);
+}
+
+bool transport_remove(vcl_transport *t, const char *path, vcl_error *e)
+{
+    if (!t)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_remove: bad arguments");
+    if (!arg_check("remove", path, e))
+        return false;
+    return t->ops->remove(t, path, e);
+}
+
+bool transport_mkdir_p(vcl_transport *t, const char *path, mode_t mode, vcl_error *e)
+{
+    if (!t)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_mkdir_p: bad arguments");
+    if (!arg_check("mkdir", path, e))
+        return false;
+    return t->ops->mkdir_p(t, path, mode, e);
+}
+
+bool transport_list_dir(vcl_transport *t, const char *dir, char ***names, size_t *n, vcl_error *e)
+{
+    if (!names || !n)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_list_dir: bad arguments");
+    *names = NULL;
+    *n = 0;
+    if (!t)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_list_dir: bad arguments");
+    if (!arg_check("list", dir, e))
+        return false;
+    return t->ops->list_dir(t, dir, names, n, e);
+}
+
+void transport_names_free(char **names, size_t n)
+{
+    if (!names)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+bool transport_copy_in(vcl_transport *t, const char *local_src, const char *dst,
+                       transport_progress_fn progress, void *opaque, vcl_error *e)
+{
+    if (!t)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_copy_in: bad arguments");
+    if (!arg_check("copy", local_src, e) || !arg_check("copy", dst, e))
+        return false;
+    return t->ops->copy_in(t, local_src, dst, progress, opaque, e);
+}
+
+bool transport_glob(vcl_transport *t, const char *pattern, char ***paths, size_t *n, vcl_error *e)
+{
+    if (!paths || !n)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_glob: bad arguments");
+    *paths = NULL;
+    *n = 0;
+    if (!t)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_glob: bad arguments");
+    if (!arg_check("glob", pattern, e))
+        return false;
+    return t->ops->glob(t, pattern, paths, n, e);
+}
