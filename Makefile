@@ -14,8 +14,10 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS   ?= -O2 -g
+# snprintf truncation is deliberate (bounded buffers), so that warning is off.
 WARN      = -std=c11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
-            -Wmissing-prototypes -Wno-unused-parameter -Wvla -Wpointer-arith
+            -Wmissing-prototypes -Wno-unused-parameter -Wvla -Wpointer-arith \
+            -Wno-format-truncation
 DEFS      = -D_GNU_SOURCE -DVCL_PREFIX='"$(PREFIX)"'
 ifdef SANITIZE
 CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer

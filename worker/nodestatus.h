@@ -24,4 +24,27 @@ typedef struct node_status_report {
  * unreachable: retryable). */
 bool node_status_check_computer(db_conn *db, const char *computer_name, node_status_report *out,
                                 vcl_error *e);
+
+#include <libvirt/libvirt.h>
+#include "transport.h"
+
+/* The facts the decision rests on (gathered from libvirt and the node). */
+typedef struct node_status_facts {
+    bool recorded;          /* the computer row records a domain */
+    bool domain_exists;
+    int domain_state;       /* virDomainState */
+    bool disk_matches;      /* the domain's disk is the recorded COW */
+    bool backing_matches;   /* the COW's backing file is the recorded master */
+    bool post_load_done;
+    char disk[1024];        /* what the domain really uses */
+    char backing[1024];     /* what the COW is really backed by */
+} node_status_facts;
+
+/* Pure decision: status ("READY"/"POST_LOAD"/"RELOAD") and the reason. */
+void node_status_decide(const node_status_facts *f, const char *cow, const char *master,
+                        char *status, size_t status_len, char *reason, size_t reason_len);
+/* Gather the facts for a domain recorded by uuid (or name when uuid is ""). */
+bool node_status_gather(virConnectPtr conn, vcl_transport *t, const char *uuid, const char *name,
+                        const char *cow, const char *master, bool post_load_done,
+                        node_status_facts *f, vcl_error *e);
 #endif

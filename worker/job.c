@@ -1,0 +1,219 @@
+/* job.c: see job.h. */
+#include "job.h"
+#include "log.h"
+#include "statements.h"
+#include "virt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void copy(char *dst, size_t n, const char *src)
+{
+    snprintf(dst, n, "%s", src ? src : "");
+}
+#define COPY(field, src) copy((field), sizeof(field), (src))
+
+/* Repository paths: absolute, no "..", and only characters that are safe on a
+ * command line even before quoting, plus glob wildcards. */
+static bool repo_path_check(const char *p, vcl_error *e)
+{
+    if (p[0] != '/' || strstr(p, "/../") || (strlen(p) >= 3 && !strcmp(p + strlen(p) - 3, "/..")))
+        return vcl_error_set(e, VCL_ERR_PERMANENT,
+                             "invalid repository path '%s' on the node row: it must be absolute "
+                             "and have no '..' component", p);
+    for (const char *c = p; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              strchr("/._-*?[]", *c)))
+            return vcl_error_set(e, VCL_ERR_PERMANENT,
+                                 "invalid repository path '%s' on the node row: character '%c' is "
+                                 "not allowed", p, *c);
+    return true;
+}
+
+bool job_load(job *j, db_conn *db, long long id, long long token, vcl_error *e)
+{
+    memset(j, 0, sizeof *j);
+    j->id = id;
+    j->token = token;
+    j->db = db;
+    db_params p;
+    db_params_init(&p);
+    db_param_ll(&p, id);
+    PGresult *r = db_exec(db, SQL_JOB_LOAD, p.n, p.v, e);
+    if (!r)
+        return false;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "reservation %lld vanished", id);
+    }
+    int c = 0;
+    j->attempts = (int)db_get_ll(r, 0, c++);
+    j->max_attempts = (int)db_get_ll(r, 0, c++);
+    COPY(j->operation, db_get_str(r, 0, c++));
+    COPY(j->checkpoint, db_get_str(r, 0, c++));
+    COPY(j->domain_uuid, db_get_str(r, 0, c++));
+    const char *x = db_get_str(r, 0, c++);
+    j->domain_xml = x ? strdup(x) : NULL;
+    j->computer_id = db_get_ll(r, 0, c++);
+    COPY(j->computer, db_get_str(r, 0, c++));
+    COPY(j->mac0, db_get_str(r, 0, c++));
+    j->memory_mb = (int)db_get_ll(r, 0, c++);
+    j->vcpus = (int)db_get_ll(r, 0, c++);
+    COPY(j->rec_domain_name, db_get_str(r, 0, c++));
+    COPY(j->rec_domain_uuid, db_get_str(r, 0, c++));
+    COPY(j->rec_cow_path, db_get_str(r, 0, c++));
+    COPY(j->rec_xml_path, db_get_str(r, 0, c++));
+    j->node_id = db_get_ll(r, 0, c++);
+    COPY(j->node, db_get_str(r, 0, c++));
+    COPY(j->libvirt_uri, db_get_str(r, 0, c++));
+    COPY(j->transport_kind, db_get_str(r, 0, c++));
+    COPY(j->master_dir, db_get_str(r, 0, c++));
+    COPY(j->cow_dir, db_get_str(r, 0, c++));
+    COPY(j->xml_dir, db_get_str(r, 0, c++));
+    COPY(j->network, db_get_str(r, 0, c++));
+    const char *repos = db_get_str(r, 0, c++);
+    j->image_id = db_get_ll(r, 0, c++);
+    j->revision_id = db_get_ll(r, 0, c++);
+    j->revision = (int)db_get_ll(r, 0, c++);
+    COPY(j->image, db_get_str(r, 0, c++));
+    COPY(j->os_type, db_get_str(r, 0, c++));
+    COPY(j->file_stem, db_get_str(r, 0, c++));
+
+    if (repos && repos[0]) {
+        size_t n = 1;
+        for (const char *q = repos; *q; q++)
+            n += *q == '\x1f';
+        j->repo_paths = calloc(n, sizeof *j->repo_paths);
+        char *dup = strdup(repos), *save = NULL;
+        for (char *tok = strtok_r(dup, "\x1f", &save); tok && j->repo_paths;
+             tok = strtok_r(NULL, "\x1f", &save))
+            j->repo_paths[j->n_repo++] = strdup(tok);
+        free(dup);
+    }
+    PQclear(r);
+    return true;
+}
+
+void job_clear(job *j)
+{
+    if (!j)
+        return;
+    free(j->domain_xml);
+    for (size_t i = 0; i < j->n_repo; i++)
+        free(j->repo_paths[i]);
+    free(j->repo_paths);
+    virt_close(j->conn);
+    transport_free(j->t);
+    memset(j, 0, sizeof *j);
+}
+
+bool job_prepare(job *j, vcl_error *e)
+{
+    if (j->prepared)
+        return true;
+    if (!name_check("computer", j->computer, e) || !name_check("node", j->node, e))
+        return false;
+    for (size_t i = 0; i < j->n_repo; i++)
+        if (!repo_path_check(j->repo_paths[i], e))
+            return false;
+    if (!j->t && !(j->t = transport_new(j->transport_kind, NULL, e)))
+        return vcl_error_prefix(e, "node %s", j->node);
+    if (!j->conn && !(j->conn = virt_open(j->libvirt_uri, e)))
+        return false;
+    j->nh.t = j->t;
+    j->nh.conn = j->conn;
+    j->dnode.name = j->node;
+    j->dnode.libvirt_uri = j->libvirt_uri;
+    j->dnode.transport = j->transport_kind;
+    j->dnode.handle = &j->nh;
+    if (!j->drv && !(j->drv = hvdriver_select(j->drivers, &j->dnode, e)))
+        return vcl_error_prefix(e, "no hypervisor driver accepts node %s", j->node);
+    if (j->revision_id) {
+        const char *ext = j->drv->disk_extension ? j->drv->disk_extension(0) : "qcow2";
+        if (!names_build(j->computer, j->image_id, j->revision, j->file_stem, j->xml_dir,
+                         j->cow_dir, j->master_dir, ext, &j->names, e))
+            return false;
+    }
+    j->prepared = true;
+    return true;
+}
+
+bool job_fenced_ok(job *j, PGresult *r, vcl_error *e)
+{
+    (void)j;
+    if (!r)
+        return false;
+    bool ok = atoi(PQcmdTuples(r)) > 0;
+    PQclear(r);
+    if (!ok)
+        vcl_error_clear(e); /* class NONE: fenced out */
+    return ok;
+}
+
+static bool fenced(job *j, const char *sql, db_params *p, vcl_error *e)
+{
+    return job_fenced_ok(j, db_exec(j->db, sql, p->n, p->v, e), e);
+}
+
+static void fence_params(job *j, db_params *p)
+{
+    db_params_init(p);
+    db_param_ll(p, j->id);
+    db_param_ll(p, j->token);
+}
+
+bool job_store_xml(job *j, const char *xml, vcl_error *e)
+{
+    db_params p;
+    fence_params(j, &p);
+    db_param_str(&p, xml);
+    if (!fenced(j, SQL_STORE_XML, &p, e))
+        return false;
+    free(j->domain_xml);
+    j->domain_xml = strdup(xml);
+    return true;
+}
+
+bool job_record_ownership(job *j, vcl_error *e)
+{
+    char reason[256];
+    snprintf(reason, sizeof reason, "loading %s:%d (reservation %lld)", j->image, j->revision, j->id);
+    db_params p;
+    fence_params(j, &p);
+    db_param_str(&p, j->names.domain);
+    db_param_str(&p, j->domain_uuid);
+    db_param_str(&p, j->names.cow_path);
+    db_param_str(&p, j->names.master_path);
+    db_param_str(&p, j->names.xml_path);
+    db_param_str(&p, reason);
+    return fenced(j, SQL_RECORD_OWNERSHIP, &p, e);
+}
+
+bool job_clear_ownership(job *j, vcl_error *e)
+{
+    char reason[256];
+    snprintf(reason, sizeof reason, "domains removed by reservation %lld (%s)", j->id, j->operation);
+    db_params p;
+    fence_params(j, &p);
+    db_param_str(&p, reason);
+    return fenced(j, SQL_CLEAR_OWNERSHIP, &p, e);
+}
+
+bool job_mark_post_load(job *j, vcl_error *e)
+{
+    db_params p;
+    fence_params(j, &p);
+    return fenced(j, SQL_MARK_POST_LOAD, &p, e);
+}
+
+bool job_write_status(job *j, const char *status, const char *reason, bool set_revision,
+                      vcl_error *e)
+{
+    db_params p;
+    fence_params(j, &p);
+    db_param_str(&p, status);
+    db_param_str(&p, reason);
+    db_param_bool(&p, set_revision);
+    return fenced(j, SQL_WRITE_STATUS, &p, e);
+}

@@ -1,0 +1,88 @@
+/* job.h: one claimed reservation and everything a stage needs to act on it:
+ * the rows it refers to (loaded in one query), the node's transport and
+ * libvirt connection, the selected driver, the names on the node, and the
+ * fenced writes a stage may make. */
+#ifndef VCL_JOB_H
+#define VCL_JOB_H
+#include <limits.h>
+#include <stdbool.h>
+#include <libvirt/libvirt.h>
+#include "config.h"
+#include "db.h"
+#include "driver.h"
+#include "error.h"
+#include "hvdriver.h"
+#include "names.h"
+#include "transport.h"
+
+typedef struct job {
+    /* reservation */
+    long long id;
+    long long token;
+    int attempts;
+    int max_attempts;
+    char operation[32];
+    char checkpoint[64];
+    char domain_uuid[40];
+    char *domain_xml;          /* stored by generate_xml; NULL until then */
+    /* computer */
+    long long computer_id;
+    char computer[128];
+    char mac0[32];
+    int memory_mb;
+    int vcpus;
+    char rec_domain_name[256]; /* recorded ownership on the computer row */
+    char rec_domain_uuid[40];
+    char rec_cow_path[PATH_MAX];
+    char rec_xml_path[PATH_MAX];
+    /* node */
+    long long node_id;
+    char node[128];
+    char libvirt_uri[512];
+    char transport_kind[16];
+    char master_dir[PATH_MAX];
+    char cow_dir[PATH_MAX];
+    char xml_dir[PATH_MAX];
+    char network[128];         /* "" = user-mode networking */
+    char **repo_paths;
+    size_t n_repo;
+    /* image (loads) */
+    long long image_id;
+    long long revision_id;
+    int revision;
+    char image[128];
+    char os_type[16];
+    char file_stem[128];
+
+    /* runtime */
+    db_conn *db;
+    const vcl_config *cfg;
+    const hvdriver_set *drivers;
+    vcl_transport *t;
+    virConnectPtr conn;
+    hv_node_handle nh;
+    vcl_driver_node dnode;
+    const vcl_driver_ops *drv;
+    vcl_names names;
+    bool prepared;             /* transport, libvirt, driver and names ready */
+} job;
+
+/* Load the reservation's rows (by id); the token comes from the claim. */
+bool job_load(job *j, db_conn *db, long long id, long long token, vcl_error *e);
+/* Open the node transport and libvirt, pick the driver, build the names.
+ * Idempotent. Bad names/paths are permanent errors. */
+bool job_prepare(job *j, vcl_error *e);
+void job_clear(job *j);
+
+/* Fenced writes (condition: this reservation still runs under our token).
+ * false + e->cls NONE when fenced out. */
+bool job_fenced_ok(job *j, PGresult *r, vcl_error *e);
+bool job_store_xml(job *j, const char *xml, vcl_error *e);
+/* Record ownership of the artifacts on the computer row before creating them. */
+bool job_record_ownership(job *j, vcl_error *e);
+bool job_clear_ownership(job *j, vcl_error *e);
+bool job_mark_post_load(job *j, vcl_error *e);
+/* Write node_status (and current revision when READY) with the reason. */
+bool job_write_status(job *j, const char *status, const char *reason, bool set_revision,
+                      vcl_error *e);
+#endif

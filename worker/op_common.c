@@ -1,0 +1,169 @@
+/* op_common.c: see op_common.h. */
+#include "op_common.h"
+#include "domxml.h"
+#include "log.h"
+#include "virt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+bool op_domain_owned(const job *j, virDomainPtr dom, const char *xml)
+{
+    char uuid[VIR_UUID_STRING_BUFLEN] = "";
+    const char *name = virDomainGetName(dom);
+    virDomainGetUUIDString(dom, uuid);
+    if (j->rec_domain_uuid[0] && strcmp(uuid, j->rec_domain_uuid) == 0)
+        return true;
+    if (j->rec_domain_name[0] && name && strcmp(name, j->rec_domain_name) == 0)
+        return true;
+    if (j->names.domain[0] && name && strcmp(name, j->names.domain) == 0)
+        return true;
+    domxml_owner o;
+    return xml && domxml_read_owner(xml, &o) && strcmp(o.computer, j->computer) == 0;
+}
+
+/* path is dir + "/" + "<computer>_..." (a file this computer owns) */
+static bool owned_file(const job *j, const char *path, const char *dir)
+{
+    size_t dl = strlen(dir);
+    while (dl > 1 && dir[dl - 1] == '/')
+        dl--;
+    if (strncmp(path, dir, dl) != 0 || path[dl] != '/')
+        return false;
+    const char *base = path + dl + 1;
+    size_t cl = strlen(j->computer);
+    return !strchr(base, '/') && strncmp(base, j->computer, cl) == 0 && base[cl] == '_';
+}
+
+static bool remove_file(job *j, const char *path, op_cleanup_stats *s, vcl_error *e)
+{
+    transport_stat_info st;
+    if (!transport_stat(j->t, path, &st, e))
+        return false;
+    if (!st.exists)
+        return true;
+    if (!transport_remove(j->t, path, e))
+        return false;
+    s->files++;
+    log_info("removed %s", path);
+    return true;
+}
+
+/* "<dir>/<base>.ext" -> "<xml dir>/<base>.xml" and ".console.log" */
+static bool remove_companions(job *j, const char *disk, op_cleanup_stats *s, vcl_error *e)
+{
+    const char *slash = strrchr(disk, '/');
+    char base[256], path[PATH_MAX + 300];
+    snprintf(base, sizeof base, "%s", slash ? slash + 1 : disk);
+    char *dot = strrchr(base, '.');
+    if (dot)
+        *dot = '\0';
+    snprintf(path, sizeof path, "%s/%s.xml", j->xml_dir, base);
+    if (owned_file(j, path, j->xml_dir) && !remove_file(j, path, s, e))
+        return false;
+    snprintf(path, sizeof path, "%s/%s.console.log", j->xml_dir, base);
+    return !owned_file(j, path, j->xml_dir) || remove_file(j, path, s, e);
+}
+
+static void add_name(op_cleanup_stats *s, const char *name)
+{
+    size_t l = strlen(s->names);
+    snprintf(s->names + l, sizeof s->names - l, "%s%s", l ? ", " : "", name);
+}
+
+bool op_remove_computer_domains(job *j, op_cleanup_stats *s, vcl_error *e)
+{
+    memset(s, 0, sizeof *s);
+    virDomainPtr *doms = NULL;
+    int n = virConnectListAllDomains(j->conn, &doms, 0);
+    bool ok = false;
+    if (n < 0)
+        return virt_error(e, NULL, "listing domains on node %s", j->node);
+    for (int i = 0; i < n; i++) {
+        char *xml = virDomainGetXMLDesc(doms[i], 0);
+        if (!op_domain_owned(j, doms[i], xml)) {
+            free(xml);
+            continue;
+        }
+        const char *name = virDomainGetName(doms[i]);
+        char **disks = NULL;
+        size_t nd = 0;
+        if (xml)
+            domxml_disk_files(xml, &disks, &nd);
+        free(xml);
+        bool step = virt_domain_stop(doms[i], e) && virt_domain_undefine(doms[i], e);
+        for (size_t k = 0; step && k < nd; k++) {
+            if (owned_file(j, disks[k], j->cow_dir))
+                step = remove_file(j, disks[k], s, e) && remove_companions(j, disks[k], s, e);
+            else
+                log_warn("domain %s uses %s, outside this computer's files: left alone", name,
+                         disks[k]);
+        }
+        domxml_strings_free(disks, nd);
+        if (!step) {
+            vcl_error_prefix(e, "removing domain %s", name);
+            goto cleanup;
+        }
+        log_info("removed domain %s", name);
+        s->domains++;
+        add_name(s, name);
+    }
+    /* artifacts recorded before define whose domain never existed */
+    if (j->rec_cow_path[0] && owned_file(j, j->rec_cow_path, j->cow_dir) &&
+        (!remove_file(j, j->rec_cow_path, s, e) || !remove_companions(j, j->rec_cow_path, s, e)))
+        goto cleanup;
+    if (j->rec_xml_path[0] && owned_file(j, j->rec_xml_path, j->xml_dir) &&
+        !remove_file(j, j->rec_xml_path, s, e))
+        goto cleanup;
+    ok = true;
+cleanup:
+    for (int i = 0; i < n; i++)
+        virDomainFree(doms[i]);
+    free(doms);
+    return ok;
+}
+
+bool op_wait_booted(job *j, char *detail, size_t dlen, vcl_error *e)
+{
+    if (strcmp(j->os_type, "none") == 0 || !j->os_type[0]) {
+        snprintf(detail, dlen, "os_type none: nothing to wait for");
+        return true;
+    }
+    char log[PATH_MAX + 32];
+    snprintf(log, sizeof log, "%s/%s.console.log", j->xml_dir, j->names.file_base);
+    int timeout = j->cfg ? j->cfg->post_load_timeout_seconds : 300;
+    time_t start = time(NULL);
+    for (;;) {
+        char *data = NULL;
+        size_t len = 0;
+        vcl_error re;
+        vcl_error_clear(&re);
+        if (transport_read_file(j->t, log, &data, &len, &re)) {
+            bool ready = strstr(data, "VCL-READY") || strstr(data, "login:");
+            free(data);
+            if (ready) {
+                snprintf(detail, dlen, "%s guest booted after %lds (ready line in %s)", j->os_type,
+                         (long)(time(NULL) - start), log);
+                return true;
+            }
+        }
+        virDomainPtr dom = NULL;
+        int st = 0;
+        if (virt_lookup_uuid(j->conn, j->domain_uuid, &dom, e) && dom) {
+            bool have = virt_domain_state(dom, &st, e);
+            virDomainFree(dom);
+            if (have && st != VIR_DOMAIN_RUNNING && st != VIR_DOMAIN_BLOCKED)
+                return vcl_error_set(e, VCL_ERR_RETRYABLE,
+                                     "the guest stopped while booting (state %s)",
+                                     virt_state_name(st));
+        }
+        if (time(NULL) - start >= timeout)
+            return vcl_error_set(e, VCL_ERR_RETRYABLE,
+                                 "the %s guest did not print a ready line on its serial console "
+                                 "(%s) within %d s", j->os_type, log, timeout);
+        sleep(1);
+    }
+}

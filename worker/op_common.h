@@ -1,0 +1,30 @@
+/* op_common.h: pieces several operations share: removing a computer's
+ * domains (by recorded ownership and libvirt metadata, never by loose
+ * pattern), waiting for a guest to boot, and the operation tables. */
+#ifndef VCL_OP_COMMON_H
+#define VCL_OP_COMMON_H
+#include <stdbool.h>
+#include <stddef.h>
+#include "job.h"
+#include "stage.h"
+
+typedef struct op_cleanup_stats {
+    int domains;
+    int files;
+    char names[512];   /* comma-separated domain names removed */
+} op_cleanup_stats;
+
+/* Does this domain belong to the job's computer? By recorded UUID/name, by
+ * the <metadata> owner, or by carrying exactly the name this load will use. */
+bool op_domain_owned(const job *j, virDomainPtr dom, const char *xml);
+/* Destroy, undefine (with snapshot metadata) every domain of the computer and
+ * remove the disks and XML files they own (only files in the node's COW/XML
+ * dirs whose names start with "<computer>_"; never a master). Also removes
+ * the recorded COW/XML of a load that crashed before define. */
+bool op_remove_computer_domains(job *j, op_cleanup_stats *s, vcl_error *e);
+/* post_load per OS type: 'none' returns at once; 'linux'/'windows' wait for a
+ * ready line on the serial console log, up to the configured timeout. */
+bool op_wait_booted(job *j, char *detail, size_t dlen, vcl_error *e);
+
+extern const op_def op_load;
+#endif

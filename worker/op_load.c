@@ -1,0 +1,291 @@
+/* op_load.c: the load operation, in the order of VCL's libvirt module.
+ * Every stage inspects the real state first, so it is safe to run again
+ * after a crash at any instant. */
+#include "domxml.h"
+#include "image.h"
+#include "job.h"
+#include "log.h"
+#include "nodestatus.h"
+#include "op_common.h"
+#include "stage.h"
+#include "statements.h"
+#include "virt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- image lock: a PostgreSQL advisory lock per (node, image revision) ----
+ * Session-level on the job's connection: workers on any management host
+ * share it, and it vanishes with a dead worker's connection. */
+static bool image_lock(void *opaque, bool acquire, int timeout_s, vcl_error *e)
+{
+    job *j = opaque;
+    db_params p;
+    db_params_init(&p);
+    db_param_ll(&p, j->node_id);
+    db_param_ll(&p, j->revision_id);
+    if (!acquire) {
+        vcl_error ue;
+        vcl_error_clear(&ue);
+        if (!db_run(j->db, SQL_IMAGE_UNLOCK, p.n, p.v, &ue))
+            log_warn("releasing image lock: %s", ue.msg);
+        return true;
+    }
+    time_t until = time(NULL) + (timeout_s > 0 ? timeout_s : 600);
+    for (bool logged = false;; logged = true) {
+        PGresult *r = db_exec(j->db, SQL_IMAGE_LOCK, p.n, p.v, e);
+        if (!r)
+            return false;
+        bool got = db_get_bool(r, 0, 0);
+        PQclear(r);
+        if (got)
+            return true;
+        if (!logged)
+            log_info("waiting for another worker copying %s to node %s", j->file_stem, j->node);
+        if (time(NULL) >= until)
+            return vcl_error_set(e, VCL_ERR_RETRYABLE,
+                                 "another worker has held the copy lock for image %s on node %s "
+                                 "for over %d s", j->file_stem, j->node, timeout_s);
+        sleep(1);
+    }
+}
+
+static void fill_image_req(job *j, image_req *r)
+{
+    memset(r, 0, sizeof *r);
+    r->t = j->t;
+    r->master_path = j->names.master_path;
+    r->cow_path = j->names.cow_path;
+    r->file_stem = j->file_stem;
+    r->disk_format = j->drv->disk_format ? j->drv->disk_format(0) : "qcow2";
+    r->repo_paths = (const char *const *)j->repo_paths;
+    r->n_repo = j->n_repo;
+    r->reservation_id = j->id;
+    r->lock = image_lock;
+    r->lock_opaque = j;
+    r->command_timeout_s = j->cfg ? j->cfg->command_timeout_seconds : 7200;
+}
+
+/* 1. cleanup: every domain of this computer, with its snapshots and disks. */
+static bool st_cleanup(void *opaque, char *detail, size_t dlen, vcl_error *e)
+{
+    job *j = opaque;
+    if (!job_prepare(j, e))
+        return false;
+    op_cleanup_stats s;
+    if (!op_remove_computer_domains(j, &s, e))
+        return false;
+    snprintf(detail, dlen, "removed %d domain(s)%s%s, %d file(s)", s.domains,
+             s.domains ? ": " : "", s.names, s.files);
+    return job_clear_ownership(j, e);
+}
+
+/* 2. generate_xml: libxml2, then the driver's hook; stored on the reservation. */
+static bool st_generate_xml(void *opaque, char *detail, size_t dlen, vcl_error *e)
+{
+    job *j = opaque;
+    bool ok = false;
+    xmlDocPtr doc = NULL;
+    char *xml = NULL;
+    if (!job_prepare(j, e))
+        return false;
+    if (!mac_check(j->mac0, e))
+        return vcl_error_prefix(e, "computer %s", j->computer);
+    char serial[PATH_MAX + 32];
+    snprintf(serial, sizeof serial, "%s/%s.console.log", j->xml_dir, j->names.file_base);
+    domxml_spec spec = {
+        .name = j->names.domain,
+        .uuid = j->domain_uuid,
+        .domain_type = j->drv->domain_type ? j->drv->domain_type(0) : "qemu",
+        .memory_mb = (unsigned)j->memory_mb,
+        .vcpus = (unsigned)j->vcpus,
+        .disk_path = j->names.cow_path,
+        .disk_driver = j->drv->disk_driver_name ? j->drv->disk_driver_name(0) : "qemu",
+        .disk_format = j->drv->disk_format ? j->drv->disk_format(0) : "qcow2",
+        .backing_path = j->names.master_path,
+        .backing_format = j->drv->disk_format ? j->drv->disk_format(0) : "qcow2",
+        .mac0 = j->mac0,
+        .network = j->network[0] ? j->network : NULL,
+        .serial_log = serial,
+        .computer = j->computer,
+        .reservation_id = j->id,
+        .image_revision_id = j->revision_id,
+        .file_stem = j->file_stem,
+    };
+    if (!(doc = domxml_build(&spec, e)))
+        goto cleanup;
+    if (j->drv->extend_domain_xml &&
+        !j->drv->extend_domain_xml(hvdriver_host(), &j->dnode, doc, 0, e)) {
+        vcl_error_prefix(e, "driver %s extend_domain_xml", j->drv->name);
+        goto cleanup;
+    }
+    if (!(xml = domxml_to_string(doc))) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "serialising domain XML failed");
+        goto cleanup;
+    }
+    if (!job_store_xml(j, xml, e))
+        goto cleanup;
+    snprintf(detail, dlen, "driver=%s type=%s domain=%s uuid=%s vcpus=%d memory=%dMiB", j->drv->name,
+             spec.domain_type, j->names.domain, j->domain_uuid, j->vcpus, j->memory_mb);
+    ok = true;
+cleanup:
+    free(xml);
+    xmlFreeDoc(doc);
+    return ok;
+}
+
+/* 3. pre_define: master on the node (from the repository if missing), COW. */
+static bool st_pre_define(void *opaque, char *detail, size_t dlen, vcl_error *e)
+{
+    job *j = opaque;
+    if (!job_prepare(j, e))
+        return false;
+    /* Record what we are about to create before creating it, so a crash
+     * leaves nothing that a later cleanup cannot find. */
+    if (!job_record_ownership(j, e))
+        return false;
+    if (!j->drv->pre_define) {
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "driver %s does not support pre_define",
+                             j->drv->name);
+    }
+    image_req req;
+    fill_image_req(j, &req);
+    vcl_driver_load ld = {
+        .node = &j->dnode,
+        .computer = j->computer,
+        .reservation_id = j->id,
+        .image_revision_id = j->revision_id,
+        .file_stem = j->file_stem,
+        .master_path = j->names.master_path,
+        .cow_path = j->names.cow_path,
+        .disk_format = req.disk_format,
+        .handle = &req,
+    };
+    if (!transport_mkdir_p(j->t, j->cow_dir, 0755, e) ||
+        !transport_mkdir_p(j->t, j->master_dir, 0755, e))
+        return false;
+    if (!j->drv->pre_define(hvdriver_host(), &ld, 0, e))
+        return false;
+    snprintf(detail, dlen, "master=%s cow=%s", j->names.master_path, j->names.cow_path);
+    return true;
+}
+
+/* 4. write_xml: the definition next to the node's other VCL files. */
+static bool st_write_xml(void *opaque, char *detail, size_t dlen, vcl_error *e)
+{
+    job *j = opaque;
+    if (!job_prepare(j, e))
+        return false;
+    if (!j->domain_xml)
+        return vcl_error_set(e, VCL_ERR_PERMANENT,
+                             "no domain XML stored on the reservation (checkpoint past "
+                             "generate_xml but domain_xml is empty): retry with --from-start");
+    if (!transport_mkdir_p(j->t, j->xml_dir, 0755, e) ||
+        !transport_write_file(j->t, j->names.xml_path, j->domain_xml, strlen(j->domain_xml), 0644, e))
+        return false;
+    snprintf(detail, dlen, "%s (%zu bytes)", j->names.xml_path, strlen(j->domain_xml));
+    return true;
+}
+
+/* 5. define: virDomainDefineXML; same name and UUID updates in place. */
+static bool st_define(void *opaque, char *detail, size_t dlen, vcl_error *e)
+{
+    job *j = opaque;
+    if (!job_prepare(j, e))
+        return false;
+    if (!j->domain_xml)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "no domain XML stored on the reservation");
+    virDomainPtr same = NULL;
+    if (!virt_lookup_name(j->conn, j->names.domain, &same, e))
+        return false;
+    if (same) {
+        char uuid[VIR_UUID_STRING_BUFLEN] = "";
+        virDomainGetUUIDString(same, uuid);
+        virDomainFree(same);
+        if (strcmp(uuid, j->domain_uuid) != 0) {
+            /* a leftover of an earlier load of this computer: remove it */
+            op_cleanup_stats s;
+            if (!op_remove_computer_domains(j, &s, e))
+                return false;
+            log_info("define: removed %d earlier domain(s) named like this load", s.domains);
+        }
+    }
+    virDomainPtr dom = virDomainDefineXML(j->conn, j->domain_xml);
+    if (!dom)
+        return virt_error(e, NULL, "defining domain %s on node %s", j->names.domain, j->node);
+    virDomainFree(dom);
+    snprintf(detail, dlen, "defined %s (uuid %s)", j->names.domain, j->domain_uuid);
+    return true;
+}
+
+/* 6. power_on: start unless running. */
+static bool st_power_on(void *opaque, char *detail, size_t dlen, vcl_error *e)
+{
+    job *j = opaque;
+    if (!job_prepare(j, e))
+        return false;
+    virDomainPtr dom = NULL;
+    if (!virt_lookup_uuid(j->conn, j->domain_uuid, &dom, e))
+        return false;
+    if (!dom)
+        return vcl_error_set(e, VCL_ERR_RETRYABLE,
+                             "domain %s (uuid %s) is not defined on node %s; the load will redo it",
+                             j->names.domain, j->domain_uuid, j->node);
+    int before = 0;
+    bool ok = virt_domain_state(dom, &before, e) && virt_domain_start(dom, e);
+    if (ok)
+        snprintf(detail, dlen, "%s", before == VIR_DOMAIN_RUNNING ? "already running" : "started");
+    virDomainFree(dom);
+    return ok;
+}
+
+/* 7. post_load: wait until the guest shows it booted (per OS type). */
+static bool st_post_load(void *opaque, char *detail, size_t dlen, vcl_error *e)
+{
+    job *j = opaque;
+    if (!job_prepare(j, e))
+        return false;
+    if (!op_wait_booted(j, detail, dlen, e))
+        return false;
+    return job_mark_post_load(j, e);
+}
+
+/* 8. node_status: ask libvirt, then write READY and the loaded revision. */
+static bool st_node_status(void *opaque, char *detail, size_t dlen, vcl_error *e)
+{
+    job *j = opaque;
+    if (!job_prepare(j, e))
+        return false;
+    node_status_facts f;
+    char status[16], reason[512];
+    if (!node_status_gather(j->conn, j->t, j->domain_uuid, j->names.domain, j->names.cow_path,
+                            j->names.master_path, true, &f, e))
+        return false;
+    node_status_decide(&f, j->names.cow_path, j->names.master_path, status, sizeof status, reason,
+                       sizeof reason);
+    snprintf(detail, dlen, "%s: %s", status, reason);
+    if (strcmp(status, "READY") != 0) {
+        vcl_error ignore;
+        vcl_error_clear(&ignore);
+        job_write_status(j, status, reason, false, &ignore);
+        return vcl_error_set(e, VCL_ERR_RETRYABLE, "node_status is %s: %s", status, reason);
+    }
+    return job_write_status(j, "READY", reason, true, e);
+}
+
+static const stage_def load_stages[] = {
+    { "cleanup", st_cleanup, "destroy and undefine this computer's domains, remove their disks" },
+    { "generate_xml", st_generate_xml, "build the domain XML (libxml2) and the driver's additions" },
+    { "pre_define", st_pre_define, "master image on the node (from the repository), COW disk" },
+    { "write_xml", st_write_xml, "write <xml dir>/<file base>.xml on the node" },
+    { "define", st_define, "virDomainDefineXML" },
+    { "power_on", st_power_on, "virDomainCreate unless already running" },
+    { "post_load", st_post_load, "wait until the guest shows it booted (per OS type)" },
+    { "node_status", st_node_status, "check with libvirt and write READY back" },
+    { NULL, NULL, NULL },
+};
+
+const op_def op_load = { "load", load_stages, "load an image revision onto a computer" };

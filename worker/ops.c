@@ -1,0 +1,54 @@
+/* ops.c: the registry of operations (name -> stage table). Adding an
+ * operation means adding its table here; the engine is shared. */
+#include "nodestatus.h"
+#include "op_common.h"
+#include "stage.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* noop: one stage that does nothing; for queue tests and benchmarks. */
+static bool st_noop(void *opaque, char *detail, size_t dlen, vcl_error *e)
+{
+    (void)opaque;
+    (void)e;
+    snprintf(detail, dlen, "nothing to do");
+    return true;
+}
+static const stage_def noop_stages[] = {
+    { "noop", st_noop, "do nothing" },
+    { NULL, NULL, NULL },
+};
+static const op_def op_noop = { "noop", noop_stages, "do nothing (queue tests, benchmarks)" };
+
+/* node_status: VCL's check, written back to the computer row. */
+static bool st_check(void *opaque, char *detail, size_t dlen, vcl_error *e)
+{
+    job *j = opaque;
+    node_status_report rep;
+    if (!node_status_check_computer(j->db, j->computer, &rep, e))
+        return false;
+    snprintf(detail, dlen, "%s: %s", rep.status, rep.reason);
+    return job_write_status(j, rep.status, rep.reason, false, e);
+}
+static const stage_def node_status_stages[] = {
+    { "check", st_check, "ask libvirt: domain, state, disk, backing file, post_load" },
+    { NULL, NULL, NULL },
+};
+static const op_def op_node_status = { "node_status", node_status_stages,
+                                       "check a computer and write node_status back" };
+
+static const op_def *const all_ops[] = { &op_load, &op_node_status, &op_noop, NULL };
+
+const op_def *ops_find(const char *name)
+{
+    for (size_t i = 0; all_ops[i]; i++)
+        if (strcmp(all_ops[i]->name, name) == 0)
+            return all_ops[i];
+    return NULL;
+}
+
+const op_def *const *ops_all(void)
+{
+    return all_ops;
+}

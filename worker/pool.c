@@ -1,0 +1,688 @@
+/* pool.c: see pool.h. */
+#include "pool.h"
+#include "backoff.h"
+#include "db.h"
+#include "hvdriver.h"
+#include "job.h"
+#include "log.h"
+#include "stage.h"
+#include "statements.h"
+#include "virt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_SLOTS 256
+#define VCL_VERSION "0.1"
+
+typedef enum { SLOT_IDLE, SLOT_RUNNING, SLOT_FINISHED } slot_state;
+
+typedef struct pool pool;
+
+typedef struct slot {
+    pool *p;
+    int index;
+    pthread_t th;
+    slot_state state;          /* guarded by pool.mu */
+    long long id, token;       /* guarded by pool.mu */
+    atomic_int lost;           /* set by the heartbeat when the lease is gone */
+    db_conn *db;               /* the slot thread's own connection */
+    const vcl_config *cfg;     /* config in force when the job started */
+} slot;
+
+struct pool {
+    const vcl_config *cfg;
+    vcl_config *configs[64];   /* every config loaded (SIGHUP), freed at exit */
+    int n_configs;
+    const pool_opts *opts;
+    char worker_name[128];
+    long long worker_id;
+    db_conn *db;
+    hvdriver_set *drivers;
+    slot slots[MAX_SLOTS];
+    pthread_mutex_t mu;
+    int wake_fd[2];
+    double last_heartbeat_ok;
+};
+
+static volatile sig_atomic_t sig_stop, sig_reload;
+static int sig_wake_fd = -1;
+static atomic_int stopping;
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    if (sig == SIGHUP)
+        sig_reload = 1;
+    else
+        sig_stop = 1;
+    if (sig_wake_fd >= 0) {
+        ssize_t w = write(sig_wake_fd, "s", 1);
+        (void)w;
+    }
+    errno = saved;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void wake(pool *p)
+{
+    ssize_t w = write(p->wake_fd[1], "w", 1);
+    (void)w;
+}
+
+/* ---------------- slot side: one job ---------------- */
+
+/* Run a statement on the slot's connection; on a lost connection reconnect
+ * (up to one lease) and run it once more. */
+static PGresult *slot_exec(slot *s, const char *sql, db_params *prm, vcl_error *e)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (!s->db || db_is_broken(s->db)) {
+            vcl_error ce;
+            vcl_error_clear(&ce);
+            if (!s->db) {
+                s->db = db_connect(s->cfg->database, s->p->worker_name, &ce);
+                if (!s->db) {
+                    *e = ce;
+                    sleep(1);
+                    continue;
+                }
+            } else if (!db_reconnect_backoff(s->db, NULL, s->cfg->lease_seconds, &ce)) {
+                *e = ce;
+                return NULL;
+            }
+        }
+        PGresult *r = db_exec(s->db, sql, prm->n, prm->v, e);
+        if (r || !db_is_broken(s->db))
+            return r;
+    }
+    return NULL;
+}
+
+typedef struct hook_ctx {
+    slot *s;
+    job *j;
+} hook_ctx;
+
+static bool hook_start(void *ctx, const char *stage, long long *row, vcl_error *e)
+{
+    hook_ctx *h = ctx;
+    db_params prm;
+    db_params_init(&prm);
+    db_param_ll(&prm, h->j->id);
+    db_param_ll(&prm, h->j->token);
+    db_param_str(&prm, stage);
+    PGresult *r = slot_exec(h->s, SQL_STAGE_START, &prm, e);
+    if (!r)
+        return false;
+    bool fenced_out = PQgetisnull(r, 0, 0);
+    *row = db_get_ll(r, 0, 0);
+    PQclear(r);
+    if (fenced_out) {
+        vcl_error_clear(e);
+        return false;
+    }
+    log_info("stage %s started", stage);
+    return true;
+}
+
+static bool hook_finish(void *ctx, long long row, const char *stage, bool ok, const char *detail,
+                        vcl_error *e)
+{
+    hook_ctx *h = ctx;
+    db_params prm;
+    db_params_init(&prm);
+    db_param_ll(&prm, h->j->id);
+    db_param_ll(&prm, h->j->token);
+    db_param_ll(&prm, row);
+    db_param_bool(&prm, ok);
+    db_param_str(&prm, detail);
+    PGresult *r = slot_exec(h->s, SQL_STAGE_FINISH, &prm, e);
+    if (!r)
+        return false;
+    bool done = db_get_bool(r, 0, 0);
+    PQclear(r);
+    if (!done) {
+        vcl_error_clear(e);
+        return false;
+    }
+    if (ok)
+        log_info("stage %s finished: %s", stage, detail);
+    else
+        log_warn("stage %s failed: %s", stage, detail);
+    return true;
+}
+
+static int hook_check(void *ctx)
+{
+    hook_ctx *h = ctx;
+    if (atomic_load(&h->s->lost))
+        return 1;
+    if (atomic_load(&stopping))
+        return 2;
+    return 0;
+}
+
+static void hook_on_stage(void *ctx, const char *stage)
+{
+    (void)ctx;
+    log_ctx_stage(stage);
+}
+
+static const stage_hooks engine_hooks = { hook_start, hook_finish, hook_check, hook_on_stage };
+
+static void one_elem_arrays(long long id, long long token, char *ids, size_t il, char *toks,
+                            size_t tl)
+{
+    snprintf(ids, il, "{%lld}", id);
+    snprintf(toks, tl, "{%lld}", token);
+}
+
+static void slot_finish_job(slot *s, job *j, stage_run_result res, const char *failed_stage,
+                            vcl_error *err)
+{
+    db_params prm;
+    db_params_init(&prm);
+    char ids[32], toks[32];
+    vcl_error e;
+    vcl_error_clear(&e);
+    PGresult *r = NULL;
+    switch (res) {
+    case STAGE_RUN_DONE:
+        one_elem_arrays(j->id, j->token, ids, sizeof ids, toks, sizeof toks);
+        db_param_str(&prm, ids);
+        db_param_str(&prm, toks);
+        r = slot_exec(s, SQL_COMPLETE, &prm, &e);
+        if (r && PQntuples(r) == 1)
+            log_info("reservation done");
+        else if (r)
+            log_warn("reservation finished but the lease was lost before completion was written");
+        break;
+    case STAGE_RUN_FAILED: {
+        bool permanent = err->cls == VCL_ERR_PERMANENT;
+        double delay = backoff_seconds(j->attempts, s->cfg->retry_base_seconds,
+                                       s->cfg->retry_max_seconds, backoff_random());
+        db_param_ll(&prm, j->id);
+        db_param_ll(&prm, j->token);
+        db_param_str(&prm, err->msg);
+        db_param_str(&prm, failed_stage);
+        db_param_bool(&prm, permanent);
+        db_param_double(&prm, delay);
+        r = slot_exec(s, SQL_FAIL, &prm, &e);
+        const char *st = r ? db_get_str(r, 0, 0) : NULL;
+        if (st && strcmp(st, "failed") == 0)
+            log_error("reservation failed in stage %s (%s, attempt %d of %d): %s", failed_stage,
+                      vcl_err_class_name(err->cls), j->attempts, j->max_attempts, err->msg);
+        else if (st)
+            log_warn("stage %s failed (attempt %d of %d), retry in %.1fs: %s", failed_stage,
+                     j->attempts, j->max_attempts, delay, err->msg);
+        else if (r)
+            log_warn("stage %s failed, but the lease was lost: %s", failed_stage, err->msg);
+        break;
+    }
+    case STAGE_RUN_LOST:
+        log_warn("lease lost or reservation cancelled: abandoning the job without touching it "
+                 "further");
+        break;
+    case STAGE_RUN_STOPPED:
+        one_elem_arrays(j->id, j->token, ids, sizeof ids, toks, sizeof toks);
+        db_param_str(&prm, ids);
+        db_param_str(&prm, toks);
+        r = slot_exec(s, SQL_RELEASE, &prm, &e);
+        log_info("shutting down: handed the job back%s", r && PQntuples(r) ? "" : " (lease already lost)");
+        break;
+    default:
+        break;
+    }
+    if (!r && e.cls != VCL_ERR_NONE)
+        log_error("could not record the job's outcome (%s): %s; its lease will expire and "
+                  "another worker will resume it", stage_run_result_name(res), e.msg);
+    PQclear(r);
+}
+
+static void *slot_main(void *arg)
+{
+    slot *s = arg;
+    pool *p = s->p;
+    job j;
+    memset(&j, 0, sizeof j);
+    vcl_error e;
+    vcl_error_clear(&e);
+    char failed_stage[64] = "";
+    stage_run_result res = STAGE_RUN_FAILED;
+    log_ctx_set(s->id, NULL, NULL);
+
+    if (!s->db || db_is_broken(s->db)) {
+        db_params none;
+        db_params_init(&none);
+        PGresult *r = slot_exec(s, "SELECT 1", &none, &e);
+        PQclear(r);
+        if (!r) {
+            log_error("no database connection for the job: %s; its lease will expire", e.msg);
+            goto out;
+        }
+    }
+    if (!job_load(&j, s->db, s->id, s->token, &e)) {
+        log_error("loading the reservation: %s", e.msg);
+        snprintf(failed_stage, sizeof failed_stage, "%s", "claim");
+        j.id = s->id;
+        j.token = s->token;
+        j.attempts = 1;
+        slot_finish_job(s, &j, STAGE_RUN_FAILED, failed_stage, &e);
+        goto out;
+    }
+    j.cfg = s->cfg;
+    j.drivers = p->drivers;
+    log_ctx_set(j.id, j.computer, j.node);
+    const op_def *op = ops_find(j.operation);
+    if (!op) {
+        vcl_error_set(&e, VCL_ERR_PERMANENT,
+                      "operation '%s' is not supported by this worker (version " VCL_VERSION ")",
+                      j.operation);
+        snprintf(failed_stage, sizeof failed_stage, "%s", j.operation);
+        slot_finish_job(s, &j, STAGE_RUN_FAILED, failed_stage, &e);
+        goto out;
+    }
+    log_info("running %s (attempt %d of %d)%s%s", op->name, j.attempts, j.max_attempts,
+             j.checkpoint[0] ? ", checkpoint " : "", j.checkpoint);
+    hook_ctx hc = { s, &j };
+    res = stage_run(op, j.checkpoint, &j, &engine_hooks, &hc, failed_stage, sizeof failed_stage, &e);
+    slot_finish_job(s, &j, res, failed_stage, &e);
+out:
+    job_clear(&j);
+    log_ctx_clear();
+    pthread_mutex_lock(&p->mu);
+    s->state = SLOT_FINISHED;
+    pthread_mutex_unlock(&p->mu);
+    wake(p);
+    return NULL;
+}
+
+/* ---------------- main thread ---------------- */
+
+static int slots_running(pool *p)
+{
+    int n = 0;
+    pthread_mutex_lock(&p->mu);
+    for (int i = 0; i < MAX_SLOTS; i++)
+        n += p->slots[i].state != SLOT_IDLE;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+static void reap_slots(pool *p)
+{
+    for (int i = 0; i < MAX_SLOTS; i++) {
+        slot *s = &p->slots[i];
+        pthread_mutex_lock(&p->mu);
+        bool fin = s->state == SLOT_FINISHED;
+        pthread_mutex_unlock(&p->mu);
+        if (!fin)
+            continue;
+        pthread_join(s->th, NULL);
+        pthread_mutex_lock(&p->mu);
+        s->state = SLOT_IDLE;
+        s->id = s->token = 0;
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+static bool main_connect(pool *p)
+{
+    vcl_error e;
+    vcl_error_clear(&e);
+    for (;;) {
+        if (!p->db)
+            p->db = db_connect(p->cfg->database, p->worker_name, &e);
+        else if (!db_reconnect_backoff(p->db, &sig_stop, 0, &e))
+            return false;
+        if (p->db)
+            break;
+        log_warn("%s (retrying)", e.msg);
+        if (sig_stop)
+            return false;
+        sleep(1);
+    }
+    if (!db_run(p->db, SQL_LISTEN, 0, NULL, &e)) {
+        log_error("LISTEN failed: %s", e.msg);
+        return false;
+    }
+    if (!p->worker_id) {
+        char host[128] = "", pid[16], slots[16];
+        gethostname(host, sizeof host - 1);
+        snprintf(pid, sizeof pid, "%d", (int)getpid());
+        snprintf(slots, sizeof slots, "%d", p->cfg->slots);
+        const char *prm[5] = { p->worker_name, host, pid, slots, VCL_VERSION };
+        bool isnull = true;
+        if (!db_scalar_ll(p->db, SQL_REGISTER_WORKER, 5, prm, &p->worker_id, &isnull, &e) || isnull) {
+            log_error("registering the worker: %s", e.msg);
+            return false;
+        }
+        log_info("worker %s registered as id %lld with %d slot(s)", p->worker_name, p->worker_id,
+                 p->cfg->slots);
+    }
+    return true;
+}
+
+/* Returns rows claimed, -1 on error. */
+static int claim(pool *p, int want)
+{
+    vcl_error e;
+    vcl_error_clear(&e);
+    db_params prm;
+    db_params_init(&prm);
+    db_param_ll(&prm, p->worker_id);
+    db_param_ll(&prm, want);
+    db_param_ll(&prm, p->cfg->lease_seconds);
+    PGresult *r = db_exec(p->db, SQL_CLAIM, prm.n, prm.v, &e);
+    if (!r) {
+        if (strcmp(db_sqlstate(p->db), "23505") == 0) {
+            log_debug("claim raced with another worker on one computer; trying again");
+            return 0;
+        }
+        log_error("claim: %s", e.msg);
+        return -1;
+    }
+    int n = PQntuples(r);
+    for (int k = 0; k < n; k++) {
+        slot *s = NULL;
+        pthread_mutex_lock(&p->mu);
+        for (int i = 0; i < p->cfg->slots && i < MAX_SLOTS && !s; i++)
+            if (p->slots[i].state == SLOT_IDLE)
+                s = &p->slots[i];
+        if (s) {
+            s->state = SLOT_RUNNING;
+            s->id = db_get_ll(r, k, 0);
+            s->token = db_get_ll(r, k, 1);
+            atomic_store(&s->lost, 0);
+            s->cfg = p->cfg;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (!s) {
+            log_error("claimed more rows than free slots (bug); the lease of reservation %lld "
+                      "will expire", db_get_ll(r, k, 0));
+            continue;
+        }
+        log_debug("claimed reservation %lld (token %lld)", s->id, s->token);
+        if (pthread_create(&s->th, NULL, slot_main, s) != 0) {
+            log_error("cannot start a thread for reservation %lld", s->id);
+            pthread_mutex_lock(&p->mu);
+            s->state = SLOT_IDLE;
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+    PQclear(r);
+    return n;
+}
+
+static void heartbeat(pool *p)
+{
+    char ids[MAX_SLOTS * 21 + 3], toks[MAX_SLOTS * 21 + 3];
+    long long sent_id[MAX_SLOTS], sent_tok[MAX_SLOTS];
+    size_t il = 0, tl = 0;
+    int n = 0;
+    ids[il++] = '{';
+    toks[tl++] = '{';
+    pthread_mutex_lock(&p->mu);
+    for (int i = 0; i < MAX_SLOTS; i++) {
+        slot *s = &p->slots[i];
+        if (s->state != SLOT_RUNNING)
+            continue;
+        il += (size_t)snprintf(ids + il, sizeof ids - il, "%s%lld", n ? "," : "", s->id);
+        tl += (size_t)snprintf(toks + tl, sizeof toks - tl, "%s%lld", n ? "," : "", s->token);
+        sent_id[n] = s->id;
+        sent_tok[n] = s->token;
+        n++;
+    }
+    pthread_mutex_unlock(&p->mu);
+    snprintf(ids + il, sizeof ids - il, "}");
+    snprintf(toks + tl, sizeof toks - tl, "}");
+
+    vcl_error e;
+    vcl_error_clear(&e);
+    db_params prm;
+    db_params_init(&prm);
+    db_param_ll(&prm, p->worker_id);
+    db_param_str(&prm, ids);
+    db_param_str(&prm, toks);
+    db_param_ll(&prm, p->cfg->lease_seconds);
+    PGresult *r = db_exec(p->db, SQL_HEARTBEAT, prm.n, prm.v, &e);
+    if (!r) {
+        log_warn("heartbeat failed: %s", e.msg);
+        if (now_s() - p->last_heartbeat_ok > p->cfg->lease_seconds) {
+            /* We cannot renew: our leases are gone; stop touching the jobs. */
+            pthread_mutex_lock(&p->mu);
+            for (int i = 0; i < MAX_SLOTS; i++)
+                if (p->slots[i].state == SLOT_RUNNING && !atomic_exchange(&p->slots[i].lost, 1))
+                    log_warn("no heartbeat for over a lease: giving up reservation %lld",
+                             p->slots[i].id);
+            pthread_mutex_unlock(&p->mu);
+        }
+        return;
+    }
+    p->last_heartbeat_ok = now_s();
+    int got = PQntuples(r);
+    pthread_mutex_lock(&p->mu);
+    for (int k = 0; k < n; k++) {
+        bool kept = false;
+        for (int g = 0; g < got && !kept; g++)
+            kept = db_get_ll(r, g, 0) == sent_id[k];
+        if (kept)
+            continue;
+        /* only the job we asked about, if the slot still runs it */
+        for (int i = 0; i < MAX_SLOTS; i++) {
+            slot *s = &p->slots[i];
+            if (s->state == SLOT_RUNNING && s->id == sent_id[k] && s->token == sent_tok[k] &&
+                !atomic_exchange(&s->lost, 1))
+                log_warn("lease of reservation %lld lost (taken over, cancelled or finished "
+                         "elsewhere)", s->id);
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    PQclear(r);
+}
+
+static void reload_config(pool *p)
+{
+    sig_reload = 0;
+    if (!p->opts->config_path || p->n_configs >= 64) {
+        log_warn("SIGHUP: no config file to reload");
+        return;
+    }
+    vcl_config *c = calloc(1, sizeof *c);
+    vcl_error e;
+    vcl_error_clear(&e);
+    config_defaults(c);
+    if (!c || !config_load(c, p->opts->config_path, &e) || !config_validate(c, &e)) {
+        log_error("SIGHUP: keeping the running configuration: %s", e.msg);
+        config_clear(c);
+        free(c);
+        return;
+    }
+    if (strcmp(c->database, p->cfg->database) != 0)
+        log_warn("SIGHUP: 'database' changed; it takes effect on restart");
+    if (c->slots > MAX_SLOTS)
+        c->slots = MAX_SLOTS;
+    log_level lvl;
+    if (log_level_parse(c->log_level, &lvl))
+        log_set_level(lvl);
+    p->configs[p->n_configs++] = c;
+    p->cfg = c;
+    log_info("SIGHUP: configuration reloaded from %s (slots %d, lease %ds, poll %ds)",
+             p->opts->config_path, c->slots, c->lease_seconds, c->poll_seconds);
+}
+
+static bool drain_notifies(pool *p)
+{
+    bool any = false;
+    if (!PQconsumeInput(db_pg(p->db)))
+        return false;
+    PGnotify *n;
+    while ((n = PQnotifies(db_pg(p->db)))) {
+        any = true;
+        PQfreemem(n);
+    }
+    return any;
+}
+
+int pool_run(vcl_config *cfg, const pool_opts *opts)
+{
+    static pool P;
+    pool *p = &P;
+    int rc = 1;
+    vcl_error e;
+    vcl_error_clear(&e);
+    memset(p, 0, sizeof *p);
+    p->cfg = cfg;
+    p->configs[p->n_configs++] = cfg;
+    p->opts = opts;
+    pthread_mutex_init(&p->mu, NULL);
+    for (int i = 0; i < MAX_SLOTS; i++) {
+        p->slots[i].p = p;
+        p->slots[i].index = i;
+    }
+    if (cfg->worker_name && cfg->worker_name[0])
+        snprintf(p->worker_name, sizeof p->worker_name, "%s", cfg->worker_name);
+    else {
+        char host[64] = "host";
+        gethostname(host, sizeof host - 1);
+        snprintf(p->worker_name, sizeof p->worker_name, "%s-%d", host, (int)getpid());
+    }
+    log_set_worker(p->worker_name);
+
+    if (pipe2(p->wake_fd, O_NONBLOCK | O_CLOEXEC) != 0) {
+        log_error("pipe: %s", strerror(errno));
+        return 1;
+    }
+    sig_wake_fd = p->wake_fd[1];
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    virt_init();
+    if (!hvdriver_load_all(cfg->drivers_dir, cfg->driver_order, cfg->n_driver_order, &p->drivers,
+                           &e)) {
+        log_error("drivers: %s", e.msg);
+        goto cleanup;
+    }
+    if (!main_connect(p))
+        goto cleanup;
+    p->last_heartbeat_ok = now_s();
+
+    double next_heartbeat = now_s() + p->cfg->heartbeat_seconds;
+    double next_poll = 0;
+    bool want_claim = true;
+    int idle_claims = 0;
+    for (;;) {
+        if (sig_reload)
+            reload_config(p);
+        if (sig_stop && !atomic_load(&stopping)) {
+            atomic_store(&stopping, 1);
+            log_info("stopping: no new claims; running stages finish, then jobs are handed back");
+        }
+        reap_slots(p);
+        int running = slots_running(p);
+        if (atomic_load(&stopping) && running == 0)
+            break;
+
+        double now = now_s();
+        if (db_is_broken(p->db)) {
+            log_warn("lost the database connection; reconnecting");
+            if (!main_connect(p)) {
+                if (sig_stop)
+                    continue;
+                goto cleanup;
+            }
+            want_claim = true;
+        }
+        if (now >= next_heartbeat) {
+            heartbeat(p);
+            next_heartbeat = now + p->cfg->heartbeat_seconds;
+        }
+        int free_slots = p->cfg->slots - running;
+        if (!atomic_load(&stopping) && free_slots > 0 && (want_claim || now >= next_poll)) {
+            int want = free_slots < p->cfg->claim_batch ? free_slots : p->cfg->claim_batch;
+            int got = claim(p, want);
+            next_poll = now_s() + p->cfg->poll_seconds;
+            want_claim = got == want; /* a full batch: there may be more */
+            if (got > 0)
+                idle_claims = 0;
+            else if (got == 0 && running == 0)
+                idle_claims++;
+            if (opts->drain && got == 0 && running == 0 && idle_claims >= 1) {
+                log_info("drained: nothing claimable and no job running");
+                break;
+            }
+            if (got > 0)
+                continue;
+        }
+
+        double until = next_heartbeat;
+        if (!atomic_load(&stopping) && free_slots > 0 && next_poll < until)
+            until = next_poll;
+        int timeout_ms = (int)((until - now_s()) * 1000);
+        if (timeout_ms < 0)
+            timeout_ms = 0;
+        struct pollfd fds[2] = {
+            { .fd = p->wake_fd[0], .events = POLLIN },
+            { .fd = PQsocket(db_pg(p->db)), .events = POLLIN },
+        };
+        int pr = poll(fds, fds[1].fd >= 0 ? 2 : 1, timeout_ms);
+        if (pr > 0 && (fds[0].revents & POLLIN)) {
+            char buf[64];
+            while (read(p->wake_fd[0], buf, sizeof buf) > 0)
+                ;
+            want_claim = true; /* a slot freed up, or a signal */
+        }
+        if (pr > 0 && fds[1].fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            if (drain_notifies(p))
+                want_claim = true;
+        }
+    }
+    rc = 0;
+cleanup:
+    atomic_store(&stopping, 1);
+    while (slots_running(p) > 0) {
+        reap_slots(p);
+        usleep(20000);
+    }
+    if (p->db && p->worker_id) {
+        db_params prm;
+        db_params_init(&prm);
+        db_param_ll(&prm, p->worker_id);
+        db_run(p->db, SQL_WORKER_STOPPED, prm.n, prm.v, &e);
+    }
+    for (int i = 0; i < MAX_SLOTS; i++)
+        db_close(p->slots[i].db);
+    db_close(p->db);
+    hvdriver_set_free(p->drivers);
+    for (int i = 0; i < p->n_configs; i++) {
+        config_clear(p->configs[i]);
+        free(p->configs[i]);
+    }
+    sig_wake_fd = -1;
+    close(p->wake_fd[0]);
+    close(p->wake_fd[1]);
+    log_info("worker exits (%d)", rc);
+    return rc;
+}

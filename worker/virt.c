@@ -1,0 +1,202 @@
+/* virt.c: see virt.h. */
+#include "virt.h"
+#include "log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <libvirt/virterror.h>
+
+static void quiet_handler(void *opaque, virErrorPtr err)
+{
+    (void)opaque;
+    (void)err;
+}
+
+static pthread_once_t virt_once = PTHREAD_ONCE_INIT;
+static void virt_init_once(void)
+{
+    virInitialize();
+    virSetErrorFunc(NULL, quiet_handler);
+}
+
+void virt_init(void)
+{
+    pthread_once(&virt_once, virt_init_once);
+}
+
+vcl_err_class virt_classify(int domain, int code)
+{
+    switch (code) {
+    case VIR_ERR_XML_ERROR:
+    case VIR_ERR_XML_DETAIL:
+    case VIR_ERR_XML_INVALID_SCHEMA:
+    case VIR_ERR_CONFIG_UNSUPPORTED:
+    case VIR_ERR_NO_SUPPORT:
+    case VIR_ERR_INVALID_ARG:
+    case VIR_ERR_NO_DOMAIN_METADATA:
+    case VIR_ERR_AUTH_FAILED:
+    case VIR_ERR_ACCESS_DENIED:
+        return VCL_ERR_PERMANENT;
+    default:
+        (void)domain;
+        /* SYSTEM_ERROR, RPC, NO_CONNECT, OPERATION_TIMEOUT, INTERNAL_ERROR,
+         * OPERATION_FAILED, resource busy ...: a later attempt may succeed. */
+        return VCL_ERR_RETRYABLE;
+    }
+}
+
+bool virt_error(vcl_error *e, int *code, const char *fmt, ...)
+{
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    virErrorPtr err = virGetLastError();
+    if (code)
+        *code = err ? err->code : -1;
+    if (!err)
+        return vcl_error_set(e, VCL_ERR_RETRYABLE, "%s: unknown libvirt error", what);
+    vcl_error_set(e, virt_classify(err->domain, err->code), "%s: %s", what,
+                  err->message ? err->message : "libvirt error");
+    return false;
+}
+
+virConnectPtr virt_open(const char *uri, vcl_error *e)
+{
+    virt_init();
+    virConnectPtr c = virConnectOpen(uri);
+    if (!c) {
+        virt_error(e, NULL, "cannot connect to libvirt at %s", uri);
+        e->cls = VCL_ERR_RETRYABLE; /* the node may come back */
+    }
+    return c;
+}
+
+void virt_close(virConnectPtr conn)
+{
+    if (conn)
+        virConnectClose(conn);
+}
+
+const char *virt_state_name(int state)
+{
+    switch (state) {
+    case VIR_DOMAIN_NOSTATE: return "nostate";
+    case VIR_DOMAIN_RUNNING: return "running";
+    case VIR_DOMAIN_BLOCKED: return "blocked";
+    case VIR_DOMAIN_PAUSED: return "paused";
+    case VIR_DOMAIN_SHUTDOWN: return "shutting-down";
+    case VIR_DOMAIN_SHUTOFF: return "shutoff";
+    case VIR_DOMAIN_CRASHED: return "crashed";
+    case VIR_DOMAIN_PMSUSPENDED: return "suspended";
+    default: return "unknown";
+    }
+}
+
+static bool lookup_result(virDomainPtr d, virDomainPtr *dom, vcl_error *e, const char *how,
+                          const char *key)
+{
+    *dom = d;
+    if (d)
+        return true;
+    virErrorPtr err = virGetLastError();
+    if (err && err->code == VIR_ERR_NO_DOMAIN)
+        return true;
+    return virt_error(e, NULL, "looking up domain by %s %s", how, key);
+}
+
+bool virt_lookup_uuid(virConnectPtr conn, const char *uuid, virDomainPtr *dom, vcl_error *e)
+{
+    virResetLastError();
+    return lookup_result(virDomainLookupByUUIDString(conn, uuid), dom, e, "uuid", uuid);
+}
+
+bool virt_lookup_name(virConnectPtr conn, const char *name, virDomainPtr *dom, vcl_error *e)
+{
+    virResetLastError();
+    return lookup_result(virDomainLookupByName(conn, name), dom, e, "name", name);
+}
+
+bool virt_domain_state(virDomainPtr dom, int *state, vcl_error *e)
+{
+    int reason = 0;
+    if (virDomainGetState(dom, state, &reason, 0) < 0)
+        return virt_error(e, NULL, "reading state of domain %s", virDomainGetName(dom));
+    return true;
+}
+
+bool virt_domain_stop(virDomainPtr dom, vcl_error *e)
+{
+    int st = 0;
+    if (!virt_domain_state(dom, &st, e))
+        return false;
+    if (st == VIR_DOMAIN_SHUTOFF)
+        return true;
+    if (virDomainDestroy(dom) == 0)
+        return true;
+    int code = 0;
+    virt_error(e, &code, "destroying domain %s", virDomainGetName(dom));
+    /* raced with a guest that stopped by itself */
+    if (code == VIR_ERR_NO_DOMAIN ||
+        (virt_domain_state(dom, &st, &(vcl_error){ 0 }) && st == VIR_DOMAIN_SHUTOFF)) {
+        vcl_error_clear(e);
+        return true;
+    }
+    return false;
+}
+
+bool virt_domain_undefine(virDomainPtr dom, vcl_error *e)
+{
+    static const unsigned flagsets[] = {
+        VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+            VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | VIR_DOMAIN_UNDEFINE_NVRAM,
+        VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA,
+        0,
+    };
+    int code = 0;
+    for (size_t i = 0; i < sizeof flagsets / sizeof *flagsets; i++) {
+        if ((i == 2 ? virDomainUndefine(dom) : virDomainUndefineFlags(dom, flagsets[i])) == 0)
+            return true;
+        virt_error(e, &code, "undefining domain %s", virDomainGetName(dom));
+        if (code == VIR_ERR_NO_DOMAIN) {
+            vcl_error_clear(e);
+            return true;
+        }
+        if (code != VIR_ERR_INVALID_ARG && code != VIR_ERR_NO_SUPPORT &&
+            code != VIR_ERR_CONFIG_UNSUPPORTED)
+            return false;
+    }
+    return false;
+}
+
+bool virt_domain_start(virDomainPtr dom, vcl_error *e)
+{
+    int st = 0;
+    if (!virt_domain_state(dom, &st, e))
+        return false;
+    if (st == VIR_DOMAIN_RUNNING || st == VIR_DOMAIN_BLOCKED)
+        return true;
+    if (st == VIR_DOMAIN_PAUSED)
+        return virDomainResume(dom) == 0 ? true
+                                         : virt_error(e, NULL, "resuming domain %s", virDomainGetName(dom));
+    if (virDomainCreate(dom) == 0)
+        return true;
+    virt_error(e, NULL, "starting domain %s", virDomainGetName(dom));
+    if (virt_domain_state(dom, &st, &(vcl_error){ 0 }) && st == VIR_DOMAIN_RUNNING) {
+        vcl_error_clear(e);
+        return true;
+    }
+    return false;
+}
+
+char *virt_domain_xml(virDomainPtr dom, vcl_error *e)
+{
+    char *x = virDomainGetXMLDesc(dom, 0);
+    if (!x)
+        virt_error(e, NULL, "reading XML of domain %s", virDomainGetName(dom));
+    return x;
+}
