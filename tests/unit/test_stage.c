@@ -1,0 +1,188 @@
+/* test_stage: the stage engine walking tables with fake hooks (no database)
+ * and fake stages (no libvirt): order, checkpoints, resume, failure, fencing,
+ * shutdown, and the real operation tables. */
+#include "stage.h"
+#include "tap.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct fake {
+    char log[1024];          /* "start:a ok:a start:b fail:b ..." */
+    char checkpoint[32];     /* advanced by finish(ok) like the SQL does */
+    const char *fail_stage;  /* stage function that fails */
+    vcl_err_class fail_cls;
+    const char *fence_at;    /* start of this stage is fenced out */
+    const char *fence_finish_at;
+    int stop_after;          /* check() returns 2 after this many stages; -1 never */
+    int lost_after;          /* check() returns 1 after this many stages; -1 never */
+    int checks;
+    int runs[8];
+} fake;
+
+static void add(fake *f, const char *what, const char *stage)
+{
+    size_t l = strlen(f->log);
+    snprintf(f->log + l, sizeof f->log - l, "%s%s:%s", l ? " " : "", what, stage);
+}
+
+static bool f_start(void *ctx, const char *stage, long long *row, vcl_error *e)
+{
+    fake *f = ctx;
+    if (f->fence_at && strcmp(stage, f->fence_at) == 0) {
+        vcl_error_clear(e);
+        return false;
+    }
+    add(f, "start", stage);
+    *row = 100;
+    return true;
+}
+
+static bool f_finish(void *ctx, long long row, const char *stage, bool ok, const char *detail,
+                     vcl_error *e)
+{
+    fake *f = ctx;
+    if (f->fence_finish_at && strcmp(stage, f->fence_finish_at) == 0) {
+        vcl_error_clear(e);
+        return false;
+    }
+    add(f, ok ? "ok" : "fail", stage);
+    if (ok)
+        snprintf(f->checkpoint, sizeof f->checkpoint, "%s", stage);
+    return row == 100;
+}
+
+static int f_check(void *ctx)
+{
+    fake *f = ctx;
+    int n = f->checks++;
+    if (f->lost_after >= 0 && n >= f->lost_after)
+        return 1;
+    if (f->stop_after >= 0 && n >= f->stop_after)
+        return 2;
+    return 0;
+}
+
+static const stage_hooks hooks = { f_start, f_finish, f_check, NULL };
+
+static bool run_stage(fake *f, int idx, const char *name, char *detail, size_t dl, vcl_error *e)
+{
+    f->runs[idx]++;
+    snprintf(detail, dl, "ran %s", name);
+    if (f->fail_stage && strcmp(f->fail_stage, name) == 0)
+        return vcl_error_set(e, f->fail_cls, "%s broke", name);
+    return true;
+}
+static bool st_a(void *j, char *d, size_t dl, vcl_error *e) { return run_stage(j, 0, "a", d, dl, e); }
+static bool st_b(void *j, char *d, size_t dl, vcl_error *e) { return run_stage(j, 1, "b", d, dl, e); }
+static bool st_c(void *j, char *d, size_t dl, vcl_error *e) { return run_stage(j, 2, "c", d, dl, e); }
+
+static const stage_def abc[] = {
+    { "a", st_a, "first" }, { "b", st_b, "second" }, { "c", st_c, "third" }, { NULL, NULL, NULL },
+};
+static const op_def op_abc = { "abc", abc, "test op" };
+
+static void reset(fake *f)
+{
+    memset(f, 0, sizeof *f);
+    f->stop_after = f->lost_after = -1;
+}
+
+int main(void)
+{
+    fake f;
+    char failed[64];
+    vcl_error e;
+
+    reset(&f);
+    stage_run_result r = stage_run(&op_abc, NULL, &f, &hooks, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_DONE, "fresh run completes");
+    is_str(f.log, "start:a ok:a start:b ok:b start:c ok:c", "stages run in table order, each started then finished");
+    is_str(f.checkpoint, "c", "checkpoint is the last stage");
+
+    reset(&f);
+    snprintf(f.checkpoint, sizeof f.checkpoint, "a");
+    r = stage_run(&op_abc, "a", &f, &hooks, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_DONE, "resume completes");
+    is_str(f.log, "start:b ok:b start:c ok:c", "resume skips finished stages");
+    is_int(f.runs[0], 0, "stage a not rerun");
+
+    reset(&f);
+    r = stage_run(&op_abc, "c", &f, &hooks, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_DONE, "checkpoint at the last stage: nothing to do");
+    is_str(f.log, "", "no stage runs");
+
+    reset(&f);
+    f.fail_stage = "b";
+    f.fail_cls = VCL_ERR_RETRYABLE;
+    r = stage_run(&op_abc, NULL, &f, &hooks, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_FAILED, "failing stage fails the run");
+    is_str(failed, "b", "failed stage reported");
+    is_int(e.cls, VCL_ERR_RETRYABLE, "error class kept");
+    is_str(e.msg, "b broke", "error message kept");
+    is_str(f.log, "start:a ok:a start:b fail:b", "failure logged as the stage's finish, c never started");
+    is_str(f.checkpoint, "a", "checkpoint did not advance past the failed stage");
+    /* retry from the checkpoint after the fault is gone */
+    f.fail_stage = NULL;
+    f.log[0] = '\0';
+    r = stage_run(&op_abc, f.checkpoint, &f, &hooks, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_DONE, "retry from checkpoint completes");
+    is_str(f.log, "start:b ok:b start:c ok:c", "retry reruns the failed stage, not the finished one");
+    is_int(f.runs[1], 2, "stage b ran twice in all (idempotent rerun)");
+
+    reset(&f);
+    f.fail_stage = "a";
+    f.fail_cls = VCL_ERR_PERMANENT;
+    r = stage_run(&op_abc, NULL, &f, &hooks, &f, failed, sizeof failed, &e);
+    is_int(e.cls, VCL_ERR_PERMANENT, "permanent class kept");
+
+    reset(&f);
+    f.fence_at = "b";
+    r = stage_run(&op_abc, NULL, &f, &hooks, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_LOST, "fenced-out stage start: lost");
+    is_int(f.runs[1], 0, "a fenced-out stage never runs");
+
+    reset(&f);
+    f.fence_finish_at = "a";
+    r = stage_run(&op_abc, NULL, &f, &hooks, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_LOST, "fenced-out finish: lost");
+    is_int(f.runs[1], 0, "nothing runs after a fenced-out finish");
+
+    reset(&f);
+    f.stop_after = 1;
+    r = stage_run(&op_abc, NULL, &f, &hooks, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_STOPPED, "shutdown between stages: stopped");
+    is_str(f.log, "start:a ok:a", "the running stage finished before the hand-back");
+
+    reset(&f);
+    f.lost_after = 2;
+    r = stage_run(&op_abc, NULL, &f, &hooks, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_LOST, "lease lost (heartbeat) between stages: lost");
+    is_int(f.runs[2], 0, "stage c not run after the lease was lost");
+
+    reset(&f);
+    r = stage_run(&op_abc, "zzz", &f, &hooks, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_FAILED, "unknown checkpoint fails");
+    is_int(e.cls, VCL_ERR_PERMANENT, "unknown checkpoint is permanent");
+    ok(strstr(e.msg, "--from-start") != NULL, "error says how to fix it: %s", e.msg);
+
+    is_int(stage_resume_index(&op_abc, ""), 0, "empty checkpoint starts at 0");
+    is_int(stage_resume_index(&op_abc, "b"), 2, "after b comes index 2");
+
+    /* the real tables */
+    const op_def *load = ops_find("load");
+    ok(load != NULL, "load operation registered");
+    const char *want[] = { "cleanup", "generate_xml", "pre_define", "write_xml", "define",
+                           "power_on", "post_load", "node_status" };
+    is_int(stage_count(load), 8, "load has eight stages");
+    for (size_t i = 0; i < 8 && load; i++)
+        is_str(load->stages[i].name, want[i], "load stage %zu is %s", i + 1, want[i]);
+    ok(ops_find("noop") != NULL, "noop operation registered");
+    ok(ops_find("node_status") != NULL, "node_status operation registered");
+    ok(ops_find("nonsense") == NULL, "unknown operation not found");
+    for (const op_def *const *op = ops_all(); *op; op++)
+        for (size_t i = 0; (*op)->stages[i].name; i++)
+            ok((*op)->stages[i].fn && (*op)->stages[i].help, "%s/%s has a function and help",
+               (*op)->name, (*op)->stages[i].name);
+    return done_testing();
+}
