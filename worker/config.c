@@ -518,6 +518,32 @@ static bool ld_fail(loader *ld, yaml_mark_t m, const char *fmt, ...)
                          m.line + 1, m.column + 1, msg);
 }
 
+/* The 0-based line and column (in characters) of a byte offset in path. */
+static yaml_mark_t offset_mark(const char *path, size_t offset)
+{
+    yaml_mark_t m;
+    FILE *f = fopen(path, "rb");
+    int ch;
+
+    memset(&m, 0, sizeof m);
+    m.index = offset;
+    if (!f)
+        goto cleanup;
+    for (size_t i = 0; i < offset && (ch = fgetc(f)) != EOF; i++) {
+        if (ch == '\n') {
+            m.line++;
+            m.column = 0;
+        } else if ((ch & 0xc0) != 0x80) { /* not a UTF-8 continuation byte */
+            m.column++;
+        }
+    }
+
+cleanup:
+    if (f)
+        fclose(f);
+    return m;
+}
+
 /* The libyaml problem text with file:line:column (1-based). */
 static bool ld_syntax_error(loader *ld)
 {
@@ -528,13 +554,15 @@ static bool ld_syntax_error(loader *ld)
     case YAML_MEMORY_ERROR:
         return vcl_error_set(ld->e, VCL_ERR_PERMANENT, "%s: out of memory while parsing YAML",
                              ld->path);
-    case YAML_READER_ERROR:
-        /* The reader reports a byte offset, not a mark: use where the
-         * scanner had got to, and the offset too. */
+    case YAML_READER_ERROR: {
+        /* The reader reports a byte offset, not a mark (it decodes ahead of
+         * the scanner): turn the offset into a line and column. */
+        yaml_mark_t m = offset_mark(ld->path, p->problem_offset);
         if (p->problem_value != -1)
-            return ld_fail(ld, p->mark, "%s: #%X at byte offset %zu", problem,
+            return ld_fail(ld, m, "%s: #%X at byte offset %zu", problem,
                            (unsigned)p->problem_value, p->problem_offset);
-        return ld_fail(ld, p->mark, "%s at byte offset %zu", problem, p->problem_offset);
+        return ld_fail(ld, m, "%s at byte offset %zu", problem, p->problem_offset);
+    }
     case YAML_SCANNER_ERROR:
     case YAML_PARSER_ERROR:
     default:
