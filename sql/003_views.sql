@@ -1,0 +1,115 @@
+-- 003_views.sql: read-only views for DBAs and operators (vclctl reads them too).
+-- Each one is a plain view over the tables: no state of its own.
+
+CREATE VIEW vcl.queue_summary AS
+SELECT r.operation,
+       r.state,
+       count(*)                                                       AS reservations,
+       min(r.created_at)                                              AS oldest_created_at,
+       min(r.run_at) FILTER (WHERE r.state = 'pending')               AS oldest_pending_run_at,
+       count(*) FILTER (WHERE r.state = 'pending' AND r.run_at <= now()) AS due_now,
+       count(*) FILTER (WHERE r.state = 'running' AND r.lease_expires_at < now()) AS lease_expired,
+       count(*) FILTER (WHERE r.state IN ('done', 'failed', 'cancelled')
+                          AND r.finished_at >= now() - interval '1 hour') AS finished_last_hour
+  FROM vcl.reservation r
+ GROUP BY r.operation, r.state
+ ORDER BY r.operation, r.state;
+COMMENT ON VIEW vcl.queue_summary IS
+    'Per operation and state: how many reservations, the oldest created_at, the oldest run_at of pending rows '
+    '(and how many are due now), running rows whose lease expired (awaiting rescue), and rows that finished '
+    '(done/failed/cancelled) in the last hour.';
+
+CREATE VIEW vcl.failures AS
+SELECT r.id,
+       c.name          AS computer,
+       n.name          AS node,
+       i.name          AS image,
+       ir.revision     AS revision,
+       r.operation,
+       r.failed_stage,
+       r.last_error,
+       r.attempts,
+       r.max_attempts,
+       r.created_at,
+       r.finished_at
+  FROM vcl.reservation r
+  JOIN vcl.computer c ON c.id = r.computer_id
+  JOIN vcl.node n ON n.id = c.node_id
+  LEFT JOIN vcl.image_revision ir ON ir.id = r.image_revision_id
+  LEFT JOIN vcl.image i ON i.id = ir.image_id
+ WHERE r.state = 'failed'
+ ORDER BY r.finished_at DESC, r.id DESC;
+COMMENT ON VIEW vcl.failures IS
+    'Failed reservations, newest first: which computer, node, image and revision, the stage that failed and the error. '
+    'Retry one with UPDATE vcl.reservation SET state = ''pending'' WHERE id = ... (add stage = NULL to rerun every stage).';
+
+CREATE VIEW vcl.running_jobs AS
+SELECT r.id,
+       c.name                         AS computer,
+       n.name                         AS node,
+       r.operation,
+       r.stage                        AS checkpoint,
+       cur.stage                      AS current_stage,
+       cur.started_at                 AS current_stage_started_at,
+       w.name                         AS worker,
+       w.host                         AS worker_host,
+       r.attempts,
+       r.lease_token,
+       r.lease_expires_at,
+       r.lease_expires_at < now()     AS lease_expired,
+       now() - r.started_at           AS age
+  FROM vcl.reservation r
+  JOIN vcl.computer c ON c.id = r.computer_id
+  JOIN vcl.node n ON n.id = c.node_id
+  LEFT JOIN vcl.worker w ON w.id = r.worker_id
+  LEFT JOIN LATERAL (SELECT s.stage, s.started_at
+                       FROM vcl.reservation_stage s
+                      WHERE s.reservation_id = r.id
+                        AND s.lease_token = r.lease_token
+                        AND s.outcome = 'running'
+                      ORDER BY s.id DESC
+                      LIMIT 1) cur ON true
+ WHERE r.state = 'running'
+ ORDER BY r.started_at, r.id;
+COMMENT ON VIEW vcl.running_jobs IS
+    'Running reservations: computer, node, operation, checkpoint (last finished stage), the stage running now '
+    '(from the stage log), worker, lease expiry and age since first claim. lease_expired rows await rescue by the next claim.';
+
+CREATE VIEW vcl.stage_timing AS
+SELECT n.name                                                          AS node,
+       r.operation,
+       s.stage,
+       count(*)                                                        AS runs,
+       percentile_cont(0.5)  WITHIN GROUP (ORDER BY s.duration_ms)     AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY s.duration_ms)     AS p95_ms,
+       max(s.duration_ms)                                              AS max_ms
+  FROM vcl.reservation_stage s
+  JOIN vcl.reservation r ON r.id = s.reservation_id
+  JOIN vcl.computer c ON c.id = r.computer_id
+  JOIN vcl.node n ON n.id = c.node_id
+ WHERE s.outcome = 'ok'
+ GROUP BY n.name, r.operation, s.stage
+ ORDER BY n.name, r.operation, s.stage;
+COMMENT ON VIEW vcl.stage_timing IS
+    'Per node, operation and stage: how many successful runs, median, 95th percentile and max duration in ms '
+    '(over the history still kept).';
+
+CREATE VIEW vcl.workers AS
+SELECT w.id,
+       w.name,
+       w.host,
+       w.pid,
+       w.slots,
+       w.version,
+       w.started_at,
+       w.heartbeat_at,
+       w.stopped_at,
+       now() - w.heartbeat_at AS since_heartbeat,
+       (SELECT count(*) FROM vcl.reservation r
+         WHERE r.worker_id = w.id AND r.state = 'running') AS running
+  FROM vcl.worker w
+ WHERE w.stopped_at IS NULL
+ ORDER BY w.id;
+COMMENT ON VIEW vcl.workers IS
+    'Workers not known to have stopped: last heartbeat, time since, and how many reservations they hold. '
+    'A large since_heartbeat means a crashed or hung worker (its leases expire and are taken over).';
