@@ -1223,14 +1223,14 @@ static void help_default(const opt_def *o, char *out, size_t out_len)
         snprintf(out, out_len, "%d", o->def_int);
         break;
     case OPT_STRLIST:
+    case OPT_ENUM:
         snprintf(out, out_len, "%s", o->def_str);
         break;
     case OPT_STRING:
-    case OPT_ENUM:
     default:
         if (o->def_fn) {
             char *v = o->def_fn();
-            snprintf(out, out_len, "%s", v);
+            snprintf(out, out_len, "\"%s\"", v);
             free(v);
         } else
             snprintf(out, out_len, "\"%s\"", o->def_str);
