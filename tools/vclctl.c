@@ -1,0 +1,2081 @@
+/* vclctl: the command line of vcl-worker for operators and DBAs.
+ *
+ * It applies the SQL migrations, manages the inventory (nodes, images and
+ * their revisions, computers), queues work (load and the other operations),
+ * shows the queue and a reservation's stage log, retries and cancels, asks a
+ * computer's node_status of libvirt, and lists the workers.
+ *
+ * Layout of this file:
+ *   1. context, exit codes, messages     ctl, fail(), usage_error()
+ *   2. arguments                         optspec tables, parse_args()
+ *   3. output                            aligned tables, "key: value", JSON
+ *   4. SQL helpers                       given-columns INSERT/UPDATE, lookups
+ *   5. commands                          one cmd_*() per command
+ *   6. the command table, help, main
+ *
+ * Rules kept throughout: every statement is a constant (or, for INSERT and
+ * UPDATE of the options a user gave, built only from column names that are
+ * constants in this file) and every value travels as a $n parameter; JSON is
+ * always produced by PostgreSQL (json_agg, json_build_object), never escaped
+ * by hand; names are checked with names.h before they are sent, so a typo
+ * gets a clear message rather than a constraint violation.
+ *
+ * Exit status: 0 ok, 1 failed, 2 usage (bad option, missing or malformed
+ * argument). */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "error.h"
+#include "log.h"
+#include "names.h"
+#include "nodestatus.h"
+
+/* ===================================================================== */
+/* 1. Context, exit codes, messages                                      */
+/* ===================================================================== */
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+#define PROG "vclctl"
+
+struct command;
+
+typedef struct ctl {
+    const char *conninfo;        /* --db, else $VCL_DATABASE, else "" (PG*) */
+    bool json;                   /* --json: machine output from PostgreSQL */
+    bool quiet;                  /* --quiet: no confirmations, only results */
+    int verbose;                 /* -v: info logs, -vv: debug (SQL) */
+    db_conn *db;                 /* opened on first use */
+    const struct command *cmd;   /* the command running, for usage errors */
+    char path[64];               /* its full name: "node add" */
+} ctl;
+
+static void vsay(const char *prefix, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "%s: %s", PROG, prefix);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+/* "vclctl: <what failed>"; returns EXIT_FAIL. */
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsay("", fmt, ap);
+    va_end(ap);
+    return EXIT_FAIL;
+}
+
+/* "vclctl: note: ..." on stderr, unless --quiet. */
+static void note(const ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(const ctl *c, const char *fmt, ...)
+{
+    if (c->quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsay("note: ", fmt, ap);
+    va_end(ap);
+}
+
+static void print_usage_line(FILE *f, const struct command *cmd, const char *path);
+
+/* "vclctl: <command>: <problem>", the usage line and where to read more;
+ * returns EXIT_USAGE. */
+static int usage_error(const ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const ctl *c, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", PROG);
+    if (c->path[0])
+        fprintf(stderr, "%s: ", c->path);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    if (c->cmd) {
+        print_usage_line(stderr, c->cmd, c->path);
+        fprintf(stderr, "see: %s help %s\n", PROG, c->path);
+    } else {
+        fprintf(stderr, "see: %s help\n", PROG);
+    }
+    return EXIT_USAGE;
+}
+
+/* The message of a database error without the "database: ERROR:  " noise. */
+static const char *db_msg(const vcl_error *e)
+{
+    const char *m = e->msg;
+    if (strncmp(m, "database: ", 10) == 0)
+        m += 10;
+    if (strncmp(m, "ERROR:", 6) == 0) {
+        m += 6;
+        while (*m == ' ')
+            m++;
+    }
+    return m;
+}
+
+/* A failed statement: "vclctl: <what>: <why>" and a hint for the SQLSTATEs
+ * an operator can act on. Returns EXIT_FAIL. */
+static int db_fail(const ctl *c, const vcl_error *e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int db_fail(const ctl *c, const vcl_error *e, const char *fmt, ...)
+{
+    const char *state = c->db ? db_sqlstate(c->db) : "";
+    va_list ap;
+    fprintf(stderr, "%s: ", PROG);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, ": %s\n", db_msg(e));
+    if (strcmp(state, "42P01") == 0 || strcmp(state, "3F000") == 0 ||
+        strcmp(state, "42883") == 0)
+        fprintf(stderr, "%s: hint: is the schema there? run: %s migrate\n", PROG, PROG);
+    else if (strncmp(state, "08", 2) == 0 || (c->db && db_is_broken(c->db)))
+        fprintf(stderr, "%s: hint: the connection to PostgreSQL was lost; try again\n", PROG);
+    else if (strcmp(state, "42501") == 0)
+        fprintf(stderr, "%s: hint: this database role lacks the privilege; connect as the "
+                        "schema owner (--db, VCL_DATABASE or PGUSER)\n", PROG);
+    return EXIT_FAIL;
+}
+
+/* The connection, opened on first use. NULL (after a message) when it fails. */
+static db_conn *ctl_db(ctl *c)
+{
+    vcl_error e;
+    if (c->db)
+        return c->db;
+    vcl_error_clear(&e);
+    c->db = db_connect(c->conninfo, PROG, &e);
+    if (!c->db) {
+        fail("%s", e.msg);
+        fprintf(stderr, "%s: hint: pass --db CONNINFO, or set VCL_DATABASE or the PG* "
+                        "variables (PGHOST, PGDATABASE, PGUSER, ...)\n", PROG);
+    }
+    return c->db;
+}
+
+/* ===================================================================== */
+/* 2. Arguments                                                          */
+/* ===================================================================== */
+
+/* Options of one command, declared once: parsing, "required" checks and
+ * the option list of `vclctl help CMD` all come from this table. */
+enum { OPT_REQUIRED = 1, OPT_MULTI = 2 };
+
+typedef struct optspec {
+    const char *name;  /* long name without "--" */
+    const char *arg;   /* value placeholder ("URI"); NULL for a flag */
+    unsigned flags;    /* OPT_REQUIRED, OPT_MULTI */
+    const char *help;
+} optspec;
+
+#define MAX_OPTS 24
+#define MAX_POS 8
+#define MAX_MULTI 32
+
+typedef struct args {
+    const optspec *spec;         /* NULL-name terminated, or NULL */
+    const char *val[MAX_OPTS];   /* last value of each option; "" for a given flag */
+    const char *multi[MAX_MULTI];/* every value of the (one) OPT_MULTI option */
+    int nmulti;
+    const char *pos[MAX_POS];    /* positional arguments */
+    int npos;
+} args;
+
+static int opt_index(const args *a, const char *name)
+{
+    for (int i = 0; a->spec && a->spec[i].name; i++)
+        if (strcmp(a->spec[i].name, name) == 0)
+            return i;
+    /* a command asked for an option it does not declare: a bug here */
+    fprintf(stderr, "%s: internal error: undeclared option --%s\n", PROG, name);
+    abort();
+}
+
+/* The value of --name, NULL when not given. */
+static const char *opt_str(const args *a, const char *name)
+{
+    return a->val[opt_index(a, name)];
+}
+
+static bool opt_flag(const args *a, const char *name)
+{
+    return a->val[opt_index(a, name)] != NULL;
+}
+
+/* Global options are accepted before the command and, for convenience,
+ * after it too. Returns 1 when argv[*i] was one (consuming its value), 0 when
+ * not, -1 on a usage error. */
+static int global_option(ctl *c, int argc, char **argv, int *i)
+{
+    const char *s = argv[*i];
+    if (strcmp(s, "--json") == 0) {
+        c->json = true;
+    } else if (strcmp(s, "--quiet") == 0 || strcmp(s, "-q") == 0) {
+        c->quiet = true;
+    } else if (strcmp(s, "--verbose") == 0 || strcmp(s, "-v") == 0) {
+        c->verbose++;
+    } else if (strcmp(s, "-vv") == 0) {
+        c->verbose += 2;
+    } else if (strncmp(s, "--db=", 5) == 0) {
+        c->conninfo = s + 5;
+    } else if (strcmp(s, "--db") == 0) {
+        if (*i + 1 >= argc)
+            return -1;
+        c->conninfo = argv[++*i];
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* Parse argv (argv[0] is the command's own name) against the command's
+ * option table. Returns true to run the command; false with *rc set when
+ * done (help shown: 0; usage error: 2). */
+static void print_command_help(FILE *f, const struct command *cmd, const char *path);
+
+static bool parse_args(ctl *c, const struct command *cmd, const optspec *spec, int argc,
+                       char **argv, args *a, int *rc)
+{
+    bool only_pos = false;
+    memset(a, 0, sizeof *a);
+    a->spec = spec;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (only_pos || s[0] != '-' || s[1] == '\0') {
+            if (a->npos == MAX_POS) {
+                *rc = usage_error(c, "too many arguments");
+                return false;
+            }
+            a->pos[a->npos++] = s;
+            continue;
+        }
+        if (strcmp(s, "--") == 0) {
+            only_pos = true;
+            continue;
+        }
+        if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
+            print_command_help(stdout, cmd, c->path);
+            *rc = EXIT_OK;
+            return false;
+        }
+        int g = global_option(c, argc, argv, &i);
+        if (g < 0) {
+            *rc = usage_error(c, "option '--db' needs a value");
+            return false;
+        }
+        if (g > 0)
+            continue;
+        if (s[1] != '-') {
+            *rc = usage_error(c, "unknown option '%s'", s);
+            return false;
+        }
+        const char *name = s + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        int k = -1;
+        for (int j = 0; spec && spec[j].name; j++)
+            if (strlen(spec[j].name) == len && strncmp(spec[j].name, name, len) == 0)
+                k = j;
+        if (k < 0) {
+            *rc = usage_error(c, "unknown option '--%.*s'", (int)len, name);
+            return false;
+        }
+        const char *v = "";
+        if (spec[k].arg) {
+            if (eq) {
+                v = eq + 1;
+            } else if (i + 1 < argc) {
+                v = argv[++i];
+            } else {
+                *rc = usage_error(c, "option '--%s' needs a value %s", spec[k].name, spec[k].arg);
+                return false;
+            }
+        } else if (eq) {
+            *rc = usage_error(c, "option '--%s' takes no value", spec[k].name);
+            return false;
+        }
+        if (spec[k].flags & OPT_MULTI) {
+            if (a->nmulti == MAX_MULTI) {
+                *rc = usage_error(c, "too many '--%s' options", spec[k].name);
+                return false;
+            }
+            a->multi[a->nmulti++] = v;
+        } else if (a->val[k]) {
+            *rc = usage_error(c, "option '--%s' given twice", spec[k].name);
+            return false;
+        }
+        a->val[k] = v;
+    }
+    for (int j = 0; spec && spec[j].name; j++)
+        if ((spec[j].flags & OPT_REQUIRED) && !a->val[j]) {
+            *rc = usage_error(c, "option '--%s %s' is required", spec[j].name,
+                              spec[j].arg ? spec[j].arg : "");
+            return false;
+        }
+    return true;
+}
+
+/* Strict integer: optional '-', digits only, within [min, max]. */
+static bool parse_ll(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+    if (!s || !(isdigit((unsigned char)s[0]) || (s[0] == '-' && isdigit((unsigned char)s[1]))))
+        return false;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* A numeric option, normalised to text for a parameter. */
+typedef struct num {
+    bool set;
+    long long v;
+    char s[32];
+} num;
+
+/* NULL when the option was not given, so colset_add() skips it. */
+#define NUM_PARAM(n) ((n).set ? (n).s : NULL)
+
+static int opt_num(const ctl *c, const args *a, const char *name, long long min, long long max,
+                   num *out)
+{
+    const char *s = opt_str(a, name);
+    memset(out, 0, sizeof *out);
+    if (!s)
+        return EXIT_OK;
+    if (!parse_ll(s, min, max, &out->v))
+        return usage_error(c, "--%s: '%s' is not a whole number from %lld to %lld", name, s,
+                           min, max);
+    out->set = true;
+    snprintf(out->s, sizeof out->s, "%lld", out->v);
+    return EXIT_OK;
+}
+
+/* A reservation id argument. */
+static int arg_id(const ctl *c, const char *s, num *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!parse_ll(s, 1, 9223372036854775807LL, &out->v))
+        return usage_error(c, "'%s' is not a reservation id (a positive number; see: %s list)",
+                           s, PROG);
+    out->set = true;
+    snprintf(out->s, sizeof out->s, "%lld", out->v);
+    return EXIT_OK;
+}
+
+/* Is s one of the NULL-terminated words? */
+static bool one_of(const char *s, const char *const *words)
+{
+    for (; *words; words++)
+        if (strcmp(s, *words) == 0)
+            return true;
+    return false;
+}
+
+/* "a|b|c" for messages. */
+static const char *words_join(const char *const *words, char *buf, size_t size)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int i = 0; words[i] && o < size; i++)
+        o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? "|" : "", words[i]);
+    return buf;
+}
+
+static int opt_word(const ctl *c, const args *a, const char *name, const char *const *words)
+{
+    const char *s = opt_str(a, name);
+    char list[256];
+    if (s && !one_of(s, words))
+        return usage_error(c, "--%s must be one of %s, not '%s'", name,
+                           words_join(words, list, sizeof list), s);
+    return EXIT_OK;
+}
+
+/* A name checked with names.h; invalid is a usage error. */
+static int check_name(const ctl *c, const char *what, const char *s)
+{
+    vcl_error e;
+    vcl_error_clear(&e);
+    if (!name_check(what, s, &e))
+        return usage_error(c, "%s", e.msg);
+    return EXIT_OK;
+}
+
+static int check_dir(const ctl *c, const char *what, const char *s)
+{
+    vcl_error e;
+    vcl_error_clear(&e);
+    if (s && !dir_check(what, s, &e))
+        return usage_error(c, "%s", e.msg);
+    return EXIT_OK;
+}
+
+/* Printable text without control characters, within a length bound (URIs,
+ * host names, checksums: values that have no stricter pattern here). */
+static int check_text(const ctl *c, const char *what, const char *s, size_t max)
+{
+    if (!s)
+        return EXIT_OK;
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return usage_error(c, "%s must be 1 to %zu characters long", what, max);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return usage_error(c, "%s contains a control character", what);
+    return EXIT_OK;
+}
+
+/* Host name or address: letters, digits, '.', '-', ':' (IPv6), not
+ * starting with '-' (it would read as an option to ssh tools). */
+static int check_host(const ctl *c, const char *s)
+{
+    if (!s)
+        return EXIT_OK;
+    size_t n = strlen(s);
+    bool ok = n > 0 && n <= 253 && s[0] != '-';
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)s[i]) || s[i] == '.' || s[i] == '-' || s[i] == ':' ||
+             s[i] == '_';
+    if (!ok)
+        return usage_error(c, "invalid ssh host '%.64s': use a host name or address "
+                              "(letters, digits, '.', '-', ':')", s);
+    return EXIT_OK;
+}
+
+/* IMAGE[:REV] */
+typedef struct image_ref {
+    char name[NAME_MAX_LEN + 1];
+    bool has_rev;
+    long long rev;
+    char rev_s[32];
+} image_ref;
+
+static int parse_image_ref(const ctl *c, const char *s, image_ref *out)
+{
+    const char *colon = strrchr(s, ':');
+    size_t len = colon ? (size_t)(colon - s) : strlen(s);
+    memset(out, 0, sizeof *out);
+    if (len > NAME_MAX_LEN)
+        return usage_error(c, "image name '%.40s...' is longer than %d characters", s,
+                           NAME_MAX_LEN);
+    memcpy(out->name, s, len);
+    out->name[len] = '\0';
+    int rc = check_name(c, "image", out->name);
+    if (rc != EXIT_OK)
+        return rc;
+    if (colon) {
+        if (!parse_ll(colon + 1, 0, 2147483647, &out->rev))
+            return usage_error(c, "'%s': the revision after ':' must be a number "
+                                  "(IMAGE or IMAGE:REV)", s);
+        out->has_rev = true;
+        snprintf(out->rev_s, sizeof out->rev_s, "%lld", out->rev);
+    }
+    return EXIT_OK;
+}
+
+/* ===================================================================== */
+/* 3. Output                                                             */
+/* ===================================================================== */
+
+/* Column types that are right-aligned (pg_type OIDs; the catalog header is
+ * a server header, not part of libpq). */
+enum { OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23, OID_FLOAT8 = 701, OID_NUMERIC = 1700 };
+
+/* A cell formatter turns the raw text of a column into what people read. */
+typedef void (*cell_fmt)(const char *in, char *out, size_t size);
+typedef struct colfmt {
+    const char *column;
+    cell_fmt fmt;
+} colfmt;
+
+/* 1234 (ms) -> "1.2s"; 42 -> "42ms"; 125000 -> "2m05s". */
+static void fmt_duration_ms(const char *in, char *out, size_t size)
+{
+    long long ms;
+    if (!parse_ll(in, 0, 9223372036854775807LL, &ms))
+        snprintf(out, size, "%s", in);
+    else if (ms < 1000)
+        snprintf(out, size, "%lldms", ms);
+    else if (ms < 60000)
+        snprintf(out, size, "%.1fs", (double)ms / 1000.0);
+    else if (ms < 3600000)
+        snprintf(out, size, "%lldm%02llds", ms / 60000, ms / 1000 % 60);
+    else
+        snprintf(out, size, "%lldh%02lldm", ms / 3600000, ms / 60000 % 60);
+}
+
+/* 75 (s) -> "1m15s ago" */
+static void fmt_age_s(const char *in, char *out, size_t size)
+{
+    long long s;
+    char d[32];
+    if (!parse_ll(in, -9223372036854775807LL, 9223372036854775807LL, &s)) {
+        snprintf(out, size, "%s", in);
+        return;
+    }
+    if (s < 0) {
+        snprintf(out, size, "in the future");
+        return;
+    }
+    if (s < 86400) {
+        char ms[32];
+        snprintf(ms, sizeof ms, "%lld", s * 1000);
+        fmt_duration_ms(ms, d, sizeof d);
+    } else {
+        snprintf(d, sizeof d, "%lldd%02lldh", s / 86400, s / 3600 % 24);
+    }
+    snprintf(out, size, "%s ago", d);
+}
+
+static cell_fmt find_fmt(const colfmt *fmts, const char *column)
+{
+    for (; fmts && fmts->column; fmts++)
+        if (strcmp(fmts->column, column) == 0)
+            return fmts->fmt;
+    return NULL;
+}
+
+/* The text people see for one cell: "-" for NULL, else the formatter's. */
+static const char *cell_text(const PGresult *r, int row, int col, cell_fmt fmt, char *buf,
+                             size_t size)
+{
+    if (PQgetisnull(r, row, col))
+        return "-";
+    if (!fmt)
+        return PQgetvalue(r, row, col);
+    fmt(PQgetvalue(r, row, col), buf, size);
+    return buf;
+}
+
+/* Width on a terminal: UTF-8 continuation bytes take no column. */
+static int text_width(const char *s)
+{
+    int w = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80)
+            w++;
+    return w;
+}
+
+/* Write s on one line: control characters (newlines in an error message)
+ * become spaces, so a table stays a table. */
+static void put_clean(FILE *f, const char *s)
+{
+    for (; *s; s++)
+        fputc(((unsigned char)*s < 0x20 || *s == 0x7f) ? ' ' : *s, f);
+}
+
+static void put_spaces(FILE *f, int n)
+{
+    for (; n > 0; n--)
+        fputc(' ', f);
+}
+
+/* An aligned table with a header from the column names (upper case); two
+ * spaces between columns, numbers right-aligned, the last column unpadded. */
+static void print_table(FILE *f, const PGresult *r, const colfmt *fmts)
+{
+    int ncols = PQnfields(r), nrows = PQntuples(r);
+    int width[64] = { 0 };
+    bool right[64] = { false };
+    char buf[256];
+    if (ncols > 64)
+        ncols = 64;
+    for (int j = 0; j < ncols; j++) {
+        Oid t = PQftype(r, j);
+        right[j] = t == OID_INT8 || t == OID_INT2 || t == OID_INT4 || t == OID_FLOAT8 ||
+                   t == OID_NUMERIC;
+        width[j] = text_width(PQfname(r, j));
+        cell_fmt fmt = find_fmt(fmts, PQfname(r, j));
+        for (int i = 0; i < nrows; i++) {
+            int w = text_width(cell_text(r, i, j, fmt, buf, sizeof buf));
+            if (w > width[j])
+                width[j] = w;
+        }
+    }
+    for (int j = 0; j < ncols; j++) {
+        const char *h = PQfname(r, j);
+        int w = text_width(h);
+        if (right[j] && j > 0)
+            put_spaces(f, width[j] - w);
+        for (; *h; h++)
+            fputc(toupper((unsigned char)*h), f);
+        if (j < ncols - 1)
+            put_spaces(f, (right[j] && j > 0 ? 0 : width[j] - w) + 2);
+    }
+    fputc('\n', f);
+    for (int i = 0; i < nrows; i++) {
+        for (int j = 0; j < ncols; j++) {
+            const char *s = cell_text(r, i, j, find_fmt(fmts, PQfname(r, j)), buf, sizeof buf);
+            int w = text_width(s);
+            if (right[j] && j > 0)
+                put_spaces(f, width[j] - w);
+            put_clean(f, s);
+            if (j < ncols - 1)
+                put_spaces(f, (right[j] && j > 0 ? 0 : width[j] - w) + 2);
+        }
+        fputc('\n', f);
+    }
+}
+
+/* One row as aligned "key: value" lines. Columns named in skip, and any
+ * column name already printed, are left out. Values spanning lines are
+ * indented under the first one. */
+static void print_kv(FILE *f, const PGresult *r, int row, const colfmt *fmts,
+                     const char *const *skip)
+{
+    int ncols = PQnfields(r), keyw = 0;
+    char buf[256];
+    for (int j = 0; j < ncols; j++)
+        if (text_width(PQfname(r, j)) > keyw)
+            keyw = text_width(PQfname(r, j));
+    for (int j = 0; j < ncols; j++) {
+        const char *k = PQfname(r, j);
+        bool seen = skip && one_of(k, skip);
+        for (int p = 0; p < j && !seen; p++)
+            seen = strcmp(PQfname(r, p), k) == 0;
+        if (seen)
+            continue;
+        fprintf(f, "%s:", k);
+        put_spaces(f, keyw - text_width(k) + 1);
+        for (const char *s = cell_text(r, row, j, find_fmt(fmts, k), buf, sizeof buf); *s; s++) {
+            if (*s == '\n') {
+                fputc('\n', f);
+                put_spaces(f, keyw + 2);
+            } else if (*s != '\r') {
+                fputc(*s, f);
+            }
+        }
+        fputc('\n', f);
+    }
+}
+
+/* Run a query whose single cell is JSON built by PostgreSQL and print it. */
+static int print_json(ctl *c, const char *sql, int n, const char *const *params,
+                      const char *what)
+{
+    vcl_error e;
+    vcl_error_clear(&e);
+    PGresult *r = db_exec(c->db, sql, n, params, &e);
+    if (!r)
+        return db_fail(c, &e, "cannot read %s", what);
+    if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+        printf("%s\n", PQgetvalue(r, 0, 0));
+    else
+        printf("null\n");
+    PQclear(r);
+    return EXIT_OK;
+}
+
+/* The JSON array of a query's rows, in its order. */
+#define JSON_ARRAY(query) \
+    "SELECT coalesce(json_agg(t), '[]'::json) FROM (" query ") t"
+
+/* Run a text query and print it as a table; empty_msg when there is no row. */
+static int print_query_table(ctl *c, const char *sql, int n, const char *const *params,
+                             const colfmt *fmts, const char *what, const char *empty_msg)
+{
+    vcl_error e;
+    vcl_error_clear(&e);
+    PGresult *r = db_exec(c->db, sql, n, params, &e);
+    if (!r)
+        return db_fail(c, &e, "cannot list %s", what);
+    if (PQntuples(r) == 0) {
+        if (!c->quiet)
+            printf("%s\n", empty_msg);
+    } else {
+        print_table(stdout, r, fmts);
+    }
+    PQclear(r);
+    return EXIT_OK;
+}
+
+/* ===================================================================== */
+/* 4. SQL helpers                                                        */
+/* ===================================================================== */
+
+/* Fixed-size statement text; overflow is checked, never truncated silently. */
+typedef struct sbuf {
+    char s[4096];
+    size_t len;
+    bool overflow;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *str)
+{
+    size_t n = strlen(str);
+    if (b->overflow || b->len + n >= sizeof b->s) {
+        b->overflow = true;
+        return;
+    }
+    memcpy(b->s + b->len, str, n + 1);
+    b->len += n;
+}
+
+/* Append a value expression: tmpl with its '?' replaced by $n. */
+static void sb_param(sbuf *b, const char *tmpl, int n)
+{
+    char ph[16];
+    snprintf(ph, sizeof ph, "$%d", n);
+    for (const char *p = tmpl; *p; p++) {
+        if (*p == '?') {
+            sb_add(b, ph);
+        } else {
+            char one[2] = { *p, '\0' };
+            sb_add(b, one);
+        }
+    }
+}
+
+/* The columns an INSERT or UPDATE sets: only those the user gave, so the
+ * table's defaults stay the single source of defaults. Column names and
+ * expression templates are constants of this file; values are parameters. */
+#define MAX_COLS 20
+typedef struct colset {
+    const char *col[MAX_COLS];
+    const char *tmpl[MAX_COLS]; /* value expression, '?' is the parameter */
+    const char *val[MAX_COLS];
+    int n;
+} colset;
+
+static void colset_add_expr(colset *s, const char *col, const char *tmpl, const char *val)
+{
+    if (!val)
+        return;
+    if (s->n == MAX_COLS) {
+        fprintf(stderr, "%s: internal error: too many columns\n", PROG);
+        abort();
+    }
+    s->col[s->n] = col;
+    s->tmpl[s->n] = tmpl;
+    s->val[s->n] = val;
+    s->n++;
+}
+
+static void colset_add(colset *s, const char *col, const char *val)
+{
+    colset_add_expr(s, col, "?", val);
+}
+
+/* INSERT INTO table (cols) VALUES ($1, ...) RETURNING id */
+static bool colset_insert(ctl *c, const char *table, const colset *s, long long *id,
+                          vcl_error *e)
+{
+    sbuf b = { .len = 0 };
+    sb_add(&b, "INSERT INTO ");
+    sb_add(&b, table);
+    sb_add(&b, " (");
+    for (int i = 0; i < s->n; i++) {
+        sb_add(&b, i ? ", " : "");
+        sb_add(&b, s->col[i]);
+    }
+    sb_add(&b, ") VALUES (");
+    for (int i = 0; i < s->n; i++) {
+        sb_add(&b, i ? ", " : "");
+        sb_param(&b, s->tmpl[i], i + 1);
+    }
+    sb_add(&b, ") RETURNING id");
+    if (b.overflow)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "statement too long");
+    bool isnull;
+    return db_scalar_ll(c->db, b.s, s->n, s->val, id, &isnull, e);
+}
+
+/* UPDATE table SET col = $1, ... WHERE key_col = $n RETURNING id; *found
+ * false when no row has that key. */
+static bool colset_update(ctl *c, const char *table, const colset *s, const char *key_col,
+                          const char *key, long long *id, bool *found, vcl_error *e)
+{
+    sbuf b = { .len = 0 };
+    const char *params[MAX_COLS + 1];
+    sb_add(&b, "UPDATE ");
+    sb_add(&b, table);
+    sb_add(&b, " SET ");
+    for (int i = 0; i < s->n; i++) {
+        sb_add(&b, i ? ", " : "");
+        sb_add(&b, s->col[i]);
+        sb_add(&b, " = ");
+        sb_param(&b, s->tmpl[i], i + 1);
+        params[i] = s->val[i];
+    }
+    sb_add(&b, " WHERE ");
+    sb_add(&b, key_col);
+    sb_param(&b, " = ?", s->n + 1);
+    sb_add(&b, " RETURNING id");
+    params[s->n] = key;
+    if (b.overflow)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "statement too long");
+    bool isnull = true;
+    if (!db_scalar_ll(c->db, b.s, s->n + 1, params, id, &isnull, e))
+        return false;
+    *found = !isnull;
+    return true;
+}
+
+/* Id of the row named name; a clear "no <what> named" error otherwise.
+ * sql takes the name as $1 and returns the id. */
+static int lookup_id(ctl *c, const char *sql, const char *what, const char *name, long long *id)
+{
+    vcl_error e;
+    bool isnull = true;
+    const char *p[1] = { name };
+    vcl_error_clear(&e);
+    if (!db_scalar_ll(c->db, sql, 1, p, id, &isnull, &e))
+        return db_fail(c, &e, "cannot look up %s '%s'", what, name);
+    if (isnull)
+        return fail("no %s named '%s' (see: %s %s list)", what, name, PROG, what);
+    return EXIT_OK;
+}
+
+static const char SQL_NODE_ID[] = "SELECT id FROM vcl.node WHERE name = $1";
+static const char SQL_IMAGE_ID[] = "SELECT id FROM vcl.image WHERE name = $1";
+static const char SQL_COMPUTER_ID[] = "SELECT id FROM vcl.computer WHERE name = $1";
+
+/* Explain why a named INSERT failed; unique violations say "already exists". */
+static int insert_fail(ctl *c, const vcl_error *e, const char *what, const char *name)
+{
+    if (strcmp(db_sqlstate(c->db), "23505") == 0)
+        return fail("cannot add %s '%s': %s (see: %s %s list)", what, name,
+                    strstr(db_msg(e), "revision") ? "that revision already exists"
+                                                  : "it already exists",
+                    PROG, what);
+    return db_fail(c, e, "cannot add %s '%s'", what, name);
+}
+
+/* ===================================================================== */
+/* 5. Commands                                                           */
+/* ===================================================================== */
+
+/* The vocabulary shared with the schema's CHECK constraints. */
+static const char *const TRANSPORTS[] = { "local", "ssh", NULL };
+static const char *const INVENTORY_STATES[] = { "available", "maintenance", NULL };
+static const char *const OS_TYPES[] = { "none", "linux", "windows", NULL };
+static const char *const RESERVATION_STATES[] = { "pending", "running", "done", "failed",
+                                                  "cancelled", NULL };
+static const char *const RETRYABLE_STATES[] = { "failed", "cancelled", "done", NULL };
+static const char *const OPERATIONS[] = {
+    "load",           "capture",         "power_on",        "power_off",   "power_reset",
+    "shutdown",       "delete",          "snapshot_create", "snapshot_delete",
+    "snapshot_revert", "maintenance",    "node_status",     "noop",        NULL
+};
+
+/* ---- migrate ---- */
+
+static const optspec OPTS_MIGRATE[] = {
+    { "sql-dir", "DIR", 0, "directory of NNN_name.sql files (default: $VCL_SQL_DIR, "
+                           "else next to the program, else the installed share dir)" },
+    { NULL, NULL, 0, NULL },
+};
+
+static int cmd_migrate(ctl *c, const args *a)
+{
+    const char *dir = opt_str(a, "sql-dir");
+    vcl_error e;
+    int applied = 0;
+    long long version = 0;
+    bool isnull = true;
+    if (!dir)
+        dir = db_default_sql_dir();
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    vcl_error_clear(&e);
+    if (!db_migrate(c->db, dir, &applied, &e)) {
+        fail("migration failed after %d applied: %s", applied, db_msg(&e));
+        return EXIT_FAIL;
+    }
+    if (!db_scalar_ll(c->db, "SELECT to_regclass('vcl.schema_migrations') IS NOT NULL", 0, NULL,
+                      &version, &isnull, &e))
+        return db_fail(c, &e, "cannot read the schema version");
+    if (version) {
+        if (!db_scalar_ll(c->db, "SELECT coalesce(max(version), 0) FROM vcl.schema_migrations",
+                          0, NULL, &version, &isnull, &e))
+            return db_fail(c, &e, "cannot read the schema version");
+    } else {
+        return fail("no migrations found in %s (pass --sql-dir DIR or set VCL_SQL_DIR)", dir);
+    }
+    if (c->json) {
+        char na[32], nv[32];
+        snprintf(na, sizeof na, "%d", applied);
+        snprintf(nv, sizeof nv, "%lld", version);
+        const char *p[3] = { na, nv, dir };
+        return print_json(c, "SELECT json_build_object('applied', $1::int, 'version', $2::int, "
+                             "'sql_dir', $3::text)", 3, p, "the result");
+    }
+    if (!c->quiet)
+        printf("applied %d migration(s); schema at version %lld\n", applied, version);
+    return EXIT_OK;
+}
+
+/* ---- node ---- */
+
+#define NODE_FIELD_OPTS                                                                     \
+    { "transport", "local|ssh", 0, "how the worker reaches the node (default local)" },     \
+    { "ssh-host", "HOST", 0, "ssh: host name or address" },                                 \
+    { "ssh-port", "PORT", 0, "ssh: port (default 22)" },                                    \
+    { "ssh-user", "USER", 0, "ssh: user" },                                                 \
+    { "master-dir", "DIR", 0, "master image directory on the node" },                       \
+    { "cow-dir", "DIR", 0, "copy-on-write disk directory on the node" },                    \
+    { "xml-dir", "DIR", 0, "domain XML directory on the node (default /tmp/vcl)" },         \
+    { "repo", "PATH", OPT_MULTI, "image repository path searched for masters; repeat for " \
+                                 "several (node set: replaces the list)" },                 \
+    { "max-loads", "N", 0, "at most N loads at once on this node" },                        \
+    { "network", "NAME", 0, "libvirt network the NICs attach to" }
+
+static const optspec OPTS_NODE_ADD[] = {
+    { "uri", "URI", OPT_REQUIRED, "libvirt connection URI (qemu:///system, "
+                                  "qemu+libssh2://user@host/system?..., test:///default)" },
+    NODE_FIELD_OPTS,
+    { NULL, NULL, 0, NULL },
+};
+
+static const optspec OPTS_NODE_SET[] = {
+    { "state", "available|maintenance", 0, "maintenance: the worker starts no new work here" },
+    { "uri", "URI", 0, "libvirt connection URI" },
+    NODE_FIELD_OPTS,
+    { NULL, NULL, 0, NULL },
+};
+
+/* Check the node options shared by add and set; fill the columns. repos
+ * receives the --repo values joined by newlines (sent as one parameter and
+ * split by string_to_array: no array literal is ever built by hand). */
+static int node_fields(ctl *c, const args *a, colset *s, num *port, num *loads, char *repos,
+                       size_t repos_size)
+{
+    int rc;
+    const char *uri = opt_str(a, "uri");
+    if ((rc = opt_word(c, a, "transport", TRANSPORTS)) != EXIT_OK ||
+        (rc = check_text(c, "--uri", uri, 1024)) != EXIT_OK ||
+        (rc = check_host(c, opt_str(a, "ssh-host"))) != EXIT_OK ||
+        (rc = opt_num(c, a, "ssh-port", 1, 65535, port)) != EXIT_OK ||
+        (rc = opt_num(c, a, "max-loads", 1, 1000, loads)) != EXIT_OK ||
+        (rc = check_dir(c, "master image", opt_str(a, "master-dir"))) != EXIT_OK ||
+        (rc = check_dir(c, "COW", opt_str(a, "cow-dir"))) != EXIT_OK ||
+        (rc = check_dir(c, "XML", opt_str(a, "xml-dir"))) != EXIT_OK)
+        return rc;
+    if (opt_str(a, "ssh-user") && (rc = check_name(c, "ssh user", opt_str(a, "ssh-user"))))
+        return rc;
+    if (opt_str(a, "network") && (rc = check_name(c, "network", opt_str(a, "network"))))
+        return rc;
+    repos[0] = '\0';
+    for (int i = 0, o = 0; i < a->nmulti; i++) {
+        if ((rc = check_dir(c, "repository", a->multi[i])) != EXIT_OK)
+            return rc;
+        int w = snprintf(repos + o, repos_size - (size_t)o, "%s%s", i ? "\n" : "", a->multi[i]);
+        if (w < 0 || (size_t)w >= repos_size - (size_t)o)
+            return usage_error(c, "too many or too long --repo paths");
+        o += w;
+    }
+    colset_add(s, "libvirt_uri", uri);
+    colset_add(s, "transport", opt_str(a, "transport"));
+    colset_add(s, "ssh_host", opt_str(a, "ssh-host"));
+    colset_add_expr(s, "ssh_port", "?::int", NUM_PARAM(*port));
+    colset_add(s, "ssh_user", opt_str(a, "ssh-user"));
+    colset_add(s, "master_image_dir", opt_str(a, "master-dir"));
+    colset_add(s, "cow_dir", opt_str(a, "cow-dir"));
+    colset_add(s, "xml_dir", opt_str(a, "xml-dir"));
+    colset_add_expr(s, "repository_paths", "string_to_array(?, chr(10))",
+                    a->nmulti ? repos : NULL);
+    colset_add_expr(s, "max_concurrent_loads", "?::int", NUM_PARAM(*loads));
+    colset_add(s, "network", opt_str(a, "network"));
+    return EXIT_OK;
+}
+
+static int print_row_json(ctl *c, const char *sql, long long id, const char *what)
+{
+    char ids[32];
+    snprintf(ids, sizeof ids, "%lld", id);
+    const char *p[1] = { ids };
+    return print_json(c, sql, 1, p, what);
+}
+
+static const char SQL_NODE_JSON[] = "SELECT row_to_json(n) FROM vcl.node n WHERE n.id = $1";
+
+static int cmd_node_add(ctl *c, const args *a)
+{
+    const char *name = a->pos[0];
+    colset s = { .n = 0 };
+    num port, loads;
+    char repos[MAX_MULTI * 260];
+    long long id = 0;
+    vcl_error e;
+    int rc;
+    if ((rc = check_name(c, "node", name)) != EXIT_OK ||
+        (rc = node_fields(c, a, &s, &port, &loads, repos, sizeof repos)) != EXIT_OK)
+        return rc;
+    bool ssh = opt_str(a, "transport") && strcmp(opt_str(a, "transport"), "ssh") == 0;
+    if (ssh && !opt_str(a, "ssh-host"))
+        return usage_error(c, "--transport ssh needs --ssh-host HOST");
+    if (!ssh && (opt_str(a, "ssh-host") || port.set || opt_str(a, "ssh-user")))
+        return usage_error(c, "--ssh-host/--ssh-port/--ssh-user need --transport ssh");
+    colset_add(&s, "name", name);
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    vcl_error_clear(&e);
+    if (!colset_insert(c, "vcl.node", &s, &id, &e))
+        return insert_fail(c, &e, "node", name);
+    if (c->json)
+        return print_row_json(c, SQL_NODE_JSON, id, "the node");
+    if (!c->quiet)
+        printf("added node %s (id %lld)\n", name, id);
+    return EXIT_OK;
+}
+
+static int cmd_node_set(ctl *c, const args *a)
+{
+    const char *name = a->pos[0];
+    colset s = { .n = 0 };
+    num port, loads;
+    char repos[MAX_MULTI * 260];
+    long long id = 0;
+    bool found = false;
+    vcl_error e;
+    int rc;
+    if ((rc = check_name(c, "node", name)) != EXIT_OK ||
+        (rc = opt_word(c, a, "state", INVENTORY_STATES)) != EXIT_OK ||
+        (rc = node_fields(c, a, &s, &port, &loads, repos, sizeof repos)) != EXIT_OK)
+        return rc;
+    colset_add(&s, "state", opt_str(a, "state"));
+    if (s.n == 0)
+        return usage_error(c, "nothing to change: give at least one option");
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    vcl_error_clear(&e);
+    if (!colset_update(c, "vcl.node", &s, "name", name, &id, &found, &e))
+        return db_fail(c, &e, "cannot update node '%s'", name);
+    if (!found)
+        return fail("no node named '%s' (see: %s node list)", name, PROG);
+    if (c->json)
+        return print_row_json(c, SQL_NODE_JSON, id, "the node");
+    if (!c->quiet)
+        printf("updated node %s\n", name);
+    return EXIT_OK;
+}
+
+#define NODE_ROWS                                                                          \
+    "SELECT n.id, n.name, n.state, n.transport, n.libvirt_uri, n.ssh_host, n.ssh_port,"    \
+    " n.ssh_user, n.master_image_dir, n.cow_dir, n.xml_dir, n.repository_paths,"           \
+    " n.max_concurrent_loads, n.network,"                                                  \
+    " (SELECT count(*) FROM vcl.computer c WHERE c.node_id = n.id) AS computers"           \
+    " FROM vcl.node n ORDER BY n.name"
+
+static int cmd_node_list(ctl *c, const args *a)
+{
+    (void)a;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    if (c->json)
+        return print_json(c, JSON_ARRAY(NODE_ROWS), 0, NULL, "nodes");
+    return print_query_table(
+        c,
+        "SELECT name, state, transport, libvirt_uri AS uri,"
+        " CASE WHEN transport = 'ssh' THEN concat(ssh_user || '@', ssh_host, ':' || ssh_port)"
+        " END AS ssh, max_concurrent_loads AS max_loads, network, computers,"
+        " master_image_dir AS master_dir, cow_dir, xml_dir,"
+        " nullif(array_to_string(repository_paths, ','), '') AS repos"
+        " FROM (" NODE_ROWS ") t",
+        0, NULL, NULL, "nodes", "no nodes (add one: vclctl node add NAME --uri URI)");
+}
+
+/* ---- image ---- */
+
+static const optspec OPTS_IMAGE_ADD[] = {
+    { "os-type", "none|linux|windows", 0, "how post_load waits for the guest (default none)" },
+    { NULL, NULL, 0, NULL },
+};
+
+static int cmd_image_add(ctl *c, const args *a)
+{
+    const char *name = a->pos[0];
+    colset s = { .n = 0 };
+    long long id = 0;
+    vcl_error e;
+    int rc;
+    if ((rc = check_name(c, "image", name)) != EXIT_OK ||
+        (rc = opt_word(c, a, "os-type", OS_TYPES)) != EXIT_OK)
+        return rc;
+    colset_add(&s, "name", name);
+    colset_add(&s, "os_type", opt_str(a, "os-type"));
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    vcl_error_clear(&e);
+    if (!colset_insert(c, "vcl.image", &s, &id, &e))
+        return insert_fail(c, &e, "image", name);
+    if (c->json)
+        return print_row_json(c, "SELECT row_to_json(i) FROM vcl.image i WHERE i.id = $1", id,
+                              "the image");
+    if (!c->quiet)
+        printf("added image %s (id %lld)\n", name, id);
+    return EXIT_OK;
+}
+
+static const optspec OPTS_REVISION_ADD[] = {
+    { "revision", "N", OPT_REQUIRED, "revision number" },
+    { "file-stem", "STEM", OPT_REQUIRED, "file name of the master without extension "
+                                         "(<master dir>/<STEM>.qcow2)" },
+    { "size", "BYTES", 0, "size of the master image" },
+    { "checksum", "SUM", 0, "checksum of the master image" },
+    { "production", NULL, 0, "mark as production (what IMAGE without :REV loads)" },
+    { NULL, NULL, 0, NULL },
+};
+
+static int cmd_image_revision_add(ctl *c, const args *a)
+{
+    const char *image = a->pos[0], *stem = opt_str(a, "file-stem");
+    colset s = { .n = 0 };
+    num rev, size;
+    long long image_id = 0, id = 0;
+    char image_ids[32];
+    vcl_error e;
+    int rc;
+    if ((rc = check_name(c, "image", image)) != EXIT_OK ||
+        (rc = opt_num(c, a, "revision", 0, 2147483647, &rev)) != EXIT_OK ||
+        (rc = check_name(c, "file stem", stem)) != EXIT_OK ||
+        (rc = opt_num(c, a, "size", 0, 9223372036854775807LL, &size)) != EXIT_OK ||
+        (rc = check_text(c, "--checksum", opt_str(a, "checksum"), 256)) != EXIT_OK)
+        return rc;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    if ((rc = lookup_id(c, SQL_IMAGE_ID, "image", image, &image_id)) != EXIT_OK)
+        return rc;
+    snprintf(image_ids, sizeof image_ids, "%lld", image_id);
+    colset_add_expr(&s, "image_id", "?::bigint", image_ids);
+    colset_add_expr(&s, "revision", "?::int", NUM_PARAM(rev));
+    colset_add(&s, "file_stem", stem);
+    colset_add_expr(&s, "size_bytes", "?::bigint", NUM_PARAM(size));
+    colset_add(&s, "checksum", opt_str(a, "checksum"));
+    colset_add_expr(&s, "production", "?::boolean", opt_flag(a, "production") ? "true" : NULL);
+    vcl_error_clear(&e);
+    if (!colset_insert(c, "vcl.image_revision", &s, &id, &e)) {
+        if (strcmp(db_sqlstate(c->db), "23505") == 0)
+            return fail("image %s already has revision %lld (see: %s image list)", image, rev.v,
+                        PROG);
+        return db_fail(c, &e, "cannot add revision %lld of image '%s'", rev.v, image);
+    }
+    if (c->json)
+        return print_row_json(
+            c, "SELECT row_to_json(r) FROM vcl.image_revision r WHERE r.id = $1", id,
+            "the revision");
+    if (!c->quiet)
+        printf("added %s:%lld (file stem %s%s)\n", image, rev.v, stem,
+               opt_flag(a, "production") ? ", production" : "");
+    return EXIT_OK;
+}
+
+static int cmd_image_list(ctl *c, const args *a)
+{
+    (void)a;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    if (c->json)
+        return print_json(
+            c,
+            "SELECT coalesce(json_agg(json_build_object("
+            " 'id', i.id, 'name', i.name, 'os_type', i.os_type,"
+            " 'revisions', (SELECT coalesce(json_agg(r ORDER BY r.revision), '[]'::json)"
+            "               FROM vcl.image_revision r WHERE r.image_id = i.id))"
+            " ORDER BY i.name), '[]'::json) FROM vcl.image i",
+            0, NULL, "images");
+    return print_query_table(
+        c,
+        "SELECT i.name AS image, i.os_type AS os, r.revision AS rev, r.file_stem,"
+        " pg_size_pretty(r.size_bytes) AS size,"
+        " CASE WHEN r.production THEN 'yes' WHEN r.id IS NOT NULL THEN 'no' END AS production,"
+        " (SELECT string_agg(c.name, ',' ORDER BY c.name) FROM vcl.computer c"
+        "  WHERE c.current_revision_id = r.id) AS loaded_on"
+        " FROM vcl.image i LEFT JOIN vcl.image_revision r ON r.image_id = i.id"
+        " ORDER BY i.name, r.revision",
+        0, NULL, NULL, "images", "no images (add one: vclctl image add NAME)");
+}
+
+/* ---- computer ---- */
+
+static const optspec OPTS_COMPUTER_ADD[] = {
+    { "node", "NODE", OPT_REQUIRED, "the node this VM slot lives on" },
+    { "mac", "MAC", OPT_REQUIRED, "MAC address of the first NIC (52:54:00:xx:xx:xx)" },
+    { "memory", "MB", 0, "memory in MiB" },
+    { "vcpus", "N", 0, "virtual CPUs" },
+    { NULL, NULL, 0, NULL },
+};
+
+static const optspec OPTS_COMPUTER_SET[] = {
+    { "state", "available|maintenance", 0, "maintenance: the worker starts no new work here" },
+    { "mac", "MAC", 0, "MAC address of the first NIC" },
+    { "memory", "MB", 0, "memory in MiB (used by the next load)" },
+    { "vcpus", "N", 0, "virtual CPUs (used by the next load)" },
+    { NULL, NULL, 0, NULL },
+};
+
+/* MAC, memory and vCPUs, shared by add and set. mac is lower-cased into
+ * macbuf. */
+static int computer_fields(ctl *c, const args *a, colset *s, num *mem, num *cpus, char *macbuf,
+                           size_t size)
+{
+    const char *mac = opt_str(a, "mac");
+    vcl_error e;
+    int rc;
+    vcl_error_clear(&e);
+    if (mac) {
+        if (!mac_check(mac, &e))
+            return usage_error(c, "%s", e.msg);
+        snprintf(macbuf, size, "%s", mac);
+        for (char *p = macbuf; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+    }
+    if ((rc = opt_num(c, a, "memory", 64, 16 * 1024 * 1024, mem)) != EXIT_OK ||
+        (rc = opt_num(c, a, "vcpus", 1, 1024, cpus)) != EXIT_OK)
+        return rc;
+    colset_add(s, "mac0", mac ? macbuf : NULL);
+    colset_add_expr(s, "memory_mb", "?::int", NUM_PARAM(*mem));
+    colset_add_expr(s, "vcpus", "?::int", NUM_PARAM(*cpus));
+    return EXIT_OK;
+}
+
+static const char SQL_COMPUTER_JSON[] =
+    "SELECT row_to_json(c) FROM vcl.computer c WHERE c.id = $1";
+
+static int cmd_computer_add(ctl *c, const args *a)
+{
+    const char *name = a->pos[0], *node = opt_str(a, "node");
+    colset s = { .n = 0 };
+    num mem, cpus;
+    char mac[32], node_ids[32];
+    long long node_id = 0, id = 0;
+    vcl_error e;
+    int rc;
+    if ((rc = check_name(c, "computer", name)) != EXIT_OK ||
+        (rc = check_name(c, "node", node)) != EXIT_OK ||
+        (rc = computer_fields(c, a, &s, &mem, &cpus, mac, sizeof mac)) != EXIT_OK)
+        return rc;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    if ((rc = lookup_id(c, SQL_NODE_ID, "node", node, &node_id)) != EXIT_OK)
+        return rc;
+    snprintf(node_ids, sizeof node_ids, "%lld", node_id);
+    colset_add(&s, "name", name);
+    colset_add_expr(&s, "node_id", "?::bigint", node_ids);
+    vcl_error_clear(&e);
+    if (!colset_insert(c, "vcl.computer", &s, &id, &e))
+        return insert_fail(c, &e, "computer", name);
+    if (c->json)
+        return print_row_json(c, SQL_COMPUTER_JSON, id, "the computer");
+    if (!c->quiet)
+        printf("added computer %s on node %s (id %lld)\n", name, node, id);
+    return EXIT_OK;
+}
+
+static int cmd_computer_set(ctl *c, const args *a)
+{
+    const char *name = a->pos[0];
+    colset s = { .n = 0 };
+    num mem, cpus;
+    char mac[32];
+    long long id = 0;
+    bool found = false;
+    vcl_error e;
+    int rc;
+    if ((rc = check_name(c, "computer", name)) != EXIT_OK ||
+        (rc = opt_word(c, a, "state", INVENTORY_STATES)) != EXIT_OK ||
+        (rc = computer_fields(c, a, &s, &mem, &cpus, mac, sizeof mac)) != EXIT_OK)
+        return rc;
+    colset_add(&s, "state", opt_str(a, "state"));
+    if (s.n == 0)
+        return usage_error(c, "nothing to change: give at least one option");
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    vcl_error_clear(&e);
+    if (!colset_update(c, "vcl.computer", &s, "name", name, &id, &found, &e))
+        return db_fail(c, &e, "cannot update computer '%s'", name);
+    if (!found)
+        return fail("no computer named '%s' (see: %s computer list)", name, PROG);
+    if (c->json)
+        return print_row_json(c, SQL_COMPUTER_JSON, id, "the computer");
+    if (!c->quiet)
+        printf("updated computer %s\n", name);
+    return EXIT_OK;
+}
+
+#define COMPUTER_ROWS                                                                       \
+    "SELECT c.id, c.name, n.name AS node, c.state, c.node_status,"                          \
+    " i.name || ':' || ir.revision AS loaded, c.mac0, c.memory_mb, c.vcpus,"               \
+    " c.domain_name, c.domain_uuid, c.cow_path, c.master_path, c.xml_path, c.post_load_at," \
+    " c.status_reason, c.status_at,"                                                        \
+    " (SELECT r.operation || ' #' || r.id || ' ' || r.state FROM vcl.reservation r"         \
+    "  WHERE r.computer_id = c.id AND r.state IN ('pending', 'running')"                    \
+    "  ORDER BY r.id LIMIT 1) AS queued"                                                    \
+    " FROM vcl.computer c JOIN vcl.node n ON n.id = c.node_id"                              \
+    " LEFT JOIN vcl.image_revision ir ON ir.id = c.current_revision_id"                     \
+    " LEFT JOIN vcl.image i ON i.id = ir.image_id"                                          \
+    " ORDER BY c.name"
+
+static int cmd_computer_list(ctl *c, const args *a)
+{
+    (void)a;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    if (c->json)
+        return print_json(c, JSON_ARRAY(COMPUTER_ROWS), 0, NULL, "computers");
+    return print_query_table(c,
+                             "SELECT name, node, node_status, loaded, state, queued, mac0 AS mac,"
+                             " memory_mb, vcpus FROM (" COMPUTER_ROWS ") t",
+                             0, NULL, NULL, "computers",
+                             "no computers (add one: vclctl computer add NAME --node NODE "
+                             "--mac MAC)");
+}
+
+/* ---- load, enqueue ---- */
+
+static const optspec OPTS_QUEUE[] = {
+    { "priority", "N", 0, "higher runs first among claimable rows (default from the schema)" },
+    { "max-attempts", "N", 0, "give up after N failed attempts" },
+    { "args", "JSON", 0, "operation arguments as a JSON object (enqueue), "
+                         "e.g. '{\"snapshot\":\"s1\"}'" },
+    { NULL, NULL, 0, NULL },
+};
+
+static const optspec OPTS_LOAD[] = {
+    { "priority", "N", 0, "higher runs first among claimable rows" },
+    { "max-attempts", "N", 0, "give up after N failed attempts" },
+    { NULL, NULL, 0, NULL },
+};
+
+/* The revision IMAGE[:REV] means: REV when given, else the highest
+ * production revision, else the highest revision. */
+static int resolve_revision(ctl *c, const image_ref *ref, long long *revision_id)
+{
+    vcl_error e;
+    long long image_id = 0;
+    bool isnull = true;
+    int rc;
+    if ((rc = lookup_id(c, SQL_IMAGE_ID, "image", ref->name, &image_id)) != EXIT_OK)
+        return rc;
+    char ids[32];
+    snprintf(ids, sizeof ids, "%lld", image_id);
+    const char *p[2] = { ids, ref->has_rev ? ref->rev_s : NULL };
+    vcl_error_clear(&e);
+    if (!db_scalar_ll(c->db,
+                      "SELECT id FROM vcl.image_revision WHERE image_id = $1"
+                      " AND ($2::int IS NULL OR revision = $2::int)"
+                      " ORDER BY production DESC, revision DESC LIMIT 1",
+                      2, p, revision_id, &isnull, &e))
+        return db_fail(c, &e, "cannot look up image '%s'", ref->name);
+    if (isnull && ref->has_rev)
+        return fail("image %s has no revision %lld (see: %s image list)", ref->name, ref->rev,
+                    PROG);
+    if (isnull)
+        return fail("image %s has no revisions (add one: %s image revision-add %s "
+                    "--revision N --file-stem STEM)", ref->name, PROG, ref->name);
+    return EXIT_OK;
+}
+
+/* Insert one reservation and print its id alone (or {"id": N}). */
+static int enqueue(ctl *c, const args *a, const char *computer, const char *operation,
+                   const char *image, const char *json_args)
+{
+    colset s = { .n = 0 };
+    image_ref ref;
+    num prio, maxatt;
+    long long computer_id = 0, revision_id = 0, id = 0;
+    char computer_ids[32], revision_ids[32];
+    vcl_error e;
+    int rc;
+    if ((rc = check_name(c, "computer", computer)) != EXIT_OK ||
+        (image && (rc = parse_image_ref(c, image, &ref)) != EXIT_OK) ||
+        (rc = opt_num(c, a, "priority", -1000000, 1000000, &prio)) != EXIT_OK ||
+        (rc = opt_num(c, a, "max-attempts", 1, 1000, &maxatt)) != EXIT_OK ||
+        (rc = check_text(c, "--args", json_args, 65536)) != EXIT_OK)
+        return rc;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    if ((rc = lookup_id(c, SQL_COMPUTER_ID, "computer", computer, &computer_id)) != EXIT_OK)
+        return rc;
+    if (image && (rc = resolve_revision(c, &ref, &revision_id)) != EXIT_OK)
+        return rc;
+    snprintf(computer_ids, sizeof computer_ids, "%lld", computer_id);
+    snprintf(revision_ids, sizeof revision_ids, "%lld", revision_id);
+    colset_add_expr(&s, "computer_id", "?::bigint", computer_ids);
+    colset_add_expr(&s, "image_revision_id", "?::bigint", image ? revision_ids : NULL);
+    colset_add(&s, "operation", operation);
+    colset_add_expr(&s, "priority", "?::int", NUM_PARAM(prio));
+    colset_add_expr(&s, "max_attempts", "?::int", NUM_PARAM(maxatt));
+    colset_add_expr(&s, "args", "?::jsonb", json_args);
+    vcl_error_clear(&e);
+    if (!colset_insert(c, "vcl.reservation", &s, &id, &e))
+        return db_fail(c, &e, "cannot queue %s on computer '%s'", operation, computer);
+    if (c->json) {
+        char ids[32];
+        snprintf(ids, sizeof ids, "%lld", id);
+        const char *p[1] = { ids };
+        return print_json(c, "SELECT json_build_object('id', $1::bigint)", 1, p, "the id");
+    }
+    printf("%lld\n", id);
+    return EXIT_OK;
+}
+
+static int cmd_load(ctl *c, const args *a)
+{
+    return enqueue(c, a, a->pos[0], "load", a->pos[1], NULL);
+}
+
+static int cmd_enqueue(ctl *c, const args *a)
+{
+    const char *op = a->pos[1];
+    char list[512];
+    if (!one_of(op, OPERATIONS))
+        return usage_error(c, "unknown operation '%s' (one of %s)", op,
+                           words_join(OPERATIONS, list, sizeof list));
+    if (strcmp(op, "load") == 0 && a->npos < 3)
+        return usage_error(c, "load needs IMAGE[:REV] (or use: %s load COMPUTER IMAGE[:REV])",
+                           PROG);
+    return enqueue(c, a, a->pos[0], op, a->npos > 2 ? a->pos[2] : NULL, opt_str(a, "args"));
+}
+
+/* ---- list, show ---- */
+
+static const optspec OPTS_LIST[] = {
+    { "state", "STATE", 0, "only rows in STATE (pending, running, done, failed, cancelled)" },
+    { "computer", "NAME", 0, "only rows of this computer" },
+    { "limit", "N", 0, "the N most recent rows (default 50)" },
+    { NULL, NULL, 0, NULL },
+};
+
+#define RESERVATION_ROWS                                                                   \
+    "SELECT r.id, c.name AS computer, r.operation, i.name || ':' || ir.revision AS image," \
+    " r.state, r.stage, r.attempts, r.max_attempts, r.priority, r.run_at, r.finished_at,"  \
+    " r.failed_stage, r.last_error, r.created_at"                                          \
+    " FROM vcl.reservation r JOIN vcl.computer c ON c.id = r.computer_id"                  \
+    " LEFT JOIN vcl.image_revision ir ON ir.id = r.image_revision_id"                      \
+    " LEFT JOIN vcl.image i ON i.id = ir.image_id"                                         \
+    " WHERE ($1::text IS NULL OR r.state = $1::text)"                                      \
+    "   AND ($2::text IS NULL OR c.name = $2::text)"                                       \
+    " ORDER BY r.id DESC LIMIT $3::int"
+
+static int cmd_list(ctl *c, const args *a)
+{
+    const char *state = opt_str(a, "state"), *computer = opt_str(a, "computer");
+    num limit;
+    long long computer_id;
+    int rc;
+    if ((rc = opt_word(c, a, "state", RESERVATION_STATES)) != EXIT_OK ||
+        (computer && (rc = check_name(c, "computer", computer)) != EXIT_OK) ||
+        (rc = opt_num(c, a, "limit", 1, 1000000, &limit)) != EXIT_OK)
+        return rc;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    if (computer && (rc = lookup_id(c, SQL_COMPUTER_ID, "computer", computer, &computer_id)))
+        return rc;
+    const char *p[3] = { state, computer, limit.set ? limit.s : "50" };
+    if (c->json)
+        return print_json(c, JSON_ARRAY(RESERVATION_ROWS), 3, p, "reservations");
+    /* "when" is run_at until the row has finished, then finished_at */
+    return print_query_table(
+        c,
+        "SELECT id, computer, operation, image, state, stage,"
+        " attempts || '/' || max_attempts AS attempts,"
+        " to_char(coalesce(finished_at, run_at), 'YYYY-MM-DD HH24:MI:SS') AS \"when\","
+        " CASE WHEN length(last_error) > 60 THEN left(last_error, 57) || '...'"
+        " ELSE last_error END AS error"
+        " FROM (" RESERVATION_ROWS ") t",
+        3, p, NULL, "reservations", "no reservations");
+}
+
+static const optspec OPTS_SHOW[] = {
+    { "xml", NULL, 0, "print only the stored domain XML" },
+    { NULL, NULL, 0, NULL },
+};
+
+/* Which column lists are printed in the stage log, and how. */
+static const colfmt STAGE_FMTS[] = { { "duration", fmt_duration_ms }, { NULL, NULL } };
+
+static int show_stage_log(ctl *c, const char *id)
+{
+    vcl_error e;
+    const char *p[1] = { id };
+    vcl_error_clear(&e);
+    /* A stage with no outcome is running while its lease holds, else it was
+     * interrupted (the worker died or lost its lease). */
+    PGresult *r = db_exec(
+        c->db,
+        "SELECT s.attempt, s.stage,"
+        " coalesce(s.outcome, CASE WHEN s.finished_at IS NULL AND r.state = 'running'"
+        "   AND s.lease_token IS NOT DISTINCT FROM r.lease_token THEN 'running'"
+        "   WHEN s.finished_at IS NULL THEN 'interrupted' END) AS outcome,"
+        " to_char(s.started_at, 'YYYY-MM-DD HH24:MI:SS.MS') AS started_at,"
+        " coalesce(s.duration_ms, CASE WHEN s.finished_at IS NOT NULL OR r.state = 'running'"
+        "   THEN (extract(epoch FROM coalesce(s.finished_at, now()) - s.started_at) * 1000)"
+        "   ::bigint END) AS duration,"
+        " s.detail"
+        " FROM vcl.reservation_stage s JOIN vcl.reservation r ON r.id = s.reservation_id"
+        " WHERE s.reservation_id = $1::bigint ORDER BY s.started_at, s.id",
+        1, p, &e);
+    if (!r)
+        return db_fail(c, &e, "cannot read the stage log of reservation %s", id);
+    printf("\nstage log:\n");
+    if (PQntuples(r) == 0)
+        printf("(no stage has started)\n");
+    else
+        print_table(stdout, r, STAGE_FMTS);
+    PQclear(r);
+    return EXIT_OK;
+}
+
+/* The state of reservation id into buf; false + message when it does not
+ * exist or cannot be read (*rc set). */
+static bool reservation_state(ctl *c, const char *id, char *buf, size_t size, int *rc)
+{
+    vcl_error e;
+    const char *p[1] = { id };
+    vcl_error_clear(&e);
+    PGresult *r = db_exec(c->db, "SELECT state FROM vcl.reservation WHERE id = $1::bigint", 1,
+                          p, &e);
+    if (!r) {
+        *rc = db_fail(c, &e, "cannot read reservation %s", id);
+        return false;
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        *rc = fail("no reservation with id %s (see: %s list)", id, PROG);
+        return false;
+    }
+    snprintf(buf, size, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return true;
+}
+
+/* The reservation row for people: names joined in front of r.*. */
+#define RESERVATION_DETAIL                                                                 \
+    "SELECT r.id, c.name AS computer, n.name AS node,"                                     \
+    " i.name || ':' || ir.revision AS image, w.name AS worker, r.*"                        \
+    " FROM vcl.reservation r JOIN vcl.computer c ON c.id = r.computer_id"                  \
+    " JOIN vcl.node n ON n.id = c.node_id"                                                 \
+    " LEFT JOIN vcl.image_revision ir ON ir.id = r.image_revision_id"                      \
+    " LEFT JOIN vcl.image i ON i.id = ir.image_id"                                         \
+    " LEFT JOIN vcl.worker w ON w.id = r.worker_id"                                        \
+    " WHERE r.id = $1::bigint"
+
+/* The stored domain XML is long: `show` gives its size, `show --xml` the text. */
+static void fmt_xml_size(const char *in, char *out, size_t size)
+{
+    snprintf(out, size, "%zu bytes (print it: vclctl show ID --xml)", strlen(in));
+}
+
+static const colfmt SHOW_FMTS[] = { { "domain_xml", fmt_xml_size }, { NULL, NULL } };
+
+static int cmd_show(ctl *c, const args *a)
+{
+    num id;
+    vcl_error e;
+    char state[64];
+    int rc;
+    if ((rc = arg_id(c, a->pos[0], &id)) != EXIT_OK)
+        return rc;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    if (!reservation_state(c, id.s, state, sizeof state, &rc))
+        return rc;
+    const char *p[1] = { id.s };
+    vcl_error_clear(&e);
+    if (opt_flag(a, "xml")) {
+        PGresult *x = db_exec(c->db, "SELECT domain_xml FROM vcl.reservation WHERE id = $1::bigint",
+                              1, p, &e);
+        if (!x)
+            return db_fail(c, &e, "cannot read reservation %s", id.s);
+        if (PQntuples(x) == 0 || PQgetisnull(x, 0, 0)) {
+            PQclear(x);
+            return fail("reservation %s has no domain XML (generate_xml has not run)", id.s);
+        }
+        const char *xml = PQgetvalue(x, 0, 0);
+        fputs(xml, stdout);
+        if (xml[0] && xml[strlen(xml) - 1] != '\n')
+            fputc('\n', stdout);
+        PQclear(x);
+        return EXIT_OK;
+    }
+    if (c->json)
+        return print_json(
+            c,
+            "SELECT json_build_object('reservation', to_jsonb(r) || jsonb_build_object("
+            "   'computer', c.name, 'node', n.name, 'worker', w.name,"
+            "   'image', i.name || ':' || ir.revision),"
+            " 'stages', (SELECT coalesce(json_agg(s ORDER BY s.started_at, s.id), '[]'::json)"
+            "            FROM vcl.reservation_stage s WHERE s.reservation_id = r.id))"
+            " FROM vcl.reservation r JOIN vcl.computer c ON c.id = r.computer_id"
+            " JOIN vcl.node n ON n.id = c.node_id"
+            " LEFT JOIN vcl.image_revision ir ON ir.id = r.image_revision_id"
+            " LEFT JOIN vcl.image i ON i.id = ir.image_id"
+            " LEFT JOIN vcl.worker w ON w.id = r.worker_id"
+            " WHERE r.id = $1::bigint",
+            1, p, "the reservation");
+
+    PGresult *r = db_exec(c->db, RESERVATION_DETAIL, 1, p, &e);
+    if (!r)
+        return db_fail(c, &e, "cannot read reservation %s", id.s);
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return fail("no reservation with id %s (see: %s list)", id.s, PROG);
+    }
+    print_kv(stdout, r, 0, SHOW_FMTS, NULL);
+    int err = PQfnumber(r, "last_error");
+    char last_error[1024] = "";
+    if (err >= 0 && !PQgetisnull(r, 0, err))
+        snprintf(last_error, sizeof last_error, "%s", PQgetvalue(r, 0, err));
+    PQclear(r);
+    if ((rc = show_stage_log(c, id.s)) != EXIT_OK)
+        return rc;
+    if (strcmp(state, "failed") == 0) {
+        printf("\nerror: %s\n", last_error[0] ? last_error : "(no message recorded)");
+        printf("retry with: %s retry %s\n", PROG, id.s);
+    }
+    return EXIT_OK;
+}
+
+/* ---- retry, cancel ---- */
+
+static const optspec OPTS_RETRY[] = {
+    { "from-start", NULL, 0, "clear the checkpoint: rerun every stage" },
+    { NULL, NULL, 0, NULL },
+};
+
+static int print_id_state(ctl *c, const char *id, const char *state)
+{
+    if (c->json) {
+        const char *p[2] = { id, state };
+        return print_json(c, "SELECT json_build_object('id', $1::bigint, 'state', $2::text)", 2,
+                          p, "the result");
+    }
+    printf("reservation %s: %s\n", id, state);
+    return EXIT_OK;
+}
+
+static int cmd_retry(ctl *c, const args *a)
+{
+    num id;
+    vcl_error e;
+    char state[64], list[128];
+    int rc;
+    if ((rc = arg_id(c, a->pos[0], &id)) != EXIT_OK)
+        return rc;
+    bool from_start = opt_flag(a, "from-start");
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    /* The same plain UPDATE a DBA would type; the schema's trigger resets
+     * attempts and run_at and wakes the workers. The state condition makes
+     * the check and the change one statement. */
+    const char *p[2] = { id.s, from_start ? "true" : "false" };
+    vcl_error_clear(&e);
+    PGresult *r = db_exec(c->db,
+                          "UPDATE vcl.reservation SET state = 'pending',"
+                          " stage = CASE WHEN $2::boolean THEN NULL ELSE stage END"
+                          " WHERE id = $1::bigint AND state IN ('failed', 'cancelled', 'done')"
+                          " RETURNING state, stage",
+                          2, p, &e);
+    if (!r)
+        return db_fail(c, &e, "cannot retry reservation %s", id.s);
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        if (!reservation_state(c, id.s, state, sizeof state, &rc))
+            return rc;
+        return fail("reservation %s is %s: only %s reservations can be retried%s", id.s, state,
+                    words_join(RETRYABLE_STATES, list, sizeof list),
+                    strcmp(state, "pending") == 0 || strcmp(state, "running") == 0
+                        ? " (it is still queued or running)"
+                        : "");
+    }
+    snprintf(state, sizeof state, "%s", PQgetvalue(r, 0, 0));
+    char stage[64] = "";
+    if (!PQgetisnull(r, 0, 1))
+        snprintf(stage, sizeof stage, "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    if (stage[0])
+        note(c, "resuming from the checkpoint (stage %s); --from-start reruns every stage",
+             stage);
+    return print_id_state(c, id.s, state);
+}
+
+static int cmd_cancel(ctl *c, const args *a)
+{
+    num id;
+    vcl_error e;
+    char before[64];
+    int rc;
+    if ((rc = arg_id(c, a->pos[0], &id)) != EXIT_OK)
+        return rc;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    if (!reservation_state(c, id.s, before, sizeof before, &rc))
+        return rc;
+    const char *p[1] = { id.s };
+    vcl_error_clear(&e);
+    PGresult *r = db_exec(c->db, "SELECT vcl.cancel($1::bigint)", 1, p, &e);
+    if (!r)
+        return db_fail(c, &e, "cannot cancel reservation %s", id.s);
+    char after[64] = "";
+    if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+        snprintf(after, sizeof after, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (!after[0])
+        return fail("cannot cancel reservation %s: vcl.cancel returned nothing", id.s);
+    if (strcmp(before, after) == 0 && strcmp(after, "cancelled") != 0)
+        note(c, "reservation %s was already %s; nothing to cancel", id.s, before);
+    return print_id_state(c, id.s, after);
+}
+
+/* ---- status ---- */
+
+static int cmd_status(ctl *c, const args *a)
+{
+    const char *name = a->pos[0];
+    node_status_report rep;
+    vcl_error e;
+    int rc;
+    if ((rc = check_name(c, "computer", name)) != EXIT_OK)
+        return rc;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    memset(&rep, 0, sizeof rep);
+    vcl_error_clear(&e);
+    if (!node_status_check_computer(c->db, name, &rep, &e)) {
+        if (strstr(e.msg, "no computer") || strstr(e.msg, "unknown computer") ||
+            strstr(e.msg, "not found")) {
+            long long id;
+            if ((rc = lookup_id(c, SQL_COMPUTER_ID, "computer", name, &id)) != EXIT_OK)
+                return rc;
+        }
+        return fail("cannot check the status of %s: %s%s", name, e.msg,
+                    e.cls == VCL_ERR_RETRYABLE ? " (temporary: try again)" : "");
+    }
+    if (c->json) {
+        const char *p[7] = { name,       rep.status, rep.reason,      rep.node,
+                             rep.domain, rep.domain_state, rep.revision };
+        return print_json(c,
+                          "SELECT json_build_object('computer', $1::text, 'status', $2::text,"
+                          " 'reason', $3::text, 'node', nullif($4::text, ''),"
+                          " 'domain', nullif($5::text, ''), 'state', nullif($6::text, ''),"
+                          " 'revision', nullif($7::text, ''))",
+                          7, p, "the status");
+    }
+    printf("%s: %s (%s)\n", name, rep.status, rep.reason);
+    printf("node:     %s\n", rep.node[0] ? rep.node : "-");
+    printf("domain:   %s\n", rep.domain[0] ? rep.domain : "-");
+    printf("state:    %s\n", rep.domain_state[0] ? rep.domain_state : "-");
+    printf("revision: %s\n", rep.revision[0] ? rep.revision : "-");
+    return EXIT_OK;
+}
+
+/* ---- workers ---- */
+
+static const optspec OPTS_WORKERS[] = {
+    { "all", NULL, 0, "also workers stopped more than a day ago" },
+    { NULL, NULL, 0, NULL },
+};
+
+#define WORKER_ROWS                                                                        \
+    "SELECT w.id, w.name, w.host, w.pid, w.slots, w.version, w.started_at,"                \
+    " w.heartbeat_at, w.stopped_at,"                                                       \
+    " extract(epoch FROM now() - w.heartbeat_at)::bigint AS heartbeat_age_s,"              \
+    " (SELECT count(*) FROM vcl.reservation r"                                             \
+    "  WHERE r.worker_id = w.id AND r.state = 'running') AS running"                       \
+    " FROM vcl.worker w"                                                                   \
+    " WHERE $1::boolean OR w.stopped_at IS NULL OR w.stopped_at > now() - interval '1 day'" \
+    " ORDER BY w.stopped_at IS NOT NULL, w.name, w.started_at DESC"
+
+static const colfmt WORKER_FMTS[] = { { "heartbeat", fmt_age_s }, { NULL, NULL } };
+
+static int cmd_workers(ctl *c, const args *a)
+{
+    const char *p[1] = { opt_flag(a, "all") ? "true" : "false" };
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    if (c->json)
+        return print_json(c, JSON_ARRAY(WORKER_ROWS), 1, p, "workers");
+    return print_query_table(
+        c,
+        "SELECT name, host, pid, slots, running, version,"
+        " to_char(started_at, 'YYYY-MM-DD HH24:MI:SS') AS started,"
+        " heartbeat_age_s AS heartbeat,"
+        " CASE WHEN stopped_at IS NOT NULL THEN 'stopped '"
+        "   || to_char(stopped_at, 'YYYY-MM-DD HH24:MI:SS') ELSE 'running' END AS status"
+        " FROM (" WORKER_ROWS ") t",
+        1, p, WORKER_FMTS, "workers", "no workers have registered");
+}
+
+/* ===================================================================== */
+/* 6. The command table, help, main                                      */
+/* ===================================================================== */
+
+typedef int (*cmd_fn)(ctl *c, const args *a);
+
+typedef struct command {
+    const char *name;
+    cmd_fn fn;                   /* NULL for a group */
+    const struct command *sub;   /* a group's subcommands */
+    const optspec *opts;
+    int min_pos, max_pos;        /* positional argument counts */
+    const char *usage;           /* what follows the name */
+    const char *help;            /* one line */
+} command;
+
+static const command NODE_CMDS[] = {
+    { "add", cmd_node_add, NULL, OPTS_NODE_ADD, 1, 1,
+      "NAME --uri URI [--transport local|ssh] [--ssh-host H --ssh-port P --ssh-user U] "
+      "[--master-dir D] [--cow-dir D] [--xml-dir D] [--repo PATH]... [--max-loads N] "
+      "[--network NAME]",
+      "add a hypervisor node" },
+    { "list", cmd_node_list, NULL, NULL, 0, 0, "", "list the nodes" },
+    { "set", cmd_node_set, NULL, OPTS_NODE_SET, 1, 1,
+      "NAME [--state available|maintenance] [--uri URI] [other node add options]",
+      "change a node (state, URI, directories, ...)" },
+    { NULL, NULL, NULL, NULL, 0, 0, NULL, NULL },
+};
+
+static const command IMAGE_CMDS[] = {
+    { "add", cmd_image_add, NULL, OPTS_IMAGE_ADD, 1, 1, "NAME [--os-type none|linux|windows]",
+      "add an image" },
+    { "revision-add", cmd_image_revision_add, NULL, OPTS_REVISION_ADD, 1, 1,
+      "IMAGE --revision N --file-stem STEM [--size BYTES] [--checksum SUM] [--production]",
+      "add a revision of an image" },
+    { "list", cmd_image_list, NULL, NULL, 0, 0, "", "list the images with their revisions" },
+    { NULL, NULL, NULL, NULL, 0, 0, NULL, NULL },
+};
+
+static const command COMPUTER_CMDS[] = {
+    { "add", cmd_computer_add, NULL, OPTS_COMPUTER_ADD, 1, 1,
+      "NAME --node NODE --mac MAC [--memory MB] [--vcpus N]", "add a computer (a VM slot)" },
+    { "list", cmd_computer_list, NULL, NULL, 0, 0, "",
+      "list the computers: node, node_status, loaded image, state" },
+    { "set", cmd_computer_set, NULL, OPTS_COMPUTER_SET, 1, 1,
+      "NAME [--state available|maintenance] [--mac MAC] [--memory MB] [--vcpus N]",
+      "change a computer" },
+    { NULL, NULL, NULL, NULL, 0, 0, NULL, NULL },
+};
+
+static int cmd_help(ctl *c, const args *a);
+
+static const command COMMANDS[] = {
+    { "migrate", cmd_migrate, NULL, OPTS_MIGRATE, 0, 0, "[--sql-dir DIR]",
+      "apply the SQL migrations not yet applied" },
+    { "node", NULL, NODE_CMDS, NULL, 0, 0, "add|list|set ...", "manage hypervisor nodes" },
+    { "image", NULL, IMAGE_CMDS, NULL, 0, 0, "add|revision-add|list ...",
+      "manage images and their revisions" },
+    { "computer", NULL, COMPUTER_CMDS, NULL, 0, 0, "add|list|set ...", "manage computers" },
+    { "load", cmd_load, NULL, OPTS_LOAD, 2, 2,
+      "COMPUTER IMAGE[:REV] [--priority N] [--max-attempts N]",
+      "queue a load; prints the reservation id" },
+    { "enqueue", cmd_enqueue, NULL, OPTS_QUEUE, 2, 3,
+      "COMPUTER OPERATION [IMAGE[:REV]] [--priority N] [--max-attempts N] [--args JSON]",
+      "queue any operation; prints the reservation id" },
+    { "list", cmd_list, NULL, OPTS_LIST, 0, 0, "[--state S] [--computer C] [--limit N]",
+      "list reservations, newest first" },
+    { "show", cmd_show, NULL, OPTS_SHOW, 1, 1, "ID [--xml]",
+      "show a reservation and its stage log" },
+    { "retry", cmd_retry, NULL, OPTS_RETRY, 1, 1, "ID [--from-start]",
+      "queue a failed, cancelled or done reservation again" },
+    { "cancel", cmd_cancel, NULL, NULL, 1, 1, "ID", "cancel a reservation" },
+    { "status", cmd_status, NULL, NULL, 1, 1, "COMPUTER",
+      "check a computer's node_status with libvirt (READY, POST_LOAD, RELOAD)" },
+    { "workers", cmd_workers, NULL, OPTS_WORKERS, 0, 0, "[--all]",
+      "list the workers and their heartbeats" },
+    { "help", cmd_help, NULL, NULL, 0, 2, "[COMMAND [SUBCOMMAND]]", "show help" },
+    { NULL, NULL, NULL, NULL, 0, 0, NULL, NULL },
+};
+
+/* Extra text for `help CMD`, beyond usage, options and the one line. */
+typedef struct command_notes {
+    const char *path;
+    const char *text;
+} command_notes;
+
+static const command_notes NOTES[] = {
+    { "load",
+      "IMAGE without :REV loads the highest production revision, else the highest revision.\n"
+      "Only the id is printed, so this works: id=$(vclctl load vclv1 win7)" },
+    { "enqueue", "OPERATION is one of: load, capture, power_on, power_off, power_reset, "
+                 "shutdown,\ndelete, snapshot_create, snapshot_delete, snapshot_revert, "
+                 "maintenance,\nnode_status, noop." },
+    { "retry", "The same as the plain SQL a DBA may type:\n"
+               "  UPDATE vcl.reservation SET state = 'pending' WHERE id = ID;\n"
+               "which resumes from the last checkpoint (--from-start also sets stage = NULL).\n"
+               "Only failed, cancelled or done reservations can be retried." },
+    { "status", "Exit status 0 for any answer (READY, POST_LOAD or RELOAD); 1 when the check\n"
+                "could not run (unknown computer, node unreachable)." },
+    { "show", "A stage without an outcome is 'running' while its worker holds the lease,\n"
+              "else 'interrupted' (the worker died; another one resumes the job)." },
+    { NULL, NULL },
+};
+
+static const char GLOBAL_HELP[] =
+    "global options (before the command, or after it):\n"
+    "  --db CONNINFO  PostgreSQL connection string or URI (default: $VCL_DATABASE,\n"
+    "                 else libpq's PG* environment)\n"
+    "  --json         machine-readable output (JSON made by PostgreSQL)\n"
+    "  --quiet, -q    no confirmations or notes; results and errors only\n"
+    "  -v, -vv        log at info, debug (SQL) level on stderr\n"
+    "exit status: 0 ok, 1 failed, 2 usage error\n";
+
+static void print_usage_line(FILE *f, const command *cmd, const char *path)
+{
+    fprintf(f, "usage: %s %s%s%s\n", PROG, path, cmd->usage[0] ? " " : "", cmd->usage);
+}
+
+static void print_command_help(FILE *f, const command *cmd, const char *path)
+{
+    print_usage_line(f, cmd, path);
+    fprintf(f, "\n%s\n", cmd->help);
+    if (cmd->sub) {
+        fprintf(f, "\ncommands:\n");
+        for (const command *s = cmd->sub; s->name; s++)
+            fprintf(f, "  %s %-14s %s\n", path, s->name, s->help);
+    }
+    if (cmd->opts && cmd->opts[0].name) {
+        fprintf(f, "\noptions:\n");
+        for (const optspec *o = cmd->opts; o->name; o++) {
+            char left[96];
+            snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "",
+                     o->arg ? o->arg : "");
+            fprintf(f, "  %-28s %s%s\n", left, o->help,
+                    (o->flags & OPT_REQUIRED) ? " (required)" : "");
+        }
+    }
+    for (const command_notes *n = NOTES; n->path; n++)
+        if (strcmp(n->path, path) == 0)
+            fprintf(f, "\n%s\n", n->text);
+}
+
+static void print_main_help(FILE *f)
+{
+    fprintf(f, "usage: %s [--db CONNINFO] [--json] [--quiet] [-v] COMMAND [ARGS]\n\n"
+               "vclctl manages vcl-worker's PostgreSQL: inventory, queue, workers.\n\n"
+               "commands:\n",
+            PROG);
+    for (const command *cmd = COMMANDS; cmd->name; cmd++) {
+        if (cmd->sub) {
+            for (const command *s = cmd->sub; s->name; s++) {
+                char both[64];
+                snprintf(both, sizeof both, "%s %s", cmd->name, s->name);
+                fprintf(f, "  %-22s %s\n", both, s->help);
+            }
+        } else {
+            fprintf(f, "  %-22s %s\n", cmd->name, cmd->help);
+        }
+    }
+    fprintf(f, "\n%s\nsee: %s help COMMAND, or %s COMMAND --help\n", GLOBAL_HELP, PROG, PROG);
+}
+
+static const command *find_command(const command *table, const char *name)
+{
+    for (const command *cmd = table; cmd && cmd->name; cmd++)
+        if (strcmp(cmd->name, name) == 0)
+            return cmd;
+    return NULL;
+}
+
+static int cmd_help(ctl *c, const args *a)
+{
+    const command *cmd;
+    char path[64];
+    if (a->npos == 0) {
+        print_main_help(stdout);
+        return EXIT_OK;
+    }
+    if (!(cmd = find_command(COMMANDS, a->pos[0])))
+        return usage_error(c, "no command '%s'", a->pos[0]);
+    snprintf(path, sizeof path, "%s", cmd->name);
+    if (a->npos == 2) {
+        const command *sub = find_command(cmd->sub, a->pos[1]);
+        if (!sub)
+            return usage_error(c, "no command '%s %s'", a->pos[0], a->pos[1]);
+        snprintf(path, sizeof path, "%s %s", cmd->name, sub->name);
+        cmd = sub;
+    }
+    print_command_help(stdout, cmd, path);
+    return EXIT_OK;
+}
+
+/* Find the command (and subcommand) in argv, parse its arguments, run it. */
+static int dispatch(ctl *c, const command *table, int argc, char **argv)
+{
+    const command *cmd = find_command(table, argv[0]);
+    size_t used = strlen(c->path);
+    snprintf(c->path + used, sizeof c->path - used, "%s%s", used ? " " : "", argv[0]);
+    if (!cmd) {
+        const command *parent = c->cmd;
+        c->cmd = NULL;
+        if (parent) {
+            c->path[used] = '\0';
+            c->cmd = parent;
+            return usage_error(c, "no command '%s %s'", c->path, argv[0]);
+        }
+        c->path[0] = '\0';
+        return usage_error(c, "no command '%s'", argv[0]);
+    }
+    c->cmd = cmd;
+    if (cmd->sub) {
+        if (argc < 2)
+            return usage_error(c, "which one? (%s)", cmd->usage);
+        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+            print_command_help(stdout, cmd, c->path);
+            return EXIT_OK;
+        }
+        return dispatch(c, cmd->sub, argc - 1, argv + 1);
+    }
+    args a;
+    int rc = EXIT_OK;
+    if (!parse_args(c, cmd, cmd->opts, argc, argv, &a, &rc))
+        return rc;
+    if (a.npos < cmd->min_pos)
+        return usage_error(c, "missing argument%s", cmd->min_pos - a.npos > 1 ? "s" : "");
+    if (a.npos > cmd->max_pos)
+        return usage_error(c, "unexpected argument '%s'", a.pos[cmd->max_pos]);
+    if (c->verbose >= 2)
+        log_set_level(LOG_LVL_DEBUG);
+    else if (c->verbose == 1)
+        log_set_level(LOG_LVL_INFO);
+    else
+        log_set_level(c->quiet ? LOG_LVL_ERROR : LOG_LVL_WARN);
+    return cmd->fn(c, &a);
+}
+
+int main(int argc, char **argv)
+{
+    ctl c = { .conninfo = NULL };
+    int i = 1, rc;
+    const char *env = getenv("VCL_DATABASE");
+    c.conninfo = env ? env : "";
+    log_set_worker(NULL);
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            print_main_help(stdout);
+            return EXIT_OK;
+        }
+        int g = global_option(&c, argc, argv, &i);
+        if (g < 0)
+            return usage_error(&c, "option '--db' needs a value CONNINFO");
+        if (g == 0)
+            return usage_error(&c, "unknown option '%s'", argv[i]);
+    }
+    if (i >= argc) {
+        print_main_help(stderr);
+        return EXIT_USAGE;
+    }
+    rc = dispatch(&c, COMMANDS, argc - i, argv + i);
+    db_close(c.db);
+    fflush(stdout);
+    if (ferror(stdout)) {
+        fprintf(stderr, "%s: cannot write the output\n", PROG);
+        return EXIT_FAIL;
+    }
+    return rc;
+}
