@@ -967,6 +967,18 @@ static bool last_line(const char *s, char *buf, size_t len)
     return false;
 }
 
+bool transport_status_error(const char *const argv[], const transport_result *res,
+                            vcl_err_class cls, vcl_error *e)
+{
+    char line[512];
+    if (!argv || !argv[0] || !res)
+        return vcl_error_set(e, cls, "command failed");
+    if (!last_line(res->err, line, sizeof line) && !last_line(res->out, line, sizeof line))
+        snprintf(line, sizeof line, "(no output)");
+    return vcl_error_set(e, cls, "%s%s%s failed (exit %d): %s", argv[0], argv[1] ? " " : "",
+                         argv[1] ? argv[1] : "", res->status, line);
+}
+
 bool transport_run(vcl_transport *t, const char *const argv[], int timeout_s,
                    vcl_err_class cls, transport_result *res_or_null, vcl_error *e)
 {
@@ -977,11 +989,7 @@ bool transport_run(vcl_transport *t, const char *const argv[], int timeout_s,
     if (!transport_exec(t, argv, timeout_s, res, e))
         goto cleanup;
     if (res->status != 0) {
-        char line[512];
-        if (!last_line(res->err, line, sizeof line) && !last_line(res->out, line, sizeof line))
-            snprintf(line, sizeof line, "(no output)");
-        vcl_error_set(e, cls, "%s%s%s failed (exit %d): %s", argv[0], argv[1] ? " " : "",
-                      argv[1] ? argv[1] : "", res->status, line);
+        transport_status_error(argv, res, cls, e);
         goto cleanup;
     }
     ok = true;

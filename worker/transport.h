@@ -52,6 +52,10 @@ void transport_result_clear(transport_result *res);
  * name, status and the last line of stderr (class cls). */
 bool transport_run(vcl_transport *t, const char *const argv[], int timeout_s,
                    vcl_err_class cls, transport_result *res_or_null, vcl_error *e);
+/* The error transport_run gives for a finished command: "<argv0> <argv1>
+ * failed (exit N): <last non-empty stderr line, else stdout's>". Returns false. */
+bool transport_status_error(const char *const argv[], const transport_result *res,
+                            vcl_err_class cls, vcl_error *e);
 
 bool transport_stat(vcl_transport *t, const char *path, transport_stat_info *st, vcl_error *e);
 /* Write data to path atomically (temp name in the same dir, fsync, rename). */

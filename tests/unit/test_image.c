@@ -1,0 +1,521 @@
+/* test_image.c: qemu-img JSON parsing, then master images and COW disks with
+ * the real qemu-img in a temp dir (skipped with a diag when qemu-img is not
+ * installed). */
+#include "tap.h"
+#include "image.h"
+#include "transport.h"
+#include "error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Captured from `qemu-img info --output=json -U` (QEMU 7.2.22, Debian 12). */
+static const char *const sample_plain =
+    "{\n"
+    "    \"virtual-size\": 16777216,\n"
+    "    \"filename\": \"base.qcow2\",\n"
+    "    \"cluster-size\": 65536,\n"
+    "    \"format\": \"qcow2\",\n"
+    "    \"actual-size\": 200704,\n"
+    "    \"format-specific\": {\n"
+    "        \"type\": \"qcow2\",\n"
+    "        \"data\": {\n"
+    "            \"compat\": \"1.1\",\n"
+    "            \"compression-type\": \"zlib\",\n"
+    "            \"lazy-refcounts\": false,\n"
+    "            \"refcount-bits\": 16,\n"
+    "            \"corrupt\": false,\n"
+    "            \"extended-l2\": false\n"
+    "        }\n"
+    "    },\n"
+    "    \"dirty-flag\": false\n"
+    "}\n";
+
+/* An overlay created with a relative -b: full-backing-filename is the one
+ * to compare with a master path. */
+static const char *const sample_overlay =
+    "{\n"
+    "    \"backing-filename-format\": \"qcow2\",\n"
+    "    \"virtual-size\": 16777216,\n"
+    "    \"filename\": \"/tmp/qi/rel2.qcow2\",\n"
+    "    \"cluster-size\": 65536,\n"
+    "    \"format\": \"qcow2\",\n"
+    "    \"actual-size\": 200704,\n"
+    "    \"format-specific\": {\n"
+    "        \"type\": \"qcow2\",\n"
+    "        \"data\": {\n"
+    "            \"compat\": \"1.1\",\n"
+    "            \"compression-type\": \"zlib\",\n"
+    "            \"lazy-refcounts\": false,\n"
+    "            \"refcount-bits\": 16,\n"
+    "            \"corrupt\": false,\n"
+    "            \"extended-l2\": false\n"
+    "        }\n"
+    "    },\n"
+    "    \"full-backing-filename\": \"/tmp/qi/base.qcow2\",\n"
+    "    \"backing-filename\": \"base.qcow2\",\n"
+    "    \"dirty-flag\": false\n"
+    "}\n";
+
+static const char *const sample_raw =
+    "{\n"
+    "    \"virtual-size\": 1048576,\n"
+    "    \"filename\": \"r.raw\",\n"
+    "    \"format\": \"raw\",\n"
+    "    \"actual-size\": 4096,\n"
+    "    \"dirty-flag\": false\n"
+    "}\n";
+
+/* Shaped like newer QEMU (8.x adds "children" and bitmaps): sequences of
+ * mappings inside mappings, and keys we look for nested inside them, which
+ * must not be taken for the top-level ones. */
+static const char *const sample_nested =
+    "{\"children\": [{\"name\": \"file\", \"info\": {\"children\": [], \"virtual-size\": 1,"
+    " \"filename\": \"x\", \"format\": \"file\", \"actual-size\": 2, \"format-specific\":"
+    " {\"type\": \"file\", \"data\": {}}}}], \"virtual-size\": 1073741824, \"filename\": \"/v/a.qcow2\","
+    " \"cluster-size\": 65536, \"format\": \"qcow2\", \"actual-size\": 4096,"
+    " \"format-specific\": {\"type\": \"qcow2\", \"data\": {\"bitmaps\": [{\"flags\": [\"auto\"],"
+    " \"name\": \"b\", \"granularity\": 65536}], \"backing-filename\": \"/nested/wrong\"}},"
+    " \"snapshots\": [], \"dirty-flag\": false}";
+
+static void test_parse(void)
+{
+    qimg_info q;
+    ok(qimg_info_parse(sample_plain, &q), "plain qcow2 parses");
+    is_str(q.format, "qcow2", "format");
+    is_int(q.virtual_size, 16777216, "virtual size");
+    is_int(q.actual_size, 200704, "actual size");
+    is_str(q.backing_file, "", "no backing file");
+    is_str(q.backing_format, "", "no backing format");
+
+    ok(qimg_info_parse(sample_overlay, &q), "overlay parses");
+    is_str(q.backing_file, "/tmp/qi/base.qcow2", "full-backing-filename preferred");
+    is_str(q.backing_format, "qcow2", "backing format");
+
+    ok(qimg_info_parse(sample_raw, &q), "raw parses");
+    is_str(q.format, "raw", "raw format");
+    is_int(q.virtual_size, 1048576, "raw virtual size");
+
+    ok(qimg_info_parse(sample_nested, &q), "nested objects and arrays are skipped");
+    is_str(q.format, "qcow2", "top-level format, not a child's");
+    is_int(q.virtual_size, 1073741824, "top-level virtual size");
+    is_int(q.actual_size, 4096, "top-level actual size");
+    is_str(q.backing_file, "", "nested backing-filename ignored");
+
+    ok(qimg_info_parse("{\"format\":\"raw\",\"backing-filename\":\"b.img\"}", &q) &&
+       strcmp(q.backing_file, "b.img") == 0, "backing-filename used when there is no full one");
+
+    static const char *const bad[] = {
+        "", "{", "{\"format\": \"qcow2\"", "not json", "[1, 2]", "{\"format\": {\"x\": 1}}",
+        "{\"virtual-size\": \"big\", \"format\": \"raw\"}", "{\"virtual-size\": 12}",
+        "{\"format\": \"qcow2\"} {\"format\": \"raw\"}", "{\"format\": \"qcow2\",, }",
+        "{\"format\": \"a-format-name-far-too-long-for-the-field-0123456789\"}",
+        "qemu-img: Could not open 'x': No such file or directory",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&q, 'x', sizeof q);
+        bool r = qimg_info_parse(bad[i], &q);
+        ok(!r && q.format[0] == '\0', "malformed input %zu refused", i);
+    }
+    ok(!qimg_info_parse(NULL, &q), "NULL refused");
+}
+
+/* ------------------------------------------------------------------ world */
+
+static char base[] = "/tmp/vclw-image-XXXXXX";
+static vcl_transport *T;
+
+static void pathf(char *buf, size_t len, const char *rel)
+{
+    snprintf(buf, len, "%s/%s", base, rel);
+}
+
+static bool run(const char *const argv[])
+{
+    vcl_error e;
+    vcl_error_clear(&e);
+    bool r = transport_run(T, argv, 60, VCL_ERR_RETRYABLE, NULL, &e);
+    if (!r)
+        diag("%s", e.msg);
+    return r;
+}
+
+static bool qimg_create(const char *path, const char *fmt, const char *size)
+{
+    const char *argv[] = { "qemu-img", "create", "-q", "-f", fmt, "--", path, size, NULL };
+    return run(argv);
+}
+
+static bool touch(const char *path)
+{
+    vcl_error e;
+    return transport_write_file(T, path, "x\n", 2, 0644, &e);
+}
+
+static bool file_exists(const char *path)
+{
+    return access(path, F_OK) == 0;
+}
+
+static bool stat_of(const char *path, struct stat *sb)
+{
+    return stat(path, sb) == 0;
+}
+
+/* Damage a qcow2: zero its first refcount block entry, so `qemu-img check`
+ * reports errors (exit 2) while `qemu-img info` still opens it. */
+static bool corrupt_qcow2(const char *path)
+{
+    bool ok = false;
+    unsigned char h[104], be[8];
+    int fd = open(path, O_RDWR);
+    if (fd < 0 || pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h)
+        goto out;
+    uint64_t rt = 0, rb = 0;
+    for (int i = 0; i < 8; i++)
+        rt = rt << 8 | h[48 + i];
+    if (pread(fd, be, 8, (off_t)rt) != 8)
+        goto out;
+    for (int i = 0; i < 8; i++)
+        rb = rb << 8 | be[i];
+    static const unsigned char zero[8];
+    ok = rb && pwrite(fd, zero, sizeof zero, (off_t)rb) == 8;
+out:
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+typedef struct fake_lock {
+    int acquired, released;
+    bool fail;
+    const char *make_master_from;   /* on acquire: simulate another worker */
+    const char *master;
+} fake_lock;
+
+static bool fake_lock_fn(void *opaque, bool acquire, int timeout_s, vcl_error *e)
+{
+    fake_lock *l = opaque;
+    if (!acquire) {
+        l->released++;
+        return true;
+    }
+    if (timeout_s <= 0)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "no lock timeout given");
+    if (l->fail)
+        return vcl_error_set(e, VCL_ERR_RETRYABLE, "lock busy");
+    l->acquired++;
+    if (l->make_master_from) {
+        const char *argv[] = { "cp", "--", l->make_master_from, l->master, NULL };
+        run(argv);
+    }
+    return true;
+}
+
+static int progress_calls;
+static void on_progress(void *opaque, const char *what, long long done, long long total)
+{
+    (void)opaque;
+    (void)what;
+    (void)done;
+    (void)total;
+    progress_calls++;
+}
+
+static char master_dir[PATH_MAX], cow_dir[PATH_MAX], repo_pat[PATH_MAX], repo_missing[PATH_MAX];
+static const char *repo_paths[2];
+
+static void req_init(image_req *r, const char *stem, char *master, char *cow, size_t len, fake_lock *l)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(master, len, "%s/%s.qcow2", master_dir, stem);
+    snprintf(cow, len, "%s/vclv1-1_7-v1.qcow2", cow_dir);
+    r->t = T;
+    r->master_path = master;
+    r->cow_path = cow;
+    r->file_stem = stem;
+    r->disk_format = "qcow2";
+    r->repo_paths = repo_paths;
+    r->n_repo = 2;
+    r->reservation_id = 42;
+    r->lock = l ? fake_lock_fn : NULL;
+    r->lock_opaque = l;
+    r->progress = on_progress;
+    r->command_timeout_s = 120;
+}
+
+static bool check_passes(const char *path)
+{
+    const char *argv[] = { "qemu-img", "check", "-q", "--", path, NULL };
+    return run(argv);
+}
+
+static void test_repository(void)
+{
+    vcl_error e;
+    image_req r;
+    char master[PATH_MAX], cow[PATH_MAX], p[PATH_MAX], found[PATH_MAX];
+    fake_lock l = { 0 };
+
+    /* Only files that must be ignored. */
+    pathf(p, sizeof p, "repo-a/win7.xml");
+    touch(p);
+    pathf(p, sizeof p, "repo-a/win7.txt");
+    touch(p);
+    pathf(p, sizeof p, "repo-a/win7.vmx");
+    touch(p);
+    pathf(p, sizeof p, "repo-a/win7-s001.vmdk");
+    touch(p);
+    pathf(p, sizeof p, "repo-a/win7.qcow2.d");  /* a directory named like an image */
+    transport_mkdir_p(T, p, 0755, &e);
+
+    req_init(&r, "win7", master, cow, sizeof master, &l);
+    vcl_error_clear(&e);
+    ok(!image_find_in_repository(&r, found, sizeof found, &e), "only .xml/.txt/.vmx/-s001.vmdk: not found");
+    is_int(e.cls, VCL_ERR_PERMANENT, "not found is permanent");
+    char want[2 * PATH_MAX + 200];
+    snprintf(want, sizeof want, "image 'win7' not found on the node (%s) or in repository paths: %s, %s",
+             master, repo_missing, repo_pat);
+    is_str(e.msg, want, "not-found message lists the master and every repository path");
+
+    vcl_error_clear(&e);
+    l = (fake_lock){ 0 };
+    ok(!image_ensure_master(&r, &e), "ensure_master with the image nowhere fails");
+    is_int(e.cls, VCL_ERR_PERMANENT, "permanent");
+    is_str(e.msg, want, "same message from ensure_master");
+    is_int(l.acquired, 1, "lock taken once");
+    is_int(l.released, 1, "lock released on failure");
+
+    /* The descriptor of a split vmdk counts. */
+    pathf(p, sizeof p, "repo-b/win7.vmdk");
+    const char *mk[] = { "qemu-img", "create", "-q", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentSparse",
+                         "--", p, "8M", NULL };
+    ok(run(mk), "split vmdk created");
+    ok(image_find_in_repository(&r, found, sizeof found, &e), "split vmdk found by its descriptor");
+    is_str(found, p, "descriptor path");
+
+    /* qcow2 wins over vmdk in the same directory. */
+    pathf(p, sizeof p, "repo-b/win7.qcow2");
+    ok(qimg_create(p, "qcow2", "16M"), "repo-b/win7.qcow2 created");
+    ok(image_find_in_repository(&r, found, sizeof found, &e), "found through the wildcard repo path");
+    is_str(found, p, "qcow2 preferred");
+
+    vcl_error_clear(&e);
+    image_req bad = r;
+    bad.file_stem = "../etc/passwd";
+    ok(!image_find_in_repository(&bad, found, sizeof found, &e) && e.cls == VCL_ERR_PERMANENT,
+       "a stem with a slash is refused");
+    bad.file_stem = "win*";
+    ok(!image_find_in_repository(&bad, found, sizeof found, &e) && e.cls == VCL_ERR_PERMANENT,
+       "a stem with a wildcard is refused");
+}
+
+static void test_master(void)
+{
+    vcl_error e;
+    image_req r;
+    char master[PATH_MAX], cow[PATH_MAX], p[PATH_MAX], stale[PATH_MAX];
+    fake_lock l = { 0 };
+    struct stat sb, sb2;
+
+    req_init(&r, "win7", master, cow, sizeof master, &l);
+    snprintf(stale, sizeof stale, "%s.tmp-99", master);
+    ok(transport_mkdir_p(T, master_dir, 0755, &e) && touch(stale), "stale temp file in place");
+
+    vcl_error_clear(&e);
+    progress_calls = 0;
+    ok(image_ensure_master(&r, &e), "ensure_master copies from the repository");
+    if (e.cls != VCL_ERR_NONE)
+        diag("%s", e.msg);
+    ok(file_exists(master), "master exists");
+    ok(check_passes(master), "master passes qemu-img check");
+    qimg_info q;
+    ok(qimg_info_get(T, master, &q, &e) && strcmp(q.format, "qcow2") == 0 && q.virtual_size == 16777216,
+       "master is a 16 MiB qcow2");
+    ok(!file_exists(stale), "stale <master>.tmp-99 removed");
+    char ours[PATH_MAX];
+    snprintf(ours, sizeof ours, "%s.tmp-42", master);
+    ok(!file_exists(ours), "our temp file renamed away");
+    is_int(l.acquired, 1, "lock taken");
+    is_int(l.released, 1, "lock released");
+    ok(progress_calls >= 2, "progress reported (%d)", progress_calls);
+
+    ok(stat_of(master, &sb), "stat master");
+    sleep(1);
+    l = (fake_lock){ 0 };
+    vcl_error_clear(&e);
+    ok(image_ensure_master(&r, &e), "second ensure_master");
+    ok(stat_of(master, &sb2) && sb2.st_mtime == sb.st_mtime && sb2.st_ino == sb.st_ino,
+       "second call changes nothing (same inode and mtime)");
+    is_int(l.acquired, 0, "no lock needed when the master is good");
+
+    /* Without a lock (tests, single worker) it works too. */
+    char master2[PATH_MAX], cow2[PATH_MAX];
+    image_req r2;
+    pathf(p, sizeof p, "repo-b/rhel9.img");
+    ok(qimg_create(p, "raw", "4M"), "raw repository image rhel9.img");
+    req_init(&r2, "rhel9", master2, cow2, sizeof master2, NULL);
+    vcl_error_clear(&e);
+    ok(image_ensure_master(&r2, &e), "raw .img converted to a qcow2 master, no lock");
+    ok(qimg_info_get(T, master2, &q, &e) && strcmp(q.format, "qcow2") == 0 && q.virtual_size == 4194304,
+       "converted to qcow2 (4 MiB)");
+
+    /* Re-check after the lock: another worker made it meanwhile. */
+    char master3[PATH_MAX], cow3[PATH_MAX];
+    image_req r3;
+    fake_lock l3 = { 0 };
+    req_init(&r3, "only-elsewhere", master3, cow3, sizeof master3, &l3);
+    l3.make_master_from = master;
+    l3.master = master3;
+    vcl_error_clear(&e);
+    ok(image_ensure_master(&r3, &e), "master made by someone else while we waited for the lock");
+    is_int(l3.released, 1, "lock released");
+
+    /* Lock cannot be had: retryable, nothing copied. */
+    char master4[PATH_MAX], cow4[PATH_MAX];
+    image_req r4;
+    fake_lock l4 = { .fail = true };
+    pathf(p, sizeof p, "repo-b/busy.qcow2");
+    qimg_create(p, "qcow2", "1M");
+    req_init(&r4, "busy", master4, cow4, sizeof master4, &l4);
+    vcl_error_clear(&e);
+    ok(!image_ensure_master(&r4, &e) && e.cls == VCL_ERR_RETRYABLE, "lock busy: retryable");
+    ok(!file_exists(master4), "nothing copied without the lock");
+    is_int(l4.released, 0, "a lock not taken is not released");
+
+    /* A damaged source: permanent, clear message, nothing left behind. */
+    char master5[PATH_MAX], cow5[PATH_MAX], tmp5[PATH_MAX];
+    image_req r5;
+    fake_lock l5 = { 0 };
+    pathf(p, sizeof p, "repo-b/broken.qcow2");
+    ok(qimg_create(p, "qcow2", "16M") && corrupt_qcow2(p), "damaged repository image");
+    req_init(&r5, "broken", master5, cow5, sizeof master5, &l5);
+    vcl_error_clear(&e);
+    ok(!image_ensure_master(&r5, &e), "damaged source refused");
+    is_int(e.cls, VCL_ERR_PERMANENT, "damaged source is permanent");
+    ok(strstr(e.msg, "is damaged") && strstr(e.msg, p) && strstr(e.msg, "qemu-img check failed (exit 2)"),
+       "message names the source and the check");
+    diag("%s", e.msg);
+    snprintf(tmp5, sizeof tmp5, "%s.tmp-42", master5);
+    ok(!file_exists(master5) && !file_exists(tmp5), "no master, no temp file");
+    is_int(l5.released, 1, "lock released");
+
+    /* A damaged master is never overwritten. */
+    ok(touch(master5), "garbage where the master should be");
+    const char *cp[] = { "cp", "--", p, master5, NULL };
+    run(cp);
+    vcl_error_clear(&e);
+    ok(!image_ensure_master(&r5, &e) && e.cls == VCL_ERR_PERMANENT, "damaged master: permanent error");
+    ok(strstr(e.msg, "never overwritten") != NULL, "message says it is never overwritten");
+    ok(stat_of(master5, &sb) && corrupt_qcow2(master5), "damaged master still there");
+}
+
+static void test_cow(void)
+{
+    vcl_error e;
+    image_req r;
+    char master[PATH_MAX], cow[PATH_MAX], p[PATH_MAX], stale[PATH_MAX];
+    struct stat sb, sb2;
+    qimg_info q;
+
+    req_init(&r, "win7", master, cow, sizeof master, NULL);
+    ok(transport_mkdir_p(T, cow_dir, 0755, &e), "cow dir");
+    snprintf(stale, sizeof stale, "%s.tmp-7", cow);
+    touch(stale);
+
+    vcl_error_clear(&e);
+    ok(image_ensure_cow(&r, &e), "ensure_cow creates the overlay");
+    if (e.cls != VCL_ERR_NONE)
+        diag("%s", e.msg);
+    ok(qimg_info_get(T, cow, &q, &e), "qemu-img info on the COW");
+    is_str(q.format, "qcow2", "COW is qcow2");
+    is_str(q.backing_file, master, "backing file is the master");
+    is_str(q.backing_format, "qcow2", "backing format recorded (-F)");
+    ok(!file_exists(stale), "stale COW temp removed");
+
+    ok(stat_of(cow, &sb), "stat COW");
+    vcl_error_clear(&e);
+    ok(image_ensure_cow(&r, &e), "ensure_cow again");
+    ok(stat_of(cow, &sb2) && sb2.st_ino == sb.st_ino, "kept (same inode)");
+
+    /* Wrong backing file: replaced. */
+    pathf(p, sizeof p, "other-base.qcow2");
+    qimg_create(p, "qcow2", "16M");
+    const char *mk[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", p, "--", cow, NULL };
+    ok(transport_remove(T, cow, &e) && run(mk), "COW with a wrong backing file");
+    ok(stat_of(cow, &sb), "stat wrong COW");
+    int hold = open(cow, O_RDONLY);     /* keeps its inode number from being reused */
+    vcl_error_clear(&e);
+    ok(image_ensure_cow(&r, &e), "ensure_cow replaces it");
+    ok(qimg_info_get(T, cow, &q, &e) && strcmp(q.backing_file, master) == 0, "now backed by the master");
+    ok(stat_of(cow, &sb2) && sb2.st_ino != sb.st_ino, "a new file");
+    if (hold >= 0)
+        close(hold);
+
+    /* Garbage: replaced. */
+    ok(transport_write_file(T, cow, "garbage", 7, 0644, &e), "garbage COW");
+    vcl_error_clear(&e);
+    ok(image_ensure_cow(&r, &e) && qimg_info_get(T, cow, &q, &e) && strcmp(q.backing_file, master) == 0,
+       "garbage COW replaced");
+
+    /* Master missing: retryable, nothing created. */
+    char master2[PATH_MAX], cow2[PATH_MAX];
+    image_req r2;
+    req_init(&r2, "nowhere", master2, cow2, sizeof master2, NULL);
+    snprintf(cow2, sizeof cow2, "%s/vclv1-2_9-v1.qcow2", cow_dir);
+    vcl_error_clear(&e);
+    ok(!image_ensure_cow(&r2, &e) && e.cls == VCL_ERR_RETRYABLE, "no master: retryable");
+    ok(!file_exists(cow2), "no COW created");
+
+    image_req r3 = r;
+    r3.cow_path = master;
+    vcl_error_clear(&e);
+    ok(!image_ensure_cow(&r3, &e) && e.cls == VCL_ERR_PERMANENT, "COW path equal to the master refused");
+}
+
+int main(void)
+{
+    vcl_error e;
+    test_parse();
+
+    T = transport_new("local", NULL, &e);
+    transport_result res = { 0 };
+    const char *v[] = { "qemu-img", "--version", NULL };
+    if (!T || !transport_exec(T, v, 10, &res, &e) || res.status != 0) {
+        diag("qemu-img not available: skipping the tests that run it");
+        transport_result_clear(&res);
+        transport_free(T);
+        return done_testing();
+    }
+    transport_result_clear(&res);
+    if (!mkdtemp(base)) {
+        printf("Bail out! mkdtemp: %s\n", strerror(errno));
+        return 1;
+    }
+    pathf(master_dir, sizeof master_dir, "images");
+    pathf(cow_dir, sizeof cow_dir, "vms");
+    pathf(repo_pat, sizeof repo_pat, "repo*");
+    pathf(repo_missing, sizeof repo_missing, "not-mounted");
+    repo_paths[0] = repo_missing;
+    repo_paths[1] = repo_pat;
+    char p[PATH_MAX];
+    pathf(p, sizeof p, "repo-a");
+    ok(transport_mkdir_p(T, p, 0755, &e), "repo-a");
+    pathf(p, sizeof p, "repo-b");
+    ok(transport_mkdir_p(T, p, 0755, &e), "repo-b");
+
+    test_repository();
+    test_master();
+    test_cow();
+
+    const char *rm[] = { "rm", "-rf", "--", base, NULL };
+    run(rm);
+    transport_free(T);
+    return done_testing();
+}

@@ -1,0 +1,667 @@
+/* image.c: see image.h.
+ *
+ * Everything happens on the node through the transport: qemu-img runs there,
+ * the repository is read there (glob and stat through the transport, so an
+ * ssh node expands its own wildcards), files are renamed there. Facts on the
+ * node decide, never a cache: the master is taken when it exists and passes
+ * `qemu-img check`; the COW is kept when qemu-img says it is a qcow2 backed
+ * by the master.
+ *
+ * qemu-img flags used (checked on QEMU 7.2):
+ *   info --output=json -U -- PATH      -U (--force-share): works on a disk a
+ *                                       running VM holds locked
+ *   check [-U] -f FMT -- PATH          exit 0 ok, 3 leaks only (harmless),
+ *                                       2 corrupt, 1 cannot check/open,
+ *                                       63 format has no checks (raw, vmdk)
+ *   convert -t writeback -f SRCFMT -O FMT -- SRC DST
+ *                                       convert's default cache is "unsafe"
+ *                                       (no flush at close); writeback makes
+ *                                       it fsync before it exits
+ *   create -q -f FMT -F FMT -b MASTER -- COW
+ *                                       -F is required with -b since QEMU 6.1 */
+#include "image.h"
+#include "log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#define DEFAULT_COMMAND_TIMEOUT_S 7200
+#define INFO_TIMEOUT_S 120
+/* How long to wait for another worker copying the same master. Past it the
+ * stage fails retryable and the job comes back later instead of holding a
+ * slot; the lock owner usually finishes first and the re-check then wins. */
+#define IMAGE_LOCK_TIMEOUT_S 600
+
+static const char *const repo_exts[] = { "qcow2", "img", "raw", "vmdk" };
+
+/* ------------------------------------------------------------ JSON parsing */
+
+enum qkey {
+    QK_NONE,
+    QK_FORMAT,
+    QK_VSIZE,
+    QK_ASIZE,
+    QK_BACKING,
+    QK_FULL_BACKING,
+    QK_BACKING_FMT,
+};
+
+static enum qkey qkey_of(const char *k)
+{
+    static const struct { const char *name; enum qkey key; } keys[] = {
+        { "format", QK_FORMAT },
+        { "virtual-size", QK_VSIZE },
+        { "actual-size", QK_ASIZE },
+        { "backing-filename", QK_BACKING },
+        { "full-backing-filename", QK_FULL_BACKING },
+        { "backing-filename-format", QK_BACKING_FMT },
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(k, keys[i].name) == 0)
+            return keys[i].key;
+    return QK_NONE;
+}
+
+static bool parse_ll(const char *s, long long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < 0)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool copy_str(char *dst, size_t len, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= len)
+        return false;
+    memcpy(dst, src, n + 1);
+    return true;
+}
+
+/* qemu-img's JSON is one object; JSON is YAML flow syntax, so libyaml reads
+ * it. We walk the events of the top mapping: a scalar key, then its value; a
+ * value that is itself a mapping or sequence ("format-specific", "children",
+ * "snapshots") is skipped whole by counting depth. */
+bool qimg_info_parse(const char *json, qimg_info *out)
+{
+    bool ok = false;
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    bool have_ev = false, parser_ready = false;
+    char full_backing[sizeof out->backing_file] = "";
+    char backing[sizeof out->backing_file] = "";
+    enum { S_START, S_KEY, S_VALUE, S_END } state = S_START;
+    enum qkey key = QK_NONE;
+    int skip_depth = 0;
+
+    if (!out)
+        return false;
+    memset(out, 0, sizeof *out);
+    if (!json)
+        return false;
+    if (!yaml_parser_initialize(&parser))
+        return false;
+    parser_ready = true;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)json, strlen(json));
+
+    for (;;) {
+        if (!yaml_parser_parse(&parser, &ev))
+            goto cleanup;
+        have_ev = true;
+        yaml_event_type_t type = ev.type;
+
+        if (skip_depth > 0) {
+            if (type == YAML_MAPPING_START_EVENT || type == YAML_SEQUENCE_START_EVENT)
+                skip_depth++;
+            else if (type == YAML_MAPPING_END_EVENT || type == YAML_SEQUENCE_END_EVENT)
+                skip_depth--;
+        } else if (type == YAML_STREAM_START_EVENT || type == YAML_DOCUMENT_START_EVENT ||
+                   type == YAML_DOCUMENT_END_EVENT) {
+            /* framing */
+        } else if (type == YAML_STREAM_END_EVENT) {
+            yaml_event_delete(&ev);
+            have_ev = false;
+            break;
+        } else if (state == S_START) {
+            if (type != YAML_MAPPING_START_EVENT)
+                goto cleanup;       /* not an object */
+            state = S_KEY;
+        } else if (state == S_KEY) {
+            if (type == YAML_MAPPING_END_EVENT)
+                state = S_END;
+            else if (type == YAML_SCALAR_EVENT) {
+                key = qkey_of((const char *)ev.data.scalar.value);
+                state = S_VALUE;
+            } else
+                goto cleanup;       /* complex key */
+        } else if (state == S_VALUE) {
+            if (type == YAML_MAPPING_START_EVENT || type == YAML_SEQUENCE_START_EVENT) {
+                if (key != QK_NONE)
+                    goto cleanup;   /* a known key must be a scalar */
+                skip_depth = 1;
+            } else if (type == YAML_SCALAR_EVENT) {
+                const char *v = (const char *)ev.data.scalar.value;
+                switch (key) {
+                case QK_FORMAT:
+                    if (!copy_str(out->format, sizeof out->format, v))
+                        goto cleanup;
+                    break;
+                case QK_VSIZE:
+                    if (!parse_ll(v, &out->virtual_size))
+                        goto cleanup;
+                    break;
+                case QK_ASIZE:
+                    if (!parse_ll(v, &out->actual_size))
+                        goto cleanup;
+                    break;
+                case QK_BACKING:
+                    if (!copy_str(backing, sizeof backing, v))
+                        goto cleanup;
+                    break;
+                case QK_FULL_BACKING:
+                    if (!copy_str(full_backing, sizeof full_backing, v))
+                        goto cleanup;
+                    break;
+                case QK_BACKING_FMT:
+                    if (!copy_str(out->backing_format, sizeof out->backing_format, v))
+                        goto cleanup;
+                    break;
+                case QK_NONE:
+                    break;
+                }
+            } else
+                goto cleanup;       /* alias or anything else */
+            if (skip_depth == 0)
+                state = S_KEY;
+        } else {
+            goto cleanup;           /* content after the object */
+        }
+        if (skip_depth == 0 && state == S_VALUE && (type == YAML_MAPPING_END_EVENT ||
+                                                    type == YAML_SEQUENCE_END_EVENT))
+            state = S_KEY;          /* a skipped value just ended */
+        yaml_event_delete(&ev);
+        have_ev = false;
+    }
+    if (state != S_END || out->format[0] == '\0')
+        goto cleanup;
+    copy_str(out->backing_file, sizeof out->backing_file, full_backing[0] ? full_backing : backing);
+    ok = true;
+cleanup:
+    if (have_ev)
+        yaml_event_delete(&ev);
+    if (parser_ready)
+        yaml_parser_delete(&parser);
+    if (!ok)
+        memset(out, 0, sizeof *out);
+    return ok;
+}
+
+bool qimg_info_get(vcl_transport *t, const char *path, qimg_info *out, vcl_error *e)
+{
+    bool ok = false;
+    transport_result res = { .status = -1 };
+    const char *argv[] = { "qemu-img", "info", "--output=json", "-U", "--", path, NULL };
+
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!out || !path || !path[0])
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "qimg_info_get: bad arguments");
+    if (!transport_run(t, argv, INFO_TIMEOUT_S, VCL_ERR_RETRYABLE, &res, e))
+        goto cleanup;
+    if (!qimg_info_parse(res.out, out)) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "cannot parse the output of qemu-img info for '%s'", path);
+        goto cleanup;
+    }
+    ok = true;
+cleanup:
+    transport_result_clear(&res);
+    return ok;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static int cmd_timeout(const image_req *r)
+{
+    return r->command_timeout_s > 0 ? r->command_timeout_s : DEFAULT_COMMAND_TIMEOUT_S;
+}
+
+static const char *req_format(const image_req *r)
+{
+    return r->disk_format && r->disk_format[0] ? r->disk_format : "qcow2";
+}
+
+static void report(const image_req *r, const char *what, long long done, long long total)
+{
+    if (r->progress)
+        r->progress(r->progress_opaque, what, done, total);
+}
+
+/* The stem reaches a glob pattern and a command line: it must be a plain
+ * name (names.c checks the same rule upstream; this is the last line). */
+static bool stem_ok(const char *s, vcl_error *e)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 200 || s[0] == '.' || s[0] == '-')
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "invalid image file stem '%s'", s ? s : "");
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return vcl_error_set(e, VCL_ERR_PERMANENT, "invalid image file stem '%s'", s);
+    }
+    return true;
+}
+
+static bool req_ok(const image_req *r, bool need_cow, vcl_error *e)
+{
+    if (!r || !r->t || !r->master_path || r->master_path[0] != '/' || (need_cow && (!r->cow_path ||
+        r->cow_path[0] != '/')))
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "image request without transport or absolute paths");
+    return stem_ok(r->file_stem, e);
+}
+
+static void split_path(const char *path, char *dir, size_t dlen, const char **base)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        snprintf(dir, dlen, ".");
+        *base = path;
+    } else {
+        snprintf(dir, dlen, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+        *base = slash + 1;
+    }
+}
+
+/* Remove "<path>.tmp-*" next to path. Only called while nobody else can be
+ * writing one (under the image lock, or per computer for COWs). */
+static bool remove_temps(vcl_transport *t, const char *path, vcl_error *e)
+{
+    bool ok = false;
+    char dir[PATH_MAX], prefix[PATH_MAX], victim[PATH_MAX];
+    const char *base;
+    char **names = NULL;
+    size_t n = 0;
+    transport_stat_info st;
+
+    split_path(path, dir, sizeof dir, &base);
+    if (!transport_stat(t, dir, &st, e))
+        goto cleanup;
+    if (!st.exists) {
+        ok = true;
+        goto cleanup;
+    }
+    snprintf(prefix, sizeof prefix, "%s.tmp-", base);
+    if (!transport_list_dir(t, dir, &names, &n, e))
+        goto cleanup;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(names[i], prefix, strlen(prefix)) != 0)
+            continue;
+        if (snprintf(victim, sizeof victim, "%s/%s", strcmp(dir, "/") ? dir : "", names[i]) >=
+            (int)sizeof victim)
+            continue;
+        log_info("removing stale temporary file %s", victim);
+        if (!transport_remove(t, victim, e))
+            goto cleanup;
+    }
+    ok = true;
+cleanup:
+    transport_names_free(names, n);
+    return ok;
+}
+
+/* qemu-img check. *passed true for 0 (clean), 3 (leaked clusters only: no
+ * harm) and 63 (format without consistency checks). false only when the
+ * command could not run; a failed check is *passed=false with why in e. */
+static bool qimg_check(const image_req *r, const char *path, const char *fmt, bool shared,
+                       bool *passed, vcl_error *e)
+{
+    transport_result res = { .status = -1 };
+    const char *argv[10];
+    int i = 0;
+    bool ok = false;
+
+    *passed = false;
+    argv[i++] = "qemu-img";
+    argv[i++] = "check";
+    if (shared)
+        argv[i++] = "-U";
+    if (fmt) {
+        argv[i++] = "-f";
+        argv[i++] = fmt;
+    }
+    argv[i++] = "--";
+    argv[i++] = path;
+    argv[i] = NULL;
+
+    if (!transport_exec(r->t, argv, cmd_timeout(r), &res, e))
+        goto cleanup;
+    ok = true;
+    if (res.status == 0 || res.status == 3 || res.status == 63) {
+        *passed = true;
+        goto cleanup;
+    }
+    transport_status_error(argv, &res, VCL_ERR_PERMANENT, e);
+cleanup:
+    transport_result_clear(&res);
+    return ok;
+}
+
+/* ------------------------------------------------------------- repository */
+
+static bool is_glob_char(char c)
+{
+    return c == '*' || c == '?' || c == '[' || c == ']' || c == '\\';
+}
+
+bool image_find_in_repository(const image_req *r, char *found, size_t found_len, vcl_error *e)
+{
+    bool ok = false;
+    char pattern[PATH_MAX];
+    char list[768] = "";
+    size_t list_len = 0;
+    char **paths = NULL;
+    size_t n = 0;
+
+    if (found && found_len)
+        found[0] = '\0';
+    if (!r || !r->t || !found || found_len == 0)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "image_find_in_repository: bad arguments");
+    if (!stem_ok(r->file_stem, e))
+        return false;
+
+    for (size_t i = 0; i < r->n_repo && r->repo_paths; i++) {
+        const char *repo = r->repo_paths[i];
+        if (!repo || !repo[0])
+            continue;
+        int w = snprintf(list + list_len, sizeof list - list_len, "%s%s", list_len ? ", " : "", repo);
+        if (w > 0)
+            list_len = list_len + (size_t)w < sizeof list ? list_len + (size_t)w : sizeof list - 1;
+
+        size_t rl = strlen(repo);
+        while (rl > 1 && repo[rl - 1] == '/')
+            rl--;
+        for (size_t x = 0; x < sizeof repo_exts / sizeof repo_exts[0]; x++) {
+            /* The directory part may hold wildcards; the file name is the
+             * stem (plain characters, escaped anyway) and the extension. */
+            char name[300];
+            size_t nl = 0;
+            for (const char *s = r->file_stem; *s && nl + 3 < sizeof name; s++) {
+                if (is_glob_char(*s))
+                    name[nl++] = '\\';
+                name[nl++] = *s;
+            }
+            name[nl] = '\0';
+            if (snprintf(pattern, sizeof pattern, "%.*s/%s.%s", (int)rl, repo, name, repo_exts[x]) >=
+                (int)sizeof pattern)
+                continue;
+            if (!transport_glob(r->t, pattern, &paths, &n, e))
+                goto cleanup;
+            for (size_t k = 0; k < n; k++) {
+                transport_stat_info st;
+                if (!transport_stat(r->t, paths[k], &st, e))
+                    goto cleanup;
+                if (!st.exists || st.is_dir)
+                    continue;
+                if (strlen(paths[k]) >= found_len) {
+                    vcl_error_set(e, VCL_ERR_PERMANENT, "repository path too long: '%s'", paths[k]);
+                    goto cleanup;
+                }
+                memcpy(found, paths[k], strlen(paths[k]) + 1);
+                log_debug("image %s found in repository: %s", r->file_stem, found);
+                ok = true;
+                goto cleanup;
+            }
+            transport_names_free(paths, n);
+            paths = NULL;
+            n = 0;
+        }
+    }
+    vcl_error_set(e, VCL_ERR_PERMANENT,
+                  "image '%s' not found on the node (%s) or in repository paths: %s",
+                  r->file_stem, r->master_path ? r->master_path : "?",
+                  list_len ? list : "(none configured)");
+cleanup:
+    transport_names_free(paths, n);
+    return ok;
+}
+
+/* ------------------------------------------------------------------ master */
+
+/* Does a good master exist? *good true: use it. false: error (command could
+ * not run, or the master exists but is damaged: never overwritten, so the
+ * operator must look). */
+static bool master_present(const image_req *r, bool *good, vcl_error *e)
+{
+    transport_stat_info st;
+    bool passed = false;
+
+    *good = false;
+    if (!transport_stat(r->t, r->master_path, &st, e))
+        return false;
+    if (!st.exists)
+        return true;
+    if (st.is_dir)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "master image path %s is a directory", r->master_path);
+    /* -U: running VMs hold the master open as their backing file. */
+    if (!qimg_check(r, r->master_path, req_format(r), true, &passed, e))
+        return false;
+    if (!passed) {
+        return vcl_error_prefix(e, "master image %s exists but fails its check; it is never "
+                                "overwritten (COW disks may use it): inspect it and remove it by hand "
+                                "to have it copied again", r->master_path);
+    }
+    *good = true;
+    return true;
+}
+
+/* Under the lock: copy the repository image to "<master>.tmp-<id>", check
+ * it, rename it into place (never over an existing master). */
+static bool master_build(const image_req *r, vcl_error *e)
+{
+    bool ok = false;
+    char src[PATH_MAX], tmp[PATH_MAX], dir[PATH_MAX];
+    const char *base;
+    qimg_info si;
+    bool passed = false, existed = false, tmp_made = false;
+    const char *fmt = req_format(r);
+    vcl_error e2;
+
+    if (!image_find_in_repository(r, src, sizeof src, e))
+        goto cleanup;
+    /* Probe the source once and name its format explicitly afterwards, so a
+     * raw file's content is never reinterpreted. */
+    if (!qimg_info_get(r->t, src, &si, e)) {
+        vcl_error_prefix(e, "repository image %s", src);
+        goto cleanup;
+    }
+    if (!qimg_check(r, src, si.format, false, &passed, e))
+        goto cleanup;
+    if (!passed) {
+        vcl_error_prefix(e, "repository image %s is damaged (qemu-img check failed); "
+                         "repair or replace it in the repository", src);
+        if (e)
+            e->cls = VCL_ERR_PERMANENT;
+        goto cleanup;
+    }
+
+    split_path(r->master_path, dir, sizeof dir, &base);
+    if (!transport_mkdir_p(r->t, dir, 0755, e))
+        goto cleanup;
+    if (snprintf(tmp, sizeof tmp, "%s.tmp-%lld", r->master_path, r->reservation_id) >= (int)sizeof tmp) {
+        vcl_error_set(e, VCL_ERR_PERMANENT, "master path too long: %s", r->master_path);
+        goto cleanup;
+    }
+
+    log_info("copying image %s from %s (%s, %lld bytes) to %s", r->file_stem, src, si.format,
+             si.virtual_size, r->master_path);
+    report(r, "convert", 0, si.virtual_size);
+    const char *conv[] = { "qemu-img", "convert", "-t", "writeback", "-f", si.format, "-O", fmt,
+                           "--", src, tmp, NULL };
+    tmp_made = true;
+    if (!transport_run(r->t, conv, cmd_timeout(r), VCL_ERR_RETRYABLE, NULL, e))
+        goto cleanup;
+    report(r, "convert", si.virtual_size, si.virtual_size);
+
+    if (!qimg_check(r, tmp, fmt, false, &passed, e))
+        goto cleanup;
+    if (!passed) {
+        vcl_error_prefix(e, "the copy of %s to %s fails its check", src, tmp);
+        if (e)
+            e->cls = VCL_ERR_RETRYABLE;
+        goto cleanup;
+    }
+    if (!transport_rename_noreplace(r->t, tmp, r->master_path, &existed, e)) {
+        if (!existed)
+            goto cleanup;
+        /* Someone made it without our lock (no lock configured): theirs wins. */
+        log_warn("master %s appeared while we copied it; keeping the existing one", r->master_path);
+        vcl_error_clear(e);
+    } else
+        tmp_made = false;
+    ok = true;
+cleanup:
+    if (tmp_made) {
+        vcl_error_clear(&e2);
+        if (!transport_remove(r->t, tmp, &e2))
+            log_warn("cannot remove %s: %s", tmp, e2.msg);
+    }
+    return ok;
+}
+
+bool image_ensure_master(const image_req *r, vcl_error *e)
+{
+    bool ok = false, locked = false, good = false;
+
+    if (!req_ok(r, false, e))
+        return false;
+    report(r, "check", 0, 0);
+    if (!master_present(r, &good, e))
+        goto cleanup;
+    if (good) {
+        log_debug("master %s present and checked", r->master_path);
+        ok = true;
+        goto cleanup;
+    }
+
+    if (r->lock) {
+        if (!r->lock(r->lock_opaque, true, IMAGE_LOCK_TIMEOUT_S, e)) {
+            if (e && e->cls == VCL_ERR_NONE)
+                vcl_error_set(e, VCL_ERR_RETRYABLE, "cannot lock image %s", r->file_stem);
+            goto cleanup;
+        }
+        locked = true;
+    }
+    /* Re-check: another worker may have made it while we waited. */
+    if (!master_present(r, &good, e))
+        goto cleanup;
+    if (good) {
+        log_info("master %s was made by another worker meanwhile", r->master_path);
+        ok = true;
+        goto cleanup;
+    }
+    /* We hold the lock: no temp file of this master is being written. */
+    if (!remove_temps(r->t, r->master_path, e))
+        goto cleanup;
+    if (!master_build(r, e))
+        goto cleanup;
+    ok = true;
+cleanup:
+    if (locked) {
+        vcl_error e2;
+        vcl_error_clear(&e2);
+        if (!r->lock(r->lock_opaque, false, 0, &e2))
+            log_warn("releasing the lock of image %s failed: %s", r->file_stem, e2.msg);
+    }
+    if (ok)
+        report(r, "master", 1, 1);
+    return ok;
+}
+
+/* --------------------------------------------------------------------- COW */
+
+bool image_ensure_cow(const image_req *r, vcl_error *e)
+{
+    bool ok = false, tmp_made = false;
+    char tmp[PATH_MAX], dir[PATH_MAX];
+    const char *base;
+    transport_stat_info st;
+    const char *fmt = req_format(r);
+    vcl_error e2;
+
+    if (!req_ok(r, true, e))
+        return false;
+    if (strcmp(r->cow_path, r->master_path) == 0)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "COW path equals the master path %s", r->master_path);
+
+    if (!transport_stat(r->t, r->master_path, &st, e))
+        goto cleanup;
+    if (!st.exists) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "master image %s is missing: cannot create the COW disk %s",
+                      r->master_path, r->cow_path);
+        goto cleanup;
+    }
+
+    if (!transport_stat(r->t, r->cow_path, &st, e))
+        goto cleanup;
+    if (st.exists) {
+        qimg_info qi;
+        vcl_error ie;
+        vcl_error_clear(&ie);
+        if (st.is_dir) {
+            vcl_error_set(e, VCL_ERR_PERMANENT, "COW path %s is a directory", r->cow_path);
+            goto cleanup;
+        }
+        if (qimg_info_get(r->t, r->cow_path, &qi, &ie) && strcmp(qi.format, fmt) == 0 &&
+            strcmp(qi.backing_file, r->master_path) == 0 && strcmp(qi.backing_format, fmt) == 0) {
+            log_debug("COW %s already backed by %s: kept", r->cow_path, r->master_path);
+            ok = true;
+            goto cleanup;
+        }
+        if (ie.cls != VCL_ERR_NONE)
+            log_warn("COW %s unreadable (%s): replacing it", r->cow_path, ie.msg);
+        else
+            log_warn("COW %s is %s backed by '%s' (%s), not %s backed by %s: replacing it",
+                     r->cow_path, qi.format, qi.backing_file,
+                     qi.backing_format[0] ? qi.backing_format : "no format", fmt, r->master_path);
+        if (!transport_remove(r->t, r->cow_path, e))
+            goto cleanup;
+    }
+
+    split_path(r->cow_path, dir, sizeof dir, &base);
+    if (!transport_mkdir_p(r->t, dir, 0755, e))
+        goto cleanup;
+    /* One job per computer at a time, and the COW path is per computer: any
+     * temp file of it is a leftover of a crash. */
+    if (!remove_temps(r->t, r->cow_path, e))
+        goto cleanup;
+    if (snprintf(tmp, sizeof tmp, "%s.tmp-%lld", r->cow_path, r->reservation_id) >= (int)sizeof tmp) {
+        vcl_error_set(e, VCL_ERR_PERMANENT, "COW path too long: %s", r->cow_path);
+        goto cleanup;
+    }
+    const char *argv[] = { "qemu-img", "create", "-q", "-f", fmt, "-F", fmt, "-b", r->master_path,
+                           "--", tmp, NULL };
+    tmp_made = true;
+    if (!transport_run(r->t, argv, cmd_timeout(r), VCL_ERR_RETRYABLE, NULL, e))
+        goto cleanup;
+    if (!transport_rename(r->t, tmp, r->cow_path, e))
+        goto cleanup;
+    tmp_made = false;
+    log_info("created COW %s backed by %s", r->cow_path, r->master_path);
+    report(r, "cow", 1, 1);
+    ok = true;
+cleanup:
+    if (tmp_made) {
+        vcl_error_clear(&e2);
+        if (!transport_remove(r->t, tmp, &e2))
+            log_warn("cannot remove %s: %s", tmp, e2.msg);
+    }
+    return ok;
+}
