@@ -241,7 +241,8 @@ static int global_option(ctl *c, int argc, char **argv, int *i)
 
 /* Parse argv (argv[0] is the command's own name) against the command's
  * option table. Returns true to run the command; false with *rc set when
- * done (help shown: 0; usage error: 2). */
+ * done (help shown: 0; usage error: 2). Required options are checked later
+ * (check_required), after the positional arguments. */
 static void print_command_help(FILE *f, const struct command *cmd, const char *path);
 
 static bool parse_args(ctl *c, const struct command *cmd, const optspec *spec, int argc,
@@ -316,13 +317,17 @@ static bool parse_args(ctl *c, const struct command *cmd, const optspec *spec, i
         }
         a->val[k] = v;
     }
-    for (int j = 0; spec && spec[j].name; j++)
-        if ((spec[j].flags & OPT_REQUIRED) && !a->val[j]) {
-            *rc = usage_error(c, "option '--%s %s' is required", spec[j].name,
-                              spec[j].arg ? spec[j].arg : "");
-            return false;
-        }
     return true;
+}
+
+/* The first OPT_REQUIRED option missing, as a usage error; EXIT_OK if none. */
+static int check_required(const ctl *c, const args *a)
+{
+    for (int j = 0; a->spec && a->spec[j].name; j++)
+        if ((a->spec[j].flags & OPT_REQUIRED) && !a->val[j])
+            return usage_error(c, "option '--%s %s' is required", a->spec[j].name,
+                               a->spec[j].arg ? a->spec[j].arg : "");
+    return EXIT_OK;
 }
 
 /* Strict integer: optional '-', digits only, within [min, max]. */
@@ -439,8 +444,9 @@ static int check_text(const ctl *c, const char *what, const char *s, size_t max)
     return EXIT_OK;
 }
 
-/* Host name or address: letters, digits, '.', '-', ':' (IPv6), not
- * starting with '-' (it would read as an option to ssh tools). */
+/* Host name or address: letters, digits, '.', '_', '-', ':' and '[]' (IPv6),
+ * not starting with '-' (it would read as an option to ssh tools); the
+ * schema's node_ssh_host_valid says the same. */
 static int check_host(const ctl *c, const char *s)
 {
     if (!s)
@@ -448,11 +454,51 @@ static int check_host(const ctl *c, const char *s)
     size_t n = strlen(s);
     bool ok = n > 0 && n <= 253 && s[0] != '-';
     for (size_t i = 0; ok && i < n; i++)
-        ok = isalnum((unsigned char)s[i]) || s[i] == '.' || s[i] == '-' || s[i] == ':' ||
-             s[i] == '_';
+        ok = isalnum((unsigned char)s[i]) || strchr("._:-[]", s[i]) != NULL;
     if (!ok)
         return usage_error(c, "invalid ssh host '%.64s': use a host name or address "
-                              "(letters, digits, '.', '-', ':')", s);
+                              "(letters, digits, '.', '_', '-', ':', '[]')", s);
+    return EXIT_OK;
+}
+
+/* libvirt URI: "scheme:" then no white space (node_libvirt_uri_valid). */
+static int check_uri(const ctl *c, const char *s)
+{
+    int rc;
+    if (!s)
+        return EXIT_OK;
+    if ((rc = check_text(c, "--uri", s, 1024)) != EXIT_OK)
+        return rc;
+    size_t i = 0;
+    bool ok = islower((unsigned char)s[0]);
+    for (i = 1; ok && s[i] && s[i] != ':'; i++)
+        ok = islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) ||
+             strchr("+.-", s[i]) != NULL;
+    ok = ok && s[i] == ':' && !strpbrk(s, " \t\n\r\v\f");
+    if (!ok)
+        return usage_error(c, "invalid libvirt URI '%.64s' (expected e.g. qemu:///system "
+                              "or qemu+libssh2://user@host/system?...)", s);
+    return EXIT_OK;
+}
+
+/* Repository search path: like a directory, but components may hold the
+ * wildcards '*' and '?' (vcl.repository_paths_valid). Checked by replacing
+ * each wildcard with a letter and asking dir_check(). */
+static int check_repo(const ctl *c, const char *s)
+{
+    char copy[4096];
+    vcl_error e;
+    if (strlen(s) >= sizeof copy)
+        return usage_error(c, "--repo path is too long");
+    snprintf(copy, sizeof copy, "%s", s);
+    for (char *p = copy; *p; p++)
+        if (*p == '*' || *p == '?')
+            *p = 'x';
+    vcl_error_clear(&e);
+    if (!dir_check("repository", copy, &e))
+        return usage_error(c, "invalid repository path '%.64s': an absolute path of names "
+                              "(letters, digits, '.', '_', '-', wildcards '*' '?'), "
+                              "no '.' or '..' components", s);
     return EXIT_OK;
 }
 
@@ -522,23 +568,18 @@ static void fmt_duration_ms(const char *in, char *out, size_t size)
 static void fmt_age_s(const char *in, char *out, size_t size)
 {
     long long s;
-    char d[32];
-    if (!parse_ll(in, -9223372036854775807LL, 9223372036854775807LL, &s)) {
+    if (!parse_ll(in, -9223372036854775807LL, 9223372036854775807LL, &s))
         snprintf(out, size, "%s", in);
-        return;
-    }
-    if (s < 0) {
+    else if (s < 0)
         snprintf(out, size, "in the future");
-        return;
-    }
-    if (s < 86400) {
-        char ms[32];
-        snprintf(ms, sizeof ms, "%lld", s * 1000);
-        fmt_duration_ms(ms, d, sizeof d);
-    } else {
-        snprintf(d, sizeof d, "%lldd%02lldh", s / 86400, s / 3600 % 24);
-    }
-    snprintf(out, size, "%s ago", d);
+    else if (s < 60)
+        snprintf(out, size, "%llds ago", s);
+    else if (s < 3600)
+        snprintf(out, size, "%lldm%02llds ago", s / 60, s % 60);
+    else if (s < 86400)
+        snprintf(out, size, "%lldh%02lldm ago", s / 3600, s / 60 % 60);
+    else
+        snprintf(out, size, "%lldd%02lldh ago", s / 86400, s / 3600 % 24);
 }
 
 static cell_fmt find_fmt(const colfmt *fmts, const char *column)
@@ -866,7 +907,6 @@ static const char *const INVENTORY_STATES[] = { "available", "maintenance", NULL
 static const char *const OS_TYPES[] = { "none", "linux", "windows", NULL };
 static const char *const RESERVATION_STATES[] = { "pending", "running", "done", "failed",
                                                   "cancelled", NULL };
-static const char *const RETRYABLE_STATES[] = { "failed", "cancelled", "done", NULL };
 static const char *const OPERATIONS[] = {
     "load",           "capture",         "power_on",        "power_off",   "power_reset",
     "shutdown",       "delete",          "snapshot_create", "snapshot_delete",
@@ -897,7 +937,7 @@ static int cmd_migrate(ctl *c, const args *a)
         fail("migration failed after %d applied: %s", applied, db_msg(&e));
         return EXIT_FAIL;
     }
-    if (!db_scalar_ll(c->db, "SELECT to_regclass('vcl.schema_migrations') IS NOT NULL", 0, NULL,
+    if (!db_scalar_ll(c->db, "SELECT (to_regclass('vcl.schema_migrations') IS NOT NULL)::int", 0, NULL,
                       &version, &isnull, &e))
         return db_fail(c, &e, "cannot read the schema version");
     if (version) {
@@ -958,7 +998,7 @@ static int node_fields(ctl *c, const args *a, colset *s, num *port, num *loads, 
     int rc;
     const char *uri = opt_str(a, "uri");
     if ((rc = opt_word(c, a, "transport", TRANSPORTS)) != EXIT_OK ||
-        (rc = check_text(c, "--uri", uri, 1024)) != EXIT_OK ||
+        (rc = check_uri(c, uri)) != EXIT_OK ||
         (rc = check_host(c, opt_str(a, "ssh-host"))) != EXIT_OK ||
         (rc = opt_num(c, a, "ssh-port", 1, 65535, port)) != EXIT_OK ||
         (rc = opt_num(c, a, "max-loads", 1, 1000, loads)) != EXIT_OK ||
@@ -972,7 +1012,7 @@ static int node_fields(ctl *c, const args *a, colset *s, num *port, num *loads, 
         return rc;
     repos[0] = '\0';
     for (int i = 0, o = 0; i < a->nmulti; i++) {
-        if ((rc = check_dir(c, "repository", a->multi[i])) != EXIT_OK)
+        if ((rc = check_repo(c, a->multi[i])) != EXIT_OK)
             return rc;
         int w = snprintf(repos + o, repos_size - (size_t)o, "%s%s", i ? "\n" : "", a->multi[i]);
         if (w < 0 || (size_t)w >= repos_size - (size_t)o)
@@ -1160,6 +1200,9 @@ static int cmd_image_revision_add(ctl *c, const args *a)
     colset_add_expr(&s, "production", "?::boolean", opt_flag(a, "production") ? "true" : NULL);
     vcl_error_clear(&e);
     if (!colset_insert(c, "vcl.image_revision", &s, &id, &e)) {
+        if (strcmp(db_sqlstate(c->db), "23505") == 0 && strstr(e.msg, "file_stem"))
+            return fail("file stem '%s' is already used by another revision (each revision "
+                        "has its own master file; see: %s image list)", stem, PROG);
         if (strcmp(db_sqlstate(c->db), "23505") == 0)
             return fail("image %s already has revision %lld (see: %s image list)", image, rev.v,
                         PROG);
@@ -1235,13 +1278,19 @@ static int computer_fields(ctl *c, const args *a, colset *s, num *mem, num *cpus
         for (char *p = macbuf; *p; p++)
             *p = (char)tolower((unsigned char)*p);
     }
-    if ((rc = opt_num(c, a, "memory", 64, 16 * 1024 * 1024, mem)) != EXIT_OK ||
+    if ((rc = opt_num(c, a, "memory", 64, 4194304, mem)) != EXIT_OK ||
         (rc = opt_num(c, a, "vcpus", 1, 1024, cpus)) != EXIT_OK)
         return rc;
     colset_add(s, "mac0", mac ? macbuf : NULL);
     colset_add_expr(s, "memory_mb", "?::int", NUM_PARAM(*mem));
     colset_add_expr(s, "vcpus", "?::int", NUM_PARAM(*cpus));
     return EXIT_OK;
+}
+
+/* A MAC belongs to one computer only (unique regardless of case). */
+static bool mac_taken(ctl *c, const vcl_error *e)
+{
+    return strcmp(db_sqlstate(c->db), "23505") == 0 && strstr(e->msg, "mac0") != NULL;
 }
 
 static const char SQL_COMPUTER_JSON[] =
@@ -1268,8 +1317,12 @@ static int cmd_computer_add(ctl *c, const args *a)
     colset_add(&s, "name", name);
     colset_add_expr(&s, "node_id", "?::bigint", node_ids);
     vcl_error_clear(&e);
-    if (!colset_insert(c, "vcl.computer", &s, &id, &e))
+    if (!colset_insert(c, "vcl.computer", &s, &id, &e)) {
+        if (mac_taken(c, &e))
+            return fail("cannot add computer '%s': MAC %s is already used by another computer "
+                        "(see: %s computer list)", name, mac, PROG);
         return insert_fail(c, &e, "computer", name);
+    }
     if (c->json)
         return print_row_json(c, SQL_COMPUTER_JSON, id, "the computer");
     if (!c->quiet)
@@ -1297,8 +1350,12 @@ static int cmd_computer_set(ctl *c, const args *a)
     if (!ctl_db(c))
         return EXIT_FAIL;
     vcl_error_clear(&e);
-    if (!colset_update(c, "vcl.computer", &s, "name", name, &id, &found, &e))
+    if (!colset_update(c, "vcl.computer", &s, "name", name, &id, &found, &e)) {
+        if (mac_taken(c, &e))
+            return fail("cannot update computer '%s': MAC %s is already used by another "
+                        "computer (see: %s computer list)", name, mac, PROG);
         return db_fail(c, &e, "cannot update computer '%s'", name);
+    }
     if (!found)
         return fail("no computer named '%s' (see: %s computer list)", name, PROG);
     if (c->json)
@@ -1395,7 +1452,7 @@ static int enqueue(ctl *c, const args *a, const char *computer, const char *oper
     if ((rc = check_name(c, "computer", computer)) != EXIT_OK ||
         (image && (rc = parse_image_ref(c, image, &ref)) != EXIT_OK) ||
         (rc = opt_num(c, a, "priority", -1000000, 1000000, &prio)) != EXIT_OK ||
-        (rc = opt_num(c, a, "max-attempts", 1, 1000, &maxatt)) != EXIT_OK ||
+        (rc = opt_num(c, a, "max-attempts", 1, 100, &maxatt)) != EXIT_OK ||
         (rc = check_text(c, "--args", json_args, 65536)) != EXIT_OK)
         return rc;
     if (!ctl_db(c))
@@ -1432,15 +1489,17 @@ static int cmd_load(ctl *c, const args *a)
 
 static int cmd_enqueue(ctl *c, const args *a)
 {
-    const char *op = a->pos[1];
+    const char *op = a->pos[1], *json_args = opt_str(a, "args");
     char list[512];
+    if (json_args && json_args[strspn(json_args, " \t\n")] != '{')
+        return usage_error(c, "--args must be a JSON object, e.g. '{\"snapshot\":\"s1\"}'");
     if (!one_of(op, OPERATIONS))
         return usage_error(c, "unknown operation '%s' (one of %s)", op,
                            words_join(OPERATIONS, list, sizeof list));
     if (strcmp(op, "load") == 0 && a->npos < 3)
         return usage_error(c, "load needs IMAGE[:REV] (or use: %s load COMPUTER IMAGE[:REV])",
                            PROG);
-    return enqueue(c, a, a->pos[0], op, a->npos > 2 ? a->pos[2] : NULL, opt_str(a, "args"));
+    return enqueue(c, a, a->pos[0], op, a->npos > 2 ? a->pos[2] : NULL, json_args);
 }
 
 /* ---- list, show ---- */
@@ -1455,7 +1514,10 @@ static const optspec OPTS_LIST[] = {
 #define RESERVATION_ROWS                                                                   \
     "SELECT r.id, c.name AS computer, r.operation, i.name || ':' || ir.revision AS image," \
     " r.state, r.stage, r.attempts, r.max_attempts, r.priority, r.run_at, r.finished_at,"  \
-    " r.failed_stage, r.last_error, r.created_at"                                          \
+    " r.failed_stage, r.last_error, r.created_at,"                                         \
+    " (SELECT s.stage FROM vcl.reservation_stage s WHERE s.reservation_id = r.id"          \
+    "   AND s.lease_token = r.lease_token AND s.outcome = 'running'"                       \
+    "   ORDER BY s.id DESC LIMIT 1) AS current_stage"                                      \
     " FROM vcl.reservation r JOIN vcl.computer c ON c.id = r.computer_id"                  \
     " LEFT JOIN vcl.image_revision ir ON ir.id = r.image_revision_id"                      \
     " LEFT JOIN vcl.image i ON i.id = ir.image_id"                                         \
@@ -1480,10 +1542,15 @@ static int cmd_list(ctl *c, const args *a)
     const char *p[3] = { state, computer, limit.set ? limit.s : "50" };
     if (c->json)
         return print_json(c, JSON_ARRAY(RESERVATION_ROWS), 3, p, "reservations");
-    /* "when" is run_at until the row has finished, then finished_at */
+    /* For people: "stage" is where the row is (running: the stage running
+     * now; failed: the stage that failed; otherwise the checkpoint, the last
+     * finished stage), and "when" is run_at until the row has finished, then
+     * finished_at. */
     return print_query_table(
         c,
-        "SELECT id, computer, operation, image, state, stage,"
+        "SELECT id, computer, operation, image, state,"
+        " CASE state WHEN 'running' THEN coalesce(current_stage, stage)"
+        "   WHEN 'failed' THEN coalesce(failed_stage, stage) ELSE stage END AS stage,"
         " attempts || '/' || max_attempts AS attempts,"
         " to_char(coalesce(finished_at, run_at), 'YYYY-MM-DD HH24:MI:SS') AS \"when\","
         " CASE WHEN length(last_error) > 60 THEN left(last_error, 57) || '...'"
@@ -1505,21 +1572,25 @@ static int show_stage_log(ctl *c, const char *id)
     vcl_error e;
     const char *p[1] = { id };
     vcl_error_clear(&e);
-    /* A stage with no outcome is running while its lease holds, else it was
-     * interrupted (the worker died or lost its lease). */
+    /* A stage still marked 'running' is running only while its reservation
+     * runs under the same lease; under an expired lease its worker is dead
+     * or hung (the next claim rescues it); otherwise it was interrupted and
+     * a later attempt resumed or will resume the job. */
     PGresult *r = db_exec(
         c->db,
         "SELECT s.attempt, s.stage,"
-        " coalesce(s.outcome, CASE WHEN s.finished_at IS NULL AND r.state = 'running'"
-        "   AND s.lease_token IS NOT DISTINCT FROM r.lease_token THEN 'running'"
-        "   WHEN s.finished_at IS NULL THEN 'interrupted' END) AS outcome,"
+        " CASE WHEN s.outcome <> 'running' THEN s.outcome"
+        "   WHEN r.state <> 'running' OR s.lease_token IS DISTINCT FROM r.lease_token"
+        "   THEN 'interrupted'"
+        "   WHEN r.lease_expires_at < now() THEN 'lease-expired'"
+        "   ELSE 'running' END AS outcome,"
         " to_char(s.started_at, 'YYYY-MM-DD HH24:MI:SS.MS') AS started_at,"
-        " coalesce(s.duration_ms, CASE WHEN s.finished_at IS NOT NULL OR r.state = 'running'"
-        "   THEN (extract(epoch FROM coalesce(s.finished_at, now()) - s.started_at) * 1000)"
-        "   ::bigint END) AS duration,"
+        " round(coalesce(s.duration_ms, CASE WHEN s.outcome = 'running' AND r.state = 'running'"
+        "   THEN extract(epoch FROM clock_timestamp() - s.started_at) * 1000 END))::bigint"
+        "   AS duration,"
         " s.detail"
         " FROM vcl.reservation_stage s JOIN vcl.reservation r ON r.id = s.reservation_id"
-        " WHERE s.reservation_id = $1::bigint ORDER BY s.started_at, s.id",
+        " WHERE s.reservation_id = $1::bigint ORDER BY s.id",
         1, p, &e);
     if (!r)
         return db_fail(c, &e, "cannot read the stage log of reservation %s", id);
@@ -1569,7 +1640,7 @@ static bool reservation_state(ctl *c, const char *id, char *buf, size_t size, in
 /* The stored domain XML is long: `show` gives its size, `show --xml` the text. */
 static void fmt_xml_size(const char *in, char *out, size_t size)
 {
-    snprintf(out, size, "%zu bytes (print it: vclctl show ID --xml)", strlen(in));
+    snprintf(out, size, "%zu bytes (print it with --xml)", strlen(in));
 }
 
 static const colfmt SHOW_FMTS[] = { { "domain_xml", fmt_xml_size }, { NULL, NULL } };
@@ -1610,7 +1681,7 @@ static int cmd_show(ctl *c, const args *a)
             "SELECT json_build_object('reservation', to_jsonb(r) || jsonb_build_object("
             "   'computer', c.name, 'node', n.name, 'worker', w.name,"
             "   'image', i.name || ':' || ir.revision),"
-            " 'stages', (SELECT coalesce(json_agg(s ORDER BY s.started_at, s.id), '[]'::json)"
+            " 'stages', (SELECT coalesce(json_agg(s ORDER BY s.id), '[]'::json)"
             "            FROM vcl.reservation_stage s WHERE s.reservation_id = r.id))"
             " FROM vcl.reservation r JOIN vcl.computer c ON c.id = r.computer_id"
             " JOIN vcl.node n ON n.id = c.node_id"
@@ -1664,7 +1735,7 @@ static int cmd_retry(ctl *c, const args *a)
 {
     num id;
     vcl_error e;
-    char state[64], list[128];
+    char state[64];
     int rc;
     if ((rc = arg_id(c, a->pos[0], &id)) != EXIT_OK)
         return rc;
@@ -1673,14 +1744,18 @@ static int cmd_retry(ctl *c, const args *a)
         return EXIT_FAIL;
     /* The same plain UPDATE a DBA would type; the schema's trigger resets
      * attempts and run_at and wakes the workers. The state condition makes
-     * the check and the change one statement. */
+     * the check and the change one statement; the CTE reads the old state
+     * under the row lock, for the note below. */
     const char *p[2] = { id.s, from_start ? "true" : "false" };
     vcl_error_clear(&e);
     PGresult *r = db_exec(c->db,
-                          "UPDATE vcl.reservation SET state = 'pending',"
-                          " stage = CASE WHEN $2::boolean THEN NULL ELSE stage END"
-                          " WHERE id = $1::bigint AND state IN ('failed', 'cancelled', 'done')"
-                          " RETURNING state, stage",
+                          "WITH old AS (SELECT id, state FROM vcl.reservation"
+                          "             WHERE id = $1::bigint FOR UPDATE)"
+                          " UPDATE vcl.reservation r SET state = 'pending',"
+                          " stage = CASE WHEN $2::boolean THEN NULL ELSE r.stage END"
+                          " FROM old WHERE r.id = old.id"
+                          " AND old.state IN ('failed', 'cancelled', 'done')"
+                          " RETURNING r.state, r.stage, old.state",
                           2, p, &e);
     if (!r)
         return db_fail(c, &e, "cannot retry reservation %s", id.s);
@@ -1688,19 +1763,24 @@ static int cmd_retry(ctl *c, const args *a)
         PQclear(r);
         if (!reservation_state(c, id.s, state, sizeof state, &rc))
             return rc;
-        return fail("reservation %s is %s: only %s reservations can be retried%s", id.s, state,
-                    words_join(RETRYABLE_STATES, list, sizeof list),
-                    strcmp(state, "pending") == 0 || strcmp(state, "running") == 0
-                        ? " (it is still queued or running)"
-                        : "");
+        if (strcmp(state, "running") == 0)
+            return fail("reservation %s is running: only failed, cancelled or done reservations "
+                        "can be retried (to stop it: %s cancel %s)", id.s, PROG, id.s);
+        return fail("reservation %s is %s: only failed, cancelled or done reservations can be "
+                    "retried", id.s, state);
     }
+    char stage[64] = "", before[64];
     snprintf(state, sizeof state, "%s", PQgetvalue(r, 0, 0));
-    char stage[64] = "";
     if (!PQgetisnull(r, 0, 1))
         snprintf(stage, sizeof stage, "%s", PQgetvalue(r, 0, 1));
+    snprintf(before, sizeof before, "%s", PQgetvalue(r, 0, 2));
     PQclear(r);
-    if (stage[0])
-        note(c, "resuming from the checkpoint (stage %s); --from-start reruns every stage",
+    /* stage is the checkpoint: the last finished stage */
+    if (stage[0] && strcmp(before, "done") == 0)
+        note(c, "reservation %s was done: it resumes after its last finished stage (%s), so "
+                "nothing may run again; --from-start reruns every stage", id.s, stage);
+    else if (stage[0])
+        note(c, "resumes after its last finished stage (%s); --from-start reruns every stage",
              stage);
     return print_id_state(c, id.s, state);
 }
@@ -1728,7 +1808,7 @@ static int cmd_cancel(ctl *c, const args *a)
     PQclear(r);
     if (!after[0])
         return fail("cannot cancel reservation %s: vcl.cancel returned nothing", id.s);
-    if (strcmp(before, after) == 0 && strcmp(after, "cancelled") != 0)
+    if (strcmp(before, after) == 0)
         note(c, "reservation %s was already %s; nothing to cancel", id.s, before);
     return print_id_state(c, id.s, after);
 }
@@ -1778,7 +1858,7 @@ static int cmd_status(ctl *c, const args *a)
 /* ---- workers ---- */
 
 static const optspec OPTS_WORKERS[] = {
-    { "all", NULL, 0, "also workers stopped more than a day ago" },
+    { "all", NULL, 0, "also workers stopped (or silent) for more than a day" },
     { NULL, NULL, 0, NULL },
 };
 
@@ -1789,7 +1869,7 @@ static const optspec OPTS_WORKERS[] = {
     " (SELECT count(*) FROM vcl.reservation r"                                             \
     "  WHERE r.worker_id = w.id AND r.state = 'running') AS running"                       \
     " FROM vcl.worker w"                                                                   \
-    " WHERE $1::boolean OR w.stopped_at IS NULL OR w.stopped_at > now() - interval '1 day'" \
+    " WHERE $1::boolean OR coalesce(w.stopped_at, w.heartbeat_at) > now() - interval '1 day'" \
     " ORDER BY w.stopped_at IS NOT NULL, w.name, w.started_at DESC"
 
 static const colfmt WORKER_FMTS[] = { { "heartbeat", fmt_age_s }, { NULL, NULL } };
@@ -1807,7 +1887,8 @@ static int cmd_workers(ctl *c, const args *a)
         " to_char(started_at, 'YYYY-MM-DD HH24:MI:SS') AS started,"
         " heartbeat_age_s AS heartbeat,"
         " CASE WHEN stopped_at IS NOT NULL THEN 'stopped '"
-        "   || to_char(stopped_at, 'YYYY-MM-DD HH24:MI:SS') ELSE 'running' END AS status"
+        "   || to_char(stopped_at, 'YYYY-MM-DD HH24:MI:SS')"
+        "   WHEN heartbeat_age_s > 60 THEN 'silent' ELSE 'running' END AS status"
         " FROM (" WORKER_ROWS ") t",
         1, p, WORKER_FMTS, "workers", "no workers have registered");
 }
@@ -1911,8 +1992,16 @@ static const command_notes NOTES[] = {
                "Only failed, cancelled or done reservations can be retried." },
     { "status", "Exit status 0 for any answer (READY, POST_LOAD or RELOAD); 1 when the check\n"
                 "could not run (unknown computer, node unreachable)." },
-    { "show", "A stage without an outcome is 'running' while its worker holds the lease,\n"
-              "else 'interrupted' (the worker died; another one resumes the job)." },
+    { "list", "STAGE is the stage running now for a running row, the stage that failed for\n"
+              "a failed row, else the checkpoint (the last finished stage). WHEN is run_at\n"
+              "until the row finishes, then finished_at. --json gives every raw field." },
+    { "show", "The row (stage is the checkpoint: the last finished stage), then the stage\n"
+              "log. A stage left 'running' shows 'interrupted' when its lease is gone (the\n"
+              "worker died or the row was reset), 'lease-expired' while its lease has lapsed\n"
+              "and no worker has rescued it yet." },
+    { "workers", "STATUS is 'stopped' after a clean exit, 'silent' when the last heartbeat is\n"
+                 "more than a minute old (the default heartbeat is every 10 s): the worker\n"
+                 "died or hangs, and other workers take its jobs over as their leases expire." },
     { NULL, NULL },
 };
 
@@ -2004,6 +2093,24 @@ static int cmd_help(ctl *c, const args *a)
     return EXIT_OK;
 }
 
+/* The name of positional argument k, from the usage text: its leading
+ * words before the first option or optional part ("COMPUTER IMAGE[:REV]"). */
+static const char *positional_name(const command *cmd, int k, char *buf, size_t size)
+{
+    const char *p = cmd->usage;
+    snprintf(buf, size, "argument");
+    for (int i = 0; *p && *p != '-' && *p != '['; i++) {
+        size_t n = strcspn(p, " ");
+        if (i == k) {
+            snprintf(buf, size, "%.*s", (int)n, p);
+            break;
+        }
+        p += n;
+        p += strspn(p, " ");
+    }
+    return buf;
+}
+
 /* Find the command (and subcommand) in argv, parse its arguments, run it. */
 static int dispatch(ctl *c, const command *table, int argc, char **argv)
 {
@@ -2016,7 +2123,7 @@ static int dispatch(ctl *c, const command *table, int argc, char **argv)
         if (parent) {
             c->path[used] = '\0';
             c->cmd = parent;
-            return usage_error(c, "no command '%s %s'", c->path, argv[0]);
+            return usage_error(c, "unknown command '%s' (%s)", argv[0], parent->usage);
         }
         c->path[0] = '\0';
         return usage_error(c, "no command '%s'", argv[0]);
@@ -2035,10 +2142,14 @@ static int dispatch(ctl *c, const command *table, int argc, char **argv)
     int rc = EXIT_OK;
     if (!parse_args(c, cmd, cmd->opts, argc, argv, &a, &rc))
         return rc;
-    if (a.npos < cmd->min_pos)
-        return usage_error(c, "missing argument%s", cmd->min_pos - a.npos > 1 ? "s" : "");
+    if (a.npos < cmd->min_pos) {
+        char missing[64];
+        return usage_error(c, "missing %s", positional_name(cmd, a.npos, missing, sizeof missing));
+    }
     if (a.npos > cmd->max_pos)
         return usage_error(c, "unexpected argument '%s'", a.pos[cmd->max_pos]);
+    if ((rc = check_required(c, &a)) != EXIT_OK)
+        return rc;
     if (c->verbose >= 2)
         log_set_level(LOG_LVL_DEBUG);
     else if (c->verbose == 1)
