@@ -23,7 +23,9 @@
  * Exit status: 0 ok, 1 failed, 2 usage (bad option, missing or malformed
  * argument). */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -110,18 +112,26 @@ static int usage_error(const ctl *c, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-/* The message of a database error without the "database: ERROR:  " noise. */
+/* The message of a database error without the "database: " and "ERROR:  "
+ * noise (wherever a caller's prefix put it). One static buffer: vclctl is
+ * single-threaded and prints it at once. */
 static const char *db_msg(const vcl_error *e)
 {
+    static char buf[sizeof e->msg];
     const char *m = e->msg;
+    size_t o = 0;
     if (strncmp(m, "database: ", 10) == 0)
         m += 10;
-    if (strncmp(m, "ERROR:", 6) == 0) {
-        m += 6;
-        while (*m == ' ')
-            m++;
+    while (*m && o + 1 < sizeof buf) {
+        if (strncmp(m, "ERROR:", 6) == 0) {
+            m += 6;
+            m += strspn(m, " ");
+            continue;
+        }
+        buf[o++] = *m++;
     }
-    return m;
+    buf[o] = '\0';
+    return buf;
 }
 
 /* A failed statement: "vclctl: <what>: <why>" and a hint for the SQLSTATEs
@@ -239,11 +249,12 @@ static int global_option(ctl *c, int argc, char **argv, int *i)
     return 1;
 }
 
+static void print_command_help(FILE *f, const struct command *cmd, const char *path);
+
 /* Parse argv (argv[0] is the command's own name) against the command's
  * option table. Returns true to run the command; false with *rc set when
  * done (help shown: 0; usage error: 2). Required options are checked later
  * (check_required), after the positional arguments. */
-static void print_command_help(FILE *f, const struct command *cmd, const char *path);
 
 static bool parse_args(ctl *c, const struct command *cmd, const optspec *spec, int argc,
                        char **argv, args *a, int *rc)
@@ -290,6 +301,10 @@ static bool parse_args(ctl *c, const struct command *cmd, const optspec *spec, i
         if (k < 0) {
             *rc = usage_error(c, "unknown option '--%.*s'", (int)len, name);
             return false;
+        }
+        if (k >= MAX_OPTS) {
+            fprintf(stderr, "%s: internal error: more than %d options\n", PROG, MAX_OPTS);
+            abort();
         }
         const char *v = "";
         if (spec[k].arg) {
@@ -921,32 +936,51 @@ static const optspec OPTS_MIGRATE[] = {
     { NULL, NULL, 0, NULL },
 };
 
+/* How many migration files (NNN_name.sql, the pattern db_migrate applies)
+ * dir holds; -1 when it cannot be read. */
+static int count_migrations(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int n = 0;
+    if (!d)
+        return -1;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len >= 9 && isdigit((unsigned char)de->d_name[0]) && de->d_name[3] == '_' &&
+            strcmp(de->d_name + len - 4, ".sql") == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
 static int cmd_migrate(ctl *c, const args *a)
 {
     const char *dir = opt_str(a, "sql-dir");
+    char real[PATH_MAX];
     vcl_error e;
-    int applied = 0;
+    int applied = 0, files;
     long long version = 0;
     bool isnull = true;
     if (!dir)
         dir = db_default_sql_dir();
+    if (realpath(dir, real))
+        dir = real;
+    if ((files = count_migrations(dir)) < 0)
+        return fail("cannot read the migrations directory %s: %s (pass --sql-dir DIR or set "
+                    "VCL_SQL_DIR)", dir, strerror(errno));
+    if (files == 0)
+        return fail("no migrations (NNN_name.sql) in %s (pass --sql-dir DIR or set VCL_SQL_DIR)",
+                    dir);
     if (!ctl_db(c))
         return EXIT_FAIL;
     vcl_error_clear(&e);
-    if (!db_migrate(c->db, dir, &applied, &e)) {
-        fail("migration failed after %d applied: %s", applied, db_msg(&e));
-        return EXIT_FAIL;
-    }
-    if (!db_scalar_ll(c->db, "SELECT (to_regclass('vcl.schema_migrations') IS NOT NULL)::int", 0, NULL,
-                      &version, &isnull, &e))
+    if (!db_migrate(c->db, dir, &applied, &e))
+        return db_fail(c, &e, "migration failed after %d applied", applied);
+    if (!db_scalar_ll(c->db, "SELECT coalesce(max(version), 0) FROM vcl.schema_migrations", 0,
+                      NULL, &version, &isnull, &e))
         return db_fail(c, &e, "cannot read the schema version");
-    if (version) {
-        if (!db_scalar_ll(c->db, "SELECT coalesce(max(version), 0) FROM vcl.schema_migrations",
-                          0, NULL, &version, &isnull, &e))
-            return db_fail(c, &e, "cannot read the schema version");
-    } else {
-        return fail("no migrations found in %s (pass --sql-dir DIR or set VCL_SQL_DIR)", dir);
-    }
     if (c->json) {
         char na[32], nv[32];
         snprintf(na, sizeof na, "%d", applied);
