@@ -1578,8 +1578,8 @@ static int cmd_list(ctl *c, const args *a)
         return print_json(c, JSON_ARRAY(RESERVATION_ROWS), 3, p, "reservations");
     /* For people: "stage" is where the row is (running: the stage running
      * now; failed: the stage that failed; otherwise the checkpoint, the last
-     * finished stage), and "when" is run_at until the row has finished, then
-     * finished_at. */
+     * finished stage), "when" is run_at until the row has finished, then
+     * finished_at, and the error of a row that ended done is history. */
     return print_query_table(
         c,
         "SELECT id, computer, operation, image, state,"
@@ -1587,8 +1587,9 @@ static int cmd_list(ctl *c, const args *a)
         "   WHEN 'failed' THEN coalesce(failed_stage, stage) ELSE stage END AS stage,"
         " attempts || '/' || max_attempts AS attempts,"
         " to_char(coalesce(finished_at, run_at), 'YYYY-MM-DD HH24:MI:SS') AS \"when\","
-        " CASE WHEN length(last_error) > 60 THEN left(last_error, 57) || '...'"
-        " ELSE last_error END AS error"
+        " CASE WHEN state = 'done' THEN NULL"
+        "   WHEN length(last_error) > 60 THEN left(last_error, 57) || '...'"
+        "   ELSE last_error END AS error"
         " FROM (" RESERVATION_ROWS ") t",
         3, p, NULL, "reservations", "no reservations");
 }
@@ -1612,7 +1613,7 @@ static int show_stage_log(ctl *c, const char *id)
      * a later attempt resumed or will resume the job. */
     PGresult *r = db_exec(
         c->db,
-        "SELECT s.attempt, s.stage,"
+        "SELECT s.attempt, s.lease_token AS lease, s.stage,"
         " CASE WHEN s.outcome <> 'running' THEN s.outcome"
         "   WHEN r.state <> 'running' OR s.lease_token IS DISTINCT FROM r.lease_token"
         "   THEN 'interrupted'"
@@ -2028,11 +2029,14 @@ static const command_notes NOTES[] = {
                 "could not run (unknown computer, node unreachable)." },
     { "list", "STAGE is the stage running now for a running row, the stage that failed for\n"
               "a failed row, else the checkpoint (the last finished stage). WHEN is run_at\n"
-              "until the row finishes, then finished_at. --json gives every raw field." },
+              "until the row finishes, then finished_at. ERROR is the last error, not shown\n"
+              "for rows that ended done. --json gives every raw field." },
     { "show", "The row (stage is the checkpoint: the last finished stage), then the stage\n"
-              "log. A stage left 'running' shows 'interrupted' when its lease is gone (the\n"
-              "worker died or the row was reset), 'lease-expired' while its lease has lapsed\n"
-              "and no worker has rescued it yet." },
+              "log. LEASE is the fencing token of the claim that ran the stage: attempts\n"
+              "restart at 0 after a retry, leases never repeat. A stage left 'running'\n"
+              "shows 'interrupted' when its lease is gone (the worker died or the row was\n"
+              "reset), 'lease-expired' while its lease has lapsed and no worker has\n"
+              "rescued it yet. --xml prints the stored domain XML alone." },
     { "workers", "STATUS is 'stopped' after a clean exit, 'silent' when the last heartbeat is\n"
                  "more than a minute old (the default heartbeat is every 10 s): the worker\n"
                  "died or hangs, and other workers take its jobs over as their leases expire." },
