@@ -29,6 +29,8 @@ DECLARE
     v_node     bigint;
     v_nodes    bigint[] := '{}';
     v_load_ids bigint[] := '{}';
+    v_free_nodes bigint[];
+    v_free_slots bigint[];
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RETURN;
@@ -85,17 +87,27 @@ BEGIN
     -- same exclusion, but no write to the node row on every claim and no
     -- UPDATE privilege on vcl.node for the worker role.
     FOR v_node IN
-        SELECT DISTINCT c.node_id
-          FROM vcl.reservation r
-          JOIN vcl.computer c ON c.id = r.computer_id
-          JOIN vcl.node n ON n.id = c.node_id
-         WHERE r.operation = 'load'
-           AND r.state IN ('pending', 'running')
-           AND ((r.state = 'pending' AND r.run_at <= now())
-                OR (r.state = 'running' AND r.lease_expires_at < now() AND r.attempts < r.max_attempts))
-           AND c.state <> 'maintenance'
-           AND n.state = 'available'
-         ORDER BY c.node_id
+        -- Start from the (small) set of due loads, never from every computer
+        -- of every node: MATERIALIZED, and the computer looked up per row by
+        -- its primary key (a scalar sub-select the planner cannot turn into
+        -- a hash join over all computers).
+        WITH loads AS MATERIALIZED (
+            SELECT DISTINCT r.computer_id
+              FROM vcl.reservation r
+             WHERE r.operation = 'load'
+               AND r.state IN ('pending', 'running')
+               AND ((r.state = 'pending' AND r.run_at <= now())
+                    OR (r.state = 'running' AND r.lease_expires_at < now() AND r.attempts < r.max_attempts))
+        ), nodes AS MATERIALIZED (
+            SELECT DISTINCT (SELECT c.node_id FROM vcl.computer c
+                              WHERE c.id = loads.computer_id AND c.state <> 'maintenance') AS node_id
+              FROM loads
+        )
+        SELECT n.id
+          FROM nodes
+          JOIN vcl.node n ON n.id = nodes.node_id
+         WHERE n.state = 'available'
+         ORDER BY n.id
     LOOP
         IF pg_try_advisory_xact_lock(1986225262, (v_node % 2147483647)::int) THEN
             v_nodes := v_nodes || v_node;
@@ -103,46 +115,65 @@ BEGIN
     END LOOP;
 
     -- 3. For the locked nodes, the loads this claim may take: per node, the
-    -- first (max_concurrent_loads - running loads with a live lease)
-    -- claimable loads in claim order. This is a new statement, so its
-    -- snapshot postdates the locks: it sees every load an earlier holder of
-    -- the lock claimed. (Keep the claimable predicate in sync with step 4.)
+    -- first (max_concurrent_loads - loads holding a live lease) claimable
+    -- loads in claim order. These are new statements, so their snapshots
+    -- postdate the locks: they see every load an earlier holder of a lock
+    -- claimed. (Keep the claimable predicate in sync with step 4.)
     IF cardinality(v_nodes) > 0 THEN
-        SELECT coalesce(array_agg(pick.id), '{}')
-          INTO v_load_ids
-          FROM vcl.node n
-         CROSS JOIN LATERAL (
-                SELECT n.max_concurrent_loads - count(*) AS free
-                  FROM vcl.reservation o
-                  JOIN vcl.computer oc ON oc.id = o.computer_id
-                 WHERE oc.node_id = n.id
-                   AND o.operation = 'load'
-                   AND o.state IN ('running', 'cancelled')
-                   AND o.lease_expires_at >= now()) busy
-         CROSS JOIN LATERAL (
-                SELECT r.id
-                  FROM vcl.reservation r
-                  JOIN vcl.computer c ON c.id = r.computer_id
-                 WHERE c.node_id = n.id
-                   AND r.operation = 'load'
-                   AND r.state IN ('pending', 'running')
-                   AND c.state <> 'maintenance'
-                   AND ((r.state = 'pending' AND r.run_at <= now()
-                         AND NOT EXISTS (SELECT 1 FROM vcl.reservation e
-                                          WHERE e.computer_id = r.computer_id AND e.id < r.id
-                                            AND e.state IN ('pending', 'running'))
-                         AND NOT EXISTS (SELECT 1 FROM vcl.reservation o
-                                          WHERE o.computer_id = r.computer_id
-                                            AND o.state = 'running'))
-                        OR (r.state = 'running' AND r.lease_expires_at < now()
-                            AND r.attempts < r.max_attempts))
-                   AND NOT EXISTS (SELECT 1 FROM vcl.reservation x
-                                    WHERE x.computer_id = r.computer_id AND x.state = 'cancelled'
-                                      AND x.lease_expires_at >= now())
-                 ORDER BY r.priority DESC, r.run_at, r.id
-                 LIMIT greatest(busy.free, 0)) pick
-         WHERE n.id = ANY (v_nodes)
-           AND n.state = 'available';
+        -- 3a. free slots per locked node: max_concurrent_loads minus loads
+        -- holding a live lease there: running ones, and ones cancelled while
+        -- running (their worker may still be inside a stage until the old
+        -- lease lapses). One pass over the running rows (few: bounded by the
+        -- workers' slots).
+        WITH busy AS MATERIALIZED (
+            SELECT (SELECT oc.node_id FROM vcl.computer oc WHERE oc.id = o.computer_id) AS node_id,
+                   count(*) AS loads
+              FROM vcl.reservation o
+             WHERE o.operation = 'load'
+               AND (o.state = 'running'
+                    OR (o.state = 'cancelled' AND o.lease_expires_at IS NOT NULL))
+               AND o.lease_expires_at >= now()
+             GROUP BY 1
+        )
+        SELECT coalesce(array_agg(f.id), '{}'), coalesce(array_agg(f.slots), '{}')
+          INTO v_free_nodes, v_free_slots
+          FROM (SELECT n.id,
+                       n.max_concurrent_loads
+                       - coalesce((SELECT busy.loads FROM busy WHERE busy.node_id = n.id), 0) AS slots
+                  FROM vcl.node n
+                 WHERE n.id = ANY (v_nodes) AND n.state = 'available') f
+         WHERE f.slots > 0;
+
+        -- 3b. per node with free slots, its first <slots> claimable loads in
+        -- claim order (computers found through computer_node_id_idx).
+        IF cardinality(v_free_nodes) > 0 THEN
+            SELECT coalesce(array_agg(ranked.id), '{}')
+              INTO v_load_ids
+              FROM (SELECT r.id, c.node_id,
+                           row_number() OVER (PARTITION BY c.node_id
+                                              ORDER BY r.priority DESC, r.run_at, r.id) AS rank
+                      FROM vcl.computer c
+                      JOIN vcl.reservation r ON r.computer_id = c.id
+                     WHERE c.node_id = ANY (v_free_nodes)
+                       AND c.state <> 'maintenance'
+                       AND r.operation = 'load'
+                       AND r.state IN ('pending', 'running')
+                       AND ((r.state = 'pending' AND r.run_at <= now()
+                             AND NOT EXISTS (SELECT 1 FROM vcl.reservation e
+                                              WHERE e.computer_id = r.computer_id AND e.id < r.id
+                                                AND e.state IN ('pending', 'running'))
+                             AND NOT EXISTS (SELECT 1 FROM vcl.reservation o
+                                              WHERE o.computer_id = r.computer_id
+                                                AND o.state = 'running'))
+                            OR (r.state = 'running' AND r.lease_expires_at < now()
+                                AND r.attempts < r.max_attempts))
+                       AND NOT EXISTS (SELECT 1 FROM vcl.reservation x
+                                        WHERE x.computer_id = r.computer_id AND x.state = 'cancelled'
+                                          AND x.lease_expires_at IS NOT NULL
+                                          AND x.lease_expires_at >= now())) ranked
+              JOIN unnest(v_free_nodes, v_free_slots) AS f(node_id, slots) ON f.node_id = ranked.node_id
+             WHERE ranked.rank <= f.slots;
+        END IF;
     END IF;
 
     -- 4. The claim: one statement, rows locked with SKIP LOCKED in a
@@ -176,7 +207,7 @@ BEGIN
                     AND r.attempts < r.max_attempts))
            AND NOT EXISTS (SELECT 1 FROM vcl.reservation x
                             WHERE x.computer_id = r.computer_id AND x.state = 'cancelled'
-                              AND x.lease_expires_at >= now())
+                              AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at >= now())
          ORDER BY r.priority DESC, r.run_at, r.id
          LIMIT p_limit
            FOR NO KEY UPDATE OF r SKIP LOCKED
