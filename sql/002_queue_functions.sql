@@ -130,9 +130,8 @@ BEGIN
                    count(*) AS loads
               FROM vcl.reservation o
              WHERE o.operation = 'load'
-               AND (o.state = 'running'
-                    OR (o.state = 'cancelled' AND o.lease_expires_at IS NOT NULL))
-               AND o.lease_expires_at >= now()
+               AND ((o.state = 'running' AND o.lease_expires_at >= now())
+                    OR (o.blocks_until IS NOT NULL AND o.blocks_until >= now()))
              GROUP BY 1
         )
         SELECT coalesce(array_agg(f.id), '{}'), coalesce(array_agg(f.slots), '{}')
@@ -168,9 +167,8 @@ BEGIN
                             OR (r.state = 'running' AND r.lease_expires_at < now()
                                 AND r.attempts < r.max_attempts))
                        AND NOT EXISTS (SELECT 1 FROM vcl.reservation x
-                                        WHERE x.computer_id = r.computer_id AND x.state = 'cancelled'
-                                          AND x.lease_expires_at IS NOT NULL
-                                          AND x.lease_expires_at >= now())) ranked
+                                        WHERE x.computer_id = r.computer_id
+                                          AND x.blocks_until IS NOT NULL AND x.blocks_until >= now())) ranked
               JOIN unnest(v_free_nodes, v_free_slots) AS f(node_id, slots) ON f.node_id = ranked.node_id
              WHERE ranked.rank <= f.slots;
         END IF;
@@ -183,9 +181,9 @@ BEGIN
     --                  computer has no running row;
     --   running rows:  lease expired and attempts left (a dead worker's job;
     --                  it goes on even if a DBA reset an older row meanwhile);
-    --   either way:    computer not in maintenance, not blocked by a
-    --                  cancelled row whose old lease is still live, and a
-    --                  load only if step 3 picked it.
+    --   either way:    computer not in maintenance, not blocked by a row
+    --                  cancelled while running (blocks_until), and a load
+    --                  only if step 3 picked it.
     -- Only the earliest unfinished row of a computer (or its one running
     -- row) can qualify, so a claim takes at most one row per computer.
     RETURN QUERY
@@ -206,8 +204,8 @@ BEGIN
                 OR (r.state = 'running' AND r.lease_expires_at < now()
                     AND r.attempts < r.max_attempts))
            AND NOT EXISTS (SELECT 1 FROM vcl.reservation x
-                            WHERE x.computer_id = r.computer_id AND x.state = 'cancelled'
-                              AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at >= now())
+                            WHERE x.computer_id = r.computer_id
+                              AND x.blocks_until IS NOT NULL AND x.blocks_until >= now())
          ORDER BY r.priority DESC, r.run_at, r.id
          LIMIT p_limit
            FOR NO KEY UPDATE OF r SKIP LOCKED
@@ -426,12 +424,17 @@ BEGIN
     IF v_state NOT IN ('pending', 'running') THEN
         RETURN v_state;
     END IF;
-    -- A running row keeps lease_token and lease_expires_at: the worker's
-    -- fenced writes and heartbeats now fail (state is no longer 'running'),
-    -- so it stops at its next stage boundary; until its lease lapses the
-    -- computer's next reservation is not claimed, so two workers never act
+    -- A running row: the worker's fenced writes and heartbeats now fail
+    -- (state is no longer 'running'), so it stops at its next stage
+    -- boundary. Until its lease would have expired it may still be inside a
+    -- stage: blocks_until keeps the computer's next reservation (and, for a
+    -- load, the node's slot) waiting until then, so two workers never act
     -- on one computer at once.
-    UPDATE vcl.reservation SET state = 'cancelled', finished_at = now() WHERE id = p_id;
+    UPDATE vcl.reservation
+       SET state = 'cancelled', finished_at = now(),
+           blocks_until = CASE WHEN v_state = 'running' THEN lease_expires_at END,
+           lease_expires_at = NULL
+     WHERE id = p_id;
     IF v_state = 'running' THEN
         UPDATE vcl.reservation_stage s
            SET outcome = 'abandoned', finished_at = clock_timestamp(),
@@ -481,10 +484,9 @@ BEGIN ATOMIC
           FROM vcl.reservation r
          WHERE r.state IN ('done', 'failed', 'cancelled')
            AND r.finished_at < now() - p_older_than
-           -- a row cancelled while running blocks its computer until its
-           -- old lease lapses: keep it until then
-           AND NOT (r.state = 'cancelled' AND r.lease_expires_at IS NOT NULL
-                    AND r.lease_expires_at >= now())
+           -- a row cancelled while running blocks its computer until
+           -- blocks_until: keep it until then
+           AND NOT (r.blocks_until IS NOT NULL AND r.blocks_until >= now())
          ORDER BY r.finished_at
          LIMIT greatest(p_batch, 0)
            FOR UPDATE SKIP LOCKED
@@ -526,14 +528,14 @@ BEGIN
     -- finished row: a fresh set of attempts, due now (unless the same UPDATE
     -- set run_at). The checkpoint stays: the retry resumes after it; a DBA
     -- who also sets stage = NULL reruns every stage. A row cancelled while
-    -- running is not due before its old lease lapses (its worker may still be
-    -- inside a stage).
+    -- running is not due before its blocks_until (its old worker may still
+    -- be inside a stage).
     NEW.attempts := 0;
     NEW.lease_expiries := 0;
     NEW.worker_id := NULL;
     NEW.finished_at := NULL;
     IF NEW.run_at IS NOT DISTINCT FROM OLD.run_at THEN
-        NEW.run_at := greatest(now(), OLD.lease_expires_at);
+        NEW.run_at := greatest(now(), OLD.blocks_until);
     END IF;
     NEW.lease_expires_at := NULL;
     RETURN NEW;

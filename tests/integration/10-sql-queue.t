@@ -270,6 +270,10 @@ is "$(psql_val "SELECT string_agg(x::text, ',') FROM vcl.heartbeat($W1, ARRAY[$H
 is "$(psql_val "SELECT string_agg((lease_expires_at > now() + interval '500 s')::text, ',' ORDER BY id)
                 FROM vcl.reservation WHERE id IN ($H1, $H2, $H3)")" "true,false,true" "only those leases were extended"
 is "$(psql_val "SELECT heartbeat_at > now() - interval '1 minute' FROM vcl.worker WHERE id = $W1")" t "worker heartbeat_at updated"
+hot0=$(psql_val "SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'vcl.reservation'::regclass")
+psql_val "SELECT count(*) FROM vcl.heartbeat($W1, ARRAY[$H1, $H3], ARRAY[t.token($H1), t.token($H3)], 600)" >/dev/null
+ok "heartbeats are HOT updates (no index entries; fillfactor 80)" wait_true \
+   "SELECT n_tup_hot_upd >= $hot0 + 2 FROM pg_stat_user_tables WHERE relid = 'vcl.reservation'::regclass"
 
 # --- fail: retry, permanent, max_attempts ----------------------------------------
 psql_val "SELECT t.clean()" >/dev/null
@@ -400,7 +404,9 @@ is "$(psql_val "SELECT state FROM vcl.reservation WHERE id = $K2")" cancelled "s
 is "$(psql_val "SELECT outcome FROM vcl.reservation_stage WHERE id = $SK")" abandoned "its running stage logged abandoned"
 is "$(psql_val "SELECT count(*) FROM vcl.claim($W2, 10, 60)")" 0 \
    "the computer's next row waits until the cancelled row's lease lapses"
-psql_val "SELECT t.expire($K2)" >/dev/null
+is "$(psql_val "SELECT (blocks_until > now() + interval '50 s') || ' ' || (lease_expires_at IS NULL) FROM vcl.reservation WHERE id = $K2")" \
+   "true true" "the cancelled row blocks its computer until its old lease would have expired (blocks_until)"
+psql_val "UPDATE vcl.reservation SET blocks_until = now() - interval '1 second' WHERE id = $K2" >/dev/null
 is "$(psql_val "SELECT string_agg(id::text, ',') FROM vcl.claim($W2, 10, 60)")" "$K3" "lease lapsed: next row claimed"
 psql_val "SELECT vcl.complete(ARRAY[$K3], ARRAY[t.token($K3)])" >/dev/null
 is "$(psql_val "SELECT vcl.cancel($K3)")" done "cancel of a done row returns done"
@@ -413,7 +419,7 @@ psql_val "SELECT t.res('pc' || g) FROM generate_series(20, 26) g;
           SELECT vcl.complete(array_agg(id), array_agg(lease_token)) FROM vcl.reservation WHERE id IN (SELECT id FROM vcl.reservation ORDER BY id LIMIT 4);
           SELECT vcl.fail(id, lease_token, 'x', 'y', true, 0) FROM vcl.reservation WHERE id = (SELECT min(id) + 4 FROM vcl.reservation);
           SELECT vcl.cancel(min(id) + 5) FROM vcl.reservation;
-          UPDATE vcl.reservation SET lease_expires_at = NULL WHERE state = 'cancelled';
+          UPDATE vcl.reservation SET blocks_until = NULL WHERE state = 'cancelled';
           UPDATE vcl.reservation SET finished_at = now() - interval '2 days', created_at = now() - interval '2 days'
            WHERE id IN (SELECT id FROM vcl.reservation ORDER BY id LIMIT 3) OR state IN ('failed', 'cancelled');
           UPDATE vcl.reservation SET created_at = now() - interval '3 days' WHERE state = 'running'" >/dev/null
