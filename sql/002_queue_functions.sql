@@ -13,8 +13,10 @@
 -- vcl.claim must run in READ COMMITTED (the default): its load cap relies on
 -- each statement taking a fresh snapshot after the node locks are held.
 --
--- Advisory lock key spaces used here (two-int4 form):
---   (1986225262 'vcln', node id)   a claim choosing loads for that node
+-- Advisory lock keys used here: the single-bigint form,
+--   ('vcln' = 1986225262) << 32 | node id    a claim choosing loads for that node
+-- (the two-int4 form is the worker's image-copy lock (node id, revision id);
+-- the migration runner uses the single key 7223372036854775807).
 
 -- ---------------------------------------------------------------------------
 -- claim
@@ -109,7 +111,7 @@ BEGIN
          WHERE n.state = 'available'
          ORDER BY n.id
     LOOP
-        IF pg_try_advisory_xact_lock(1986225262, (v_node % 2147483647)::int) THEN
+        IF pg_try_advisory_xact_lock((1986225262::bigint << 32) | (v_node & 4294967295)) THEN
             v_nodes := v_nodes || v_node;
         END IF;
     END LOOP;
