@@ -20,6 +20,10 @@ sql_err() {
     fi
     printf '%s\n' "$out"
 }
+# Run SQL as a database role (SET ROLE in its own -c, so no command tag is printed).
+as_role() {
+    psql -X -A -t -q -v ON_ERROR_STOP=1 -c "SET ROLE $1" -c "$2" 2>&1
+}
 # Wait up to 15 s for a query to print "t".
 wait_true() {
     local i
@@ -445,17 +449,18 @@ is "$(psql_val "SELECT count(*) FROM pg_description d JOIN pg_class c ON c.oid =
 is "$(psql_val "SELECT count(*) FROM pg_roles WHERE rolname IN ('vcl_worker', 'vcl_reader') AND NOT rolcanlogin")" 2 \
    "roles vcl_worker and vcl_reader exist (NOLOGIN)"
 psql_val "SELECT t.clean(); SELECT t.res('pc30')" >/dev/null
-is "$(psql_val "SET ROLE vcl_worker;
-                SELECT count(*) FROM (SELECT vcl.stage_finish(id, lease_token, vcl.stage_start(id, lease_token, 'cleanup'), true, '', true)
-                                        FROM vcl.claim($W1, 10, 60)) s")" 1 "vcl_worker can claim and log stages"
-is "$(psql_val "SET ROLE vcl_worker;
-                SELECT count(*) FROM vcl.heartbeat($W1, (SELECT array_agg(id) FROM vcl.reservation), (SELECT array_agg(lease_token) FROM vcl.reservation), 60);
-                SELECT count(*) FROM vcl.complete((SELECT array_agg(id) FROM vcl.reservation), (SELECT array_agg(lease_token) FROM vcl.reservation))" | tr '\n' ' ')" \
-   "1 1 " "vcl_worker can heartbeat and complete"
-is "$(psql_val "SET ROLE vcl_worker; SELECT vcl.prune_history(interval '0', 10)")" 1 "vcl_worker can prune"
-is "$(psql_val "SET ROLE vcl_reader; SELECT count(*) >= 0 FROM vcl.queue_summary")" t "vcl_reader can read the views"
-like "$(sql_err "SET ROLE vcl_reader; UPDATE vcl.reservation SET priority = 1")" "permission denied" "vcl_reader cannot write"
-like "$(sql_err "SET ROLE vcl_worker; UPDATE vcl.node SET max_concurrent_loads = 9")" "permission denied" \
+is "$(as_role vcl_worker "SELECT count(*) FROM (SELECT vcl.stage_finish(id, lease_token, vcl.stage_start(id, lease_token, 'cleanup'), true, '', true)
+                                          FROM vcl.claim($W1, 10, 60)) s")" 1 "vcl_worker can claim and log stages"
+is "$(as_role vcl_worker "SELECT count(*) FROM vcl.heartbeat($W1, (SELECT array_agg(id) FROM vcl.reservation),
+                                                            (SELECT array_agg(lease_token) FROM vcl.reservation), 60)")" 1 \
+   "vcl_worker can heartbeat"
+is "$(as_role vcl_worker "SELECT count(*) FROM vcl.complete((SELECT array_agg(id) FROM vcl.reservation),
+                                                           (SELECT array_agg(lease_token) FROM vcl.reservation))")" 1 \
+   "vcl_worker can complete"
+is "$(as_role vcl_worker "SELECT vcl.prune_history(interval '0', 10)")" 1 "vcl_worker can prune"
+is "$(as_role vcl_reader "SELECT count(*) >= 0 FROM vcl.queue_summary")" t "vcl_reader can read the views"
+like "$(as_role vcl_reader "UPDATE vcl.reservation SET priority = 1")" "permission denied" "vcl_reader cannot write"
+like "$(as_role vcl_worker "UPDATE vcl.node SET max_concurrent_loads = 9")" "permission denied" \
      "vcl_worker cannot change the inventory"
 like "$(sql_err "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT * FROM vcl.claim($W1, 1, 60)")" "READ COMMITTED" \
      "claim refuses to run outside READ COMMITTED"
