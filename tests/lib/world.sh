@@ -1,0 +1,206 @@
+# shellcheck shell=bash
+# tests/lib/world.sh: a throwaway "world" for integration and fault tests: a
+# temp dir, a private PostgreSQL, a libvirt URI, node dirs, worker configs,
+# and cleanup of all of it on exit. Sources tests/lib/tap.sh.
+#
+#   . "$(dirname "$0")/../lib/world.sh"
+#   world_init              ROOT (repo top), WORLD (mktemp -d /tmp/vcl-test.XXXXXX,
+#                           mode 755), PATH gets $ROOT/bin; EXIT trap (also on
+#                           INT/TERM/HUP) that runs the registered cleanups in
+#                           reverse order, then removes $WORLD unless
+#                           VCL_KEEP_WORLD=1; the script's exit status is kept
+#   world_pg                tools/pg-throwaway start $WORLD/pg; exports PGHOST,
+#                           PGPORT, PGDATABASE=vcl, PGUSER; stopped on exit
+#   world_pg_stop           stop it now (idempotent)
+#   world_libvirt           exports VCL_TEST_URI (from tools/libvirt-up, or
+#                           test:///default when it exits non-zero) and
+#                           VCL_TEST_LIBVIRT=real|test. Preset
+#                           VCL_TEST_LIBVIRT=test to force the test driver,
+#                           =real to bail out when no daemon can run.
+#   world_dirs              $WORLD/{master,cow,xml,repo}, mode 755 (QEMU runs
+#                           as libvirt-qemu and must traverse them)
+#   world_config NAME [extra yaml lines...]
+#                           writes $WORLD/NAME.yaml for vcl-worker, prints its path
+#   world_track_pid PID     on exit: SIGTERM, then SIGKILL after 5 s
+#   world_track_domain NAME on exit: virsh destroy + undefine on $VCL_TEST_URI
+#   world_on_exit CMD...    on exit: run CMD (any cleanup of your own)
+#   psql_val "SQL" [psql args...]
+#                           psql -XAtq -v ON_ERROR_STOP=1: prints the value(s)
+#   wait_for "description" TIMEOUT_S cmd args...
+#                           run cmd every 0.2 s until it exits 0 (returns 0) or
+#                           TIMEOUT_S pass (diagnostics on stderr, returns 1)
+
+[[ -n ${_WORLD_SH_LOADED:-} ]] && return 0
+_WORLD_SH_LOADED=1
+
+# shellcheck source=tests/lib/tap.sh
+. "$(dirname "${BASH_SOURCE[0]}")/tap.sh"
+
+_WORLD_CLEANUPS=()   # each entry: a command line, run with eval
+_WORLD_EXITING=0
+
+world_on_exit() {
+    local q
+    q=$(printf '%q ' "$@")
+    _WORLD_CLEANUPS+=("$q")
+}
+
+_world_exit() {
+    local rc=$1 i
+    ((_WORLD_EXITING)) && return 0
+    _WORLD_EXITING=1
+    trap - INT TERM HUP
+    set +e
+    for ((i = ${#_WORLD_CLEANUPS[@]} - 1; i >= 0; i--)); do
+        eval "${_WORLD_CLEANUPS[i]}" >/dev/null 2>&1 </dev/null
+    done
+    tap_exit_hook "$rc"
+    if [[ -n ${WORLD:-} && -d $WORLD ]]; then
+        if [[ ${VCL_KEEP_WORLD:-0} == 1 ]]; then
+            diag "VCL_KEEP_WORLD=1: kept $WORLD"
+        else
+            rm -rf "$WORLD"
+        fi
+    fi
+    exit "$rc"
+}
+
+world_init() {
+    ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+    WORLD=$(mktemp -d /tmp/vcl-test.XXXXXX)
+    chmod 755 "$WORLD"
+    export ROOT WORLD
+    export PATH="$ROOT/bin:$PATH"
+    trap '_world_exit $?' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
+}
+
+_world_kill_pid() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    # Reap it if it is our child (no-op otherwise).
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+world_track_pid() {
+    world_on_exit _world_kill_pid "$1"
+}
+
+_world_drop_domain() {
+    local name=$1 uri=${VCL_TEST_URI:-}
+    [[ -n $uri ]] || return 0
+    timeout 30 virsh -q -c "$uri" destroy "$name" >/dev/null 2>&1
+    timeout 30 virsh -q -c "$uri" undefine --snapshots-metadata "$name" >/dev/null 2>&1 ||
+        timeout 30 virsh -q -c "$uri" undefine "$name" >/dev/null 2>&1
+    return 0
+}
+
+world_track_domain() {
+    world_on_exit _world_drop_domain "$1"
+}
+
+world_pg() {
+    local env
+    world_on_exit world_pg_stop
+    "$ROOT/tools/pg-throwaway" start "$WORLD/pg" >&2 || bail "tools/pg-throwaway start failed"
+    env=$("$ROOT/tools/pg-throwaway" env "$WORLD/pg") || bail "tools/pg-throwaway env failed"
+    eval "$env"
+}
+
+world_pg_stop() {
+    [[ -d $WORLD/pg ]] || return 0
+    "$ROOT/tools/pg-throwaway" stop "$WORLD/pg" >&2
+}
+
+world_libvirt() {
+    if [[ ${VCL_TEST_LIBVIRT:-} == test ]]; then
+        VCL_TEST_URI=test:///default
+    else
+        local uri rc=0
+        uri=$("$ROOT/tools/libvirt-up" 2>"$WORLD/libvirt-up.log") || rc=$?
+        if ((rc == 0)) && [[ -n $uri ]]; then
+            VCL_TEST_URI=$uri
+            VCL_TEST_LIBVIRT=real
+        elif [[ ${VCL_TEST_LIBVIRT:-} == real ]]; then
+            bail "VCL_TEST_LIBVIRT=real but tools/libvirt-up exited $rc: $(tail -n 3 "$WORLD/libvirt-up.log")"
+        else
+            diag "tools/libvirt-up exited $rc: using test:///default"
+            [[ -s $WORLD/libvirt-up.log ]] && diag "$(tail -n 5 "$WORLD/libvirt-up.log")"
+            VCL_TEST_URI=test:///default
+            VCL_TEST_LIBVIRT="test"
+        fi
+    fi
+    export VCL_TEST_URI VCL_TEST_LIBVIRT
+}
+
+world_dirs() {
+    local d
+    for d in master cow xml repo; do
+        mkdir -p "$WORLD/$d"
+        chmod 755 "$WORLD/$d"
+    done
+}
+
+world_config() {
+    local name=$1
+    shift
+    local path=$WORLD/$name.yaml line
+    {
+        echo "# written by tests/lib/world.sh for test $(basename "$0")"
+        echo 'database: ""'
+        echo "worker_name: \"$name\""
+        echo "slots: 2"
+        echo "lease_seconds: 10"
+        echo "heartbeat_seconds: 2"
+        echo "poll_seconds: 1"
+        echo "drivers_dir: \"$ROOT/lib/vcl-worker/drivers\""
+        echo "retry_base_seconds: 1"
+        echo "retry_max_seconds: 2"
+        echo "log_level: debug"
+        for line in "$@"; do
+            printf '%s\n' "$line"
+        done
+    } >"$path"
+    printf '%s\n' "$path"
+}
+
+psql_val() {
+    local sql=$1
+    shift
+    psql -XAtq -v ON_ERROR_STOP=1 -c "$sql" "$@"
+}
+
+wait_for() {
+    local what=$1 timeout=$2
+    shift 2
+    local out rc start now deadline
+    out=$(mktemp "${TMPDIR:-/tmp}/wait_for.XXXXXX")
+    start=$(date +%s%N)
+    # TIMEOUT_S may have a fraction (e.g. 0.5).
+    deadline=$((start + $(awk -v t="$timeout" 'BEGIN { printf "%d", t * 1e9 }')))
+    while :; do
+        rc=0
+        "$@" >"$out" 2>&1 || rc=$?
+        if ((rc == 0)); then
+            rm -f "$out"
+            return 0
+        fi
+        now=$(date +%s%N)
+        ((now < deadline)) || break
+        sleep 0.2
+    done
+    diag "timed out after ${timeout}s waiting for: $what"
+    diag "last try: $* (exit $rc)"
+    [[ -s $out ]] && diag "$(tail -n 10 "$out")"
+    rm -f "$out"
+    return 1
+}
