@@ -29,10 +29,12 @@ for d in master cow xml repo; do
     is "$(stat -c %a "$WORLD/$d")" 755 "$d dir is 755"
 done
 
-cfg=$(world_config w00 "max_attempts: 3")
+cfg=$(world_config w00 "max_attempts: 3" "slots: 5")
 is "$cfg" "$WORLD/w00.yaml" "world_config prints the path"
 ok "config has worker_name" grep -qx 'worker_name: "w00"' "$cfg"
 ok "config has the extra line" grep -qx 'max_attempts: 3' "$cfg"
+is "$(grep -c '^slots:' "$cfg")" 1 "an extra key replaces the default"
+ok "config has the overridden value" grep -qx 'slots: 5' "$cfg"
 ok "config points at the drivers dir" grep -qF "drivers_dir: \"$ROOT/lib/vcl-worker/drivers\"" "$cfg"
 
 ok "wait_for: a condition that becomes true" wait_for "a file" 5 test -e "$WORLD/pg/port"

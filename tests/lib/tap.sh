@@ -221,7 +221,7 @@ done_testing() {
 # To run from an EXIT trap: report a premature exit. Returns 0.
 tap_exit_hook() {
     local rc=${1:-0}
-    if ((!_TAP_DONE)); then
+    if ((!_TAP_DONE && (_TAP_N > 0 || rc != 0))); then
         diag "Looks like your test exited with $rc before done_testing (ran $_TAP_N, failed $_TAP_FAILED)."
     fi
     return 0

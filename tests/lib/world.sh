@@ -20,7 +20,9 @@
 #   world_dirs              $WORLD/{master,cow,xml,repo}, mode 755 (QEMU runs
 #                           as libvirt-qemu and must traverse them)
 #   world_config NAME [extra yaml lines...]
-#                           writes $WORLD/NAME.yaml for vcl-worker, prints its path
+#                           writes $WORLD/NAME.yaml for vcl-worker, prints its
+#                           path; an extra "key: value" line replaces the
+#                           default of that key
 #   world_track_pid PID     on exit: SIGTERM, then SIGKILL after 5 s
 #   world_track_domain NAME on exit: virsh destroy + undefine on $VCL_TEST_URI
 #   world_on_exit CMD...    on exit: run CMD (any cleanup of your own)
@@ -153,19 +155,32 @@ world_dirs() {
 world_config() {
     local name=$1
     shift
-    local path=$WORLD/$name.yaml line
+    local path=$WORLD/$name.yaml line key
+    local -A override=()
+    # An extra "key: value" line replaces the default for that key (no
+    # duplicate keys in the file).
+    for line in "$@"; do
+        if [[ $line =~ ^([A-Za-z_][A-Za-z0-9_]*): ]]; then
+            override[${BASH_REMATCH[1]}]=1
+        fi
+    done
     {
-        echo "# written by tests/lib/world.sh for test $(basename "$0")"
-        echo 'database: ""'
-        echo "worker_name: \"$name\""
-        echo "slots: 2"
-        echo "lease_seconds: 10"
-        echo "heartbeat_seconds: 2"
-        echo "poll_seconds: 1"
-        echo "drivers_dir: \"$ROOT/lib/vcl-worker/drivers\""
-        echo "retry_base_seconds: 1"
-        echo "retry_max_seconds: 2"
-        echo "log_level: debug"
+        echo "# written by tests/lib/world.sh for $(basename "$0")"
+        while IFS= read -r line; do
+            key=${line%%:*}
+            [[ -n ${override[$key]:-} ]] || printf '%s\n' "$line"
+        done <<EOF
+database: ""
+worker_name: "$name"
+slots: 2
+lease_seconds: 10
+heartbeat_seconds: 2
+poll_seconds: 1
+drivers_dir: "$ROOT/lib/vcl-worker/drivers"
+retry_base_seconds: 1
+retry_max_seconds: 2
+log_level: debug
+EOF
         for line in "$@"; do
             printf '%s\n' "$line"
         done
