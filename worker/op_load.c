@@ -221,23 +221,38 @@ static bool st_define(void *opaque, char *detail, size_t dlen, vcl_error *e)
     return true;
 }
 
-/* 6. power_on: start unless running. */
+/* 6. power_on: start unless running. A domain that vanished since define
+ * (removed by hand, or by a node reboot of a transient leftover) is defined
+ * again from the stored XML, as long as its COW disk is still there. */
 static bool st_power_on(void *opaque, char *detail, size_t dlen, vcl_error *e)
 {
     job *j = opaque;
     if (!job_prepare(j, e))
         return false;
     virDomainPtr dom = NULL;
+    bool redefined = false;
     if (!virt_lookup_uuid(j->conn, j->domain_uuid, &dom, e))
         return false;
-    if (!dom)
-        return vcl_error_set(e, VCL_ERR_RETRYABLE,
-                             "domain %s (uuid %s) is not defined on node %s; the load will redo it",
-                             j->names.domain, j->domain_uuid, j->node);
+    if (!dom) {
+        transport_stat_info st;
+        if (!transport_stat(j->t, j->names.cow_path, &st, e))
+            return false;
+        if (!st.exists || !j->domain_xml)
+            return vcl_error_set(e, VCL_ERR_PERMANENT,
+                                 "domain %s and its COW disk %s vanished from node %s after "
+                                 "define; rerun every stage: vclctl retry %lld --from-start",
+                                 j->names.domain, j->names.cow_path, j->node, j->id);
+        if (!(dom = virDomainDefineXML(j->conn, j->domain_xml)))
+            return virt_error(e, NULL, "redefining vanished domain %s on node %s",
+                              j->names.domain, j->node);
+        log_warn("domain %s had vanished since define: defined it again", j->names.domain);
+        redefined = true;
+    }
     int before = 0;
     bool ok = virt_domain_state(dom, &before, e) && virt_domain_start(dom, e);
     if (ok)
-        snprintf(detail, dlen, "%s", before == VIR_DOMAIN_RUNNING ? "already running" : "started");
+        snprintf(detail, dlen, "%s%s", redefined ? "redefined, " : "",
+                 before == VIR_DOMAIN_RUNNING ? "already running" : "started");
     virDomainFree(dom);
     return ok;
 }

@@ -48,6 +48,8 @@ vcl_err_class virt_classify(int domain, int code)
     }
 }
 
+/* Call right after the failing API, with arguments computed before it: every
+ * public libvirt call (virDomainGetName too) resets the thread's last error. */
 bool virt_error(vcl_error *e, int *code, const char *fmt, ...)
 {
     char what[512];
@@ -124,14 +126,16 @@ bool virt_lookup_name(virConnectPtr conn, const char *name, virDomainPtr *dom, v
 bool virt_domain_state(virDomainPtr dom, int *state, vcl_error *e)
 {
     int reason = 0;
+    const char *name = virDomainGetName(dom);
     if (virDomainGetState(dom, state, &reason, 0) < 0)
-        return virt_error(e, NULL, "reading state of domain %s", virDomainGetName(dom));
+        return virt_error(e, NULL, "reading state of domain %s", name);
     return true;
 }
 
 bool virt_domain_stop(virDomainPtr dom, vcl_error *e)
 {
     int st = 0;
+    const char *name = virDomainGetName(dom);
     if (!virt_domain_state(dom, &st, e))
         return false;
     if (st == VIR_DOMAIN_SHUTOFF)
@@ -139,7 +143,7 @@ bool virt_domain_stop(virDomainPtr dom, vcl_error *e)
     if (virDomainDestroy(dom) == 0)
         return true;
     int code = 0;
-    virt_error(e, &code, "destroying domain %s", virDomainGetName(dom));
+    virt_error(e, &code, "destroying domain %s", name);
     /* raced with a guest that stopped by itself */
     if (code == VIR_ERR_NO_DOMAIN ||
         (virt_domain_state(dom, &st, &(vcl_error){ 0 }) && st == VIR_DOMAIN_SHUTOFF)) {
@@ -158,10 +162,11 @@ bool virt_domain_undefine(virDomainPtr dom, vcl_error *e)
         0,
     };
     int code = 0;
+    const char *name = virDomainGetName(dom);
     for (size_t i = 0; i < sizeof flagsets / sizeof *flagsets; i++) {
         if ((i == 2 ? virDomainUndefine(dom) : virDomainUndefineFlags(dom, flagsets[i])) == 0)
             return true;
-        virt_error(e, &code, "undefining domain %s", virDomainGetName(dom));
+        virt_error(e, &code, "undefining domain %s", name);
         if (code == VIR_ERR_NO_DOMAIN) {
             vcl_error_clear(e);
             return true;
@@ -176,16 +181,17 @@ bool virt_domain_undefine(virDomainPtr dom, vcl_error *e)
 bool virt_domain_start(virDomainPtr dom, vcl_error *e)
 {
     int st = 0;
+    const char *name = virDomainGetName(dom);
     if (!virt_domain_state(dom, &st, e))
         return false;
     if (st == VIR_DOMAIN_RUNNING || st == VIR_DOMAIN_BLOCKED)
         return true;
     if (st == VIR_DOMAIN_PAUSED)
         return virDomainResume(dom) == 0 ? true
-                                         : virt_error(e, NULL, "resuming domain %s", virDomainGetName(dom));
+                                         : virt_error(e, NULL, "resuming domain %s", name);
     if (virDomainCreate(dom) == 0)
         return true;
-    virt_error(e, NULL, "starting domain %s", virDomainGetName(dom));
+    virt_error(e, NULL, "starting domain %s", name);
     if (virt_domain_state(dom, &st, &(vcl_error){ 0 }) && st == VIR_DOMAIN_RUNNING) {
         vcl_error_clear(e);
         return true;
@@ -195,8 +201,9 @@ bool virt_domain_start(virDomainPtr dom, vcl_error *e)
 
 char *virt_domain_xml(virDomainPtr dom, vcl_error *e)
 {
+    const char *name = virDomainGetName(dom);
     char *x = virDomainGetXMLDesc(dom, 0);
     if (!x)
-        virt_error(e, NULL, "reading XML of domain %s", virDomainGetName(dom));
+        virt_error(e, NULL, "reading XML of domain %s", name);
     return x;
 }
