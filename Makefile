@@ -37,8 +37,10 @@ UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRC = $(wildcard tests/bench/*.c)
 BENCH_BIN = $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
+TEST_WORKER = $(BUILD)/test/vcl-worker
+
 .PHONY: all check unit demo deps install uninstall clean
-all: bin/vcl-worker bin/vclctl $(DRV_SO) $(UNIT_BIN) $(BENCH_BIN)
+all: bin/vcl-worker bin/vclctl $(DRV_SO) $(UNIT_BIN) $(BENCH_BIN) $(TEST_WORKER)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -50,6 +52,15 @@ $(BUILD)/libvclw.a: $(LIB_OBJ)
 
 bin/vcl-worker: $(BUILD)/worker/main.o $(BUILD)/libvclw.a
 	@mkdir -p bin
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LIBS)
+
+# The worker for fault tests: the same code plus test-only hooks (VCL_FAULT),
+# never installed. Its pool.o comes first, so the archive's is not linked.
+$(BUILD)/test/pool.o: worker/pool.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DVCL_TEST_HOOKS -c $< -o $@
+
+$(TEST_WORKER): $(BUILD)/worker/main.o $(BUILD)/test/pool.o $(BUILD)/libvclw.a
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LIBS)
 
 bin/vclctl: $(BUILD)/tools/vclctl.o $(BUILD)/libvclw.a

@@ -119,6 +119,33 @@ typedef struct hook_ctx {
     job *j;
 } hook_ctx;
 
+#ifdef VCL_TEST_HOOKS
+/* Test builds only (build/test/vcl-worker): VCL_FAULT="<stage>:<point>" kills
+ * this process with SIGKILL at that point, so fault tests hit every stage
+ * boundary reliably. point: "start" (just after the stage-start row is
+ * committed, before the stage runs), "finish" (after the stage ran, just
+ * before its checkpoint is written), "mid" (inside the stage: after it ran,
+ * which for a crash is the same as before its checkpoint, but after any
+ * detail was produced). Also VCL_FAULT_OPERATION limits it to one operation. */
+static void fault_point(const char *stage, const char *point)
+{
+    const char *f = getenv("VCL_FAULT");
+    if (!f || !stage)
+        return;
+    size_t sl = strlen(stage);
+    if (strncmp(f, stage, sl) == 0 && f[sl] == ':' && strcmp(f + sl + 1, point) == 0) {
+        log_warn("VCL_FAULT=%s: killing this worker with SIGKILL", f);
+        raise(SIGKILL);
+    }
+}
+#else
+static void fault_point(const char *stage, const char *point)
+{
+    (void)stage;
+    (void)point;
+}
+#endif
+
 static bool hook_start(void *ctx, const char *stage, long long *row, vcl_error *e)
 {
     hook_ctx *h = ctx;
@@ -138,6 +165,7 @@ static bool hook_start(void *ctx, const char *stage, long long *row, vcl_error *
         return false;
     }
     log_info("stage %s started", stage);
+    fault_point(stage, "start");
     return true;
 }
 
@@ -145,6 +173,7 @@ static bool hook_finish(void *ctx, long long row, const char *stage, bool ok, co
                         vcl_error *e)
 {
     hook_ctx *h = ctx;
+    fault_point(stage, "finish");
     db_params prm;
     db_params_init(&prm);
     db_param_ll(&prm, h->j->id);
