@@ -124,18 +124,25 @@ typedef struct hook_ctx {
  * this process with SIGKILL at that point, so fault tests hit every stage
  * boundary reliably. point: "start" (just after the stage-start row is
  * committed, before the stage runs), "finish" (after the stage ran, just
- * before its checkpoint is written), "mid" (inside the stage: after it ran,
- * which for a crash is the same as before its checkpoint, but after any
- * detail was produced). Also VCL_FAULT_OPERATION limits it to one operation. */
+ * before its checkpoint is written). "<stage>:stop-start" / "<stage>:stop-finish" instead
+ * SIGSTOP the process there (a zombie worker; the test sends SIGCONT). */
 static void fault_point(const char *stage, const char *point)
 {
     const char *f = getenv("VCL_FAULT");
     if (!f || !stage)
         return;
     size_t sl = strlen(stage);
-    if (strncmp(f, stage, sl) == 0 && f[sl] == ':' && strcmp(f + sl + 1, point) == 0) {
+    if (strncmp(f, stage, sl) != 0 || f[sl] != ':')
+        return;
+    const char *want = f + sl + 1;
+    if (strcmp(want, point) == 0) {
         log_warn("VCL_FAULT=%s: killing this worker with SIGKILL", f);
         raise(SIGKILL);
+    }
+    if (strncmp(want, "stop-", 5) == 0 && strcmp(want + 5, point) == 0) {
+        log_warn("VCL_FAULT=%s: stopping this worker with SIGSTOP", f);
+        raise(SIGSTOP);
+        log_warn("VCL_FAULT=%s: continued", f);
     }
 }
 #else
