@@ -5,6 +5,7 @@
 #include "hvdriver.h"
 #include "job.h"
 #include "log.h"
+#include "op_common.h"
 #include "stage.h"
 #include "statements.h"
 #include "virt.h"
@@ -229,6 +230,54 @@ static void one_elem_arrays(long long id, long long token, char *ids, size_t il,
     snprintf(toks, tl, "{%lld}", token);
 }
 
+/* Fenced out because a DBA or vclctl cancelled the row (still under our
+ * token), rather than taken over by another worker? */
+static bool cancelled_by_us(slot *s, job *j)
+{
+    db_params prm;
+    db_params_init(&prm);
+    db_param_ll(&prm, j->id);
+    db_param_ll(&prm, j->token);
+    vcl_error e;
+    vcl_error_clear(&e);
+    PGresult *r = slot_exec(s, SQL_CANCELLED_BY_US, &prm, &e);
+    bool yes = r && PQntuples(r) == 1;
+    PQclear(r);
+    return yes;
+}
+
+/* A load cancelled mid-way leaves the node clean: remove what it (and any
+ * earlier load of the computer) made. The computer's next reservation waits
+ * until our old lease would have expired (vcl.cancel sets blocks_until), so
+ * nobody else acts on this computer meanwhile. */
+static void cleanup_cancelled(slot *s, job *j)
+{
+    if (strcmp(j->operation, "load") != 0) {
+        log_info("reservation cancelled: stopped at the stage boundary");
+        return;
+    }
+    vcl_error e;
+    vcl_error_clear(&e);
+    op_cleanup_stats st;
+    if (!job_prepare(j, &e) || !op_remove_computer_domains(j, &st, &e)) {
+        log_error("reservation cancelled, but removing its half-made domain failed: %s "
+                  "(the next load of this computer cleans up)", e.msg);
+        return;
+    }
+    char reason[256];
+    snprintf(reason, sizeof reason, "load cancelled (reservation %lld); removed %d domain(s)",
+             j->id, st.domains);
+    db_params prm;
+    db_params_init(&prm);
+    db_param_ll(&prm, j->id);
+    db_param_ll(&prm, j->token);
+    db_param_str(&prm, reason);
+    PGresult *r = slot_exec(s, SQL_CANCEL_CLEANED, &prm, &e);
+    PQclear(r);
+    log_info("reservation cancelled: stopped at the stage boundary and removed %d domain(s), %d "
+             "file(s)", st.domains, st.files);
+}
+
 static void slot_finish_job(slot *s, job *j, stage_run_result res, const char *failed_stage,
                             vcl_error *err)
 {
@@ -272,8 +321,10 @@ static void slot_finish_job(slot *s, job *j, stage_run_result res, const char *f
         break;
     }
     case STAGE_RUN_LOST:
-        log_warn("lease lost or reservation cancelled: abandoning the job without touching it "
-                 "further");
+        if (cancelled_by_us(s, j))
+            cleanup_cancelled(s, j);
+        else
+            log_warn("lease lost: abandoning the job without touching it further");
         break;
     case STAGE_RUN_STOPPED:
         one_elem_arrays(j->id, j->token, ids, sizeof ids, toks, sizeof toks);
@@ -415,6 +466,65 @@ static bool main_connect(pool *p)
     return true;
 }
 
+/* A growing "{1,2,3}" array literal for batched statements. */
+typedef struct id_list {
+    char *ids, *toks;
+    size_t il, tl, cap;
+    int n;
+} id_list;
+
+static void id_list_add(id_list *l, long long id, long long tok)
+{
+    if (l->il + 24 >= l->cap || l->tl + 24 >= l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 4096;
+        char *a = realloc(l->ids, cap), *b = realloc(l->toks, cap);
+        if (a)
+            l->ids = a;
+        if (b)
+            l->toks = b;
+        if (!a || !b)
+            return;
+        l->cap = cap;
+    }
+    l->il += (size_t)snprintf(l->ids + l->il, l->cap - l->il, "%s%lld", l->n ? "," : "{", id);
+    l->tl += (size_t)snprintf(l->toks + l->tl, l->cap - l->tl, "%s%lld", l->n ? "," : "{", tok);
+    l->n++;
+}
+
+static void id_list_close(id_list *l)
+{
+    if (!l->n)
+        return;
+    snprintf(l->ids + l->il, l->cap - l->il, "}");
+    snprintf(l->toks + l->tl, l->cap - l->tl, "}");
+}
+
+static void id_list_free(id_list *l)
+{
+    free(l->ids);
+    free(l->toks);
+}
+
+/* Operations with no stages (noop) have nothing to run: they are complete
+ * as soon as they are claimed, and their completions go back in one
+ * statement per claim (batched completion, the source of queue throughput). */
+static void complete_batch(pool *p, id_list *done)
+{
+    if (!done->n)
+        return;
+    id_list_close(done);
+    vcl_error e;
+    vcl_error_clear(&e);
+    const char *prm[2] = { done->ids, done->toks };
+    PGresult *r = db_exec(p->db, SQL_COMPLETE, 2, prm, &e);
+    if (!r)
+        log_error("completing %d job(s): %s (their leases will expire and they will be "
+                  "claimed again)", done->n, e.msg);
+    else
+        log_debug("completed %d job(s) in one statement", PQntuples(r));
+    PQclear(r);
+}
+
 /* Returns rows claimed, -1 on error. */
 static int claim(pool *p, int want)
 {
@@ -435,7 +545,15 @@ static int claim(pool *p, int want)
         return -1;
     }
     int n = PQntuples(r);
+    id_list done;
+    memset(&done, 0, sizeof done);
     for (int k = 0; k < n; k++) {
+        long long id = db_get_ll(r, k, 0), token = db_get_ll(r, k, 1);
+        const op_def *op = ops_find(PQgetvalue(r, k, 2));
+        if (op && stage_count(op) == 0) {
+            id_list_add(&done, id, token);
+            continue;
+        }
         slot *s = NULL;
         pthread_mutex_lock(&p->mu);
         for (int i = 0; i < p->cfg->slots && i < MAX_SLOTS && !s; i++)
@@ -443,15 +561,15 @@ static int claim(pool *p, int want)
                 s = &p->slots[i];
         if (s) {
             s->state = SLOT_RUNNING;
-            s->id = db_get_ll(r, k, 0);
-            s->token = db_get_ll(r, k, 1);
+            s->id = id;
+            s->token = token;
             atomic_store(&s->lost, 0);
             s->cfg = p->cfg;
         }
         pthread_mutex_unlock(&p->mu);
         if (!s) {
             log_error("claimed more rows than free slots (bug); the lease of reservation %lld "
-                      "will expire", db_get_ll(r, k, 0));
+                      "will expire", id);
             continue;
         }
         log_debug("claimed reservation %lld (token %lld)", s->id, s->token);
@@ -463,7 +581,38 @@ static int claim(pool *p, int want)
         }
     }
     PQclear(r);
+    complete_batch(p, &done);
+    id_list_free(&done);
     return n;
+}
+
+/* Maintenance: delete finished reservations past the retention, in small
+ * batches (each its own short transaction), a few batches per pass. */
+static void prune(pool *p)
+{
+    if (p->cfg->history_retention_seconds <= 0)
+        return;
+    db_params prm;
+    db_params_init(&prm);
+    db_param_ll(&prm, p->cfg->history_retention_seconds);
+    db_param_ll(&prm, p->cfg->prune_batch);
+    long long total = 0;
+    for (int pass = 0; pass < 20; pass++) {
+        vcl_error e;
+        vcl_error_clear(&e);
+        long long n = 0;
+        bool isnull = true;
+        if (!db_scalar_ll(p->db, SQL_PRUNE, prm.n, prm.v, &n, &isnull, &e)) {
+            log_warn("maintenance: pruning history failed: %s", e.msg);
+            break;
+        }
+        total += n;
+        if (n < p->cfg->prune_batch)
+            break;
+    }
+    if (total)
+        log_info("maintenance: deleted %lld finished reservation(s) older than %ds", total,
+                 p->cfg->history_retention_seconds);
 }
 
 static void heartbeat(pool *p)
@@ -626,6 +775,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
     p->last_heartbeat_ok = now_s();
 
     double next_heartbeat = now_s() + p->cfg->heartbeat_seconds;
+    double next_prune = now_s() + 5;
     double next_poll = 0;
     bool want_claim = true;
     int idle_claims = 0;
@@ -654,6 +804,10 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         if (now >= next_heartbeat) {
             heartbeat(p);
             next_heartbeat = now + p->cfg->heartbeat_seconds;
+        }
+        if (now >= next_prune && !opts->drain) {
+            prune(p);
+            next_prune = now + 60;
         }
         int free_slots = p->cfg->slots - running;
         if (!atomic_load(&stopping) && free_slots > 0 && (want_claim || now >= next_poll)) {

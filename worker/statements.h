@@ -9,7 +9,7 @@
 #define SQL_REGISTER_WORKER "SELECT vcl.register_worker($1, $2, $3::int, $4::int, $5)"
 #define SQL_WORKER_STOPPED  "SELECT vcl.worker_stopped($1)"
 #define SQL_CLAIM \
-    "SELECT id, lease_token FROM vcl.claim($1, $2::int, $3::int)"
+    "SELECT id, lease_token, operation FROM vcl.claim($1, $2::int, $3::int)"
 #define SQL_HEARTBEAT \
     "SELECT vcl.heartbeat($1, $2::bigint[], $3::bigint[], $4::int)"
 #define SQL_STAGE_START  "SELECT vcl.stage_start($1, $2, $3)"
@@ -19,6 +19,16 @@
 #define SQL_RELEASE      "SELECT vcl.release($1::bigint[], $2::bigint[])"
 #define SQL_PRUNE        "SELECT vcl.prune_history(make_interval(secs => $1::double precision), $2::int)"
 #define SQL_LISTEN       "LISTEN vcl_reservation"
+/* After a fenced-out job: was it cancelled while we held it? */
+#define SQL_CANCELLED_BY_US \
+    "SELECT 1 FROM vcl.reservation WHERE id = $1 AND lease_token = $2 AND state = 'cancelled'"
+/* A cancelled load cleaned up its half-made domain: the computer is RELOAD. */
+#define SQL_CANCEL_CLEANED \
+    "UPDATE vcl.computer c SET domain_name = NULL, domain_uuid = NULL, cow_path = NULL," \
+    "       master_path = NULL, xml_path = NULL, node_status = 'RELOAD', current_revision_id = NULL," \
+    "       post_load_at = NULL, status_reason = $3, status_at = now()" \
+    "  FROM vcl.reservation r WHERE r.id = $1 AND r.lease_token = $2 AND r.state = 'cancelled'" \
+    "   AND c.id = r.computer_id"
 
 #define SQL_JOB_LOAD \
     "SELECT r.attempts, r.max_attempts, r.operation, coalesce(r.stage, ''), r.domain_uuid::text," \
