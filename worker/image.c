@@ -361,29 +361,32 @@ static bool is_glob_char(char c)
     return c == '*' || c == '?' || c == '[' || c == ']' || c == '\\';
 }
 
-bool image_find_in_repository(const image_req *r, char *found, size_t found_len, vcl_error *e)
+/* The repository search proper: *hit true and found filled with the first
+ * match; *hit false (and success) when nothing matches. list gets the
+ * repository paths searched, for messages. */
+static bool repo_search(const image_req *r, char *found, size_t found_len, bool *hit, char *list,
+                        size_t list_size, vcl_error *e)
 {
     bool ok = false;
     char pattern[PATH_MAX];
-    char list[768] = "";
     size_t list_len = 0;
     char **paths = NULL;
     size_t n = 0;
 
-    if (found && found_len)
-        found[0] = '\0';
-    if (!r || !r->t || !found || found_len == 0)
-        return vcl_error_set(e, VCL_ERR_PERMANENT, "image_find_in_repository: bad arguments");
-    if (!stem_ok(r->file_stem, e))
-        return false;
-
+    *hit = false;
+    found[0] = '\0';
+    if (list_size)
+        list[0] = '\0';
     for (size_t i = 0; i < r->n_repo && r->repo_paths; i++) {
         const char *repo = r->repo_paths[i];
         if (!repo || !repo[0])
             continue;
-        int w = snprintf(list + list_len, sizeof list - list_len, "%s%s", list_len ? ", " : "", repo);
-        if (w > 0)
-            list_len = list_len + (size_t)w < sizeof list ? list_len + (size_t)w : sizeof list - 1;
+        if (list_size) {
+            int w = snprintf(list + list_len, list_size - list_len, "%s%s", list_len ? ", " : "",
+                             repo);
+            if (w > 0)
+                list_len = list_len + (size_t)w < list_size ? list_len + (size_t)w : list_size - 1;
+        }
 
         size_t rl = strlen(repo);
         while (rl > 1 && repo[rl - 1] == '/')
@@ -416,6 +419,7 @@ bool image_find_in_repository(const image_req *r, char *found, size_t found_len,
                 }
                 memcpy(found, paths[k], strlen(paths[k]) + 1);
                 log_debug("image %s found in repository: %s", r->file_stem, found);
+                *hit = true;
                 ok = true;
                 goto cleanup;
             }
@@ -424,13 +428,175 @@ bool image_find_in_repository(const image_req *r, char *found, size_t found_len,
             n = 0;
         }
     }
-    vcl_error_set(e, VCL_ERR_PERMANENT,
-                  "image '%s' not found on the node (%s) or in repository paths: %s",
-                  r->file_stem, r->master_path ? r->master_path : "?",
-                  list_len ? list : "(none configured)");
+    ok = true;
 cleanup:
     transport_names_free(paths, n);
     return ok;
+}
+
+bool image_find_in_repository(const image_req *r, char *found, size_t found_len, vcl_error *e)
+{
+    char list[768];
+    bool hit = false;
+
+    if (found && found_len)
+        found[0] = '\0';
+    if (!r || !r->t || !found || found_len == 0)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "image_find_in_repository: bad arguments");
+    if (!stem_ok(r->file_stem, e))
+        return false;
+    if (!repo_search(r, found, found_len, &hit, list, sizeof list, e))
+        return false;
+    if (hit)
+        return true;
+    return vcl_error_set(e, VCL_ERR_PERMANENT,
+                         "image '%s' not found on the node (%s) or in repository paths: %s",
+                         r->file_stem, r->master_path ? r->master_path : "?",
+                         list[0] ? list : "(none configured)");
+}
+
+/* ------------------------------------------------- exists and size (VCL) */
+
+const char *image_at_name(image_at a)
+{
+    static const char *const names[IMAGE_AT__COUNT] = { "missing", "node", "repository" };
+    return (a >= 0 && a < IMAGE_AT__COUNT) ? names[a] : "?";
+}
+
+/* "<stem>-sNNN.vmdk", "<stem>-fNNN.vmdk" (NNN digits) or "<stem>-flat.vmdk":
+ * the extent files qemu-img and VMware write next to a "<stem>.vmdk"
+ * descriptor. Anything else with the stem as prefix (another image called
+ * "<stem>-v2", say) is not part of the set: VCL's "<stem>*.*" would take it. */
+static bool is_vmdk_extent(const char *name, const char *stem)
+{
+    size_t sl = strlen(stem);
+    if (strncmp(name, stem, sl) != 0 || name[sl] != '-')
+        return false;
+    const char *rest = name + sl + 1;
+    if (strcmp(rest, "flat.vmdk") == 0)
+        return true;
+    if ((rest[0] != 's' && rest[0] != 'f') || strlen(rest) < 6)
+        return false;
+    size_t d = strspn(rest + 1, "0123456789");
+    return d >= 3 && strcmp(rest + 1 + d, ".vmdk") == 0;
+}
+
+/* Add the extents next to a vmdk descriptor to loc (count and size). */
+static bool vmdk_extents(const image_req *r, image_location *loc, vcl_error *e)
+{
+    bool ok = false;
+    char dir[PATH_MAX], p[PATH_MAX];
+    const char *base;
+    char **names = NULL;
+    size_t n = 0;
+
+    split_path(loc->path, dir, sizeof dir, &base);
+    if (!transport_list_dir(r->t, dir, &names, &n, e))
+        goto cleanup;
+    for (size_t i = 0; i < n; i++) {
+        transport_stat_info st;
+        if (!is_vmdk_extent(names[i], r->file_stem))
+            continue;
+        if (snprintf(p, sizeof p, "%s/%s", strcmp(dir, "/") ? dir : "", names[i]) >= (int)sizeof p)
+            continue;
+        if (!transport_stat(r->t, p, &st, e))
+            goto cleanup;
+        if (!st.exists || st.is_dir)
+            continue;
+        loc->n_files++;
+        loc->size_bytes += st.size;
+    }
+    ok = true;
+cleanup:
+    transport_names_free(names, n);
+    return ok;
+}
+
+static bool has_suffix(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+bool image_locate(const image_req *r, image_location *loc, vcl_error *e)
+{
+    transport_stat_info st;
+    bool hit = false;
+    char list[768];
+
+    if (loc)
+        memset(loc, 0, sizeof *loc);
+    if (!loc || !req_ok(r, false, e))
+        return loc ? false : vcl_error_set(e, VCL_ERR_PERMANENT, "image_locate: bad arguments");
+
+    /* 1. the node: the master a load would use */
+    if (!transport_stat(r->t, r->master_path, &st, e))
+        return false;
+    if (st.exists && !st.is_dir) {
+        loc->at = IMAGE_AT_NODE;
+        snprintf(loc->path, sizeof loc->path, "%s", r->master_path);
+        loc->n_files = 1;
+        loc->size_bytes = st.size;
+        loc->size_mb = st.size / (1024 * 1024);
+        return true;
+    }
+    /* 2. the repository */
+    if (!repo_search(r, loc->path, sizeof loc->path, &hit, list, sizeof list, e))
+        return false;
+    if (!hit) {
+        loc->path[0] = '\0';
+        return true;
+    }
+    if (!transport_stat(r->t, loc->path, &st, e))
+        return false;
+    loc->at = IMAGE_AT_REPOSITORY;
+    loc->n_files = 1;
+    loc->size_bytes = st.size;
+    if (has_suffix(loc->path, ".vmdk") && !vmdk_extents(r, loc, e))
+        return false;
+    loc->size_mb = loc->size_bytes / (1024 * 1024);
+    return true;
+}
+
+bool image_exists(const image_req *r, bool *exists, image_location *loc, vcl_error *e)
+{
+    image_location here;
+    image_location *l = loc ? loc : &here;
+    if (exists)
+        *exists = false;
+    if (!image_locate(r, l, e))
+        return false;
+    if (exists)
+        *exists = l->at != IMAGE_AT_NONE;
+    return true;
+}
+
+bool image_size(const image_req *r, long long *bytes, long long *mb, image_location *loc,
+                vcl_error *e)
+{
+    image_location here;
+    image_location *l = loc ? loc : &here;
+    char list[768] = "";
+    if (bytes)
+        *bytes = 0;
+    if (mb)
+        *mb = 0;
+    if (!image_locate(r, l, e))
+        return false;
+    if (l->at == IMAGE_AT_NONE) {
+        for (size_t i = 0, len = 0; i < r->n_repo && r->repo_paths && len + 1 < sizeof list; i++) {
+            int w = snprintf(list + len, sizeof list - len, "%s%s", len ? ", " : "", r->repo_paths[i]);
+            len = w > 0 ? len + (size_t)w : len;
+        }
+        return vcl_error_set(e, VCL_ERR_PERMANENT,
+                             "image '%s' not found on the node (%s) or in repository paths: %s",
+                             r->file_stem, r->master_path, list[0] ? list : "(none configured)");
+    }
+    if (bytes)
+        *bytes = l->size_bytes;
+    if (mb)
+        *mb = l->size_mb;
+    return true;
 }
 
 /* ------------------------------------------------------------------ master */

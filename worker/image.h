@@ -12,6 +12,7 @@
  * replaced. */
 #ifndef VCL_IMAGE_H
 #define VCL_IMAGE_H
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include "error.h"
@@ -55,6 +56,42 @@ bool qimg_info_get(vcl_transport *t, const char *path, qimg_info *out, vcl_error
 /* Where is the image in the repository? Fills found (a path on the node);
  * false with permanent error when nowhere. Ignores .xml/.txt/.vmx. */
 bool image_find_in_repository(const image_req *r, char *found, size_t found_len, vcl_error *e);
+
+/* Where a node can get an image (VCL's does_image_exist / get_image_size):
+ * first the node itself (master_path, the only file a load uses there; temp
+ * files "<master>.tmp-*" never count), then the repository paths in order
+ * (wildcards allowed) with the names image_find_in_repository accepts. A
+ * split vmdk ("<stem>.vmdk" descriptor plus "<stem>-s001.vmdk"... sparse or
+ * "<stem>-f001.vmdk"/"<stem>-flat.vmdk" flat extents in the same directory)
+ * is one image made of all those files; its size is their sum. Sizes are
+ * the files' sizes on the node (what a copy moves), not virtual sizes. */
+typedef enum {
+    IMAGE_AT_NONE,          /* nowhere */
+    IMAGE_AT_NODE,          /* the master is on the node */
+    IMAGE_AT_REPOSITORY,    /* in a repository path */
+    IMAGE_AT__COUNT
+} image_at;
+
+const char *image_at_name(image_at a);  /* "missing", "node", "repository" */
+
+typedef struct image_location {
+    image_at at;
+    char path[PATH_MAX];    /* the master, or the repository file (a split vmdk's descriptor) */
+    int n_files;            /* files that make up the image (split vmdk: descriptor + extents) */
+    long long size_bytes;   /* their sizes summed */
+    long long size_mb;      /* size_bytes / 1 MiB, rounded down (VCL: integer MB) */
+} image_location;
+
+/* Look on the node, then in the repository. true when the look-up ran
+ * (loc->at says where, IMAGE_AT_NONE when nowhere); false + e only when it
+ * could not run (node unreachable, bad request). r->cow_path is not used. */
+bool image_locate(const image_req *r, image_location *loc, vcl_error *e);
+/* VCL's does_image_exist: *exists from image_locate; loc may be NULL. */
+bool image_exists(const image_req *r, bool *exists, image_location *loc, vcl_error *e);
+/* VCL's get_image_size: bytes and MB of the master on the node, else of the
+ * repository copy; missing everywhere is a permanent error. loc may be NULL. */
+bool image_size(const image_req *r, long long *bytes, long long *mb, image_location *loc,
+                vcl_error *e);
 bool image_ensure_master(const image_req *r, vcl_error *e);
 bool image_ensure_cow(const image_req *r, vcl_error *e);
 #endif

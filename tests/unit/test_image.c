@@ -316,6 +316,93 @@ static void test_repository(void)
        "a stem with a wildcard is refused");
 }
 
+static long long size_of(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+}
+
+/* VCL's does_image_exist / get_image_size: the node first, then the
+ * repository; split vmdk sets summed; .xml/.txt/.vmx and temp files ignored. */
+static void test_exists_size(void)
+{
+    vcl_error e;
+    image_req r;
+    image_location loc;
+    bool exists = true;
+    long long bytes = -1, mb = -1;
+    char master[PATH_MAX], cow[PATH_MAX], p[PATH_MAX], ext[PATH_MAX], tmp[PATH_MAX];
+
+    /* nothing but side files and a temp next to where the master would be */
+    req_init(&r, "ex-none", master, cow, sizeof master, NULL);
+    pathf(p, sizeof p, "repo-c/ex-none.xml");
+    touch(p);
+    pathf(p, sizeof p, "repo-c/ex-none.txt");
+    touch(p);
+    pathf(p, sizeof p, "repo-c/ex-none.vmx");
+    touch(p);
+    snprintf(tmp, sizeof tmp, "%s.tmp-5", master);
+    ok(transport_mkdir_p(T, master_dir, 0755, &e) && touch(tmp), "a partial <master>.tmp-5");
+    vcl_error_clear(&e);
+    ok(image_exists(&r, &exists, &loc, &e), "image_exists runs");
+    ok(!exists && loc.at == IMAGE_AT_NONE, "side files and a temp file are not the image");
+    is_str(image_at_name(loc.at), "missing", "where: missing");
+    vcl_error_clear(&e);
+    ok(!image_size(&r, &bytes, &mb, NULL, &e) && e.cls == VCL_ERR_PERMANENT,
+       "image_size of a missing image: permanent error");
+    ok(strstr(e.msg, "ex-none") && strstr(e.msg, "not found"), "message names the image");
+    transport_remove(T, tmp, &e);
+
+    /* a raw file in the repository */
+    req_init(&r, "ex-raw", master, cow, sizeof master, NULL);
+    pathf(p, sizeof p, "repo-c/ex-raw.raw");
+    ok(qimg_create(p, "raw", "3M"), "repo-c/ex-raw.raw (3 MiB raw)");
+    vcl_error_clear(&e);
+    ok(image_exists(&r, &exists, &loc, &e) && exists, "raw image exists");
+    is_int(loc.at, IMAGE_AT_REPOSITORY, "in the repository");
+    is_str(loc.path, p, "its path");
+    ok(image_size(&r, &bytes, &mb, NULL, &e), "image_size");
+    is_int((int)bytes, 3 * 1024 * 1024, "3 MiB in bytes");
+    is_int((int)mb, 3, "3 MB");
+
+    /* ... and once its master is on the node, the node wins */
+    ok(qimg_create(master, "qcow2", "3M"), "master of ex-raw on the node");
+    vcl_error_clear(&e);
+    ok(image_size(&r, &bytes, &mb, &loc, &e) && loc.at == IMAGE_AT_NODE, "found on the node first");
+    is_str(loc.path, master, "the master path");
+    ok(bytes == size_of(master) && mb == 0, "size is the master file's (%lld bytes)", bytes);
+
+    /* a split vmdk: descriptor + extents, summed; other images sharing the
+     * prefix are not part of the set */
+    req_init(&r, "ex-split", master, cow, sizeof master, NULL);
+    pathf(p, sizeof p, "repo-c/ex-split.vmdk");
+    const char *mk[] = { "qemu-img", "create", "-q", "-f", "vmdk", "-o",
+                         "subformat=twoGbMaxExtentSparse", "--", p, "5G", NULL };
+    ok(run(mk), "split vmdk (5 GiB: three 2 GiB extents)");
+    pathf(ext, sizeof ext, "repo-c/ex-split-v2.qcow2");
+    ok(qimg_create(ext, "qcow2", "1M"), "a different image with the same prefix");
+    pathf(tmp, sizeof tmp, "repo-c/ex-split.xml");
+    touch(tmp);
+    long long want = size_of(p);
+    int files = 1;
+    for (int i = 1; i <= 3; i++) {
+        char part[64];
+        snprintf(part, sizeof part, "repo-c/ex-split-s%03d.vmdk", i);
+        pathf(ext, sizeof ext, part);
+        if (size_of(ext) >= 0) {
+            want += size_of(ext);
+            files++;
+        }
+    }
+    is_int(files, 4, "qemu-img wrote a descriptor and three extents");
+    vcl_error_clear(&e);
+    ok(image_size(&r, &bytes, &mb, &loc, &e), "image_size of the split vmdk");
+    is_str(loc.path, p, "located by its descriptor");
+    is_int(loc.n_files, 4, "four files in the set");
+    ok(bytes == want, "size is the sum of descriptor and extents (%lld == %lld)", bytes, want);
+    is_int((int)mb, (int)(want / (1024 * 1024)), "MB rounded down");
+}
+
 static void test_master(void)
 {
     vcl_error e;
@@ -509,8 +596,11 @@ int main(void)
     ok(transport_mkdir_p(T, p, 0755, &e), "repo-a");
     pathf(p, sizeof p, "repo-b");
     ok(transport_mkdir_p(T, p, 0755, &e), "repo-b");
+    pathf(p, sizeof p, "repo-c");
+    ok(transport_mkdir_p(T, p, 0755, &e), "repo-c");
 
     test_repository();
+    test_exists_size();
     test_master();
     test_cow();
 
