@@ -139,6 +139,17 @@ static const opt_def opts[] = {
       .offset = offsetof(vcl_config, image_lock_timeout_seconds),
       .def_int = 600, .min = 1, .max = 86400,
       .help = "how long to wait for the per-node, per-image copy lock" },
+    { .key = "shutdown_timeout_seconds", .type = OPT_INT,
+      .offset = offsetof(vcl_config, shutdown_timeout_seconds),
+      .def_int = 120, .min = 1, .max = 3600,
+      .help = "shutdown: ACPI shutdown (re-sent every 5 s) for this long, then destroy; "
+              "a reservation's args {\"timeout\": N} overrides it" },
+    { .key = "watch_resync_seconds", .type = OPT_INT,
+      .offset = offsetof(vcl_config, watch_resync_seconds),
+      .def_int = 60, .min = 0, .max = 86400,
+      .help = "domain watcher: libvirt lifecycle events, plus a full check this often; "
+              "a loaded domain stopped outside vcl-worker makes its computer RELOAD; "
+              "0 = no watcher" },
     { .key = "history_retention_seconds", .type = OPT_INT,
       .offset = offsetof(vcl_config, history_retention_seconds),
       .def_int = 604800, .min = 0, .max = 315360000,

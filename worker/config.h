@@ -28,6 +28,8 @@ typedef struct vcl_config {
     int command_timeout_seconds; /* node commands (qemu-img ...), default 7200 */
     int post_load_timeout_seconds; /* default 300 */
     int image_lock_timeout_seconds; /* default 600 */
+    int shutdown_timeout_seconds; /* graceful shutdown, then destroy: 1..3600, default 120 */
+    int watch_resync_seconds;  /* domain watcher resync: 0 (watcher off)..86400, default 60 */
     int history_retention_seconds; /* finished reservations kept this long; 0 = forever */
     int prune_batch;           /* rows deleted per statement by the maintenance pass */
     char *ssh_private_key;     /* for ssh nodes (later issue); default "" */

@@ -79,6 +79,9 @@ bool job_load(job *j, db_conn *db, long long id, long long token, vcl_error *e)
     COPY(j->image, db_get_str(r, 0, c++));
     COPY(j->os_type, db_get_str(r, 0, c++));
     COPY(j->file_stem, db_get_str(r, 0, c++));
+    COPY(j->arg_snapshot, db_get_str(r, 0, c++));
+    COPY(j->arg_description, db_get_str(r, 0, c++));
+    COPY(j->arg_timeout, db_get_str(r, 0, c++));
 
     if (repos && repos[0]) {
         size_t n = 1;
@@ -216,4 +219,16 @@ bool job_write_status(job *j, const char *status, const char *reason, bool set_r
     db_param_str(&p, reason);
     db_param_bool(&p, set_revision);
     return fenced(j, SQL_WRITE_STATUS, &p, e);
+}
+
+bool job_set_maintenance(job *j, const char *stage, vcl_error *e)
+{
+    char reason[256];
+    snprintf(reason, sizeof reason, "in maintenance since reservation %lld (vclctl computer set %s "
+             "--state available puts it back)", j->id, j->computer);
+    db_params p;
+    fence_params(j, &p);
+    db_param_str(&p, stage);
+    db_param_str(&p, reason);
+    return fenced(j, SQL_SET_MAINTENANCE, &p, e);
 }

@@ -53,6 +53,10 @@ typedef struct job {
     char image[128];
     char os_type[16];
     char file_stem[128];
+    /* operation arguments (reservation.args; "" when absent) */
+    char arg_snapshot[128];    /* args->>'snapshot' (checked with name_check before use) */
+    char arg_description[512]; /* args->>'description' (snapshot_create) */
+    char arg_timeout[32];      /* args->>'timeout', seconds as text (shutdown) */
 
     /* runtime */
     db_conn *db;
@@ -85,4 +89,8 @@ bool job_mark_post_load(job *j, vcl_error *e);
 /* Write node_status (and current revision when READY) with the reason. */
 bool job_write_status(job *j, const char *status, const char *reason, bool set_revision,
                       vcl_error *e);
+/* computer.state = 'maintenance' (nothing more is claimed for it until an
+ * operator sets it available) and, in the same statement, the reservation's
+ * checkpoint = stage: a rescue after a crash never sets it again. */
+bool job_set_maintenance(job *j, const char *stage, vcl_error *e);
 #endif

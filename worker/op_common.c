@@ -167,3 +167,27 @@ bool op_wait_booted(job *j, char *detail, size_t dlen, vcl_error *e)
         sleep(1);
     }
 }
+
+bool op_recorded_domain(job *j, virDomainPtr *dom, vcl_error *e)
+{
+    *dom = NULL;
+    if (j->rec_domain_uuid[0])
+        return virt_lookup_uuid(j->conn, j->rec_domain_uuid, dom, e);
+    if (j->rec_domain_name[0])
+        return virt_lookup_name(j->conn, j->rec_domain_name, dom, e);
+    return true;
+}
+
+bool op_require_domain(job *j, virDomainPtr *dom, vcl_error *e)
+{
+    if (!op_recorded_domain(j, dom, e))
+        return false;
+    if (*dom)
+        return true;
+    if (j->rec_domain_name[0])
+        return vcl_error_set(e, VCL_ERR_PERMANENT,
+                             "computer %s has no loaded domain (its domain %s is gone from node "
+                             "%s); load it first", j->computer, j->rec_domain_name, j->node);
+    return vcl_error_set(e, VCL_ERR_PERMANENT, "computer %s has no loaded domain; load it first",
+                         j->computer);
+}

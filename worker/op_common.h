@@ -25,6 +25,24 @@ bool op_remove_computer_domains(job *j, op_cleanup_stats *s, vcl_error *e);
 /* post_load per OS type: 'none' returns at once; 'linux'/'windows' wait for a
  * ready line on the serial console log, up to the configured timeout. */
 bool op_wait_booted(job *j, char *detail, size_t dlen, vcl_error *e);
+/* The computer's recorded domain (computer.domain_uuid, else domain_name):
+ * *dom NULL (and true) when none is recorded or it is gone from the node. */
+bool op_recorded_domain(job *j, virDomainPtr *dom, vcl_error *e);
+/* The same, but a missing domain is a permanent error: "computer X has no
+ * loaded domain; load it first". */
+bool op_require_domain(job *j, virDomainPtr *dom, vcl_error *e);
 
 extern const op_def op_load;
+/* op_power.c */
+extern const op_def op_power_on;
+extern const op_def op_power_off;
+extern const op_def op_power_reset;
+extern const op_def op_shutdown;
+/* op_snapshot.c */
+extern const op_def op_snapshot_create;
+extern const op_def op_snapshot_delete;
+extern const op_def op_snapshot_revert;
+/* op_delete.c */
+extern const op_def op_delete;
+extern const op_def op_maintenance;
 #endif

@@ -34,7 +34,12 @@ static const stage_def node_status_stages[] = {
 static const op_def op_node_status = { "node_status", node_status_stages,
                                        "check a computer and write node_status back" };
 
-static const op_def *const all_ops[] = { &op_load, &op_node_status, &op_noop, NULL };
+static const op_def *const all_ops[] = {
+    &op_load,           &op_node_status,     &op_power_on,        &op_power_off,
+    &op_power_reset,    &op_shutdown,        &op_snapshot_create, &op_snapshot_delete,
+    &op_snapshot_revert, &op_delete,         &op_maintenance,     &op_noop,
+    NULL,
+};
 
 const op_def *ops_find(const char *name)
 {

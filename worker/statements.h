@@ -38,7 +38,9 @@
     "       n.id, n.name, n.libvirt_uri, n.transport, n.master_image_dir, n.cow_dir, n.xml_dir," \
     "       coalesce(n.network, ''), array_to_string(n.repository_paths, E'\\x1f')," \
     "       coalesce(i.id, 0), coalesce(ir.id, 0), coalesce(ir.revision, 0), coalesce(i.name, '')," \
-    "       coalesce(i.os_type, 'none'), coalesce(ir.file_stem, '')" \
+    "       coalesce(i.os_type, 'none'), coalesce(ir.file_stem, '')," \
+    "       coalesce(r.args->>'snapshot', ''), coalesce(r.args->>'description', '')," \
+    "       coalesce(r.args->>'timeout', '')" \
     "  FROM vcl.reservation r" \
     "  JOIN vcl.computer c ON c.id = r.computer_id" \
     "  JOIN vcl.node n ON n.id = c.node_id" \
@@ -70,6 +72,16 @@
     "       current_revision_id = CASE WHEN $5::boolean THEN r.image_revision_id" \
     "                                  ELSE c.current_revision_id END" \
     "  FROM vcl.reservation r WHERE " SQL_FENCE " AND c.id = r.computer_id"
+
+/* maintenance: the computer's state and the stage's own checkpoint in one
+ * statement (so a rescue never repeats it after an operator put the
+ * computer back); $3 stage name, $4 reason. */
+#define SQL_SET_MAINTENANCE \
+    "WITH r AS (UPDATE vcl.reservation r SET stage = $3 WHERE " SQL_FENCE \
+    "           RETURNING r.computer_id)" \
+    "UPDATE vcl.computer c SET state = 'maintenance', node_status = 'RELOAD', status_reason = $4," \
+    "       status_at = now()" \
+    "  FROM r WHERE c.id = r.computer_id"
 
 /* node_status outside a job (vclctl status, the node_status check) */
 #define SQL_STATUS_FACTS \

@@ -20,6 +20,13 @@ static void virt_init_once(void)
 {
     virInitialize();
     virSetErrorFunc(NULL, quiet_handler);
+    /* Domain events (worker/watch.c) and keepalive need an event loop
+     * registered before the first virConnectOpen of the process; the watcher
+     * runs virEventRunDefaultImpl() in its own thread. Without a thread
+     * running it (vclctl, a worker with watch_resync_seconds: 0) nothing
+     * changes: each API call still does its own I/O. */
+    if (virEventRegisterDefaultImpl() < 0)
+        log_warn("virEventRegisterDefaultImpl failed: no libvirt domain events");
 }
 
 void virt_init(void)

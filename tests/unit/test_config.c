@@ -120,6 +120,7 @@ static bool cfg_equal(const vcl_config *a, const vcl_config *b, const char **why
         }
     I(retry_base_seconds) I(retry_max_seconds) I(max_attempts) S(log_level)
     I(command_timeout_seconds) I(post_load_timeout_seconds) I(image_lock_timeout_seconds)
+    I(shutdown_timeout_seconds) I(watch_resync_seconds)
     S(ssh_private_key) S(ssh_known_hosts)
 #undef S
 #undef I
@@ -180,6 +181,8 @@ static void test_defaults(void)
     is_int(c.command_timeout_seconds, 7200, "default command_timeout_seconds");
     is_int(c.post_load_timeout_seconds, 300, "default post_load_timeout_seconds");
     is_int(c.image_lock_timeout_seconds, 600, "default image_lock_timeout_seconds");
+    is_int(c.shutdown_timeout_seconds, 120, "default shutdown_timeout_seconds");
+    is_int(c.watch_resync_seconds, 60, "default watch_resync_seconds");
     is_str(c.ssh_private_key, "", "default ssh_private_key");
     is_str(c.ssh_known_hosts, "", "default ssh_known_hosts");
     vcl_error_clear(&e);
@@ -425,6 +428,8 @@ static const struct {
     { "command_timeout_seconds", offsetof(vcl_config, command_timeout_seconds), 1, 86400 },
     { "post_load_timeout_seconds", offsetof(vcl_config, post_load_timeout_seconds), 1, 86400 },
     { "image_lock_timeout_seconds", offsetof(vcl_config, image_lock_timeout_seconds), 1, 86400 },
+    { "shutdown_timeout_seconds", offsetof(vcl_config, shutdown_timeout_seconds), 1, 3600 },
+    { "watch_resync_seconds", offsetof(vcl_config, watch_resync_seconds), 0, 86400 },
 };
 
 static void test_bounds(void)
@@ -754,7 +759,8 @@ static void test_print(void)
                            "heartbeat_seconds", "poll_seconds", "drivers_dir", "driver_order",
                            "retry_base_seconds", "retry_max_seconds", "max_attempts",
                            "log_level", "command_timeout_seconds", "post_load_timeout_seconds",
-                           "image_lock_timeout_seconds", "ssh_private_key", "ssh_known_hosts" };
+                           "image_lock_timeout_seconds", "shutdown_timeout_seconds",
+                           "watch_resync_seconds", "ssh_private_key", "ssh_known_hosts" };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         char line[80];
         snprintf(line, sizeof line, "\n%s: ", keys[i]);
