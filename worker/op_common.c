@@ -126,27 +126,128 @@ cleanup:
     return ok;
 }
 
+#define OP_READY_MARKER "VCL-READY"
+
+/* Copy [b, e) to out, bounded, with every byte that is not printable ASCII
+ * shown as '?' (tabs as blanks): it goes into logs and reservation errors. */
+static void printable_copy(const char *b, const char *end, char *out, size_t outlen)
+{
+    size_t o = 0;
+    if (!outlen)
+        return;
+    for (; b < end && o + 1 < outlen; b++) {
+        unsigned char c = (unsigned char)*b;
+        out[o++] = c == '\t' ? ' ' : (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    out[o] = '\0';
+}
+
+/* Trim one console line [*b, *e): leading blanks, '\r' and ANSI escape
+ * sequences (ESC [ ... final byte, ESC x); trailing blanks and '\r'. */
+static void trim_line(const char **b, const char **e)
+{
+    const char *p = *b, *q = *e;
+    for (;;) {
+        if (p < q && (*p == ' ' || *p == '\t' || *p == '\r')) {
+            p++;
+        } else if (p < q && *p == '\x1b') {
+            p++;
+            if (p < q && *p == '[') {
+                p++;
+                while (p < q && !((unsigned char)*p >= 0x40 && (unsigned char)*p <= 0x7e))
+                    p++;
+            }
+            if (p < q)
+                p++;
+        } else {
+            break;
+        }
+    }
+    while (q > p && (q[-1] == ' ' || q[-1] == '\t' || q[-1] == '\r'))
+        q--;
+    *b = p;
+    *e = q;
+}
+
+bool op_console_ready(const char *data, size_t len, char *line, size_t linelen)
+{
+    static const char marker[] = OP_READY_MARKER, prompt[] = "login:";
+    const char *p = data, *end = data + len;
+    if (linelen)
+        line[0] = '\0';
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *b = p, *e = nl ? nl : end;
+        p = nl ? nl + 1 : end;
+        trim_line(&b, &e);
+        size_t l = (size_t)(e - b);
+        if ((l >= sizeof marker - 1 && memcmp(b, marker, sizeof marker - 1) == 0) ||
+            (l >= sizeof prompt - 1 &&
+             memcmp(e - (sizeof prompt - 1), prompt, sizeof prompt - 1) == 0)) {
+            printable_copy(b, e, line, linelen);
+            return true;
+        }
+    }
+    return false;
+}
+
+void op_console_last_line(const char *data, size_t len, char *line, size_t linelen)
+{
+    const char *end = data + len;
+    if (linelen)
+        line[0] = '\0';
+    while (end > data) {
+        const char *b = end;
+        while (b > data && b[-1] != '\n')
+            b--;
+        const char *lb = b, *le = end;
+        trim_line(&lb, &le);
+        if (le > lb) {
+            printable_copy(lb, le, line, linelen);
+            return;
+        }
+        end = b > data ? b - 1 : data;
+    }
+}
+
+/* "last console line: '...'" or why there is none, for errors. */
+static void console_tail(bool have_log, const char *data, size_t len, char *out, size_t outlen)
+{
+    char last[160];
+    if (!have_log) {
+        snprintf(out, outlen, "no console log yet");
+        return;
+    }
+    op_console_last_line(data, len, last, sizeof last);
+    if (last[0])
+        snprintf(out, outlen, "last console line: '%s'", last);
+    else
+        snprintf(out, outlen, "the console log is empty");
+}
+
 bool op_wait_booted(job *j, char *detail, size_t dlen, vcl_error *e)
 {
     if (strcmp(j->os_type, "none") == 0 || !j->os_type[0]) {
         snprintf(detail, dlen, "os_type none: nothing to wait for");
         return true;
     }
-    char log[PATH_MAX + 32];
+    char log[PATH_MAX + 32], tail[256] = "no console log yet";
     snprintf(log, sizeof log, "%s/%s.console.log", j->xml_dir, j->names.file_base);
     int timeout = j->cfg ? j->cfg->post_load_timeout_seconds : 300;
     time_t start = time(NULL);
     for (;;) {
-        char *data = NULL;
+        char *data = NULL, line[160];
         size_t len = 0;
         vcl_error re;
         vcl_error_clear(&re);
         if (transport_read_file(j->t, log, &data, &len, &re)) {
-            bool ready = strstr(data, "VCL-READY") || strstr(data, "login:");
+            bool ready = op_console_ready(data, len, line, sizeof line);
+            console_tail(true, data, len, tail, sizeof tail);
             free(data);
             if (ready) {
-                snprintf(detail, dlen, "%s guest booted after %lds (ready line in %s)", j->os_type,
-                         (long)(time(NULL) - start), log);
+                snprintf(detail, dlen, "%s guest booted after %lds: ready line '%s' in %s",
+                         j->os_type, (long)(time(NULL) - start), line, log);
+                log_info("computer %s: %s", j->computer, detail);
                 return true;
             }
         }
@@ -157,13 +258,17 @@ bool op_wait_booted(job *j, char *detail, size_t dlen, vcl_error *e)
             virDomainFree(dom);
             if (have && st != VIR_DOMAIN_RUNNING && st != VIR_DOMAIN_BLOCKED)
                 return vcl_error_set(e, VCL_ERR_RETRYABLE,
-                                     "the guest stopped while booting (state %s)",
-                                     virt_state_name(st));
+                                     "the %s guest stopped while booting (state %s; %s; "
+                                     "console log %s)",
+                                     j->os_type, virt_state_name(st), tail, log);
         }
         if (time(NULL) - start >= timeout)
             return vcl_error_set(e, VCL_ERR_RETRYABLE,
-                                 "the %s guest did not print a ready line on its serial console "
-                                 "(%s) within %d s", j->os_type, log, timeout);
+                                 "timeout: the %s guest did not print a ready line ('"
+                                 OP_READY_MARKER "' at the start of a line, or a login prompt) "
+                                 "on its serial console within %d s "
+                                 "(post_load_timeout_seconds); %s; console log %s",
+                                 j->os_type, timeout, tail, log);
         sleep(1);
     }
 }

@@ -23,8 +23,18 @@ bool op_domain_owned(const job *j, virDomainPtr dom, const char *xml);
  * the recorded COW/XML of a load that crashed before define. */
 bool op_remove_computer_domains(job *j, op_cleanup_stats *s, vcl_error *e);
 /* post_load per OS type: 'none' returns at once; 'linux'/'windows' wait for a
- * ready line on the serial console log, up to the configured timeout. */
+ * ready line on the serial console log (<xml dir>/<file base>.console.log),
+ * up to the configured timeout; the timeout error quotes the last line the
+ * guest printed. A guest that stops running while booting fails at once. */
 bool op_wait_booted(job *j, char *detail, size_t dlen, vcl_error *e);
+/* Pure scans of a serial console log (data need not be NUL-terminated).
+ * The ready line is a line that starts (after '\r', blanks and terminal
+ * escape sequences) with "VCL-READY", or a getty prompt: a line ending in
+ * "login:" (then optional blanks). A kernel message or a shell echo that only
+ * contains the marker does not count. On true, line gets that line. */
+bool op_console_ready(const char *data, size_t len, char *line, size_t linelen);
+/* The last line with something printable in it; "" when none. */
+void op_console_last_line(const char *data, size_t len, char *line, size_t linelen);
 /* The computer's recorded domain (computer.domain_uuid, else domain_name):
  * *dom NULL (and true) when none is recorded or it is gone from the node. */
 bool op_recorded_domain(job *j, virDomainPtr *dom, vcl_error *e);
