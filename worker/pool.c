@@ -814,7 +814,9 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
             int want = free_slots < p->cfg->claim_batch ? free_slots : p->cfg->claim_batch;
             int got = claim(p, want);
             next_poll = now_s() + p->cfg->poll_seconds;
-            want_claim = got == want; /* a full batch: there may be more */
+            /* a full batch: there may be more; when draining, keep claiming
+             * until a claim comes back empty rather than waiting for a poll */
+            want_claim = got == want || (opts->drain && got > 0);
             if (got > 0)
                 idle_claims = 0;
             else if (got == 0 && running == 0)
