@@ -34,6 +34,7 @@
 
 #include "db.h"
 #include "error.h"
+#include "image.h"
 #include "log.h"
 #include "names.h"
 #include "nodestatus.h"
@@ -1278,6 +1279,171 @@ static int cmd_image_list(ctl *c, const args *a)
         0, NULL, NULL, "images", "no images (add one: vclctl image add NAME)");
 }
 
+/* ---- image exists, image size (VCL's does_image_exist / get_image_size) ---- */
+
+static const optspec OPTS_IMAGE_WHERE[] = {
+    { "node", "NODE", 0, "look only for this node (default: every node, one line each)" },
+    { NULL, NULL, 0, NULL },
+};
+
+/* The nodes to look on, with what image.c needs: $1 NULL = every node. */
+#define IMAGE_NODES_SQL                                                                    \
+    "SELECT n.name, n.transport, n.master_image_dir,"                                     \
+    " array_to_string(n.repository_paths, E'\\x1f')"                                      \
+    " FROM vcl.node n WHERE $1::text IS NULL OR n.name = $1::text ORDER BY n.name"
+
+/* One node's answer, joined into \x1f-separated columns for the query that
+ * prints them (PostgreSQL makes the table and the JSON; nothing is escaped
+ * here). A value holding \x1f itself cannot be passed: it is cut there. */
+typedef struct where_cols {
+    char node[8192], at[2048], path[65536], files[2048], bytes[4096], mb[4096];
+    int n;
+} where_cols;
+
+static void where_add(where_cols *w, const char *node, const char *at, const char *path,
+                      int files, long long bytes, long long mb)
+{
+    struct { char *buf; size_t size; char val[PATH_MAX + 1024]; } cols[6] = {
+        { w->node, sizeof w->node, "" },   { w->at, sizeof w->at, "" },
+        { w->path, sizeof w->path, "" },   { w->files, sizeof w->files, "" },
+        { w->bytes, sizeof w->bytes, "" }, { w->mb, sizeof w->mb, "" },
+    };
+    snprintf(cols[0].val, sizeof cols[0].val, "%s", node);
+    snprintf(cols[1].val, sizeof cols[1].val, "%s", at);
+    snprintf(cols[2].val, sizeof cols[2].val, "%s", path);
+    if (bytes >= 0) {
+        snprintf(cols[3].val, sizeof cols[3].val, "%d", files);
+        snprintf(cols[4].val, sizeof cols[4].val, "%lld", bytes);
+        snprintf(cols[5].val, sizeof cols[5].val, "%lld", mb);
+    }
+    for (int i = 0; i < 6; i++) {
+        cols[i].val[strcspn(cols[i].val, "\x1f")] = '\0';
+        size_t used = strlen(cols[i].buf);
+        snprintf(cols[i].buf + used, cols[i].size - used, "%s%s", w->n ? "\x1f" : "", cols[i].val);
+    }
+    w->n++;
+}
+
+#define WHERE_ROWS                                                                         \
+    "SELECT t.node, t.at, nullif(t.path, '') AS path, nullif(t.files, '')::int AS files,"  \
+    " nullif(t.bytes, '')::bigint AS bytes, nullif(t.mb, '')::bigint AS mb"               \
+    " FROM unnest(string_to_array($1, E'\\x1f'), string_to_array($2, E'\\x1f'),"          \
+    "             string_to_array($3, E'\\x1f'), string_to_array($4, E'\\x1f'),"          \
+    "             string_to_array($5, E'\\x1f'), string_to_array($6, E'\\x1f'))"          \
+    "      WITH ORDINALITY AS t(node, at, path, files, bytes, mb, ord) ORDER BY t.ord"
+
+static int resolve_revision(ctl *c, const image_ref *ref, long long *revision_id);
+
+/* Look for IMAGE[:REV] on the chosen nodes. The master path a load would use
+ * is <master dir>/<file stem>.qcow2 (the kvm and qemu drivers' extension). */
+static int image_where(ctl *c, const args *a, bool want_size)
+{
+    image_ref ref;
+    long long revision_id = 0;
+    const char *node = opt_str(a, "node");
+    char stem[NAME_MAX_LEN + 1] = "", ids[32];
+    where_cols *w = NULL;
+    PGresult *r = NULL;
+    vcl_error e;
+    int rc, missing = 0;
+
+    if ((rc = parse_image_ref(c, a->pos[0], &ref)) != EXIT_OK ||
+        (node && (rc = check_name(c, "node", node)) != EXIT_OK))
+        return rc;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    if ((rc = resolve_revision(c, &ref, &revision_id)) != EXIT_OK)
+        return rc;
+    if (node) {
+        long long node_id;
+        if ((rc = lookup_id(c, SQL_NODE_ID, "node", node, &node_id)) != EXIT_OK)
+            return rc;
+    }
+    snprintf(ids, sizeof ids, "%lld", revision_id);
+    {
+        const char *p[1] = { ids };
+        PGresult *sr;
+        vcl_error_clear(&e);
+        if (!(sr = db_exec(c->db, "SELECT file_stem FROM vcl.image_revision WHERE id = $1", 1, p,
+                           &e)))
+            return db_fail(c, &e, "cannot look up the file stem of %s", a->pos[0]);
+        if (PQntuples(sr) == 1)
+            snprintf(stem, sizeof stem, "%s", PQgetvalue(sr, 0, 0));
+        PQclear(sr);
+    }
+    const char *np[1] = { node };
+    vcl_error_clear(&e);
+    if (!(r = db_exec(c->db, IMAGE_NODES_SQL, 1, np, &e)))
+        return db_fail(c, &e, "cannot list the nodes");
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return fail("no nodes to look on (add one: %s node add NAME --uri URI)", PROG);
+    }
+    if (!(w = calloc(1, sizeof *w))) {
+        PQclear(r);
+        return fail("out of memory");
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *nname = PQgetvalue(r, i, 0), *kind = PQgetvalue(r, i, 1),
+                   *mdir = PQgetvalue(r, i, 2), *repos = PQgetvalue(r, i, 3);
+        char master[PATH_MAX], *dup = strdup(repos), *save = NULL;
+        const char *paths[64];
+        size_t np_ = 0;
+        size_t ml = strlen(mdir);
+        while (ml > 1 && mdir[ml - 1] == '/')
+            ml--;
+        snprintf(master, sizeof master, "%.*s/%s.qcow2", (int)ml, mdir, stem);
+        for (char *tok = dup ? strtok_r(dup, "\x1f", &save) : NULL; tok && np_ < 64;
+             tok = strtok_r(NULL, "\x1f", &save))
+            paths[np_++] = tok;
+        image_req req = { .master_path = master, .file_stem = stem, .disk_format = "qcow2",
+                          .repo_paths = paths, .n_repo = np_ };
+        image_location loc;
+        vcl_error_clear(&e);
+        /* ssh nodes: the transport takes its keys from its defaults, as for
+         * `vclctl status` (nodestatus.c). */
+        if (!(req.t = transport_new(kind, NULL, &e)) || !image_locate(&req, &loc, &e)) {
+            where_add(w, nname, "error", e.msg, 0, -1, -1);
+            missing++;
+        } else if (loc.at == IMAGE_AT_NONE) {
+            where_add(w, nname, image_at_name(loc.at), "", 0, -1, -1);
+            missing++;
+        } else {
+            where_add(w, nname, image_at_name(loc.at), loc.path, loc.n_files, loc.size_bytes,
+                      loc.size_mb);
+        }
+        transport_free(req.t);
+        free(dup);
+    }
+    PQclear(r);
+
+    const char *p[6] = { w->node, w->at, w->path, w->files, w->bytes, w->mb };
+    if (c->json)
+        rc = print_json(c, JSON_ARRAY(WHERE_ROWS), 6, p, "the answer");
+    else if (want_size)
+        rc = print_query_table(c,
+                               "SELECT node, bytes, mb, at AS \"where\", files, path"
+                               " FROM (" WHERE_ROWS ") x",
+                               6, p, NULL, "the answer", "");
+    else
+        rc = print_query_table(c, "SELECT node, at AS \"where\", path FROM (" WHERE_ROWS ") x", 6,
+                               p, NULL, "the answer", "");
+    free(w);
+    if (rc != EXIT_OK)
+        return rc;
+    return missing ? EXIT_FAIL : EXIT_OK;
+}
+
+static int cmd_image_exists(ctl *c, const args *a)
+{
+    return image_where(c, a, false);
+}
+
+static int cmd_image_size(ctl *c, const args *a)
+{
+    return image_where(c, a, true);
+}
+
 /* ---- computer ---- */
 
 static const optspec OPTS_COMPUTER_ADD[] = {
@@ -1534,6 +1700,49 @@ static int cmd_enqueue(ctl *c, const args *a)
         return usage_error(c, "load needs IMAGE[:REV] (or use: %s load COMPUTER IMAGE[:REV])",
                            PROG);
     return enqueue(c, a, a->pos[0], op, a->npos > 2 ? a->pos[2] : NULL, json_args);
+}
+
+/* ---- capture ---- */
+
+static const optspec OPTS_CAPTURE[] = {
+    { "after", "off|reload", 0, "off (default): leave the computer off; reload: then load the "
+                                "new revision on it" },
+    { "file-stem", "STEM", 0, "file stem of the new master (default <image>-v<revision>)" },
+    { "shutdown-timeout", "S", 0, "seconds the guest gets to shut down before it is destroyed "
+                                  "(default 60)" },
+    { "priority", "N", 0, "higher runs first among claimable rows" },
+    { "max-attempts", "N", 0, "give up after N failed attempts" },
+    { NULL, NULL, 0, NULL },
+};
+
+static const char *const CAPTURE_AFTER[] = { "off", "reload", NULL };
+
+static int cmd_capture(ctl *c, const args *a)
+{
+    const char *stem = opt_str(a, "file-stem");
+    num timeout;
+    vcl_error e;
+    int rc;
+    if ((rc = check_name(c, "computer", a->pos[0])) != EXIT_OK ||
+        (rc = opt_word(c, a, "after", CAPTURE_AFTER)) != EXIT_OK ||
+        (stem && (rc = check_name(c, "file stem", stem)) != EXIT_OK) ||
+        (rc = opt_num(c, a, "shutdown-timeout", 0, 3600, &timeout)) != EXIT_OK)
+        return rc;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    /* The args object, made by PostgreSQL (absent options left out). */
+    const char *p[3] = { opt_str(a, "after"), stem, NUM_PARAM(timeout) };
+    PGresult *r;
+    vcl_error_clear(&e);
+    if (!(r = db_exec(c->db,
+                      "SELECT jsonb_strip_nulls(jsonb_build_object('after', $1::text,"
+                      " 'file_stem', $2::text, 'shutdown_timeout', $3::int))::text",
+                      3, p, &e)))
+        return db_fail(c, &e, "cannot build the capture's arguments");
+    char json[512];
+    snprintf(json, sizeof json, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return enqueue(c, a, a->pos[0], "capture", NULL, json);
 }
 
 /* ---- list, show ---- */
@@ -1964,6 +2173,10 @@ static const command IMAGE_CMDS[] = {
       "IMAGE --revision N --file-stem STEM [--size BYTES] [--checksum SUM] [--production]",
       "add a revision of an image" },
     { "list", cmd_image_list, NULL, NULL, 0, 0, "", "list the images with their revisions" },
+    { "exists", cmd_image_exists, NULL, OPTS_IMAGE_WHERE, 1, 1, "IMAGE[:REV] [--node NODE]",
+      "is the master on the node, else in its repository? (exit 0 yes, 1 no)" },
+    { "size", cmd_image_size, NULL, OPTS_IMAGE_WHERE, 1, 1, "IMAGE[:REV] [--node NODE]",
+      "size of the master on the node, else of the repository copy (bytes, MB)" },
     { NULL, NULL, NULL, NULL, 0, 0, NULL, NULL },
 };
 
@@ -1984,7 +2197,7 @@ static const command COMMANDS[] = {
     { "migrate", cmd_migrate, NULL, OPTS_MIGRATE, 0, 0, "[--sql-dir DIR]",
       "apply the SQL migrations not yet applied" },
     { "node", NULL, NODE_CMDS, NULL, 0, 0, "add|list|set ...", "manage hypervisor nodes" },
-    { "image", NULL, IMAGE_CMDS, NULL, 0, 0, "add|revision-add|list ...",
+    { "image", NULL, IMAGE_CMDS, NULL, 0, 0, "add|revision-add|list|exists|size ...",
       "manage images and their revisions" },
     { "computer", NULL, COMPUTER_CMDS, NULL, 0, 0, "add|list|set ...", "manage computers" },
     { "load", cmd_load, NULL, OPTS_LOAD, 2, 2,
@@ -1993,6 +2206,9 @@ static const command COMMANDS[] = {
     { "enqueue", cmd_enqueue, NULL, OPTS_QUEUE, 2, 3,
       "COMPUTER OPERATION [IMAGE[:REV]] [--priority N] [--max-attempts N] [--args JSON]",
       "queue any operation; prints the reservation id" },
+    { "capture", cmd_capture, NULL, OPTS_CAPTURE, 1, 1,
+      "COMPUTER [--after off|reload] [--file-stem STEM] [--shutdown-timeout S]",
+      "queue a capture of the computer's disk as a new image revision; prints the id" },
     { "list", cmd_list, NULL, OPTS_LIST, 0, 0, "[--state S] [--computer C] [--limit N]",
       "list reservations, newest first" },
     { "show", cmd_show, NULL, OPTS_SHOW, 1, 1, "ID [--xml]",
@@ -2021,6 +2237,18 @@ static const command_notes NOTES[] = {
     { "enqueue", "OPERATION is one of: load, capture, power_on, power_off, power_reset, "
                  "shutdown,\ndelete, snapshot_create, snapshot_delete, snapshot_revert, "
                  "maintenance,\nnode_status, noop." },
+    { "capture", "The computer must have a loaded domain. The capture becomes the next revision\n"
+                 "of the image loaded on it (not production), its master goes to the node's\n"
+                 "master dir and its first repository path. A file stem that is taken, or a\n"
+                 "file of that name on the node or in the repository, fails it for good:\n"
+                 "nothing is ever overwritten." },
+    { "image exists", "Looks on the node first (<master dir>/<file stem>.qcow2), then in the\n"
+                      "node's repository paths (qcow2, img, raw, vmdk; .xml/.txt/.vmx ignored).\n"
+                      "Without --node every node is asked. Exit 0 when every node asked has it\n"
+                      "(on the node or in its repository), 1 otherwise." },
+    { "image size", "The master's size on the node, else the repository file's; a split vmdk\n"
+                    "(<stem>.vmdk and its -s001.vmdk... extents) counts all its files. MB is\n"
+                    "bytes / 1048576, rounded down. Exit 1 when a node asked has it nowhere." },
     { "retry", "The same as the plain SQL a DBA may type:\n"
                "  UPDATE vcl.reservation SET state = 'pending' WHERE id = ID;\n"
                "which resumes from the last checkpoint (--from-start also sets stage = NULL).\n"

@@ -354,6 +354,19 @@ cleanup:
     return ok;
 }
 
+bool qimg_check_path(vcl_transport *t, const char *path, const char *fmt, bool shared,
+                     int timeout_s, bool *passed, vcl_error *e)
+{
+    image_req r;
+    memset(&r, 0, sizeof r);
+    r.t = t;
+    r.command_timeout_s = timeout_s;
+    *passed = false;
+    if (!t || !path || !path[0])
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "qimg_check_path: bad arguments");
+    return qimg_check(&r, path, fmt, shared, passed, e);
+}
+
 /* ------------------------------------------------------------- repository */
 
 static bool is_glob_char(char c)

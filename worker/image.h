@@ -52,6 +52,12 @@ typedef struct qimg_info {
 bool qimg_info_parse(const char *json, qimg_info *out);
 /* Run `qemu-img info --output=json -U PATH` on the node and parse. */
 bool qimg_info_get(vcl_transport *t, const char *path, qimg_info *out, vcl_error *e);
+/* `qemu-img check [-U] -f FMT -- PATH` on the node. *passed for exit 0
+ * (clean), 3 (leaked clusters only) and 63 (format without checks); a failed
+ * check is *passed false with the reason in e (permanent). false only when
+ * the command could not run. timeout_s 0 = 7200. */
+bool qimg_check_path(vcl_transport *t, const char *path, const char *fmt, bool shared,
+                     int timeout_s, bool *passed, vcl_error *e);
 
 /* Where is the image in the repository? Fills found (a path on the node);
  * false with permanent error when nowhere. Ignores .xml/.txt/.vmx. */

@@ -55,4 +55,6 @@ extern const op_def op_snapshot_revert;
 /* op_delete.c */
 extern const op_def op_delete;
 extern const op_def op_maintenance;
+/* op_capture.c */
+extern const op_def op_capture;
 #endif

@@ -96,4 +96,68 @@
 
 #define SQL_IMAGE_LOCK   "SELECT pg_try_advisory_lock($1::int, $2::int)"
 #define SQL_IMAGE_UNLOCK "SELECT pg_advisory_unlock($1::int, $2::int)"
+
+/* capture (op_capture.c; the target is recorded in vcl.capture, sql/005).
+ * $1 reservation id, $2 a fallback source revision (0 = none): the args,
+ * the source revision and image, and the recorded target if any. */
+#define SQL_CAPTURE_FACTS \
+    "SELECT coalesce(r.args->>'after', ''), coalesce(r.args->>'file_stem', '')," \
+    "       coalesce(r.args->>'shutdown_timeout', '')," \
+    "       coalesce(src.id, 0), coalesce(i.id, 0), coalesce(i.name, '')," \
+    "       ct.reservation_id IS NOT NULL, coalesce(ct.revision, 0), coalesce(ct.file_stem, '')," \
+    "       coalesce(ct.image_revision_id, 0), coalesce(ct.reload_reservation_id, 0)" \
+    "  FROM vcl.reservation r" \
+    "  JOIN vcl.computer c ON c.id = r.computer_id" \
+    "  LEFT JOIN vcl.capture ct ON ct.reservation_id = r.id" \
+    "  LEFT JOIN vcl.image_revision src ON src.id = CASE WHEN ct.reservation_id IS NOT NULL" \
+    "       THEN ct.source_revision_id ELSE coalesce(c.current_revision_id, nullif($2::bigint, 0)) END" \
+    "  LEFT JOIN vcl.image i ON i.id = coalesce(ct.image_id, src.image_id)" \
+    " WHERE r.id = $1"
+/* $1 image id: the next revision, past every registered and reserved one */
+#define SQL_CAPTURE_NEXT_REVISION \
+    "SELECT greatest(coalesce((SELECT max(revision) FROM vcl.image_revision WHERE image_id = $1), 0)," \
+    "                coalesce((SELECT max(revision) FROM vcl.capture WHERE image_id = $1), 0)) + 1"
+/* $1 file stem: what uses it already (no row: free) */
+#define SQL_CAPTURE_STEM_USED \
+    "SELECT 'the file stem of ' || i.name || ':' || ir.revision FROM vcl.image_revision ir" \
+    "  JOIN vcl.image i ON i.id = ir.image_id WHERE ir.file_stem = $1" \
+    " UNION ALL" \
+    " SELECT 'the target of capture reservation ' || ct.reservation_id FROM vcl.capture ct" \
+    "  WHERE ct.file_stem = $1 LIMIT 1"
+/* $3 image id, $4 revision, $5 file stem, $6 source revision (0 = NULL) */
+#define SQL_CAPTURE_PLAN \
+    "INSERT INTO vcl.capture (reservation_id, image_id, revision, file_stem, source_revision_id)" \
+    "SELECT r.id, $3::bigint, $4::int, $5, nullif($6::bigint, 0) FROM vcl.reservation r" \
+    " WHERE " SQL_FENCE
+/* $3 size in bytes. Nothing when registered already (or fenced out). */
+#define SQL_CAPTURE_REGISTER \
+    "INSERT INTO vcl.image_revision (image_id, revision, file_stem, size_bytes, production)" \
+    "SELECT ct.image_id, ct.revision, ct.file_stem, $3::bigint, false" \
+    "  FROM vcl.reservation r JOIN vcl.capture ct ON ct.reservation_id = r.id" \
+    " WHERE " SQL_FENCE " AND ct.image_revision_id IS NULL" \
+    " ON CONFLICT DO NOTHING"
+/* $1 reservation id: the revision row that is exactly the recorded target */
+#define SQL_CAPTURE_REGISTERED \
+    "SELECT ir.id FROM vcl.capture ct JOIN vcl.image_revision ir ON ir.image_id = ct.image_id" \
+    "   AND ir.revision = ct.revision AND ir.file_stem = ct.file_stem" \
+    " WHERE ct.reservation_id = $1"
+/* $3 image revision id: recorded on the capture and the reservation */
+#define SQL_CAPTURE_LINK \
+    "WITH ct AS (UPDATE vcl.capture ct SET image_revision_id = $3::bigint FROM vcl.reservation r" \
+    "             WHERE ct.reservation_id = r.id AND " SQL_FENCE " RETURNING ct.reservation_id)" \
+    "UPDATE vcl.reservation r SET image_revision_id = $3::bigint FROM ct" \
+    " WHERE r.id = ct.reservation_id"
+/* after=reload: queue the load of the new revision and record its id, in
+ * one statement (so once); returns that id, nothing when fenced out. */
+#define SQL_CAPTURE_QUEUE_RELOAD \
+    "WITH f AS (SELECT r.id, r.computer_id, r.priority FROM vcl.reservation r WHERE " SQL_FENCE ")," \
+    " ct AS (SELECT ct.reservation_id, ct.image_revision_id FROM vcl.capture ct JOIN f" \
+    "          ON f.id = ct.reservation_id" \
+    "        WHERE ct.image_revision_id IS NOT NULL AND ct.reload_reservation_id IS NULL)," \
+    " ins AS (INSERT INTO vcl.reservation (computer_id, image_revision_id, operation, priority, args)" \
+    "         SELECT f.computer_id, ct.image_revision_id, 'load', f.priority," \
+    "                jsonb_build_object('after_capture', f.id)" \
+    "           FROM f JOIN ct ON ct.reservation_id = f.id RETURNING id)" \
+    "UPDATE vcl.capture x SET reload_reservation_id = ins.id FROM ins WHERE x.reservation_id = $1" \
+    " RETURNING x.reload_reservation_id"
 #endif
