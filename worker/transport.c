@@ -1,14 +1,15 @@
 /* transport.c: see transport.h.
  *
- * Every public function dispatches through a per-kind ops table, so the "ssh"
- * kind (libssh2 + SFTP, a later issue) plugs in by filling one more table and
- * one more row of transport_kinds[]; callers never change.
+ * Every public function dispatches through a per-kind ops table
+ * (transport_impl.h): "local" is here, "ssh" (libssh2 + SFTP) is in
+ * transport_ssh.c; callers never change.
  *
  * The "local" kind runs commands with fork + execvp (never a shell): stdin is
  * /dev/null, stdout and stderr come back through pipes read with poll(), the
  * child leads its own process group so a timeout kills everything it started,
  * and every other descriptor is closed before exec. */
 #include "transport.h"
+#include "transport_impl.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -33,32 +34,6 @@
 #define READ_FILE_CAP (64LL * 1024 * 1024)
 #define COPY_BLOCK (1024 * 1024)
 #define PROGRESS_EVERY (64LL * 1024 * 1024)
-
-typedef struct transport_ops {
-    const char *kind;
-    bool (*open)(vcl_transport *t, const transport_opts *opts, vcl_error *e);
-    void (*close)(vcl_transport *t);
-    bool (*exec)(vcl_transport *t, const char *const argv[], int timeout_s,
-                 transport_result *res, vcl_error *e);
-    bool (*stat)(vcl_transport *t, const char *path, transport_stat_info *st, vcl_error *e);
-    bool (*write_file)(vcl_transport *t, const char *path, const void *data, size_t len,
-                       mode_t mode, vcl_error *e);
-    bool (*read_file)(vcl_transport *t, const char *path, char **data, size_t *len, vcl_error *e);
-    bool (*rename)(vcl_transport *t, const char *from, const char *to, vcl_error *e);
-    bool (*rename_noreplace)(vcl_transport *t, const char *from, const char *to,
-                             bool *existed, vcl_error *e);
-    bool (*remove)(vcl_transport *t, const char *path, vcl_error *e);
-    bool (*mkdir_p)(vcl_transport *t, const char *path, mode_t mode, vcl_error *e);
-    bool (*list_dir)(vcl_transport *t, const char *dir, char ***names, size_t *n, vcl_error *e);
-    bool (*copy_in)(vcl_transport *t, const char *local_src, const char *dst,
-                    transport_progress_fn progress, void *opaque, vcl_error *e);
-    bool (*glob)(vcl_transport *t, const char *pattern, char ***paths, size_t *n, vcl_error *e);
-} transport_ops;
-
-struct vcl_transport {
-    const transport_ops *ops;
-    void *priv;                 /* per-kind state (ssh session later); NULL for local */
-};
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -864,7 +839,7 @@ static const struct {
     const transport_ops *ops;
 } transport_kinds[] = {
     { "local", &local_ops },
-    { "ssh", NULL },
+    { "ssh", &transport_ssh_ops },
 };
 
 /* ------------------------------------------------------------------- public */

@@ -1,8 +1,12 @@
 /* transport.h: how the worker reaches a node's shell and files.
  * One interface, two kinds: "local" (this host, argv via fork/exec, never a
- * shell) and "ssh" (libssh2; a later issue). Commands are always argv arrays.
- * All functions fill a vcl_error on failure: unreachable/timeouts are
- * retryable, bad arguments permanent. */
+ * shell) and "ssh" (libssh2, transport_ssh.c: key auth, host key checked
+ * against a known_hosts file, every argument single-quoted for the remote
+ * POSIX shell, files through SFTP; sessions pooled per node and reused by
+ * all threads and jobs, see the comment at the top of transport_ssh.c).
+ * Commands are always argv arrays. All functions fill a vcl_error on
+ * failure: unreachable/timeouts are retryable, bad arguments, unknown or
+ * changed host keys and refused keys permanent. */
 #ifndef VCL_TRANSPORT_H
 #define VCL_TRANSPORT_H
 #include <stdbool.h>
@@ -13,12 +17,12 @@
 typedef struct vcl_transport vcl_transport;
 
 typedef struct transport_opts {
-    const char *host;          /* ssh only */
-    int port;                  /* ssh only */
-    const char *user;          /* ssh only */
-    const char *private_key;   /* ssh only */
-    const char *known_hosts;   /* ssh only */
-    int connect_timeout_s;
+    const char *host;          /* ssh only: node row ssh_host ("[::1]" allowed) */
+    int port;                  /* ssh only: node row ssh_port; 0 = 22 */
+    const char *user;          /* ssh only: node row ssh_user; NULL/"" = this process's user */
+    const char *private_key;   /* ssh only: config ssh_private_key (required) */
+    const char *known_hosts;   /* ssh only: config ssh_known_hosts (required) */
+    int connect_timeout_s;     /* ssh only: TCP connect + handshake + auth; 0 = 15 */
 } transport_opts;
 
 typedef struct transport_result {
@@ -72,7 +76,12 @@ bool transport_mkdir_p(vcl_transport *t, const char *path, mode_t mode, vcl_erro
 bool transport_list_dir(vcl_transport *t, const char *dir, char ***names, size_t *n, vcl_error *e);
 void transport_names_free(char **names, size_t n);
 /* Copy a file from this host onto the node (local: a plain copy keeping
- * sparseness). Writes dst directly; callers use a temp name and rename. */
+ * sparseness). Writes dst directly; callers use a temp name and rename.
+ * ssh: streamed over SFTP with holes kept (SEEK_HOLE and all-zero 64 KiB
+ * blocks become SFTP seeks); when dst already exists and is a prefix of the
+ * source (a copy cut short: 17 blocks compared), the copy resumes at its
+ * size, else dst is truncated. progress gets (done, total) at the start,
+ * every 64 MiB and at the end. */
 bool transport_copy_in(vcl_transport *t, const char *local_src, const char *dst,
                        transport_progress_fn progress, void *opaque, vcl_error *e);
 

@@ -219,3 +219,68 @@ wait_for() {
     rm -f "$out"
     return 1
 }
+
+# world_sshd: a private sshd on loopback for the ssh transport, as root.
+# Generates in $WORLD/ssh: host_ed25519 (host key), id_ed25519{,.pub} (the
+# client key), authorized_keys, known_hosts (one line for [127.0.0.1]:PORT),
+# sshd_config (Port PORT, ListenAddress 127.0.0.1, keys only, no PAM,
+# PidFile $WORLD/ssh/sshd.pid, LogLevel VERBOSE: one "Accepted publickey"
+# line per session and one "Starting session" line per command); starts
+# `/usr/sbin/sshd -D -f $WORLD/ssh/sshd_config -E $WORLD/ssh/sshd.log` on a
+# free port (retrying another when the bind loses a race), stops it on exit.
+# Exports VCL_SSH_PORT, VCL_SSH_KEY, VCL_SSH_KNOWN_HOSTS, VCL_SSH_DIR.
+# Returns 1 (with a diag) when no sshd can run here.
+world_sshd() {
+    local d=$WORLD/ssh port pid try
+    [[ -x /usr/sbin/sshd ]] || { diag "world_sshd: /usr/sbin/sshd is not installed"; return 1; }
+    ((EUID == 0)) || { diag "world_sshd: needs root (logs in as root over loopback)"; return 1; }
+    mkdir -p "$d" /run/sshd
+    chmod 700 "$d"
+    ssh-keygen -q -t ed25519 -N '' -C "vcl-test-host" -f "$d/host_ed25519" >/dev/null || return 1
+    ssh-keygen -q -t ed25519 -N '' -C "vcl-test-client" -f "$d/id_ed25519" >/dev/null || return 1
+    cp "$d/id_ed25519.pub" "$d/authorized_keys"
+    for try in 1 2 3 4 5 6 7 8; do
+        port=$((20000 + RANDOM % 30000))
+        ss -Htln "sport = :$port" 2>/dev/null | grep -q . && continue
+        cat >"$d/sshd_config" <<EOS
+Port $port
+ListenAddress 127.0.0.1
+HostKey $d/host_ed25519
+AuthorizedKeysFile $d/authorized_keys
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+StrictModes no
+UsePAM no
+PidFile $d/sshd.pid
+LogLevel VERBOSE
+MaxStartups 100:30:200
+MaxSessions 64
+ClientAliveInterval 30
+Subsystem sftp internal-sftp
+# bash sources ~/.bashrc for commands run by sshd unless SHLVL says it is not
+# the top-level shell: a heavy root .bashrc (pyenv init ...) would cost every
+# remote command hundreds of ms and could print into its stdout.
+SetEnv SHLVL=1
+EOS
+        : >"$d/sshd.log"
+        /usr/sbin/sshd -D -f "$d/sshd_config" -E "$d/sshd.log" </dev/null &
+        pid=$!
+        if wait_for "sshd listening on 127.0.0.1:$port" 10 \
+            bash -c "grep -q 'Server listening' '$d/sshd.log' || ! kill -0 $pid 2>/dev/null" &&
+            kill -0 "$pid" 2>/dev/null; then
+            world_track_pid "$pid"
+            printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$d/host_ed25519.pub")" >"$d/known_hosts"
+            VCL_SSH_PORT=$port
+            VCL_SSH_KEY=$d/id_ed25519
+            VCL_SSH_KNOWN_HOSTS=$d/known_hosts
+            VCL_SSH_DIR=$d
+            export VCL_SSH_PORT VCL_SSH_KEY VCL_SSH_KNOWN_HOSTS VCL_SSH_DIR
+            return 0
+        fi
+        _world_kill_pid "$pid"
+        diag "world_sshd: sshd on port $port did not start: $(tail -n 2 "$d/sshd.log")"
+    done
+    return 1
+}
