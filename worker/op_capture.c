@@ -806,17 +806,16 @@ static bool st_after(void *opaque, char *detail, size_t dlen, vcl_error *e)
 
 static const stage_def capture_stages[] = {
     { "shutdown", st_shutdown,
-      "check the domain, record the target revision and stem, shut the guest down (ACPI every "
-      "5 s, destroy after args shutdown_timeout, default 60 s)" },
+      "record the target revision; ACPI shutdown every 5 s, destroy after shutdown_timeout" },
     { "flatten", st_flatten,
       "qemu-img convert the COW and its backing chain into <master dir>/<stem>.qcow2.tmp-<id>" },
     { "verify", st_verify, "qemu-img check; qcow2, no backing file, the disk's virtual size" },
     { "publish", st_publish, "rename into <master dir>/<stem>.qcow2, never over a file" },
     { "upload", st_upload,
-      "copy into the first repository path (temp name, verify, rename); skip a verified copy" },
+      "copy into the first repository path (temp name, verify, no-replace rename)" },
     { "register", st_register, "INSERT the new image revision (production false), once" },
     { "after", st_after,
-      "args after=off (default): leave it off, RELOAD; after=reload: queue a load of it" },
+      "after=off (default): leave it off, RELOAD; after=reload: queue its load" },
     { NULL, NULL, NULL },
 };
 
