@@ -54,6 +54,8 @@ typedef struct ctl {
     bool json;                   /* --json: machine output from PostgreSQL */
     bool quiet;                  /* --quiet: no confirmations, only results */
     int verbose;                 /* -v: info logs, -vv: debug (SQL) */
+    const char *ssh_key;         /* --ssh-key, else $VCL_SSH_KEY: ssh nodes (status) */
+    const char *known_hosts;     /* --known-hosts, else $VCL_SSH_KNOWN_HOSTS */
     db_conn *db;                 /* opened on first use */
     const struct command *cmd;   /* the command running, for usage errors */
     char path[64];               /* its full name: "node add" */
@@ -244,6 +246,17 @@ static int global_option(ctl *c, int argc, char **argv, int *i)
         if (*i + 1 >= argc)
             return -1;
         c->conninfo = argv[++*i];
+    } else if (strncmp(s, "--ssh-key=", 10) == 0) {
+        c->ssh_key = s + 10;
+    } else if (strncmp(s, "--known-hosts=", 14) == 0) {
+        c->known_hosts = s + 14;
+    } else if (strcmp(s, "--ssh-key") == 0 || strcmp(s, "--known-hosts") == 0) {
+        if (*i + 1 >= argc)
+            return -1;
+        if (s[2] == 's')
+            c->ssh_key = argv[++*i];
+        else
+            c->known_hosts = argv[++*i];
     } else {
         return 0;
     }
@@ -284,7 +297,7 @@ static bool parse_args(ctl *c, const struct command *cmd, const optspec *spec, i
         }
         int g = global_option(c, argc, argv, &i);
         if (g < 0) {
-            *rc = usage_error(c, "option '--db' needs a value");
+            *rc = usage_error(c, "option '%s' needs a value", argv[i]);
             return false;
         }
         if (g > 0)
@@ -2071,7 +2084,8 @@ static int cmd_status(ctl *c, const args *a)
         return EXIT_FAIL;
     memset(&rep, 0, sizeof rep);
     vcl_error_clear(&e);
-    if (!node_status_check_computer(c->db, name, &rep, &e)) {
+    transport_opts ssh = { .private_key = c->ssh_key, .known_hosts = c->known_hosts };
+    if (!node_status_check_computer_opts(c->db, name, &ssh, &rep, &e)) {
         if (strstr(e.msg, "no computer") || strstr(e.msg, "unknown computer") ||
             strstr(e.msg, "not found")) {
             long long id;
@@ -2278,6 +2292,10 @@ static const char GLOBAL_HELP[] =
     "  --json         machine-readable output (JSON made by PostgreSQL)\n"
     "  --quiet, -q    no confirmations or notes; results and errors only\n"
     "  -v, -vv        log at info, debug (SQL) level on stderr\n"
+    "  --ssh-key FILE, --known-hosts FILE\n"
+    "                 private key and known_hosts file for nodes reached over ssh\n"
+    "                 (status; default: $VCL_SSH_KEY, $VCL_SSH_KNOWN_HOSTS); host\n"
+    "                 keys are always verified, unknown ones never accepted\n"
     "exit status: 0 ok, 1 failed, 2 usage error\n";
 
 static void print_usage_line(FILE *f, const command *cmd, const char *path)
@@ -2431,6 +2449,8 @@ int main(int argc, char **argv)
     int i = 1, rc;
     const char *env = getenv("VCL_DATABASE");
     c.conninfo = env ? env : "";
+    c.ssh_key = getenv("VCL_SSH_KEY");
+    c.known_hosts = getenv("VCL_SSH_KNOWN_HOSTS");
     log_set_worker(NULL);
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -2439,7 +2459,7 @@ int main(int argc, char **argv)
         }
         int g = global_option(&c, argc, argv, &i);
         if (g < 0)
-            return usage_error(&c, "option '--db' needs a value CONNINFO");
+            return usage_error(&c, "option '%s' needs a value", argv[i]);
         if (g == 0)
             return usage_error(&c, "unknown option '%s'", argv[i]);
     }

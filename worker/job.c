@@ -82,6 +82,9 @@ bool job_load(job *j, db_conn *db, long long id, long long token, vcl_error *e)
     COPY(j->arg_snapshot, db_get_str(r, 0, c++));
     COPY(j->arg_description, db_get_str(r, 0, c++));
     COPY(j->arg_timeout, db_get_str(r, 0, c++));
+    COPY(j->ssh_host, db_get_str(r, 0, c++));
+    j->ssh_port = (int)db_get_ll(r, 0, c++);
+    COPY(j->ssh_user, db_get_str(r, 0, c++));
 
     if (repos && repos[0]) {
         size_t n = 1;
@@ -111,6 +114,14 @@ void job_clear(job *j)
     memset(j, 0, sizeof *j);
 }
 
+const transport_opts *job_transport_opts(job *j)
+{
+    j->topts = (transport_opts){ .host = j->ssh_host, .port = j->ssh_port, .user = j->ssh_user,
+                                 .private_key = j->cfg ? j->cfg->ssh_private_key : NULL,
+                                 .known_hosts = j->cfg ? j->cfg->ssh_known_hosts : NULL };
+    return &j->topts;
+}
+
 bool job_prepare(job *j, vcl_error *e)
 {
     if (j->prepared)
@@ -120,8 +131,10 @@ bool job_prepare(job *j, vcl_error *e)
     for (size_t i = 0; i < j->n_repo; i++)
         if (!repo_path_check(j->repo_paths[i], e))
             return false;
-    if (!j->t && !(j->t = transport_new(j->transport_kind, NULL, e)))
-        return vcl_error_prefix(e, "node %s", j->node);
+    if (!j->t) {
+        if (!(j->t = transport_new(j->transport_kind, job_transport_opts(j), e)))
+            return vcl_error_prefix(e, "node %s", j->node);
+    }
     if (!j->conn && !(j->conn = virt_open(j->libvirt_uri, e)))
         return false;
     j->nh.t = j->t;

@@ -40,6 +40,10 @@ typedef struct job {
     char node[128];
     char libvirt_uri[512];
     char transport_kind[16];
+    char ssh_host[256];        /* ssh transport: node row ssh_host, ssh_port, ssh_user */
+    int ssh_port;
+    char ssh_user[64];         /* "" = the worker's own user */
+    transport_opts topts;      /* filled by job_transport_opts() */
     char master_dir[PATH_MAX];
     char cow_dir[PATH_MAX];
     char xml_dir[PATH_MAX];
@@ -77,6 +81,10 @@ bool job_load(job *j, db_conn *db, long long id, long long token, vcl_error *e);
  * Idempotent. Bad names/paths are permanent errors. */
 bool job_prepare(job *j, vcl_error *e);
 void job_clear(job *j);
+/* How to reach the job's node over ssh: host, port, user from the node row,
+ * key and known_hosts from the worker config (for transport_new and
+ * node_status_check_computer_opts). Points into j (j->topts). */
+const transport_opts *job_transport_opts(job *j);
 
 /* Fenced writes (condition: this reservation still runs under our token).
  * false + e->cls NONE when fenced out. */

@@ -84,6 +84,13 @@ cleanup:
 bool node_status_check_computer(db_conn *db, const char *computer_name, node_status_report *out,
                                 vcl_error *e)
 {
+    return node_status_check_computer_opts(db, computer_name, NULL, out, e);
+}
+
+bool node_status_check_computer_opts(db_conn *db, const char *computer_name,
+                                     const transport_opts *ssh, node_status_report *out,
+                                     vcl_error *e)
+{
     memset(out, 0, sizeof *out);
     bool ok = false;
     virConnectPtr conn = NULL;
@@ -105,8 +112,18 @@ bool node_status_check_computer(db_conn *db, const char *computer_name, node_sta
     bool post = db_get_bool(r, 0, 6);
     snprintf(out->node, sizeof out->node, "%s", PQgetvalue(r, 0, 7));
     snprintf(out->revision, sizeof out->revision, "%s", PQgetvalue(r, 0, 10));
-    if (!(t = transport_new(PQgetvalue(r, 0, 9), NULL, e)) ||
-        !(conn = virt_open(PQgetvalue(r, 0, 8), e)))
+    transport_opts to = { .host = PQgetvalue(r, 0, 11), .port = atoi(PQgetvalue(r, 0, 12)),
+                          .user = PQgetvalue(r, 0, 13) };
+    if (ssh) {
+        to.private_key = ssh->private_key;
+        to.known_hosts = ssh->known_hosts;
+        to.connect_timeout_s = ssh->connect_timeout_s;
+    }
+    if (!(t = transport_new(PQgetvalue(r, 0, 9), &to, e))) {
+        vcl_error_prefix(e, "node %s", out->node);
+        goto cleanup;
+    }
+    if (!(conn = virt_open(PQgetvalue(r, 0, 8), e)))
         goto cleanup;
     node_status_facts f;
     if (!node_status_gather(conn, t, uuid, out->domain, cow, master, post, &f, e))

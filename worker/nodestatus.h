@@ -21,9 +21,15 @@ typedef struct node_status_report {
 
 /* Load the computer's rows, ask libvirt on its node, fill out. false only when
  * the check itself could not run (unknown computer: permanent; node
- * unreachable: retryable). */
+ * unreachable: retryable). Without ssh settings: ssh nodes fail (no key). */
 bool node_status_check_computer(db_conn *db, const char *computer_name, node_status_report *out,
                                 vcl_error *e);
+#include "transport.h"
+/* The same with the ssh key, known_hosts and connect timeout to reach an ssh
+ * node (host, port and user come from the node row; NULL = none). */
+bool node_status_check_computer_opts(db_conn *db, const char *computer_name,
+                                     const transport_opts *ssh, node_status_report *out,
+                                     vcl_error *e);
 
 #include <libvirt/libvirt.h>
 #include "transport.h"

@@ -230,7 +230,8 @@ static bool st_status_check(void *opaque, char *detail, size_t dlen, vcl_error *
 {
     job *j = opaque;
     node_status_report rep;
-    if (!node_status_check_computer(j->db, j->computer, &rep, e))
+    if (!node_status_check_computer_opts(j->db, j->computer, job_transport_opts(j), &rep,
+                                         e))
         return false;
     snprintf(detail, dlen, "%s: %s", rep.status, rep.reason);
     return job_write_status(j, rep.status, rep.reason, false, e);

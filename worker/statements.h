@@ -40,7 +40,8 @@
     "       coalesce(i.id, 0), coalesce(ir.id, 0), coalesce(ir.revision, 0), coalesce(i.name, '')," \
     "       coalesce(i.os_type, 'none'), coalesce(ir.file_stem, '')," \
     "       coalesce(r.args->>'snapshot', ''), coalesce(r.args->>'description', '')," \
-    "       coalesce(r.args->>'timeout', '')" \
+    "       coalesce(r.args->>'timeout', '')," \
+    "       coalesce(n.ssh_host, ''), coalesce(n.ssh_port, 22), coalesce(n.ssh_user, '')" \
     "  FROM vcl.reservation r" \
     "  JOIN vcl.computer c ON c.id = r.computer_id" \
     "  JOIN vcl.node n ON n.id = c.node_id" \
@@ -88,7 +89,8 @@
     "SELECT c.id, c.name, coalesce(c.domain_name, ''), coalesce(c.domain_uuid::text, '')," \
     "       coalesce(c.cow_path, ''), coalesce(c.master_path, ''), c.post_load_at IS NOT NULL," \
     "       n.name, n.libvirt_uri, n.transport," \
-    "       coalesce(i.name || ':' || ir.revision, '')" \
+    "       coalesce(i.name || ':' || ir.revision, '')," \
+    "       coalesce(n.ssh_host, ''), coalesce(n.ssh_port, 22), coalesce(n.ssh_user, '')" \
     "  FROM vcl.computer c JOIN vcl.node n ON n.id = c.node_id" \
     "  LEFT JOIN vcl.image_revision ir ON ir.id = c.current_revision_id" \
     "  LEFT JOIN vcl.image i ON i.id = ir.image_id" \
