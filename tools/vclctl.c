@@ -1302,7 +1302,8 @@ static const optspec OPTS_IMAGE_WHERE[] = {
 /* The nodes to look on, with what image.c needs: $1 NULL = every node. */
 #define IMAGE_NODES_SQL                                                                    \
     "SELECT n.name, n.transport, n.master_image_dir,"                                     \
-    " array_to_string(n.repository_paths, E'\\x1f')"                                      \
+    " array_to_string(n.repository_paths, E'\\x1f'), coalesce(n.ssh_host, ''),"           \
+    " coalesce(n.ssh_port, 22), coalesce(n.ssh_user, '')"                                 \
     " FROM vcl.node n WHERE $1::text IS NULL OR n.name = $1::text ORDER BY n.name"
 
 /* One node's answer, joined into \x1f-separated columns for the query that
@@ -1412,10 +1413,15 @@ static int image_where(ctl *c, const args *a, bool want_size)
         image_req req = { .master_path = master, .file_stem = stem, .disk_format = "qcow2",
                           .repo_paths = paths, .n_repo = np_ };
         image_location loc;
+        /* ssh nodes: where from the node row; the key and known_hosts file
+         * from $VCL_SSH_KEY and $VCL_SSH_KNOWN_HOSTS (the worker has them in
+         * its config). */
+        transport_opts to = { .host = PQgetvalue(r, i, 4), .port = atoi(PQgetvalue(r, i, 5)),
+                              .user = PQgetvalue(r, i, 6)[0] ? PQgetvalue(r, i, 6) : NULL,
+                              .private_key = getenv("VCL_SSH_KEY"),
+                              .known_hosts = getenv("VCL_SSH_KNOWN_HOSTS") };
         vcl_error_clear(&e);
-        /* ssh nodes: the transport takes its keys from its defaults, as for
-         * `vclctl status` (nodestatus.c). */
-        if (!(req.t = transport_new(kind, NULL, &e)) || !image_locate(&req, &loc, &e)) {
+        if (!(req.t = transport_new(kind, &to, &e)) || !image_locate(&req, &loc, &e)) {
             where_add(w, nname, "error", e.msg, 0, -1, -1);
             missing++;
         } else if (loc.at == IMAGE_AT_NONE) {

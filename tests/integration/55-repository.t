@@ -80,6 +80,23 @@ is "$rc" 1 "an unknown revision is an error"
 "$VCLCTL" image exists "$T-q" --node nosuch >/dev/null 2>&1; rc=$?
 is "$rc" 1 "an unknown node is an error"
 
+# The same answers over the ssh transport (loopback sshd; vclctl takes the
+# key and known_hosts from $VCL_SSH_KEY and $VCL_SSH_KNOWN_HOSTS).
+if world_sshd; then
+    ok "node3 (ssh)" "$VCLCTL" node add node3 --uri "$URI" --transport ssh --ssh-host 127.0.0.1 \
+        --ssh-port "$VCL_SSH_PORT" --ssh-user root --master-dir "$WORLD/master" \
+        --cow-dir "$WORLD/cow" --xml-dir "$WORLD/xml" --repo "$WORLD/not-mounted" --repo "$WORLD/rep*/sub"
+    like "$("$VCLCTL" image size "$T-v" --node node3)" "node3 +$vsum +$(mb $vsum) +repository +4 +$R/$T-v-v1.vmdk" \
+         "over ssh: the split vmdk's descriptor, 4 files, the same sum"
+    like "$("$VCLCTL" image exists "$T-m" --node node3)" "node3 +node +$WORLD/master/$T-m-v1.qcow2" \
+         "over ssh: the master on the node"
+    "$VCLCTL" image exists "$T-x" --node node3 >/dev/null 2>&1; rc=$?
+    is "$rc" 1 "over ssh: side files only is missing"
+    ok "node3 removed again" psql_val "DELETE FROM vcl.node WHERE name = 'node3'"
+else
+    skip "no sshd here: the ssh transport is not exercised" 4
+fi
+
 # --- 2. a partial <master>.tmp-N is not a master ------------------------------
 qemu-img create -q -f qcow2 "$R/$T-s-v1.qcow2" 64M
 head -c 65536 "$R/$T-s-v1.qcow2" >"$WORLD/master/$T-s-v1.qcow2.tmp-123"
