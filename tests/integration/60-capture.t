@@ -177,4 +177,28 @@ is "$(psql_val "SELECT c.node_status || ' ' || ir.file_stem FROM vcl.computer c 
    "READY $T-blank-v$rev" "$T-pc3 reloaded from its capture"
 is "$(find "$WORLD" -name '*.tmp-*' | wc -l)" 0 "no temporary files anywhere"
 is "$(V list --all --name | grep -c "^$T-pc3:")" 1 "exactly one domain for $T-pc3"
+
+# --- 6. the same over the ssh transport (loopback sshd) -----------------------
+if world_sshd; then
+    mkdir -p "$WORLD/master2" && chmod 755 "$WORLD/master2"
+    ok "node2 (ssh)" "$VCLCTL" node add node2 --uri "$URI" --transport ssh --ssh-host 127.0.0.1 \
+        --ssh-port "$VCL_SSH_PORT" --ssh-user root --master-dir "$WORLD/master2" \
+        --cow-dir "$WORLD/cow" --xml-dir "$WORLD/xml" --repo "$R"
+    ok "computer $T-pc4 on node2" "$VCLCTL" computer add "$T-pc4" --node node2 \
+        --mac "52:54:00:$(printf %02x $((RANDOM % 256))):60:04" --memory 128 --vcpus 1
+    for v in 1 2 3 4 5 6; do world_track_domain "$T-pc4:$T-blank-v$v"; done
+    cfg_ssh=$(world_config wssh "ssh_private_key: \"$VCL_SSH_KEY\"" "ssh_known_hosts: \"$VCL_SSH_KNOWN_HOSTS\"")
+    "$VCLCTL" load $T-pc4 $T-blank:1 >/dev/null
+    "$WORKER" --config "$cfg_ssh" --drain 2>>"$WORLD/wssh.log"
+    is "$(psql_val "SELECT node_status FROM vcl.computer WHERE name = '$T-pc4'")" READY "$T-pc4 loaded over ssh"
+    id=$("$VCLCTL" capture $T-pc4 --shutdown-timeout 1)
+    "$WORKER" --config "$cfg_ssh" --drain 2>>"$WORLD/wssh.log"
+    is "$(psql_val "SELECT state FROM vcl.reservation WHERE id = $id")" done "capture over ssh done"
+    rev=$(psql_val "SELECT revision FROM vcl.capture WHERE reservation_id = $id")
+    is "$rev" 5 "revision 5"
+    is "$(backing "$WORLD/master2/$T-blank-v$rev.qcow2")" "" "its master on node2 has no backing file"
+    ok "its repository copy matches" qemu-img compare -U -f qcow2 -F qcow2 "$WORLD/master2/$T-blank-v$rev.qcow2" "$R/$T-blank-v$rev.qcow2"
+else
+    skip "no sshd here: capture over the ssh transport not exercised" 7
+fi
 done_testing
