@@ -506,26 +506,54 @@ static void id_list_free(id_list *l)
 }
 
 /* Operations with no stages (noop) have nothing to run: they are complete
- * as soon as they are claimed, and their completions go back in one
- * statement per claim (batched completion, the source of queue throughput). */
-static void complete_batch(pool *p, id_list *done)
+ * as soon as they are claimed. Their completion rides in the claim's own
+ * transaction (one commit per claim, however many rows: batched completion
+ * is where queue throughput comes from). */
+static bool complete_in_claim(pool *p, id_list *done, vcl_error *e)
 {
     if (!done->n)
-        return;
+        return true;
     id_list_close(done);
-    vcl_error e;
-    vcl_error_clear(&e);
     const char *prm[2] = { done->ids, done->toks };
-    PGresult *r = db_exec(p->db, SQL_COMPLETE, 2, prm, &e);
-    if (!r)
-        log_error("completing %d job(s): %s (their leases will expire and they will be "
-                  "claimed again)", done->n, e.msg);
-    else
-        log_debug("completed %d job(s) in one statement", PQntuples(r));
+    PGresult *r = db_exec(p->db, SQL_COMPLETE, 2, prm, e);
+    if (r)
+        log_debug("completed %d job(s) with their claim", PQntuples(r));
     PQclear(r);
+    return r != NULL;
 }
 
-/* Returns rows claimed, -1 on error. */
+static void start_slot(pool *p, long long id, long long token)
+{
+    slot *s = NULL;
+    pthread_mutex_lock(&p->mu);
+    for (int i = 0; i < p->cfg->slots && i < MAX_SLOTS && !s; i++)
+        if (p->slots[i].state == SLOT_IDLE)
+            s = &p->slots[i];
+    if (s) {
+        s->state = SLOT_RUNNING;
+        s->id = id;
+        s->token = token;
+        atomic_store(&s->lost, 0);
+        s->cfg = p->cfg;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (!s) {
+        log_error("claimed more rows than free slots (bug); the lease of reservation %lld will "
+                  "expire", id);
+        return;
+    }
+    log_debug("claimed reservation %lld (token %lld)", id, token);
+    if (pthread_create(&s->th, NULL, slot_main, s) != 0) {
+        log_error("cannot start a thread for reservation %lld; its lease will expire", id);
+        pthread_mutex_lock(&p->mu);
+        s->state = SLOT_IDLE;
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+/* One transaction: claim up to `want` rows, complete the ones with nothing
+ * to run, commit; then hand the others to slots (after the commit, so their
+ * fenced writes see the claim). Returns rows claimed, -1 on error. */
 static int claim(pool *p, int want)
 {
     vcl_error e;
@@ -535,53 +563,52 @@ static int claim(pool *p, int want)
     db_param_ll(&prm, p->worker_id);
     db_param_ll(&prm, want);
     db_param_ll(&prm, p->cfg->lease_seconds);
+    id_list done;
+    memset(&done, 0, sizeof done);
+    long long *wid = NULL, *wtok = NULL;
+    int n = -1;
+    if (!db_run(p->db, "BEGIN", 0, NULL, &e)) {
+        log_error("claim: %s", e.msg);
+        return -1;
+    }
     PGresult *r = db_exec(p->db, SQL_CLAIM, prm.n, prm.v, &e);
     if (!r) {
-        if (strcmp(db_sqlstate(p->db), "23505") == 0) {
+        bool race = strcmp(db_sqlstate(p->db), "23505") == 0;
+        db_run(p->db, "ROLLBACK", 0, NULL, &(vcl_error){ 0 });
+        if (race) {
             log_debug("claim raced with another worker on one computer; trying again");
             return 0;
         }
         log_error("claim: %s", e.msg);
         return -1;
     }
-    int n = PQntuples(r);
-    id_list done;
-    memset(&done, 0, sizeof done);
-    for (int k = 0; k < n; k++) {
+    int got = PQntuples(r);
+    wid = calloc((size_t)got + 1, sizeof *wid);
+    wtok = calloc((size_t)got + 1, sizeof *wtok);
+    int nw = 0;
+    for (int k = 0; k < got && wid && wtok; k++) {
         long long id = db_get_ll(r, k, 0), token = db_get_ll(r, k, 1);
         const op_def *op = ops_find(PQgetvalue(r, k, 2));
         if (op && stage_count(op) == 0) {
             id_list_add(&done, id, token);
-            continue;
-        }
-        slot *s = NULL;
-        pthread_mutex_lock(&p->mu);
-        for (int i = 0; i < p->cfg->slots && i < MAX_SLOTS && !s; i++)
-            if (p->slots[i].state == SLOT_IDLE)
-                s = &p->slots[i];
-        if (s) {
-            s->state = SLOT_RUNNING;
-            s->id = id;
-            s->token = token;
-            atomic_store(&s->lost, 0);
-            s->cfg = p->cfg;
-        }
-        pthread_mutex_unlock(&p->mu);
-        if (!s) {
-            log_error("claimed more rows than free slots (bug); the lease of reservation %lld "
-                      "will expire", id);
-            continue;
-        }
-        log_debug("claimed reservation %lld (token %lld)", s->id, s->token);
-        if (pthread_create(&s->th, NULL, slot_main, s) != 0) {
-            log_error("cannot start a thread for reservation %lld", s->id);
-            pthread_mutex_lock(&p->mu);
-            s->state = SLOT_IDLE;
-            pthread_mutex_unlock(&p->mu);
+        } else {
+            wid[nw] = id;
+            wtok[nw++] = token;
         }
     }
     PQclear(r);
-    complete_batch(p, &done);
+    if (!wid || !wtok || !complete_in_claim(p, &done, &e) ||
+        !db_run(p->db, "COMMIT", 0, NULL, &e)) {
+        log_error("claim: %s (nothing was claimed)", wid ? e.msg : "out of memory");
+        db_run(p->db, "ROLLBACK", 0, NULL, &(vcl_error){ 0 });
+        goto cleanup;
+    }
+    for (int k = 0; k < nw; k++)
+        start_slot(p, wid[k], wtok[k]);
+    n = got;
+cleanup:
+    free(wid);
+    free(wtok);
     id_list_free(&done);
     return n;
 }
