@@ -200,8 +200,9 @@ wait_for() {
     local out rc start now deadline
     out=$(mktemp "${TMPDIR:-/tmp}/wait_for.XXXXXX")
     start=$(date +%s%N)
-    # TIMEOUT_S may have a fraction (e.g. 0.5).
-    deadline=$((start + $(awk -v t="$timeout" 'BEGIN { printf "%d", t * 1e9 }')))
+    # TIMEOUT_S may have a fraction (e.g. 0.5). "%.0f", not "%d": mawk's %d
+    # clamps to 2^31-1 (2.1 s in nanoseconds).
+    deadline=$((start + $(awk -v t="$timeout" 'BEGIN { printf "%.0f", t * 1e9 }')))
     while :; do
         rc=0
         "$@" >"$out" 2>&1 || rc=$?
@@ -283,4 +284,93 @@ EOS
         diag "world_sshd: sshd on port $port did not start: $(tail -n 2 "$d/sshd.log")"
     done
     return 1
+}
+
+# world_worker NAME [--fault STAGE:POINT] [ARGS...]
+#     start a vcl-worker in the background with --config $WORLD/NAME.yaml
+#     (write it first: world_config NAME ...) and ARGS; its stdout and stderr
+#     are appended to $WORLD/NAME.log. Sets WORLD_WORKER_PID to the worker's
+#     own pid (signal it directly: kill -STOP/-CONT/-TERM). It runs under a
+#     small wrapper subshell that reaps it (so bash prints no "Killed" line
+#     for a worker that SIGKILLs itself); world_worker_wait gets its exit
+#     status. Tracked: on exit it gets SIGCONT (it may be stopped), SIGTERM,
+#     then SIGKILL after 5 s. --fault runs build/test/vcl-worker (the same
+#     code plus test hooks) with VCL_FAULT=STAGE:POINT (see fault_point() in
+#     worker/pool.c); otherwise $VCL_WORKER_BIN, default bin/vcl-worker.
+# world_worker_wait PID TIMEOUT_S
+#     wait until the worker PID (from world_worker) exits, at most TIMEOUT_S
+#     seconds; returns its exit status (137 = SIGKILL), or 255 (with a diag)
+#     on timeout.
+# world_track_domains PREFIX
+#     on exit: destroy and undefine, in parallel, every domain on
+#     $VCL_TEST_URI whose name starts with PREFIX (a prefix unique to this
+#     world, e.g. "t${WORLD##*.}-"). Call it early: cleanups run in reverse,
+#     so it runs after the workers started later are gone.
+declare -A _WORLD_WRAPPER=()
+
+world_worker() {
+    local name=$1 bin=${VCL_WORKER_BIN:-$ROOT/bin/vcl-worker} fault="" pidf pid i
+    shift
+    if [[ ${1:-} == --fault ]]; then
+        fault=$2
+        bin=$ROOT/build/test/vcl-worker
+        shift 2
+    fi
+    [[ -f $WORLD/$name.yaml ]] || bail "world_worker: no $WORLD/$name.yaml (world_config $name first)"
+    [[ -x $bin ]] || bail "world_worker: $bin is not built (make)"
+    pidf=$(mktemp "$WORLD/.worker-pid.XXXXXX")
+    {
+        if [[ -n $fault ]]; then
+            VCL_FAULT=$fault "$bin" --config "$WORLD/$name.yaml" "$@" </dev/null >>"$WORLD/$name.log" 2>&1 &
+        else
+            env -u VCL_FAULT "$bin" --config "$WORLD/$name.yaml" "$@" </dev/null >>"$WORLD/$name.log" 2>&1 &
+        fi
+        echo $! >"$pidf"
+        wait $!
+    } 2>/dev/null &
+    local wrapper=$!
+    for ((i = 0; i < 100; i++)); do
+        pid=$(cat "$pidf" 2>/dev/null)
+        [[ -n $pid ]] && break
+        sleep 0.05
+    done
+    rm -f "$pidf"
+    [[ -n $pid ]] || bail "world_worker: $name did not start"
+    _WORLD_WRAPPER[$pid]=$wrapper
+    WORLD_WORKER_PID=$pid
+    world_on_exit _world_kill_worker "$pid" "$wrapper"
+}
+
+_world_kill_worker() {
+    kill -CONT "$1" 2>/dev/null
+    _world_kill_pid "$1"
+    wait "$2" 2>/dev/null
+    return 0
+}
+
+world_worker_wait() {
+    local pid=$1 timeout=$2 rc=0
+    local wrapper=${_WORLD_WRAPPER[$pid]:-}
+    [[ -n $wrapper ]] || { diag "world_worker_wait: $pid was not started by world_worker"; return 255; }
+    wait_for "worker $pid to exit" "$timeout" bash -c "! kill -0 $wrapper 2>/dev/null || [ \"\$(awk '{print \$3}' /proc/$wrapper/stat 2>/dev/null)\" = Z ]" ||
+        return 255
+    wait "$wrapper" 2>/dev/null || rc=$?
+    return "$rc"
+}
+
+_world_drop_domains() {
+    local prefix=$1 uri=${VCL_TEST_URI:-} d pids=()
+    [[ -n $uri && -n $prefix ]] || return 0
+    while IFS= read -r d; do
+        [[ -n $d && $d == "$prefix"* ]] || continue
+        _world_drop_domain "$d" &
+        pids+=($!)
+    done < <(timeout 30 virsh -q -c "$uri" list --all --name 2>/dev/null)
+    ((${#pids[@]})) && wait "${pids[@]}"
+    return 0
+}
+
+world_track_domains() {
+    [[ -n ${1:-} ]] || bail "world_track_domains: empty prefix"
+    world_on_exit _world_drop_domains "$1"
 }
