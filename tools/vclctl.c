@@ -38,6 +38,11 @@
 #include "log.h"
 #include "names.h"
 #include "nodestatus.h"
+#include "virt.h"
+#include "domxml.h"
+#include <time.h>
+#include <libvirt/libvirt.h>
+#include <libxml/parser.h>
 
 /* ===================================================================== */
 /* 1. Context, exit codes, messages                                      */
@@ -59,6 +64,7 @@ typedef struct ctl {
     db_conn *db;                 /* opened on first use */
     const struct command *cmd;   /* the command running, for usage errors */
     char path[64];               /* its full name: "node add" */
+    long long last_id;           /* id of the reservation enqueue() last queued */
 } ctl;
 
 static void vsay(const char *prefix, const char *fmt, va_list ap)
@@ -1691,6 +1697,7 @@ static int enqueue(ctl *c, const args *a, const char *computer, const char *oper
     vcl_error_clear(&e);
     if (!colset_insert(c, "vcl.reservation", &s, &id, &e))
         return db_fail(c, &e, "cannot queue %s on computer '%s'", operation, computer);
+    c->last_id = id;
     if (c->json) {
         char ids[32];
         snprintf(ids, sizeof ids, "%lld", id);
@@ -2119,6 +2126,629 @@ static int cmd_status(ctl *c, const args *a)
     return EXIT_OK;
 }
 
+/* ---- power, snapshot, delete, maintenance, domains ----
+ *
+ * What changes a computer is queued as a reservation (the worker does it,
+ * staged and fenced like a load): the id is printed at once and, with
+ * --wait, the outcome when the reservation ends. What only looks (power
+ * status, snapshot list, domains) asks the node's libvirt directly. */
+
+static const optspec OPTS_POWER[] = {
+    { "wait", NULL, 0, "wait until the reservation ends and print its outcome" },
+    { "timeout", "SECONDS", 0, "shutdown: destroy the domain if the guest has not shut down "
+                               "after this long (default: the worker's shutdown_timeout_seconds)" },
+    { "priority", "N", 0, "higher runs first among claimable rows" },
+    { "max-attempts", "N", 0, "give up after N failed attempts" },
+    { NULL, NULL, 0, NULL },
+};
+
+static const optspec OPTS_SNAPSHOT[] = {
+    { "wait", NULL, 0, "wait until the reservation ends and print its outcome" },
+    { "description", "TEXT", 0, "create: a description stored with the snapshot" },
+    { "priority", "N", 0, "higher runs first among claimable rows" },
+    { "max-attempts", "N", 0, "give up after N failed attempts" },
+    { NULL, NULL, 0, NULL },
+};
+
+static const optspec OPTS_OP_WAIT[] = {
+    { "wait", NULL, 0, "wait until the reservation ends and print its outcome" },
+    { "priority", "N", 0, "higher runs first among claimable rows" },
+    { "max-attempts", "N", 0, "give up after N failed attempts" },
+    { NULL, NULL, 0, NULL },
+};
+
+/* A growing statement text (VALUES lists of any length). Only constants and
+ * $n placeholders are ever appended. */
+typedef struct dstr {
+    char *s;
+    size_t len, cap;
+    bool oom;
+} dstr;
+
+static void ds_add(dstr *d, const char *str)
+{
+    size_t n = strlen(str);
+    if (d->oom)
+        return;
+    if (d->len + n + 1 > d->cap) {
+        size_t cap = d->cap ? d->cap : 256;
+        while (cap < d->len + n + 1)
+            cap *= 2;
+        char *s = realloc(d->s, cap);
+        if (!s) {
+            d->oom = true;
+            return;
+        }
+        d->s = s;
+        d->cap = cap;
+    }
+    memcpy(d->s + d->len, str, n + 1);
+    d->len += n;
+}
+
+static void ds_param(dstr *d, int n)
+{
+    char ph[16];
+    snprintf(ph, sizeof ph, "$%d", n);
+    ds_add(d, ph);
+}
+
+/* Rows gathered from libvirt, shown through PostgreSQL, so the table looks
+ * like every other and the JSON is made by PostgreSQL:
+ *   <select> FROM (VALUES ($k,...),...) AS t(<cols>) <tail>
+ * with every value a parameter after the nfixed fixed ones ($1..). */
+typedef struct vrows {
+    int ncols, n, cap;
+    const char **v;   /* n * ncols values (owned strings), NULL = SQL NULL */
+} vrows;
+
+static bool vrows_add(vrows *r, const char *const *vals)
+{
+    if (r->n == r->cap) {
+        int cap = r->cap ? r->cap * 2 : 16;
+        const char **v = realloc(r->v, sizeof *v * (size_t)cap * (size_t)r->ncols);
+        if (!v)
+            return false;
+        r->v = v;
+        r->cap = cap;
+    }
+    for (int j = 0; j < r->ncols; j++)
+        r->v[r->n * r->ncols + j] = vals[j] ? strdup(vals[j]) : NULL;
+    r->n++;
+    return true;
+}
+
+static void vrows_free(vrows *r)
+{
+    for (int i = 0; i < r->n * r->ncols; i++)
+        free((void *)r->v[i]);
+    free(r->v);
+    memset(r, 0, sizeof *r);
+}
+
+/* json: wrap in JSON_ARRAY. Returns EXIT_*; empty_msg when there are no rows. */
+static int vrows_print(ctl *c, const vrows *r, const char *select, const char *cols,
+                       const char *tail, const char *const *fixed, int nfixed, const char *what,
+                       const char *empty_msg)
+{
+    if (r->n == 0) {
+        if (c->json)
+            printf("[]\n");
+        else if (!c->quiet)
+            printf("%s\n", empty_msg);
+        return EXIT_OK;
+    }
+    dstr d = { 0 };
+    int np = nfixed + r->n * r->ncols, k = nfixed;
+    const char **params = calloc((size_t)np, sizeof *params);
+    if (!params)
+        return fail("out of memory");
+    for (int i = 0; i < nfixed; i++)
+        params[i] = fixed[i];
+    for (int i = 0; i < r->n * r->ncols; i++)
+        params[nfixed + i] = r->v[i];
+    if (c->json)
+        ds_add(&d, "SELECT coalesce(json_agg(j), '[]'::json) FROM (");
+    ds_add(&d, select);
+    ds_add(&d, " FROM (VALUES ");
+    for (int i = 0; i < r->n; i++) {
+        ds_add(&d, i ? ", (" : "(");
+        for (int j = 0; j < r->ncols; j++) {
+            if (j)
+                ds_add(&d, ", ");
+            ds_param(&d, ++k);
+        }
+        ds_add(&d, ")");
+    }
+    ds_add(&d, ") AS t(");
+    ds_add(&d, cols);
+    ds_add(&d, ") ");
+    ds_add(&d, tail);
+    if (c->json)
+        ds_add(&d, ") j");
+    int rc;
+    if (d.oom)
+        rc = fail("out of memory");
+    else if (c->json)
+        rc = print_json(c, d.s, np, params, what);
+    else
+        rc = print_query_table(c, d.s, np, params, NULL, what, empty_msg);
+    free(d.s);
+    free(params);
+    return rc;
+}
+
+/* The node's libvirt, from its row: for the commands that only look. */
+static virConnectPtr open_node_libvirt(const char *node, const char *uri)
+{
+    vcl_error e;
+    vcl_error_clear(&e);
+    virConnectPtr conn = virt_open(uri, &e);
+    if (!conn)
+        fail("node %s: %s", node, e.msg);
+    return conn;
+}
+
+/* A computer's recorded domain and its node's libvirt. *dom NULL (and
+ * EXIT_OK) when none is recorded or it is gone; the caller closes *conn. */
+static int computer_domain(ctl *c, const char *computer, virConnectPtr *conn, virDomainPtr *dom,
+                           char *node, size_t nlen, char *recorded, size_t rlen)
+{
+    vcl_error e;
+    const char *p[1] = { computer };
+    *conn = NULL;
+    *dom = NULL;
+    vcl_error_clear(&e);
+    PGresult *r = db_exec(c->db,
+                          "SELECT coalesce(c.domain_uuid::text, ''), coalesce(c.domain_name, ''),"
+                          " n.name, n.libvirt_uri FROM vcl.computer c"
+                          " JOIN vcl.node n ON n.id = c.node_id WHERE c.name = $1",
+                          1, p, &e);
+    if (!r)
+        return db_fail(c, &e, "cannot read computer '%s'", computer);
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return fail("no computer named '%s' (see: %s computer list)", computer, PROG);
+    }
+    const char *uuid = PQgetvalue(r, 0, 0), *name = PQgetvalue(r, 0, 1);
+    snprintf(node, nlen, "%s", PQgetvalue(r, 0, 2));
+    snprintf(recorded, rlen, "%s", name);
+    int rc = EXIT_OK;
+    if (!(*conn = open_node_libvirt(node, PQgetvalue(r, 0, 3)))) {
+        rc = EXIT_FAIL;
+    } else if (uuid[0] || name[0]) {
+        bool found = uuid[0] ? virt_lookup_uuid(*conn, uuid, dom, &e)
+                             : virt_lookup_name(*conn, name, dom, &e);
+        if (!found)
+            rc = fail("node %s: %s", node, e.msg);
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* on / off / suspended / crashed: what people ask of a power switch. */
+static const char *power_word(int st)
+{
+    switch (st) {
+    case VIR_DOMAIN_RUNNING:
+    case VIR_DOMAIN_BLOCKED:
+    case VIR_DOMAIN_SHUTDOWN:
+        return "on";
+    case VIR_DOMAIN_PAUSED:
+    case VIR_DOMAIN_PMSUSPENDED:
+        return "suspended";
+    case VIR_DOMAIN_CRASHED:
+        return "crashed";
+    default:
+        return "off";
+    }
+}
+
+static int power_status(ctl *c, const char *computer)
+{
+    virConnectPtr conn = NULL;
+    virDomainPtr dom = NULL;
+    char node[128] = "", recorded[256] = "";
+    int st = VIR_DOMAIN_SHUTOFF, reason = 0;
+    int rc = computer_domain(c, computer, &conn, &dom, node, sizeof node, recorded,
+                             sizeof recorded);
+    if (rc == EXIT_OK && dom && virDomainGetState(dom, &st, &reason, 0) < 0) {
+        vcl_error e;
+        vcl_error_clear(&e);
+        virt_error(&e, NULL, "reading the state of domain %s", virDomainGetName(dom));
+        rc = fail("%s", e.msg);
+    }
+    if (rc == EXIT_OK) {
+        const char *word = dom ? power_word(st) : "off";
+        const char *dname = dom ? virDomainGetName(dom) : "";
+        if (!dom)
+            note(c, "computer %s has no domain on node %s%s%s", computer, node,
+                 recorded[0] ? " (recorded: " : "", recorded[0] ? ")" : "");
+        if (c->json) {
+            const char *p[5] = { computer, word, dname, dom ? virt_state_name(st) : "missing",
+                                 node };
+            rc = print_json(c,
+                            "SELECT json_build_object('computer', $1::text, 'power', $2::text,"
+                            " 'domain', nullif($3::text, ''), 'state', $4::text, 'node', $5::text)",
+                            5, p, "the power status");
+        } else {
+            printf("%s\n", word);
+        }
+    }
+    if (dom)
+        virDomainFree(dom);
+    virt_close(conn);
+    return rc;
+}
+
+/* The reservation's outcome, once it ends: the stage details of its last
+ * lease (done), or the failing stage and error. 0 done, 1 otherwise. */
+static int wait_reservation(ctl *c, long long id)
+{
+    char ids[32];
+    snprintf(ids, sizeof ids, "%lld", id);
+    const char *p[1] = { ids };
+    char state[16] = "";
+    bool noted = false;
+    time_t start = time(NULL);
+    for (;;) {
+        vcl_error e;
+        vcl_error_clear(&e);
+        PGresult *r = db_exec(c->db,
+                              "SELECT r.state, c.state FROM vcl.reservation r"
+                              " JOIN vcl.computer c ON c.id = r.computer_id WHERE r.id = $1::bigint",
+                              1, p, &e);
+        if (!r)
+            return db_fail(c, &e, "cannot read reservation %lld", id);
+        if (PQntuples(r) == 0) {
+            PQclear(r);
+            return fail("reservation %lld vanished while waiting for it", id);
+        }
+        snprintf(state, sizeof state, "%s", PQgetvalue(r, 0, 0));
+        bool maint = strcmp(PQgetvalue(r, 0, 1), "maintenance") == 0;
+        PQclear(r);
+        if (strcmp(state, "done") == 0 || strcmp(state, "failed") == 0 ||
+            strcmp(state, "cancelled") == 0)
+            break;
+        if (!noted && maint && strcmp(state, "pending") == 0) {
+            note(c, "the computer is in maintenance: reservation %lld waits until it is "
+                    "available again (%s computer set NAME --state available)", id, PROG);
+            noted = true;
+        } else if (!noted && time(NULL) - start >= 30) {
+            note(c, "still %s after 30 s; is a worker running? (see: %s workers, %s show %lld)",
+                 state, PROG, PROG, id);
+            noted = true;
+        }
+        struct timespec ts = { 0, 200 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    int rc = strcmp(state, "done") == 0 ? EXIT_OK : EXIT_FAIL;
+    if (c->json) {
+        int prc = print_json(
+            c,
+            "SELECT json_build_object('id', r.id, 'state', r.state, 'stage', r.stage,"
+            " 'failed_stage', r.failed_stage, 'error', CASE WHEN r.state <> 'done'"
+            " THEN r.last_error END, 'attempts', r.attempts, 'stages',"
+            " (SELECT coalesce(json_agg(json_build_object('stage', s.stage, 'outcome', s.outcome,"
+            "  'detail', s.detail) ORDER BY s.id), '[]'::json) FROM vcl.reservation_stage s"
+            "  WHERE s.reservation_id = r.id AND s.lease_token = r.lease_token))"
+            " FROM vcl.reservation r WHERE r.id = $1::bigint",
+            1, p, "the outcome");
+        return prc != EXIT_OK ? prc : rc;
+    }
+    vcl_error e;
+    vcl_error_clear(&e);
+    PGresult *r = db_exec(c->db,
+                          "SELECT r.state, coalesce(r.failed_stage, ''), coalesce(r.last_error, ''),"
+                          " r.attempts, r.max_attempts FROM vcl.reservation r"
+                          " WHERE r.id = $1::bigint",
+                          1, p, &e);
+    if (!r)
+        return db_fail(c, &e, "cannot read reservation %lld", id);
+    if (strcmp(state, "done") == 0)
+        printf("reservation %lld done\n", id);
+    else if (strcmp(state, "failed") == 0)
+        printf("reservation %lld failed in stage %s (attempt %s of %s): %s\n", id,
+               PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 3), PQgetvalue(r, 0, 4), PQgetvalue(r, 0, 2));
+    else
+        printf("reservation %lld was cancelled\n", id);
+    PQclear(r);
+    if (strcmp(state, "done") != 0)
+        return rc;
+    /* what each stage of the final run found and did */
+    vcl_error_clear(&e);
+    r = db_exec(c->db,
+                "SELECT s.stage, coalesce(s.detail, '') FROM vcl.reservation_stage s"
+                " JOIN vcl.reservation r ON r.id = s.reservation_id"
+                " WHERE s.reservation_id = $1::bigint AND s.lease_token = r.lease_token"
+                " ORDER BY s.id",
+                1, p, &e);
+    if (r) {
+        for (int i = 0; i < PQntuples(r); i++) {
+            printf("  %s: ", PQgetvalue(r, i, 0));
+            put_clean(stdout, PQgetvalue(r, i, 1));
+            fputc('\n', stdout);
+        }
+        PQclear(r);
+    }
+    return rc;
+}
+
+/* Queue an operation on a computer (args as JSON made by PostgreSQL from
+ * the given pairs); with --wait, wait for the outcome. */
+static int queue_op(ctl *c, const args *a, const char *computer, const char *operation,
+                    const char *snapshot, const char *description, const char *timeout)
+{
+    vcl_error e;
+    int rc;
+    if ((rc = check_name(c, "computer", computer)) != EXIT_OK)
+        return rc;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    const char *p[3] = { snapshot, description, timeout };
+    vcl_error_clear(&e);
+    PGresult *r = db_exec(c->db,
+                          "SELECT jsonb_strip_nulls(jsonb_build_object('snapshot', $1::text,"
+                          " 'description', $2::text, 'timeout', $3::int))::text",
+                          3, p, &e);
+    if (!r)
+        return db_fail(c, &e, "cannot build the arguments of %s", operation);
+    char *json_args = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (!json_args)
+        return fail("out of memory");
+    c->last_id = 0;
+    rc = enqueue(c, a, computer, operation, NULL, json_args);
+    free(json_args);
+    if (rc != EXIT_OK || !opt_flag(a, "wait") || !c->last_id)
+        return rc;
+    fflush(stdout);
+    return wait_reservation(c, c->last_id);
+}
+
+static int cmd_power(ctl *c, const args *a)
+{
+    static const char *const ACTIONS[] = { "on", "off", "reset", "shutdown", "status", NULL };
+    static const char *const OPS[] = { "power_on", "power_off", "power_reset", "shutdown" };
+    const char *computer = a->pos[0], *action = a->pos[1], *timeout = opt_str(a, "timeout");
+    char list[128];
+    num t;
+    int rc;
+    if (!one_of(action, ACTIONS))
+        return usage_error(c, "unknown power action '%s' (one of %s)", action,
+                           words_join(ACTIONS, list, sizeof list));
+    if ((rc = opt_num(c, a, "timeout", 1, 3600, &t)) != EXIT_OK)
+        return rc;
+    if (timeout && strcmp(action, "shutdown") != 0)
+        return usage_error(c, "--timeout goes with shutdown only");
+    if (strcmp(action, "status") == 0) {
+        if (opt_flag(a, "wait"))
+            return usage_error(c, "status queues nothing: --wait does not apply");
+        if ((rc = check_name(c, "computer", computer)) != EXIT_OK)
+            return rc;
+        if (!ctl_db(c))
+            return EXIT_FAIL;
+        return power_status(c, computer);
+    }
+    int k = 0;
+    while (strcmp(ACTIONS[k], action) != 0)
+        k++;
+    return queue_op(c, a, computer, OPS[k], NULL, NULL, t.set ? t.s : NULL);
+}
+
+/* The text of <child> of the root element ("" when absent). */
+static void xml_child_text(xmlNodePtr root, const char *child, char *out, size_t size)
+{
+    out[0] = '\0';
+    for (xmlNodePtr n = root ? root->children : NULL; n; n = n->next) {
+        if (n->type != XML_ELEMENT_NODE || xmlStrcmp(n->name, BAD_CAST child) != 0)
+            continue;
+        xmlChar *v = xmlNodeGetContent(n);
+        snprintf(out, size, "%s", v ? (const char *)v : "");
+        xmlFree(v);
+        return;
+    }
+}
+
+static int snapshot_list(ctl *c, const char *computer)
+{
+    virConnectPtr conn = NULL;
+    virDomainPtr dom = NULL;
+    virDomainSnapshotPtr *snaps = NULL;
+    char node[128] = "", recorded[256] = "";
+    vrows rows = { .ncols = 5 };
+    int n = 0;
+    int rc = computer_domain(c, computer, &conn, &dom, node, sizeof node, recorded,
+                             sizeof recorded);
+    if (rc != EXIT_OK)
+        goto cleanup;
+    if (!dom) {
+        rc = fail("computer %s has no loaded domain on node %s, so no snapshots", computer, node);
+        goto cleanup;
+    }
+    if ((n = virDomainListAllSnapshots(dom, &snaps, 0)) < 0) {
+        vcl_error e;
+        vcl_error_clear(&e);
+        virt_error(&e, NULL, "listing the snapshots of domain %s", virDomainGetName(dom));
+        rc = fail("%s", e.msg);
+        n = 0;
+        goto cleanup;
+    }
+    for (int i = 0; i < n; i++) {
+        char *xml = virDomainSnapshotGetXMLDesc(snaps[i], 0);
+        char created[32] = "", state[32] = "", desc[1024] = "";
+        xmlDocPtr doc = xml ? xmlReadMemory(xml, (int)strlen(xml), "snapshot.xml", NULL,
+                                            XML_PARSE_NONET)
+                            : NULL;
+        if (doc) {
+            xmlNodePtr root = xmlDocGetRootElement(doc);
+            xml_child_text(root, "creationTime", created, sizeof created);
+            xml_child_text(root, "state", state, sizeof state);
+            xml_child_text(root, "description", desc, sizeof desc);
+            xmlFreeDoc(doc);
+        }
+        free(xml);
+        int cur = virDomainSnapshotIsCurrent(snaps[i], 0);
+        const char *vals[5] = { virDomainSnapshotGetName(snaps[i]), created[0] ? created : NULL,
+                                state[0] ? state : NULL, cur == 1 ? "true" : "false",
+                                desc[0] ? desc : NULL };
+        if (!vrows_add(&rows, vals)) {
+            rc = fail("out of memory");
+            goto cleanup;
+        }
+    }
+    char empty[512];
+    snprintf(empty, sizeof empty, "no snapshots of %s (make one: %s snapshot %s create NAME)",
+             virDomainGetName(dom), PROG, computer);
+    rc = vrows_print(c, &rows,
+                     c->json ? "SELECT t.name, to_timestamp(t.created::bigint) AS created, t.state,"
+                               " t.cur::boolean AS current, t.description"
+                             : "SELECT t.name, to_char(to_timestamp(t.created::bigint),"
+                               " 'YYYY-MM-DD HH24:MI:SS') AS created, t.state,"
+                               " CASE WHEN t.cur::boolean THEN '*' ELSE '' END AS current,"
+                               " t.description",
+                     "name, created, state, cur, description",
+                     "ORDER BY t.created::bigint NULLS FIRST, t.name", NULL, 0, "snapshots",
+                     empty);
+cleanup:
+    for (int i = 0; i < n; i++)
+        virDomainSnapshotFree(snaps[i]);
+    free(snaps);
+    vrows_free(&rows);
+    if (dom)
+        virDomainFree(dom);
+    virt_close(conn);
+    return rc;
+}
+
+static int cmd_snapshot(ctl *c, const args *a)
+{
+    static const char *const ACTIONS[] = { "list", "create", "delete", "revert", NULL };
+    static const char *const OPS[] = { NULL, "snapshot_create", "snapshot_delete",
+                                       "snapshot_revert" };
+    const char *computer = a->pos[0], *action = a->pos[1], *name = a->npos > 2 ? a->pos[2] : NULL;
+    const char *desc = opt_str(a, "description");
+    char list[128];
+    int rc;
+    if (!one_of(action, ACTIONS))
+        return usage_error(c, "unknown snapshot action '%s' (one of %s)", action,
+                           words_join(ACTIONS, list, sizeof list));
+    if (strcmp(action, "list") == 0) {
+        if (name)
+            return usage_error(c, "list takes no NAME");
+        if (desc || opt_flag(a, "wait"))
+            return usage_error(c, "list queues nothing: --description and --wait do not apply");
+        if ((rc = check_name(c, "computer", computer)) != EXIT_OK)
+            return rc;
+        if (!ctl_db(c))
+            return EXIT_FAIL;
+        return snapshot_list(c, computer);
+    }
+    if (!name)
+        return usage_error(c, "%s needs the snapshot NAME", action);
+    if ((rc = check_name(c, "snapshot", name)) != EXIT_OK)
+        return rc;
+    if (desc && strcmp(action, "create") != 0)
+        return usage_error(c, "--description goes with create only");
+    if ((rc = check_text(c, "--description", desc, 500)) != EXIT_OK)
+        return rc;
+    int k = 0;
+    while (strcmp(ACTIONS[k], action) != 0)
+        k++;
+    return queue_op(c, a, computer, OPS[k], name, desc, NULL);
+}
+
+static int cmd_delete(ctl *c, const args *a)
+{
+    return queue_op(c, a, a->pos[0], "delete", NULL, NULL, NULL);
+}
+
+static int cmd_maintenance(ctl *c, const args *a)
+{
+    return queue_op(c, a, a->pos[0], "maintenance", NULL, NULL, NULL);
+}
+
+/* Every domain on a node, with its state and the computer that owns it
+ * (by the <metadata> the worker writes, or by the UUID a computer row
+ * records). A domain no computer of this node owns is a stranger. */
+static int cmd_domains(ctl *c, const args *a)
+{
+    const char *node = a->pos[0];
+    virConnectPtr conn = NULL;
+    virDomainPtr *doms = NULL;
+    vrows rows = { .ncols = 4 };
+    int n = 0, rc;
+    char node_ids[32];
+    if ((rc = check_name(c, "node", node)) != EXIT_OK)
+        return rc;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    vcl_error e;
+    const char *p[1] = { node };
+    vcl_error_clear(&e);
+    PGresult *r = db_exec(c->db, "SELECT id, libvirt_uri FROM vcl.node WHERE name = $1", 1, p, &e);
+    if (!r)
+        return db_fail(c, &e, "cannot read node '%s'", node);
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return fail("no node named '%s' (see: %s node list)", node, PROG);
+    }
+    snprintf(node_ids, sizeof node_ids, "%s", PQgetvalue(r, 0, 0));
+    conn = open_node_libvirt(node, PQgetvalue(r, 0, 1));
+    PQclear(r);
+    if (!conn)
+        return EXIT_FAIL;
+    if ((n = virConnectListAllDomains(conn, &doms, 0)) < 0) {
+        vcl_error_clear(&e);
+        virt_error(&e, NULL, "listing the domains of node %s", node);
+        rc = fail("%s", e.msg);
+        n = 0;
+        goto cleanup;
+    }
+    for (int i = 0; i < n; i++) {
+        char uuid[VIR_UUID_STRING_BUFLEN] = "";
+        int st = 0, reason = 0;
+        domxml_owner o;
+        memset(&o, 0, sizeof o);
+        virDomainGetUUIDString(doms[i], uuid);
+        const char *state = virDomainGetState(doms[i], &st, &reason, 0) == 0 ? virt_state_name(st)
+                                                                            : "unknown";
+        char *xml = virDomainGetXMLDesc(doms[i], 0);
+        bool owned = xml && domxml_read_owner(xml, &o);
+        free(xml);
+        const char *vals[4] = { virDomainGetName(doms[i]), uuid, state, owned ? o.computer : NULL };
+        if (!vrows_add(&rows, vals)) {
+            rc = fail("out of memory");
+            goto cleanup;
+        }
+    }
+    const char *fixed[1] = { node_ids };
+    char empty[256];
+    snprintf(empty, sizeof empty, "no domains on node %s", node);
+    /* note: the domain the owner records now; a leftover an old load left
+     * (the next load of that computer removes it); a stranger. */
+    rc = vrows_print(
+        c, &rows,
+        c->json ? "SELECT t.domain, t.uuid, t.state, t.owner, c.name AS computer,"
+                  " CASE WHEN c.id IS NULL THEN 'stranger'"
+                  " WHEN c.domain_uuid::text = t.uuid THEN 'current' ELSE 'leftover' END AS note"
+                : "SELECT t.domain, t.state, coalesce(c.name, t.owner) AS owner,"
+                  " CASE WHEN c.id IS NULL THEN 'stranger'"
+                  " WHEN c.domain_uuid::text = t.uuid THEN '' ELSE 'leftover' END AS note",
+        "domain, uuid, state, owner",
+        "LEFT JOIN LATERAL (SELECT c.id, c.name, c.domain_uuid FROM vcl.computer c"
+        " WHERE c.node_id = $1::bigint AND (c.domain_uuid::text = t.uuid OR c.name = t.owner)"
+        " ORDER BY c.domain_uuid::text = t.uuid DESC LIMIT 1) c ON true ORDER BY t.domain",
+        fixed, 1, "domains", empty);
+cleanup:
+    for (int i = 0; i < n; i++)
+        virDomainFree(doms[i]);
+    free(doms);
+    vrows_free(&rows);
+    virt_close(conn);
+    return rc;
+}
+
 /* ---- workers ---- */
 
 static const optspec OPTS_WORKERS[] = {
@@ -2238,6 +2868,18 @@ static const command COMMANDS[] = {
     { "cancel", cmd_cancel, NULL, NULL, 1, 1, "ID", "cancel a reservation" },
     { "status", cmd_status, NULL, NULL, 1, 1, "COMPUTER",
       "check a computer's node_status with libvirt (READY, POST_LOAD, RELOAD)" },
+    { "power", cmd_power, NULL, OPTS_POWER, 2, 2,
+      "COMPUTER on|off|reset|shutdown|status [--wait] [--timeout SECONDS]",
+      "power a computer on, off (hard), reset, shut it down gracefully; or show its power" },
+    { "snapshot", cmd_snapshot, NULL, OPTS_SNAPSHOT, 2, 3,
+      "COMPUTER list|create|delete|revert [NAME] [--description TEXT] [--wait]",
+      "list a computer's snapshots, or queue a create, delete or revert" },
+    { "delete", cmd_delete, NULL, OPTS_OP_WAIT, 1, 1, "COMPUTER [--wait]",
+      "unload a computer: remove its domains, snapshots and disks (RELOAD, no image)" },
+    { "maintenance", cmd_maintenance, NULL, OPTS_OP_WAIT, 1, 1, "COMPUTER [--wait]",
+      "unload a computer and put it in maintenance (nothing more runs on it)" },
+    { "domains", cmd_domains, NULL, NULL, 1, 1, "NODE",
+      "every domain on a node: state, owner computer; strangers flagged" },
     { "workers", cmd_workers, NULL, OPTS_WORKERS, 0, 0, "[--all]",
       "list the workers and their heartbeats" },
     { "help", cmd_help, NULL, NULL, 0, 2, "[COMMAND [SUBCOMMAND]]", "show help" },
@@ -2285,6 +2927,25 @@ static const command_notes NOTES[] = {
               "shows 'interrupted' when its lease is gone (the worker died or the row was\n"
               "reset), 'lease-expired' while its lease has lapsed and no worker has\n"
               "rescued it yet. --xml prints the stored domain XML alone." },
+    { "power", "on, off, reset and shutdown queue a reservation (power_on, power_off,\n"
+               "power_reset, shutdown) and print its id; --wait then waits for it and prints\n"
+               "the outcome (exit 1 when it failed). off is a hard power-off; shutdown sends\n"
+               "ACPI shutdown requests and destroys the domain after --timeout (default: the\n"
+               "worker's shutdown_timeout_seconds). Already on / already off succeed.\n"
+               "status asks the node's libvirt now and prints on, off, suspended or crashed." },
+    { "snapshot", "create, delete and revert queue a reservation (snapshot_create, ...) with\n"
+                  "args {\"snapshot\": NAME}; a create finding NAME there already keeps it.\n"
+                  "list asks the node's libvirt now: name, creation time, state (the\n"
+                  "domain's state when it was taken), * for the current snapshot." },
+    { "delete", "VCL's unload: the worker destroys and undefines every domain of the\n"
+                "computer with its snapshots, removes the disks and XML files it owns, and\n"
+                "writes it back RELOAD with no current image." },
+    { "maintenance", "As delete, then the computer's state becomes maintenance: nothing more is\n"
+                     "claimed for it until: vclctl computer set NAME --state available" },
+    { "domains", "OWNER is the computer named in the domain's vcl metadata (or whose row\n"
+                 "records its UUID). NOTE: 'leftover' for a domain of a computer that now\n"
+                 "records another one (its next load removes it), 'stranger' for a domain\n"
+                 "no computer of this node owns: vcl-worker never touches those." },
     { "workers", "STATUS is 'stopped' after a clean exit, 'silent' when the last heartbeat is\n"
                  "more than a minute old (the default heartbeat is every 10 s): the worker\n"
                  "died or hangs, and other workers take its jobs over as their leases expire." },
