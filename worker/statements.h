@@ -84,6 +84,26 @@
     "       status_at = now()" \
     "  FROM r WHERE c.id = r.computer_id"
 
+/* the domain watcher (watch.c) */
+#define SQL_WATCH_NODES "SELECT id, name, libvirt_uri FROM vcl.node ORDER BY id"
+#define SQL_WATCH_LOADED \
+    "SELECT c.name, c.node_id, c.domain_uuid::text, coalesce(c.domain_name, '')" \
+    "  FROM vcl.computer c" \
+    " WHERE c.node_status IN ('READY', 'POST_LOAD') AND c.domain_uuid IS NOT NULL" \
+    "   AND NOT EXISTS (SELECT 1 FROM vcl.reservation r" \
+    "                    WHERE r.computer_id = c.id AND r.state = 'running')" \
+    " ORDER BY c.node_id, c.id"
+/* $1 node id, $2 domain uuid, $3 reason. Guarded: only a loaded computer
+ * of that domain, with no reservation running (a running one owns the
+ * computer and writes node_status itself). */
+#define SQL_WATCH_MARK_RELOAD \
+    "UPDATE vcl.computer c SET node_status = 'RELOAD', status_reason = $3, status_at = now()" \
+    " WHERE c.node_id = $1::bigint AND c.domain_uuid = $2::uuid" \
+    "   AND c.node_status IN ('READY', 'POST_LOAD')" \
+    "   AND NOT EXISTS (SELECT 1 FROM vcl.reservation r" \
+    "                    WHERE r.computer_id = c.id AND r.state = 'running')" \
+    " RETURNING c.name"
+
 /* node_status outside a job (vclctl status, the node_status check) */
 #define SQL_STATUS_FACTS \
     "SELECT c.id, c.name, coalesce(c.domain_name, ''), coalesce(c.domain_uuid::text, '')," \
