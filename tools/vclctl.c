@@ -1420,12 +1420,10 @@ static int image_where(ctl *c, const args *a, bool want_size)
                           .repo_paths = paths, .n_repo = np_ };
         image_location loc;
         /* ssh nodes: where from the node row; the key and known_hosts file
-         * from $VCL_SSH_KEY and $VCL_SSH_KNOWN_HOSTS (the worker has them in
-         * its config). */
+         * from --ssh-key/--known-hosts ($VCL_SSH_KEY, $VCL_SSH_KNOWN_HOSTS). */
         transport_opts to = { .host = PQgetvalue(r, i, 4), .port = atoi(PQgetvalue(r, i, 5)),
                               .user = PQgetvalue(r, i, 6)[0] ? PQgetvalue(r, i, 6) : NULL,
-                              .private_key = getenv("VCL_SSH_KEY"),
-                              .known_hosts = getenv("VCL_SSH_KNOWN_HOSTS") };
+                              .private_key = c->ssh_key, .known_hosts = c->known_hosts };
         vcl_error_clear(&e);
         if (!(req.t = transport_new(kind, &to, &e)) || !image_locate(&req, &loc, &e)) {
             where_add(w, nname, "error", e.msg, 0, -1, -1);
@@ -2961,8 +2959,9 @@ static const char GLOBAL_HELP[] =
     "  -v, -vv        log at info, debug (SQL) level on stderr\n"
     "  --ssh-key FILE, --known-hosts FILE\n"
     "                 private key and known_hosts file for nodes reached over ssh\n"
-    "                 (status; default: $VCL_SSH_KEY, $VCL_SSH_KNOWN_HOSTS); host\n"
-    "                 keys are always verified, unknown ones never accepted\n"
+    "                 (status, image exists/size; default: $VCL_SSH_KEY,\n"
+    "                 $VCL_SSH_KNOWN_HOSTS); host keys are always verified,\n"
+    "                 unknown ones never accepted\n"
     "exit status: 0 ok, 1 failed, 2 usage error\n";
 
 static void print_usage_line(FILE *f, const command *cmd, const char *path)

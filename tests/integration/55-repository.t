@@ -157,13 +157,21 @@ ok "the test holds the copy lock of $T-c-v1 on node1" wait_for "lock held" 10 he
 
 a=$("$VCLCTL" load "$T-pc1" "$T-c")
 b=$("$VCLCTL" load "$T-pc2" "$T-c")
-"$WORKER" --config "$cfg1" --drain 2>"$WORLD/w1.log" & p1=$!; world_track_pid $p1
-"$WORKER" --config "$cfg2" --drain 2>"$WORLD/w2.log" & p2=$!; world_track_pid $p2
-waiting() { [ "$(cat "$WORLD/w1.log" "$WORLD/w2.log" | grep -c "waiting for another worker copying $T-c-v1")" = 2 ]; }
-ok "both workers wait for the copy lock" wait_for "both waiting" 60 waiting
+# Not --drain: a worker whose first claim finds the node locked by the
+# other's claim would exit at once; these poll until stopped.
+"$WORKER" --config "$cfg1" 2>"$WORLD/w1.log" & p1=$!; world_track_pid $p1
+"$WORKER" --config "$cfg2" 2>"$WORLD/w2.log" & p2=$!; world_track_pid $p2
+waiting() {
+    grep -q "waiting for another worker copying $T-c-v1" "$WORLD/w1.log" &&
+        grep -q "waiting for another worker copying $T-c-v1" "$WORLD/w2.log"
+}
+ok "both workers (one load each) wait for the copy lock" wait_for "both waiting" 60 waiting
 ok "neither copied while the lock was held" test ! -e "$WORLD/master/$T-c-v1.qcow2"
 echo "SELECT pg_advisory_unlock($node_id, $rev_id);" >&3
 exec 3>&-
+finished() { [ "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE id IN ($a, $b) AND state IN ('done', 'failed')")" = 2 ]; }
+wait_for "both loads finished" 120 finished
+kill -TERM $p1 $p2
 wait $p1 $p2
 is "$(psql_val "SELECT string_agg(state, ',') FROM vcl.reservation WHERE id IN ($a, $b)")" "done,done" "both loads done"
 is "$(psql_val "SELECT string_agg(node_status, ',') FROM vcl.computer WHERE name IN ('$T-pc1', '$T-pc2')")" \
