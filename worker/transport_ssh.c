@@ -77,7 +77,8 @@
 #define OUT_CAP (1024 * 1024)         /* same caps as the local kind */
 #define ERR_CAP (64 * 1024)
 #define READ_FILE_CAP (64LL * 1024 * 1024)
-#define COPY_CHUNK (8 * 1024 * 1024)  /* copy_in reads this much at a time */
+#define COPY_CHUNK (1024 * 1024)      /* copy_in reads this much at a time */
+#define STREAM_QUEUE (4 * 1024 * 1024) /* copy_in: bytes queued in libssh2, not yet acknowledged */
 #define SPARSE_BLOCK (64 * 1024)      /* all-zero blocks of this size become holes */
 #define PROGRESS_EVERY (64LL * 1024 * 1024)
 #define RESUME_SAMPLES 16             /* blocks compared before resuming a partial copy */
@@ -1236,11 +1237,21 @@ static bool conn_close_file(ssh_conn *c, LIBSSH2_SFTP_HANDLE **h, const char *pa
 static bool conn_write_all(ssh_conn *c, LIBSSH2_SFTP_HANDLE *h, const char *buf, size_t len,
                            const char *path, vcl_error *e)
 {
+    int64_t deadline = io_deadline();
     while (len > 0) {
         ssize_t n;
-        SSH_RETRY(c, io_deadline(), n, libssh2_sftp_write(h, buf, len));
+        SSH_RETRY(c, deadline, n, libssh2_sftp_write(h, buf, len));
         if (n < 0)
             return conn_fail(c, e, "cannot write", path);
+        if (n == 0) {
+            /* libssh2 1.10 returns 0, not EAGAIN, when the data is queued but
+             * no acknowledgement has come back yet: wait for the socket
+             * instead of spinning. */
+            if (!conn_wait(c, deadline))
+                return conn_fail(c, e, "cannot write", path);
+            continue;
+        }
+        deadline = io_deadline();
         buf += n;
         len -= (size_t)n;
     }
@@ -1812,6 +1823,7 @@ typedef struct copy_ctx {
     off_t size;
     char *buf;            /* COPY_CHUNK */
     char *cmp;            /* RESUME_SAMPLE_LEN */
+    char *sbuf;           /* STREAM_QUEUE + COPY_CHUNK: the stream's buffer */
     long long resumed_from;
     long long sent;       /* bytes sent over the wire (data, not holes) */
 } copy_ctx;
@@ -1819,6 +1831,79 @@ typedef struct copy_ctx {
 static bool all_zero(const char *p, size_t n)
 {
     return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* A write stream over an SFTP handle that keeps libssh2's pipeline full
+ * across calls (conn_write_all waits for every byte to be acknowledged, so
+ * the pipeline drains at the end of each buffer; for a long copy that idles
+ * both ends for a round trip and a window each time).
+ *
+ * What libssh2 1.10's sftp_write does, and this relies on: a call that starts
+ * in its idle state first turns all the new bytes it is given into queued
+ * WRITE packets (copies), skipping the first "already" bytes of the buffer:
+ * those queued before and not yet reported written; then it sends what the
+ * window allows and returns the bytes acknowledged (at most one packet's per
+ * call), 0, or EAGAIN. After an EAGAIN the next call may resume in its
+ * "sent" state and ignore new bytes, so new bytes are only added on a call
+ * that follows one that returned >= 0. The first `pend` bytes of `buf` are
+ * never read again: new bytes go at buf + pend and the call covers
+ * [buf, buf + pend + n). */
+typedef struct sftp_stream {
+    LIBSSH2_SFTP_HANDLE *h;
+    char *buf;          /* STREAM_QUEUE + COPY_CHUNK */
+    size_t pend;        /* queued in libssh2, not yet reported written */
+    bool idle;          /* the last call returned >= 0: the next may add bytes */
+} sftp_stream;
+
+static bool stream_call(ssh_conn *c, sftp_stream *s, size_t add, bool *moved, const char *path,
+                        vcl_error *e)
+{
+    ssize_t r = libssh2_sftp_write(s->h, s->buf, s->pend + add);
+    *moved = false;
+    if (r == LIBSSH2_ERROR_EAGAIN) {
+        s->pend += add;      /* queued before the call blocked */
+        s->idle = false;
+        return true;
+    }
+    if (r < 0)
+        return conn_fail(c, e, "cannot write", path);
+    s->pend = s->pend + add - (size_t)r;
+    s->idle = true;
+    *moved = r > 0;
+    return true;
+}
+
+/* Make progress until cond holds: while (!idle || pend > limit). */
+static bool stream_drain(ssh_conn *c, sftp_stream *s, size_t limit, const char *path, vcl_error *e)
+{
+    int64_t deadline = io_deadline();
+    while (!s->idle || s->pend > limit) {
+        bool moved;
+        if (!stream_call(c, s, 0, &moved, path, e))
+            return false;
+        if (moved)
+            deadline = io_deadline();
+        else if ((!s->idle || s->pend > limit) && !conn_wait(c, deadline))
+            return conn_fail(c, e, "cannot write", path);
+    }
+    return true;
+}
+
+/* Queue n (<= COPY_CHUNK) bytes after what is queued already. */
+static bool stream_push(ssh_conn *c, sftp_stream *s, const char *data, size_t n, const char *path,
+                        vcl_error *e)
+{
+    bool moved;
+    if (!stream_drain(c, s, STREAM_QUEUE - 1, path, e))
+        return false;
+    memcpy(s->buf + s->pend, data, n);
+    return stream_call(c, s, n, &moved, path, e);
+}
+
+/* Wait until every queued byte is acknowledged (before a seek, at the end). */
+static bool stream_flush(ssh_conn *c, sftp_stream *s, const char *path, vcl_error *e)
+{
+    return stream_drain(c, s, 0, path, e);
 }
 
 static bool pread_full(int fd, char *buf, size_t n, off_t off, size_t *got)
@@ -1908,6 +1993,7 @@ static bool ssh_copy_in_conn(ssh_conn *c, void *ctx, vcl_error *e)
 
     long long next_report = (long long)off + PROGRESS_EVERY;
     unsigned long long hpos = (unsigned long long)off;   /* where the handle writes next */
+    sftp_stream st_ = { .h = h, .buf = x->sbuf, .idle = true }, *ws = &st_;
     libssh2_sftp_seek64(h, hpos);
     if (x->progress)
         x->progress(x->opaque, (long long)off, (long long)x->size);
@@ -1951,9 +2037,13 @@ static bool ssh_copy_in_conn(ssh_conn *c, void *ctx, vcl_error *e)
                     j += b2;
                 }
                 unsigned long long at = (unsigned long long)off + i;
-                if (at != hpos)
+                if (at != hpos) {
+                    /* A seek drops libssh2's queue: everything acknowledged first. */
+                    if (!stream_flush(c, ws, x->dst, e))
+                        goto cleanup;
                     libssh2_sftp_seek64(h, at);
-                if (!conn_write_all(c, h, x->buf + i, j - i, x->dst, e))
+                }
+                if (!stream_push(c, ws, x->buf + i, j - i, x->dst, e))
                     goto cleanup;
                 hpos = at + (j - i);
                 x->sent += (long long)(j - i);
@@ -1967,6 +2057,8 @@ static bool ssh_copy_in_conn(ssh_conn *c, void *ctx, vcl_error *e)
         }
         off = hole;
     }
+    if (!stream_flush(c, ws, x->dst, e))
+        goto cleanup;
     /* The size (a trailing hole is never written). */
     LIBSSH2_SFTP_ATTRIBUTES a = { .flags = LIBSSH2_SFTP_ATTR_SIZE,
                                   .filesize = (libssh2_uint64_t)x->size };
@@ -2014,7 +2106,8 @@ static bool ssh_copy_in(vcl_transport *t, const char *local_src, const char *dst
     (void)posix_fadvise(x.in, 0, 0, POSIX_FADV_SEQUENTIAL);
     x.buf = malloc(COPY_CHUNK);
     x.cmp = malloc(RESUME_SAMPLE_LEN);
-    if (!x.buf || !x.cmp) {
+    x.sbuf = malloc(STREAM_QUEUE + COPY_CHUNK);
+    if (!x.buf || !x.cmp || !x.sbuf) {
         vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory copying '%s'", local_src);
         goto cleanup;
     }
@@ -2030,6 +2123,7 @@ cleanup:
         close(x.in);
     free(x.buf);
     free(x.cmp);
+    free(x.sbuf);
     return ok;
 }
 
