@@ -42,7 +42,16 @@ TEST_WORKER = $(BUILD)/test/vcl-worker
 .PHONY: all check unit demo deps install uninstall clean
 all: bin/vcl-worker bin/vclctl $(DRV_SO) $(UNIT_BIN) $(BENCH_BIN) $(TEST_WORKER)
 
-$(BUILD)/%.o: %.c
+# Objects depend on the flags they were built with: switching SANITIZE or
+# PREFIX rebuilds everything instead of linking a mix.
+FLAGS_FILE = $(BUILD)/.flags
+$(FLAGS_FILE): FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(ALL_CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(ALL_CFLAGS) $(LDFLAGS)' > $@
+.PHONY: FORCE
+FORCE:
+
+$(BUILD)/%.o: %.c $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -56,7 +65,7 @@ bin/vcl-worker: $(BUILD)/worker/main.o $(BUILD)/libvclw.a
 
 # The worker for fault tests: the same code plus test-only hooks (VCL_FAULT),
 # never installed. Its pool.o comes first, so the archive's is not linked.
-$(BUILD)/test/pool.o: worker/pool.c
+$(BUILD)/test/pool.o: worker/pool.c $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DVCL_TEST_HOOKS -c $< -o $@
 
