@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <libvirt/virterror.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -131,9 +132,13 @@ static bool st_create(void *opaque, char *detail, size_t dlen, vcl_error *e)
     if (!snapshot_lookup(dom, j->arg_snapshot, &snap, e))
         goto cleanup;
     if (snap) {
-        long long t = snapshot_ctime(snap);
-        snprintf(detail, dlen, "snapshot %s of %s already exists (made at %lld): kept, not replaced",
-                 j->arg_snapshot, name, t);
+        time_t t = (time_t)snapshot_ctime(snap);
+        char when[32] = "an unknown time";
+        struct tm tm;
+        if (t > 0 && gmtime_r(&t, &tm))
+            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+        snprintf(detail, dlen, "snapshot %s of %s already exists (made at %s): kept, not replaced",
+                 j->arg_snapshot, name, when);
         log_info("snapshot %s of %s already exists: kept", j->arg_snapshot, name);
         ok = true;
         goto cleanup;
