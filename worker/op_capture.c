@@ -371,18 +371,18 @@ static bool repo_dir(job *j, char *dir, size_t len, vcl_error *e)
 
 /* Pick the target and record it (fenced). Only here, before the row exists,
  * is a file at the target's name someone else's: then fail for good. */
-static bool plan_target(job *j, capture_facts *f, vcl_error *e)
+#define CAPTURE_PLAN_TRIES 20
+
+/* One try at picking the target: *lost true when another capture of the
+ * image took that revision (or default stem) between our look and our insert. */
+static bool plan_try(job *j, capture_facts *f, bool *lost, vcl_error *e)
 {
     db_params p;
     PGresult *r;
     long long next = 0;
     bool isnull = true;
 
-    if (!f->image_id)
-        return vcl_error_set(e, VCL_ERR_PERMANENT,
-                             "computer %s has no loaded image revision recorded (computer "
-                             "current_revision_id, or the domain's metadata): nothing says which "
-                             "image to capture into; load it first", j->computer);
+    *lost = false;
     db_params_init(&p);
     db_param_ll(&p, f->image_id);
     if (!db_scalar_ll(j->db, SQL_CAPTURE_NEXT_REVISION, p.n, p.v, &next, &isnull, e))
@@ -443,20 +443,48 @@ static bool plan_target(job *j, capture_facts *f, vcl_error *e)
     db_param_str(&p, f->stem);
     db_param_ll(&p, f->source_revision_id);
     if (!(r = db_exec(j->db, SQL_CAPTURE_PLAN, p.n, p.v, e))) {
-        /* Two captures of one image picked the same number: the loser
-         * retries and picks the next one. */
-        if (strcmp(db_sqlstate(j->db), "23505") == 0)
-            e->cls = strstr(e->msg, "capture_file_stem_key") && f->arg_stem[0]
-                         ? VCL_ERR_PERMANENT
-                         : VCL_ERR_RETRYABLE;
+        if (strcmp(db_sqlstate(j->db), "23505") == 0) {
+            /* A stem the args named and someone else took is for good;
+             * a revision (or the stem made from it) is simply lost. */
+            if (strstr(e->msg, "capture_file_stem_key") && f->arg_stem[0])
+                e->cls = VCL_ERR_PERMANENT;
+            else
+                *lost = true;
+        }
         return false;
     }
     if (!job_fenced_ok(j, r, e))
         return false;
     f->planned = true;
-    log_info("capture %lld: computer %s into %s:%d (file stem %s)", j->id, j->computer, f->image,
-             f->revision, f->stem);
     return true;
+}
+
+/* Pick the target and record it (fenced). Only here, before the row exists,
+ * is a file at the target's name someone else's: then fail for good. Two
+ * captures of one image racing for a revision: the loser picks the next one
+ * at once (no stage retry, no attempt used). */
+static bool plan_target(job *j, capture_facts *f, vcl_error *e)
+{
+    bool lost = false;
+    if (!f->image_id)
+        return vcl_error_set(e, VCL_ERR_PERMANENT,
+                             "computer %s has no loaded image revision recorded (computer "
+                             "current_revision_id, or the domain's metadata): nothing says which "
+                             "image to capture into; load it first", j->computer);
+    for (int i = 1; i <= CAPTURE_PLAN_TRIES; i++) {
+        if (plan_try(j, f, &lost, e)) {
+            log_info("capture %lld: computer %s into %s:%d (file stem %s)", j->id, j->computer,
+                     f->image, f->revision, f->stem);
+            return true;
+        }
+        if (!lost)
+            return false;
+        log_info("capture %lld: revision %d of %s was just taken by another capture; picking "
+                 "the next", j->id, f->revision, f->image);
+    }
+    return vcl_error_set(e, VCL_ERR_RETRYABLE,
+                         "captures of image %s kept taking the next revision first (%d tries)",
+                         f->image, CAPTURE_PLAN_TRIES);
 }
 
 /* 1. shutdown: the domain, the target, the guest off. */

@@ -201,4 +201,56 @@ if world_sshd; then
 else
     skip "no sshd here: capture over the ssh transport not exercised" 7
 fi
+
+# --- 7. two captures of one image at once, by two workers ----------------------
+before=$(psql_val "SELECT count(*) FROM vcl.image_revision WHERE image_id = (SELECT id FROM vcl.image WHERE name = '$T-blank')")
+c1=$("$VCLCTL" capture $T-pc1 --shutdown-timeout 1)
+c3=$("$VCLCTL" capture $T-pc3 --shutdown-timeout 1)
+cfgA=$(world_config wA "slots: 1")
+cfgB=$(world_config wB "slots: 1")
+"$WORKER" --config "$cfgA" 2>"$WORLD/wA.log" & pa=$!; world_track_pid $pa
+"$WORKER" --config "$cfgB" 2>"$WORLD/wB.log" & pb=$!; world_track_pid $pb
+both_done() { [ "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE id IN ($c1, $c3) AND state IN ('done', 'failed')")" = 2 ]; }
+wait_for "both captures finished" 120 both_done
+kill -TERM $pa $pb; wait $pa $pb
+is "$(psql_val "SELECT string_agg(state || '/' || attempts, ',' ORDER BY id) FROM vcl.reservation WHERE id IN ($c1, $c3)")" \
+   "done/1,done/1" "both done, first attempt each"
+is "$(psql_val "SELECT count(DISTINCT w.name) FROM vcl.reservation r JOIN vcl.worker w ON w.id = r.worker_id WHERE r.id IN ($c1, $c3)")" \
+   2 "by two workers"
+is "$(psql_val "SELECT count(DISTINCT revision) FROM vcl.capture WHERE reservation_id IN ($c1, $c3)")" 2 "two different revisions"
+is "$(psql_val "SELECT count(*) FROM vcl.image_revision WHERE image_id = (SELECT id FROM vcl.image WHERE name = '$T-blank')")" \
+   $((before + 2)) "two new revisions registered, no more"
+for c in $c1 $c3; do
+    stem=$(psql_val "SELECT file_stem FROM vcl.capture WHERE reservation_id = $c")
+    ok "$stem: master and repository copy match" qemu-img compare -U -f qcow2 -F qcow2 "$M/$stem.qcow2" "$R/$stem.qcow2"
+done
+diag "revision race lost and retried: $(cat "$WORLD/wA.log" "$WORLD/wB.log" | grep -c 'was just taken by another capture') time(s)"
+
+# --- 8. the race made certain: another capture's uncommitted target ----------
+# A transaction of the test's reserves the next revision and stays open: the
+# worker does not see it, picks the same number, its INSERT waits on the
+# unique key; at COMMIT it loses and must take the next number at once.
+img_id=$(psql_val "SELECT id FROM vcl.image WHERE name = '$T-blank'")
+next=$(psql_val "SELECT greatest((SELECT max(revision) FROM vcl.image_revision WHERE image_id = $img_id),
+                                 (SELECT max(revision) FROM vcl.capture WHERE image_id = $img_id)) + 1")
+dummy=$(psql_val "INSERT INTO vcl.reservation (computer_id, operation, state)
+                  SELECT id, 'noop', 'done' FROM vcl.computer WHERE name = '$T-pc2' RETURNING id")
+mkfifo "$WORLD/race.fifo"
+psql -XAtq -v ON_ERROR_STOP=1 <"$WORLD/race.fifo" >"$WORLD/race.out" 2>&1 & rpid=$!; world_track_pid $rpid
+exec 4>"$WORLD/race.fifo"
+echo "BEGIN; INSERT INTO vcl.capture (reservation_id, image_id, revision, file_stem) VALUES ($dummy, $img_id, $next, '$T-race');" >&4
+c=$("$VCLCTL" capture $T-pc1 --shutdown-timeout 1)
+"$WORKER" --config "$cfg" --drain 2>"$WORLD/race-worker.log" & wpid=$!; world_track_pid $wpid
+blocked() { [ "$(psql_val "SELECT count(*) FROM pg_locks WHERE NOT granted")" -ge 1 ]; }
+ok "the worker's target insert waits on the test's uncommitted revision $next" wait_for "insert blocked" 30 blocked
+echo "COMMIT;" >&4
+exec 4>&-
+wait $wpid
+is "$(psql_val "SELECT state || '/' || attempts FROM vcl.reservation WHERE id = $c")" "done/1" \
+   "the capture lost the race and still finished in its first attempt"
+is "$(psql_val "SELECT revision FROM vcl.capture WHERE reservation_id = $c")" $((next + 1)) "it took the next revision, $((next + 1))"
+like "$(cat "$WORLD/race-worker.log")" "revision $next of $T-blank was just taken by another capture; picking the next" \
+     "the worker says it lost revision $next"
+is "$(psql_val "SELECT count(*) FROM vcl.image_revision WHERE image_id = $img_id AND revision = $next")" 0 \
+   "nothing registered as the other's revision"
 done_testing
