@@ -676,7 +676,10 @@ static ssh_conn *conn_open(ssh_pool *p, unsigned long serial, vcl_error *e)
     }
     c->authed = true;
     libssh2_keepalive_config(c->s, 1, SSH_KEEPALIVE_S);
-    log_debug("ssh %s: session #%lu open in %lld ms", p->label, serial, (long long)(now_ms() - t0));
+    const char *cipher = libssh2_session_methods(c->s, LIBSSH2_METHOD_CRYPT_CS),
+               *mac = libssh2_session_methods(c->s, LIBSSH2_METHOD_MAC_CS);
+    log_debug("ssh %s: session #%lu open in %lld ms (%s, %s)", p->label, serial,
+              (long long)(now_ms() - t0), cipher ? cipher : "?", mac ? mac : "?");
     return c;
 fail:
     if (kh)
