@@ -394,8 +394,15 @@ static void conn_close(ssh_conn *c)
     if (!c)
         return;
     if (c->s) {
-        /* Non-blocking and best effort: one try each, never wait. */
-        if (c->sftp && !c->broken)
+        /* Blocking for at most 2 s per call, so the SFTP channel is closed
+         * and freed (a non-blocking shutdown that says EAGAIN frees nothing).
+         * A broken session's socket is shut down first: every call then
+         * fails at once and still frees what it owns. */
+        if (c->broken && c->sock >= 0)
+            (void)shutdown(c->sock, SHUT_RDWR);
+        libssh2_session_set_timeout(c->s, 2000);
+        libssh2_session_set_blocking(c->s, 1);
+        if (c->sftp)
             (void)libssh2_sftp_shutdown(c->sftp);
         if (!c->broken)
             (void)libssh2_session_disconnect(c->s, "vcl-worker: session closed");
