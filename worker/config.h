@@ -32,8 +32,9 @@ typedef struct vcl_config {
     int watch_resync_seconds;  /* domain watcher resync: 0 (watcher off)..86400, default 60 */
     int history_retention_seconds; /* finished reservations kept this long; 0 = forever */
     int prune_batch;           /* rows deleted per statement by the maintenance pass */
-    char *ssh_private_key;     /* for ssh nodes (later issue); default "" */
-    char *ssh_known_hosts;     /* default "" */
+    char *ssh_private_key;     /* ssh nodes: libssh2 transport_ssh.c (libvirt takes its own
+                                  keyfile= from the node's URI); default "" */
+    char *ssh_known_hosts;     /* verifies ssh nodes' host keys; default "" */
 } vcl_config;
 
 /* Set every option to its default. */
