@@ -373,6 +373,22 @@ static bool repo_dir(job *j, char *dir, size_t len, vcl_error *e)
  * is a file at the target's name someone else's: then fail for good. */
 #define CAPTURE_PLAN_TRIES 20
 
+/* What uses the stem already ("" when free): a registered revision or
+ * another capture's target. */
+static bool stem_used(job *j, const char *stem, char *used, size_t len, vcl_error *e)
+{
+    db_params p;
+    PGresult *r;
+    db_params_init(&p);
+    db_param_str(&p, stem);
+    if (!(r = db_exec(j->db, SQL_CAPTURE_STEM_USED, p.n, p.v, e)))
+        return false;
+    const char *u = PQntuples(r) == 1 ? db_get_str(r, 0, 0) : NULL;
+    snprintf(used, len, "%s", u ? u : "");
+    PQclear(r);
+    return true;
+}
+
 /* One try at picking the target: *lost true when another capture of the
  * image took that revision (or default stem) between our look and our insert. */
 static bool plan_try(job *j, capture_facts *f, bool *lost, vcl_error *e)
@@ -401,19 +417,16 @@ static bool plan_try(job *j, capture_facts *f, bool *lost, vcl_error *e)
     set_paths(j, f);
 
     /* the stem must be new in the database ... */
-    db_params_init(&p);
-    db_param_str(&p, f->stem);
-    if (!(r = db_exec(j->db, SQL_CAPTURE_STEM_USED, p.n, p.v, e)))
+    char used[256] = "";
+    if (!stem_used(j, f->stem, used, sizeof used, e))
         return false;
-    const char *used = PQntuples(r) == 1 ? db_get_str(r, 0, 0) : NULL;
-    if (used) {
-        vcl_error_set(e, VCL_ERR_PERMANENT,
-                      "cannot capture into file stem %s: it is already %s; choose another "
-                      "(vclctl capture --file-stem)", f->stem, used);
-        PQclear(r);
-        return false;
+    if (used[0]) {
+        /* a stem made from a revision another capture just took: lost */
+        *lost = !f->arg_stem[0];
+        return vcl_error_set(e, *lost ? VCL_ERR_RETRYABLE : VCL_ERR_PERMANENT,
+                             "cannot capture into file stem %s: it is already %s; choose another "
+                             "(vclctl capture --file-stem)", f->stem, used);
     }
-    PQclear(r);
     /* ... and no file may have its name, on the node or in the repository */
     image_req req;
     image_location loc;
@@ -427,6 +440,16 @@ static bool plan_try(job *j, capture_facts *f, bool *lost, vcl_error *e)
     req.reservation_id = j->id;
     if (!image_locate(&req, &loc, e))
         return false;
+    if (loc.at != IMAGE_AT_NONE && !f->arg_stem[0]) {
+        /* Made by a capture that took this revision since we looked? */
+        if (!stem_used(j, f->stem, used, sizeof used, e))
+            return false;
+        if (used[0] && strstr(used, "capture")) {
+            *lost = true;
+            return vcl_error_set(e, VCL_ERR_RETRYABLE, "revision %d taken meanwhile",
+                                 f->revision);
+        }
+    }
     if (loc.at != IMAGE_AT_NONE)
         return vcl_error_set(e, VCL_ERR_PERMANENT,
                              "the capture target %s already exists %s (%s); a capture never "
