@@ -101,6 +101,7 @@ typedef struct ssh_conn {
     bool broken;                /* transport-level failure: close it, never reuse */
     bool started;               /* the node may have changed: never retry elsewhere */
     bool timed_out;             /* the last wait hit its deadline */
+    bool keepalive;             /* waits may send keepalives (a command is running) */
 } ssh_conn;
 
 struct ssh_pool {
@@ -258,9 +259,11 @@ static bool conn_wait(ssh_conn *c, int64_t deadline)
         pfd.events |= POLLOUT;
     if (!pfd.events)
         pfd.events = POLLIN;
-    /* A keepalive only when no packet of ours is half sent (libssh2 refuses
-     * to interleave one, and it is not needed then anyway). */
-    if (c->authed && !(dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)) {
+    /* Keepalives only while a command runs (a long qemu-img convert: nothing
+     * else crosses the connection then), and only when no packet of ours is
+     * half sent: a keepalive cut short by EAGAIN would stay pending in
+     * libssh2 and make the next, different packet fail (BAD_USE). */
+    if (c->authed && c->keepalive && !(dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)) {
         int next = 0;
         (void)libssh2_keepalive_send(c->s, &next);
     }
@@ -730,7 +733,7 @@ static ssh_conn *pool_get(ssh_pool *p, bool *fresh, vcl_error *e)
             return NULL;
     }
     c->next = NULL;
-    c->broken = c->started = c->timed_out = false;
+    c->broken = c->started = c->timed_out = c->keepalive = false;
     return c;
 }
 
@@ -1028,6 +1031,7 @@ static bool ssh_exec_conn(ssh_conn *c, void *ctx, vcl_error *e)
         conn_fail(c, e, "cannot run", x->argv[0]);
         goto cleanup;
     }
+    c->keepalive = true;
     for (;;) {
         int ro = drain_stream(ch, 0, &out);
         int re = drain_stream(ch, SSH_EXTENDED_DATA_STDERR, &err);
@@ -1047,6 +1051,7 @@ static bool ssh_exec_conn(ssh_conn *c, void *ctx, vcl_error *e)
             goto cleanup;
         }
     }
+    c->keepalive = false;
     SSH_RETRY(c, io_deadline(), rc, libssh2_channel_close(ch));
     if (rc == 0)
         SSH_RETRY(c, io_deadline(), rc, libssh2_channel_wait_closed(ch));
@@ -1070,6 +1075,7 @@ static bool ssh_exec_conn(ssh_conn *c, void *ctx, vcl_error *e)
     out.buf = err.buf = NULL;
     ok = true;
 cleanup:
+    c->keepalive = false;
     if (ch) {
         if (!ok && !c->broken) {
             /* Leave the session usable: close our side, do not wait long. */
