@@ -764,6 +764,11 @@ typedef bool (*conn_fn)(ssh_conn *c, void *ctx, vcl_error *e);
 static bool with_conn(vcl_transport *t, conn_fn fn, void *ctx, vcl_error *e)
 {
     ssh_pool *p = t->priv;
+    vcl_error ignored;
+    if (!e) {                   /* callers may pass NULL; the code below reads e */
+        vcl_error_clear(&ignored);
+        e = &ignored;
+    }
     for (int attempt = 0;; attempt++) {
         bool fresh = false;
         ssh_conn *c = pool_get(p, &fresh, e);
