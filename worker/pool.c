@@ -9,6 +9,7 @@
 #include "stage.h"
 #include "statements.h"
 #include "virt.h"
+#include "watch.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -800,6 +801,10 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
     if (!main_connect(p))
         goto cleanup;
     p->last_heartbeat_ok = now_s();
+    /* Between reservations, notice domains that stop outside vcl-worker.
+     * Not for --drain runs (scripts and tests that exit when idle). */
+    if (!opts->drain && !watch_start(cfg, p->worker_name, &e))
+        log_warn("domain watcher not started: %s", e.msg);
 
     double next_heartbeat = now_s() + p->cfg->heartbeat_seconds;
     double next_prune = now_s() + 5;
@@ -885,6 +890,7 @@ cleanup:
         reap_slots(p);
         usleep(20000);
     }
+    watch_stop();
     if (p->db && p->worker_id) {
         db_params prm;
         db_params_init(&prm);
