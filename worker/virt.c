@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <libvirt/virterror.h>
 
 static void quiet_handler(void *opaque, virErrorPtr err)
@@ -16,17 +17,54 @@ static void quiet_handler(void *opaque, virErrorPtr err)
 }
 
 static pthread_once_t virt_once = PTHREAD_ONCE_INIT;
+static bool virt_events;
+
+/* The process's libvirt event loop: runs until the process exits. */
+static void *virt_event_loop(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        if (virEventRunDefaultImpl() < 0) {
+            virErrorPtr err = virGetLastError();
+            log_warn("libvirt event loop: %s", err && err->message ? err->message : "error");
+            sleep(1);
+        }
+    }
+    return NULL;
+}
+
 static void virt_init_once(void)
 {
     virInitialize();
     virSetErrorFunc(NULL, quiet_handler);
     /* Domain events (worker/watch.c) and keepalive need an event loop
-     * registered before the first virConnectOpen of the process; the watcher
-     * runs virEventRunDefaultImpl() in its own thread. Without a thread
-     * running it (vclctl, a worker with watch_resync_seconds: 0) nothing
-     * changes: each API call still does its own I/O. */
-    if (virEventRegisterDefaultImpl() < 0)
+     * registered before the first virConnectOpen of the process, AND a
+     * thread running it: once a loop is registered, every remote connection
+     * tells libvirtd it can answer keepalive pings, and libvirtd drops a
+     * connection idle for ~30 s whose pings go unanswered ("Cannot write
+     * data: Broken pipe" on the next call; SIGPIPE where it is not ignored).
+     * So the loop runs in its own detached thread, in every process, from
+     * here on. */
+    if (virEventRegisterDefaultImpl() < 0) {
         log_warn("virEventRegisterDefaultImpl failed: no libvirt domain events");
+        return;
+    }
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&th, &attr, virt_event_loop, NULL) != 0)
+        log_error("cannot start the libvirt event loop thread: idle remote connections will be "
+                  "dropped by libvirtd after about 30 s");
+    else
+        virt_events = true;
+    pthread_attr_destroy(&attr);
+}
+
+bool virt_events_running(void)
+{
+    virt_init();
+    return virt_events;
 }
 
 void virt_init(void)

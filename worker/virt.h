@@ -10,7 +10,12 @@
 #include <libvirt/libvirt.h>
 #include "error.h"
 
+/* Once per process, before any connection: libvirt, a quiet error
+ * handler, and the default event loop with a detached thread running it
+ * (domain events; answers to libvirtd's keepalive pings). */
 void virt_init(void);
+/* The event loop runs (events can be delivered). */
+bool virt_events_running(void);
 /* Connect; NULL + retryable error naming the URI when it fails. */
 virConnectPtr virt_open(const char *uri, vcl_error *e);
 void virt_close(virConnectPtr conn);

@@ -54,8 +54,7 @@ static struct {
     char app[160];
     bool started;
     atomic_int stop;
-    pthread_t loop_th, work_th;
-    int timer;
+    pthread_t work_th;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     watch_event q[WATCH_QUEUE_MAX];
@@ -65,7 +64,7 @@ static struct {
     db_conn *db;
     watch_node *nodes[WATCH_MAX_NODES];
     int n_nodes;
-} W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .timer = -1 };
+} W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 static double mono_s(void)
 {
@@ -90,7 +89,7 @@ static const char *kind_word(wev_kind k)
     }
 }
 
-/* ---------------- event loop thread and callbacks ---------------- */
+/* ---------------- callbacks (in virt.c's event loop thread) ---------------- */
 
 static void push(const watch_event *ev)
 {
@@ -161,25 +160,6 @@ static void on_close(virConnectPtr conn, int reason, void *opaque)
     ev.kind = WEV_CONN_CLOSED;
     ev.node_id = (long long)(intptr_t)opaque;
     push(&ev);
-}
-
-static void on_tick(int timer, void *opaque)
-{
-    (void)timer;
-    (void)opaque;
-}
-
-static void *loop_main(void *arg)
-{
-    (void)arg;
-    while (!atomic_load(&W.stop)) {
-        if (virEventRunDefaultImpl() < 0) {
-            virErrorPtr err = virGetLastError();
-            log_warn("watch: libvirt event loop: %s", err && err->message ? err->message : "error");
-            sleep(1);
-        }
-    }
-    return NULL;
 }
 
 /* ---------------- node connections (worker thread) ---------------- */
@@ -565,31 +545,17 @@ bool watch_start(const vcl_config *cfg, const char *worker_name, vcl_error *e)
         log_info("watch: domain watcher off (watch_resync_seconds: 0)");
         return true;
     }
-    virt_init();
+    if (!virt_events_running())
+        return vcl_error_set(e, VCL_ERR_PERMANENT,
+                             "watch: no libvirt event loop (see virt_init): domain events "
+                             "cannot be delivered");
     W.cfg = cfg;
     snprintf(W.app, sizeof W.app, "%s-watch", worker_name && worker_name[0] ? worker_name : "vcl-worker");
     atomic_store(&W.stop, 0);
     W.qhead = W.qlen = 0;
     W.overflow = false;
-    /* a timer keeps the loop waking every second, so it sees stop */
-    W.timer = virEventAddTimeout(1000, on_tick, NULL, NULL);
-    if (W.timer < 0)
-        return vcl_error_set(e, VCL_ERR_PERMANENT,
-                             "watch: no libvirt event loop (virEventRegisterDefaultImpl must run "
-                             "before any connection is opened)");
-    if (pthread_create(&W.loop_th, NULL, loop_main, NULL) != 0) {
-        virEventRemoveTimeout(W.timer);
-        W.timer = -1;
-        return vcl_error_set(e, VCL_ERR_RETRYABLE, "watch: cannot start the event loop thread");
-    }
-    if (pthread_create(&W.work_th, NULL, work_main, NULL) != 0) {
-        atomic_store(&W.stop, 1);
-        virEventUpdateTimeout(W.timer, 0);
-        pthread_join(W.loop_th, NULL);
-        virEventRemoveTimeout(W.timer);
-        W.timer = -1;
+    if (pthread_create(&W.work_th, NULL, work_main, NULL) != 0)
         return vcl_error_set(e, VCL_ERR_RETRYABLE, "watch: cannot start the watcher thread");
-    }
     W.started = true;
     log_info("watch: watching domains (lifecycle events, resync every %d s)",
              cfg->watch_resync_seconds);
@@ -604,11 +570,7 @@ void watch_stop(void)
     pthread_mutex_lock(&W.mu);
     pthread_cond_broadcast(&W.cv);
     pthread_mutex_unlock(&W.mu);
-    pthread_join(W.work_th, NULL); /* closes the node connections */
-    virEventUpdateTimeout(W.timer, 0); /* wake the loop now */
-    pthread_join(W.loop_th, NULL);
-    virEventRemoveTimeout(W.timer);
-    W.timer = -1;
+    pthread_join(W.work_th, NULL); /* deregisters the callbacks, closes the connections */
     W.started = false;
     log_info("watch: stopped");
 }

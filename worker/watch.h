@@ -6,8 +6,9 @@
  *
  * How (the Nova way): one libvirt connection per node (cached, reopened
  * after a failure or a close), a VIR_DOMAIN_EVENT_ID_LIFECYCLE callback on
- * each, and one thread running libvirt's default event loop. Callbacks only
- * queue; a second thread with its own database connection does the work:
+ * each, delivered by the process's libvirt event loop (virt.c runs it in its
+ * own thread). Callbacks only queue; the watcher's thread, with its own
+ * database connection, does the work:
  * it re-checks the domain with libvirt and runs one guarded UPDATE:
  *
  *   node_status IN ('READY','POST_LOAD') AND domain_uuid = <the domain's>
@@ -22,8 +23,8 @@
  * Several workers may watch at once: the UPDATE is idempotent.
  *
  * The event loop must be registered before the first virConnectOpen of the
- * process: virt_init() does that. watch_resync_seconds 0 disables it all;
- * a SIGHUP does not change it (restart the worker). */
+ * process: virt_init() does that. watch_resync_seconds 0 disables the
+ * watcher; a SIGHUP does not change it (restart the worker). */
 #ifndef VCL_WATCH_H
 #define VCL_WATCH_H
 #include <stdbool.h>
