@@ -853,10 +853,15 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
                 idle_claims = 0;
             else if (got == 0 && running == 0)
                 idle_claims++;
-            if (opts->drain && got == 0 && running == 0 && idle_claims >= 1) {
+            /* Drained after two empty claims a moment apart: a single empty
+             * claim can mean another worker held a node's load lock just
+             * then, and that is not "nothing claimable". */
+            if (opts->drain && got == 0 && running == 0 && idle_claims >= 2) {
                 log_info("drained: nothing claimable and no job running");
                 break;
             }
+            if (opts->drain && got == 0 && running == 0)
+                next_poll = now_s() + 0.2;
             if (got > 0)
                 continue;
         }
