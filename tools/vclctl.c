@@ -1098,6 +1098,47 @@ static int print_row_json(ctl *c, const char *sql, long long id, const char *wha
 
 static const char SQL_NODE_JSON[] = "SELECT row_to_json(n) FROM vcl.node n WHERE n.id = $1";
 
+/* A computer's MAC belongs to it alone (unique regardless of case). */
+static bool mac_taken(ctl *c, const vcl_error *e)
+{
+    return strcmp(db_sqlstate(c->db), "23505") == 0 && strstr(e->msg, "mac0") != NULL;
+}
+
+/* The end of `node set` and `computer set`: --state joins the columns
+ * already checked into s, the row of table vcl.<kind> named name is
+ * updated, and the new row (json_sql) or a line is printed. mac, for a
+ * computer, is the --mac value that a uniqueness error names. */
+static int set_by_name(ctl *c, const args *a, const char *kind, const char *name, colset *s,
+                       const char *json_sql, const char *mac)
+{
+    char table[32], what[32];
+    long long id = 0;
+    bool found = false;
+    vcl_error e;
+    snprintf(table, sizeof table, "vcl.%s", kind);
+    colset_add(s, "state", opt_str(a, "state"));
+    if (s->n == 0)
+        return usage_error(c, "nothing to change: give at least one option");
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    vcl_error_clear(&e);
+    if (!colset_update(c, table, s, "name", name, &id, &found, &e)) {
+        if (mac && mac_taken(c, &e))
+            return fail("cannot update %s '%s': MAC %s is already used by another "
+                        "computer (see: %s computer list)", kind, name, mac, PROG);
+        return db_fail(c, &e, "cannot update %s '%s'", kind, name);
+    }
+    if (!found)
+        return fail("no %s named '%s' (see: %s %s list)", kind, name, PROG, kind);
+    if (c->json) {
+        snprintf(what, sizeof what, "the %s", kind);
+        return print_row_json(c, json_sql, id, what);
+    }
+    if (!c->quiet)
+        printf("updated %s %s\n", kind, name);
+    return EXIT_OK;
+}
+
 static int cmd_node_add(ctl *c, const args *a)
 {
     const char *name = a->pos[0];
@@ -1134,29 +1175,12 @@ static int cmd_node_set(ctl *c, const args *a)
     colset s = { .n = 0 };
     num port, loads;
     char repos[MAX_MULTI * 260];
-    long long id = 0;
-    bool found = false;
-    vcl_error e;
     int rc;
     if ((rc = check_name(c, "node", name)) != EXIT_OK ||
         (rc = opt_word(c, a, "state", INVENTORY_STATES)) != EXIT_OK ||
         (rc = node_fields(c, a, &s, &port, &loads, repos, sizeof repos)) != EXIT_OK)
         return rc;
-    colset_add(&s, "state", opt_str(a, "state"));
-    if (s.n == 0)
-        return usage_error(c, "nothing to change: give at least one option");
-    if (!ctl_db(c))
-        return EXIT_FAIL;
-    vcl_error_clear(&e);
-    if (!colset_update(c, "vcl.node", &s, "name", name, &id, &found, &e))
-        return db_fail(c, &e, "cannot update node '%s'", name);
-    if (!found)
-        return fail("no node named '%s' (see: %s node list)", name, PROG);
-    if (c->json)
-        return print_row_json(c, SQL_NODE_JSON, id, "the node");
-    if (!c->quiet)
-        printf("updated node %s\n", name);
-    return EXIT_OK;
+    return set_by_name(c, a, "node", name, &s, SQL_NODE_JSON, NULL);
 }
 
 #define NODE_ROWS                                                                          \
@@ -1510,12 +1534,6 @@ static int computer_fields(ctl *c, const args *a, colset *s, num *mem, num *cpus
     return EXIT_OK;
 }
 
-/* A MAC belongs to one computer only (unique regardless of case). */
-static bool mac_taken(ctl *c, const vcl_error *e)
-{
-    return strcmp(db_sqlstate(c->db), "23505") == 0 && strstr(e->msg, "mac0") != NULL;
-}
-
 static const char SQL_COMPUTER_JSON[] =
     "SELECT row_to_json(c) FROM vcl.computer c WHERE c.id = $1";
 
@@ -1558,34 +1576,13 @@ static int cmd_computer_set(ctl *c, const args *a)
     const char *name = a->pos[0];
     colset s = { .n = 0 };
     num mem, cpus;
-    char mac[32];
-    long long id = 0;
-    bool found = false;
-    vcl_error e;
+    char mac[32] = "";
     int rc;
     if ((rc = check_name(c, "computer", name)) != EXIT_OK ||
         (rc = opt_word(c, a, "state", INVENTORY_STATES)) != EXIT_OK ||
         (rc = computer_fields(c, a, &s, &mem, &cpus, mac, sizeof mac)) != EXIT_OK)
         return rc;
-    colset_add(&s, "state", opt_str(a, "state"));
-    if (s.n == 0)
-        return usage_error(c, "nothing to change: give at least one option");
-    if (!ctl_db(c))
-        return EXIT_FAIL;
-    vcl_error_clear(&e);
-    if (!colset_update(c, "vcl.computer", &s, "name", name, &id, &found, &e)) {
-        if (mac_taken(c, &e))
-            return fail("cannot update computer '%s': MAC %s is already used by another "
-                        "computer (see: %s computer list)", name, mac, PROG);
-        return db_fail(c, &e, "cannot update computer '%s'", name);
-    }
-    if (!found)
-        return fail("no computer named '%s' (see: %s computer list)", name, PROG);
-    if (c->json)
-        return print_row_json(c, SQL_COMPUTER_JSON, id, "the computer");
-    if (!c->quiet)
-        printf("updated computer %s\n", name);
-    return EXIT_OK;
+    return set_by_name(c, a, "computer", name, &s, SQL_COMPUTER_JSON, mac);
 }
 
 #define COMPUTER_ROWS                                                                       \
@@ -1696,12 +1693,8 @@ static int enqueue(ctl *c, const args *a, const char *computer, const char *oper
     if (!colset_insert(c, "vcl.reservation", &s, &id, &e))
         return db_fail(c, &e, "cannot queue %s on computer '%s'", operation, computer);
     c->last_id = id;
-    if (c->json) {
-        char ids[32];
-        snprintf(ids, sizeof ids, "%lld", id);
-        const char *p[1] = { ids };
-        return print_json(c, "SELECT json_build_object('id', $1::bigint)", 1, p, "the id");
-    }
+    if (c->json)
+        return print_row_json(c, "SELECT json_build_object('id', $1::bigint)", id, "the id");
     printf("%lld\n", id);
     return EXIT_OK;
 }
@@ -1894,6 +1887,20 @@ static bool reservation_state(ctl *c, const char *id, char *buf, size_t size, in
     return true;
 }
 
+/* The reservation the command's first argument names: its id checked, the
+ * database open and its state read into state (show, cancel). */
+static int reservation_arg(ctl *c, const args *a, num *id, char *state, size_t size)
+{
+    int rc;
+    if ((rc = arg_id(c, a->pos[0], id)) != EXIT_OK)
+        return rc;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    if (!reservation_state(c, id->s, state, size, &rc))
+        return rc;
+    return EXIT_OK;
+}
+
 /* The reservation row for people: names joined in front of r.*. */
 #define RESERVATION_DETAIL                                                                 \
     "SELECT r.id, c.name AS computer, n.name AS node,"                                     \
@@ -1919,11 +1926,7 @@ static int cmd_show(ctl *c, const args *a)
     vcl_error e;
     char state[64];
     int rc;
-    if ((rc = arg_id(c, a->pos[0], &id)) != EXIT_OK)
-        return rc;
-    if (!ctl_db(c))
-        return EXIT_FAIL;
-    if (!reservation_state(c, id.s, state, sizeof state, &rc))
+    if ((rc = reservation_arg(c, a, &id, state, sizeof state)) != EXIT_OK)
         return rc;
     const char *p[1] = { id.s };
     vcl_error_clear(&e);
@@ -2059,11 +2062,7 @@ static int cmd_cancel(ctl *c, const args *a)
     vcl_error e;
     char before[64];
     int rc;
-    if ((rc = arg_id(c, a->pos[0], &id)) != EXIT_OK)
-        return rc;
-    if (!ctl_db(c))
-        return EXIT_FAIL;
-    if (!reservation_state(c, id.s, before, sizeof before, &rc))
+    if ((rc = reservation_arg(c, a, &id, before, sizeof before)) != EXIT_OK)
         return rc;
     const char *p[1] = { id.s };
     vcl_error_clear(&e);
