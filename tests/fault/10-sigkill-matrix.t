@@ -11,167 +11,21 @@
 # loaded computer and no temporary file anywhere.
 #
 # One computer per matrix cell, so all cells of a wave are killed
-# concurrently. A cell is isolated without touching the worker: every
-# computer is in maintenance (nothing of it is claimed, not even a rescue)
-# except the one whose faulty worker is starting; once that worker has
-# claimed its reservation the computer goes back to maintenance. All
-# computers become available again for the rescue.
-. "$(dirname "$0")/../lib/world.sh"
-world_init
-world_pg
-world_libvirt
-world_dirs
-[ "$VCL_TEST_LIBVIRT" = real ] || skip_all "no libvirt daemon can run here (loads need QEMU)"
-[ -x "$ROOT/build/test/vcl-worker" ] || bail "build/test/vcl-worker is not built (make)"
-
-VCLCTL="$ROOT/bin/vclctl"
-WORKER="$ROOT/bin/vcl-worker"
-URI="$VCL_TEST_URI"
-T="t${WORLD##*.}"
-world_track_domains "$T-"
+# concurrently (launch_group in tests/lib/fault.sh: computers stay in
+# maintenance, so nothing of them is claimed, not even a rescue, except
+# while the faulty workers of one operation claim; all become available
+# again for the rescue). Operations that need something first (a snapshot
+# to delete, a domain that is off) get it from a normal worker beforehand;
+# a computer an earlier wave left without a running domain is loaded again.
+. "$(dirname "$0")/../lib/fault.sh"
+fault_world 64
 t_start=$SECONDS
+PREP_CFG=$(world_config prep "slots: 32" "lease_seconds: 5" "heartbeat_seconds: 1")
 
-ok "migrate" "$VCLCTL" migrate
-qemu-img create -q -f qcow2 "$WORLD/repo/$T-blank-v1.qcow2" 64M
-ok "node add" "$VCLCTL" node add "$T-n1" --uri "$URI" --master-dir "$WORLD/master" \
-    --cow-dir "$WORLD/cow" --xml-dir "$WORLD/xml" --repo "$WORLD/repo" --max-loads 64
-ok "image add" "$VCLCTL" image add "$T-blank" --os-type none
-ok "revision 1" "$VCLCTL" image revision-add "$T-blank" --revision 1 --file-stem "$T-blank-v1"
-
-# --- the operations and their stages, from --help ----------------------------
-OPS=()
-declare -A STAGES=()
-op=""
-while IFS= read -r line; do
-    if [[ $line =~ ^\ \ ([a-z_]+)[[:space:]] ]]; then
-        op=${BASH_REMATCH[1]}
-        OPS+=("$op")
-        STAGES[$op]=""
-    elif [[ -n $op && $line =~ ^[[:space:]]+[0-9]+\.[[:space:]]+([a-z_]+) ]]; then
-        STAGES[$op]+="${STAGES[$op]:+ }${BASH_REMATCH[1]}"
-    fi
-done < <("$WORKER" --help | sed -n '/^Operations and their stages:/,/^Configuration options:/p')
+fault_ops
 like "${STAGES[load]:-}" "^cleanup .*node_status$" "--help lists the stages of load"
 diag "operations: $(for o in "${OPS[@]}"; do printf '%s(%s) ' "$o" "$(wc -w <<<"${STAGES[$o]}")"; done)"
 
-# --- machinery ---------------------------------------------------------------
-NCOMP=0
-new_computer() { # sets NEWC to the name of a new computer (in maintenance)
-    NCOMP=$((NCOMP + 1))
-    local c="$T-k$NCOMP"
-    "$VCLCTL" -q computer add "$c" --node "$T-n1" \
-        --mac "$(printf '52:54:00:fa:%02x:%02x' $((NCOMP / 256)) $((NCOMP % 256)))" \
-        --memory 128 --vcpus 1 >/dev/null || bail "computer add $c failed"
-    psql_val "UPDATE vcl.computer SET state = 'maintenance' WHERE name = '$c'" >/dev/null
-    NEWC=$c
-}
-set_state() { # STATE COMPUTER...
-    local st=$1 names
-    shift
-    (($#)) || return 0
-    names=$(printf "'%s'," "$@")
-    psql_val "UPDATE vcl.computer SET state = '$st' WHERE name IN (${names%,})" >/dev/null
-}
-enqueue() { # COMPUTER OPERATION [ARGS_JSON [IMAGE:REV]]: prints the reservation id
-    local c=$1 o=$2 a=${3:-} img=${4:-$T-blank:1}
-    if [[ $o == load ]]; then
-        "$VCLCTL" -q load "$c" "$img"
-    elif [[ -n $a ]]; then
-        "$VCLCTL" -q enqueue "$c" "$o" --args "$a"
-    else
-        "$VCLCTL" -q enqueue "$c" "$o"
-    fi
-}
-dom_of() { # COMPUTER: the name of its (first) domain on the node
-    timeout 30 virsh -q -c "$URI" list --all --name | grep -m1 "^$1:"
-}
-res_state() { psql_val "SELECT state FROM vcl.reservation WHERE id = $1"; }
-claimed_by() { # ID WORKER_NAME: the reservation runs under that worker
-    [ "$(psql_val "SELECT r.state || ' ' || w.name FROM vcl.reservation r
-                    JOIN vcl.worker w ON w.id = r.worker_id WHERE r.id = $1")" = "running $2" ]
-}
-not_active() { # ID...: none pending or running
-    local ids
-    ids=$(IFS=,; echo "$*")
-    [ "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE id IN ($ids) AND state IN ('pending','running')")" = 0 ]
-}
-# Rescue: normal workers (--drain) in a bounded loop until every given
-# reservation has ended. A drain finds nothing while the dead workers' leases
-# run, so the loop goes on until they expire.
-rescue() { # TIMEOUT_S ID...
-    local timeout=$1 deadline
-    shift
-    deadline=$((SECONDS + timeout))
-    while ! not_active "$@"; do
-        ((SECONDS < deadline)) || { diag "rescue: still active after ${timeout}s"; return 1; }
-        # A job whose lease expired 15 s ago while rescue workers kept
-        # claiming is stuck (nothing will ever claim it): stop waiting.
-        if [ "$(psql_val "SELECT bool_and(state = 'running' AND lease_expires_at < now() - interval '15 s')
-                            FROM vcl.reservation WHERE id IN ($(IFS=,; echo "$*"))
-                             AND state IN ('pending', 'running')")" = t ]; then
-            diag "rescue: stuck, never claimed again: $(psql_val "SELECT string_agg(format('reservation %s (%s, computer %s is %s, checkpoint %s)',
-                      r.id, r.operation, c.name, c.state, coalesce(r.stage, 'none')), '; ')
-                 FROM vcl.reservation r JOIN vcl.computer c ON c.id = r.computer_id
-                WHERE r.id IN ($(IFS=,; echo "$*")) AND r.state IN ('pending', 'running')")"
-            return 1
-        fi
-        "$WORKER" --config "$RESCUE_CFG" --drain >>"$WORLD/rescue.log" 2>&1 ||
-            diag "rescue worker exited $?"
-        not_active "$@" || sleep 0.5
-    done
-}
-RESCUE_CFG=$(world_config rescue "slots: 32" "lease_seconds: 5" "heartbeat_seconds: 1")
-PREP_CFG=$(world_config prep "slots: 32" "lease_seconds: 5" "heartbeat_seconds: 1")
-
-# Cells: parallel arrays, one entry per (operation, stage, point).
-C_OP=() C_STAGE=() C_POINT=() C_COMP=() C_ID=() C_PID=() C_RC=()
-# launch_group N...: cells of ONE operation, each with its computer and its
-# reservation enqueued. Their computers (only those) become available and
-# all their faulty workers (slots 1) start at once; each claims one of the
-# group's reservations (which one does not matter: all are the same
-# operation on equally prepared computers) and kills itself at its stage.
-# Once every reservation of the group is claimed, by as many workers, the
-# computers go back to maintenance and each cell learns which reservation
-# (and computer) its worker took.
-launch_group() {
-    local n w ids comps=() deadline row
-    ids=$(for n in "$@"; do printf '%s,' "${C_ID[n]}"; done)
-    ids=${ids%,}
-    for n in "$@"; do
-        comps+=("${C_COMP[n]}")
-        world_config "f$n" "slots: 1" "lease_seconds: 5" "heartbeat_seconds: 1" >/dev/null
-    done
-    set_state available "${comps[@]}"
-    for n in "$@"; do
-        world_worker "f$n" --fault "${C_STAGE[n]}:${C_POINT[n]}"
-        C_PID[n]=$WORLD_WORKER_PID
-    done
-    # Every 50 ms: each computer whose reservation is claimed goes back to
-    # maintenance at once, so that no faulty worker of the group still
-    # starting can take over a job whose worker already died (5 s lease).
-    deadline=$((SECONDS + 30))
-    until [ "$(psql_val "
-        WITH claimed AS (SELECT computer_id, worker_id FROM vcl.reservation
-                          WHERE id IN ($ids) AND state = 'running' AND attempts = 1),
-             m AS (UPDATE vcl.computer SET state = 'maintenance'
-                    WHERE id IN (SELECT computer_id FROM claimed) AND state <> 'maintenance')
-        SELECT count(*) || ' ' || count(DISTINCT worker_id) FROM claimed")" = "$# $#" ]; do
-        ((SECONDS < deadline)) || { diag "launch of ${C_OP[$1]}: not every reservation claimed once within 30 s"; break; }
-        sleep 0.05
-    done
-    set_state maintenance "${comps[@]}"
-    for n in "$@"; do
-        row=$(psql_val "SELECT r.id || ' ' || c.name FROM vcl.reservation r
-                          JOIN vcl.worker w ON w.id = r.worker_id JOIN vcl.computer c ON c.id = r.computer_id
-                         WHERE r.id IN ($ids) AND w.name = 'f$n'")
-        if [[ -n $row ]]; then
-            read -r C_ID[n] C_COMP[n] <<<"$row"
-        else
-            diag "cell $n (${C_OP[n]} ${C_STAGE[n]}:${C_POINT[n]}): its worker claimed nothing; $(tail -n 3 "$WORLD/f$n.log")"
-            C_ID[n]=0
-        fi
-    done
-}
 # run_wave N...: launch the cells (grouped by operation), let every faulty
 # worker die, make the computers available, rescue, then check each cell.
 run_wave() {
@@ -219,6 +73,12 @@ run_wave() {
             "$VCLCTL" -q computer set "${C_COMP[n]}" --state available
         rescue 30 "${C_ID[n]}" || true
     done
+    # name -> state of every domain of this world on the node
+    declare -gA NODE_DOMS=()
+    local id name st
+    while read -r id name st; do
+        [[ $name == "$T-"* ]] && NODE_DOMS[$name]=$st
+    done < <(timeout 30 virsh -q -c "$URI" list --all)
     for n in "$@"; do
         check_cell "$n"
     done
@@ -257,44 +117,50 @@ declare -A SETS_MAINTENANCE=([maintenance]=maintenance)
 
 check_cell() {
     local n=$1 id=${C_ID[n]} c=${C_COMP[n]} o=${C_OP[n]} s=${C_STAGE[n]} p=${C_POINT[n]}
-    local what="$o $s:$p ($c, reservation $id)" all ok_stages want doms st
+    local what="$o $s:$p ($c, reservation $id)" all want
+    local state killed tokens ok_stages bad abandoned nstatus cstate
+    # Every fact from PostgreSQL in one query, the node's domains from one
+    # `virsh list` per wave (NODE_DOMS, filled by run_wave).
+    IFS='|' read -r state killed tokens ok_stages bad abandoned nstatus cstate < <(psql_val "
+        SELECT r.state,
+               (SELECT string_agg(outcome, ',' ORDER BY id) FROM vcl.reservation_stage
+                 WHERE reservation_id = r.id AND stage = '$s'),
+               (SELECT count(DISTINCT lease_token) FROM vcl.reservation_stage
+                 WHERE reservation_id = r.id AND stage = '$s'),
+               (SELECT string_agg(stage, ',' ORDER BY id) FROM vcl.reservation_stage
+                 WHERE reservation_id = r.id AND outcome = 'ok'),
+               (SELECT count(*) FROM vcl.reservation_stage
+                 WHERE reservation_id = r.id AND outcome NOT IN ('ok', 'abandoned')),
+               (SELECT count(*) FROM vcl.reservation_stage
+                 WHERE reservation_id = r.id AND outcome = 'abandoned'),
+               c.node_status, c.state
+          FROM vcl.reservation r JOIN vcl.computer c ON c.id = r.computer_id WHERE r.id = $id")
     is "${C_RC[n]}" 137 "$what: the faulty worker died of SIGKILL"
-    is "$(res_state "$id")" done "$what: done after the rescue"
+    is "$state" done "$what: done after the rescue"
     all=$(tr ' ' ',' <<<"${STAGES[$o]}")
     if waits_for_operator "$n"; then
-        is "$(psql_val "SELECT string_agg(outcome, ',' ORDER BY id) FROM vcl.reservation_stage
-                        WHERE reservation_id = $id AND stage = '$s'")" "abandoned" \
-           "$what: the killed stage was abandoned and (its write being done) not rerun"
+        is "$killed" "abandoned" "$what: the killed stage was abandoned and (its write being done) not rerun"
         all=$(tr ' ' '\n' <<<"${STAGES[$o]}" | grep -vx "$s" | paste -sd,)
     else
-        is "$(psql_val "SELECT string_agg(outcome, ',' ORDER BY id) FROM vcl.reservation_stage
-                        WHERE reservation_id = $id AND stage = '$s'")" "abandoned,ok" \
-           "$what: the killed stage was abandoned, then ran again and finished"
-        is "$(psql_val "SELECT count(DISTINCT lease_token) FROM vcl.reservation_stage
-                        WHERE reservation_id = $id AND stage = '$s'")" 2 \
-           "$what: the two runs of $s were under two leases"
+        is "$killed" "abandoned,ok" "$what: the killed stage was abandoned, then ran again and finished"
+        is "$tokens" 2 "$what: the two runs of $s were under two leases"
     fi
-    ok_stages=$(psql_val "SELECT string_agg(stage, ',' ORDER BY id) FROM vcl.reservation_stage
-                          WHERE reservation_id = $id AND outcome = 'ok'")
     is "$ok_stages" "$all" "$what: every stage (that had to run) finished ok exactly once, in order"
-    is "$(psql_val "SELECT count(*) FROM vcl.reservation_stage WHERE reservation_id = $id
-                    AND outcome NOT IN ('ok', 'abandoned')")" 0 "$what: no stage failed or is left running"
-    is "$(psql_val "SELECT count(*) FROM vcl.reservation_stage WHERE reservation_id = $id
-                    AND outcome = 'abandoned'")" 1 "$what: exactly one stage run abandoned (the killed one)"
+    is "$bad" 0 "$what: no stage failed or is left running"
+    is "$abandoned" 1 "$what: exactly one stage run abandoned (the killed one)"
     want=${WANT_DOMS[$o]:-1}
-    doms=$(timeout 30 virsh -q -c "$URI" list --all --name | grep -c "^$c:" || true)
-    is "$doms" "$want" "$what: $want domain(s) of $c on the node"
+    is "$(printf '%s\n' "${!NODE_DOMS[@]}" | grep -c "^$c:")" "$want" "$what: $want domain(s) of $c on the node"
     is "$(find "$WORLD/cow" -maxdepth 1 -name "${c}_*" | wc -l)" "$want" "$what: $want COW disk(s) of $c"
     if [[ $want == 1 && -n ${WANT_STATE[$o]:-} ]]; then
-        st=$(timeout 30 virsh -q -c "$URI" domstate "$(dom_of "$c")" 2>&1 | head -n 1)
-        is "$st" "${WANT_STATE[$o]}" "$what: domain is ${WANT_STATE[$o]}"
+        is "$(for d in "${!NODE_DOMS[@]}"; do [[ $d == "$c:"* ]] && echo "${NODE_DOMS[$d]}"; done)" \
+           "${WANT_STATE[$o]}" "$what: domain is ${WANT_STATE[$o]}"
     fi
     if [[ $o == load ]]; then
-        is "$(psql_val "SELECT node_status FROM vcl.computer WHERE name = '$c'")" READY "$what: $c READY"
+        is "$nstatus" READY "$what: $c READY"
     fi
     want=${WANT_CSTATE[$o]:-available}
     waits_for_operator "$n" && want=available   # the operator's choice stands
-    is "$(psql_val "SELECT state FROM vcl.computer WHERE name = '$c'")" "$want" "$what: computer $c is $want"
+    is "$cstate" "$want" "$what: computer $c is $want"
 }
 
 # --- 1. load: every stage, start and finish, all cells in one wave ------------
