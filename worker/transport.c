@@ -37,9 +37,7 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-/* Node file errors: what an operator must fix is permanent, the rest
- * (ENOSPC, EIO, EAGAIN, ...) may pass and is retryable. */
-static vcl_err_class errno_class(int err)
+vcl_err_class transport_errno_class(int err)
 {
     switch (err) {
     case ENOENT: case ENOTDIR: case EACCES: case EPERM: case EROFS:
@@ -51,9 +49,9 @@ static vcl_err_class errno_class(int err)
     }
 }
 
-static bool errno_error(vcl_error *e, int err, const char *what, const char *path)
+bool transport_errno_error(vcl_error *e, int err, const char *what, const char *path)
 {
-    return vcl_error_set(e, errno_class(err), "%s '%s': %s", what, path, strerror(err));
+    return vcl_error_set(e, transport_errno_class(err), "%s '%s': %s", what, path, strerror(err));
 }
 
 static bool arg_check(const char *what, const char *s, vcl_error *e)
@@ -76,6 +74,19 @@ static void close_fd(int *fd)
         close(*fd);
         *fd = -1;
     }
+}
+
+/* fsync and close a file written to path: *fd is -1 once close was tried
+ * (an fsync error leaves it open for the caller's cleanup). */
+static bool sync_close(int *fd, const char *path, vcl_error *e)
+{
+    if (fsync(*fd) < 0)
+        return transport_errno_error(e, errno, "cannot fsync", path);
+    int r = close(*fd);
+    *fd = -1;
+    if (r < 0)
+        return transport_errno_error(e, errno, "cannot close", path);
+    return true;
 }
 
 /* Parent directory of path into buf ("." when none). */
@@ -113,16 +124,15 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+void transport_names_sort(char **names, size_t n)
+{
+    if (n > 1)
+        qsort(names, n, sizeof *names, cmp_str);
+}
+
 /* ------------------------------------------------------------- local: exec */
 
-typedef struct capbuf {
-    char *buf;
-    size_t len, cap;
-    bool keep_tail;      /* on overflow keep the last cap bytes instead of the first */
-    bool truncated;
-} capbuf;
-
-static bool capbuf_init(capbuf *b, size_t cap, bool keep_tail)
+bool transport_capbuf_init(transport_capbuf *b, size_t cap, bool keep_tail)
 {
     b->buf = malloc(cap + 1);
     b->len = 0;
@@ -134,7 +144,7 @@ static bool capbuf_init(capbuf *b, size_t cap, bool keep_tail)
     return b->buf != NULL;
 }
 
-static void capbuf_add(capbuf *b, const char *data, size_t n)
+void transport_capbuf_add(transport_capbuf *b, const char *data, size_t n)
 {
     if (b->len + n <= b->cap) {
         memcpy(b->buf + b->len, data, n);
@@ -217,14 +227,15 @@ static bool local_exec(vcl_transport *t, const char *const argv[], int timeout_s
     bool ok = false;
     int out_p[2] = { -1, -1 }, err_p[2] = { -1, -1 }, rep_p[2] = { -1, -1 };
     pid_t pid = -1;
-    capbuf out = { 0 }, err = { 0 };
+    transport_capbuf out = { 0 }, err = { 0 };
     bool timed_out = false;
     int child_errno = 0;
 
     res->status = -1;
     res->out = res->err = NULL;
 
-    if (!capbuf_init(&out, OUT_CAP, false) || !capbuf_init(&err, ERR_CAP, true)) {
+    if (!transport_capbuf_init(&out, OUT_CAP, false) ||
+        !transport_capbuf_init(&err, ERR_CAP, true)) {
         vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory running '%s'", argv[0]);
         goto cleanup;
     }
@@ -294,9 +305,9 @@ static bool local_exec(vcl_transport *t, const char *const argv[], int timeout_s
                 continue;
             }
             if (i == 0)
-                capbuf_add(&out, buf, (size_t)n);
+                transport_capbuf_add(&out, buf, (size_t)n);
             else if (i == 1)
-                capbuf_add(&err, buf, (size_t)n);
+                transport_capbuf_add(&err, buf, (size_t)n);
             else {
                 for (ssize_t k = 0; k < n && rep_len < sizeof rep_buf; k++)
                     rep_buf[rep_len++] = (unsigned char)buf[k];
@@ -391,7 +402,7 @@ static bool local_stat(vcl_transport *t, const char *path, transport_stat_info *
     if (stat(path, &sb) < 0) {
         if (errno == ENOENT || errno == ENOTDIR)
             return true;
-        return errno_error(e, errno, "cannot stat", path);
+        return transport_errno_error(e, errno, "cannot stat", path);
     }
     st->exists = true;
     st->is_dir = S_ISDIR(sb.st_mode);
@@ -446,30 +457,22 @@ static bool local_write_file(vcl_transport *t, const char *path, const void *dat
     }
     fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
-        errno_error(e, errno, "cannot create temporary file for", path);
+        transport_errno_error(e, errno, "cannot create temporary file for", path);
         goto cleanup;
     }
     made = true;
     if (!write_all(fd, data, len)) {
-        errno_error(e, errno, "cannot write", tmp);
+        transport_errno_error(e, errno, "cannot write", tmp);
         goto cleanup;
     }
     if (fchmod(fd, mode) < 0) {
-        errno_error(e, errno, "cannot chmod", tmp);
+        transport_errno_error(e, errno, "cannot chmod", tmp);
         goto cleanup;
     }
-    if (fsync(fd) < 0) {
-        errno_error(e, errno, "cannot fsync", tmp);
+    if (!sync_close(&fd, tmp, e))
         goto cleanup;
-    }
-    if (close(fd) < 0) {
-        fd = -1;
-        errno_error(e, errno, "cannot close", tmp);
-        goto cleanup;
-    }
-    fd = -1;
     if (rename(tmp, path) < 0) {
-        errno_error(e, errno, "cannot rename into place", path);
+        transport_errno_error(e, errno, "cannot rename into place", path);
         goto cleanup;
     }
     made = false;
@@ -496,7 +499,7 @@ static bool local_read_file(vcl_transport *t, const char *path, char **data, siz
         *len = 0;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        errno_error(e, errno, "cannot open", path);
+        transport_errno_error(e, errno, "cannot open", path);
         goto cleanup;
     }
     for (;;) {
@@ -519,7 +522,7 @@ static bool local_read_file(vcl_transport *t, const char *path, char **data, siz
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            errno_error(e, errno, "cannot read", path);
+            transport_errno_error(e, errno, "cannot read", path);
             goto cleanup;
         }
         if (n == 0)
@@ -543,8 +546,8 @@ static bool local_rename(vcl_transport *t, const char *from, const char *to, vcl
 {
     (void)t;
     if (rename(from, to) < 0)
-        return vcl_error_set(e, errno_class(errno), "cannot rename '%s' to '%s': %s", from, to,
-                             strerror(errno));
+        return vcl_error_set(e, transport_errno_class(errno), "cannot rename '%s' to '%s': %s",
+                             from, to, strerror(errno));
     fsync_parent(to);
     return true;
 }
@@ -568,15 +571,15 @@ static bool local_rename_noreplace(vcl_transport *t, const char *from, const cha
     }
     if (errno == EEXIST)
         *existed = true;
-    return vcl_error_set(e, errno_class(errno), "cannot rename '%s' to '%s': %s", from, to,
-                         strerror(errno));
+    return vcl_error_set(e, transport_errno_class(errno), "cannot rename '%s' to '%s': %s", from,
+                         to, strerror(errno));
 }
 
 static bool local_remove(vcl_transport *t, const char *path, vcl_error *e)
 {
     (void)t;
     if (unlink(path) < 0 && errno != ENOENT)
-        return errno_error(e, errno, "cannot remove", path);
+        return transport_errno_error(e, errno, "cannot remove", path);
     return true;
 }
 
@@ -598,7 +601,8 @@ static bool local_mkdir_p(vcl_transport *t, const char *path, mode_t mode, vcl_e
             int err = errno;
             struct stat sb;
             if (err != EEXIST || stat(buf, &sb) < 0 || !S_ISDIR(sb.st_mode))
-                return errno_error(e, err == EEXIST ? ENOTDIR : err, "cannot create directory", buf);
+                return transport_errno_error(e, err == EEXIST ? ENOTDIR : err,
+                                             "cannot create directory", buf);
         }
         if (end)
             break;
@@ -607,13 +611,7 @@ static bool local_mkdir_p(vcl_transport *t, const char *path, mode_t mode, vcl_e
     return true;
 }
 
-/* Growable array of strings for list_dir and glob. */
-typedef struct strvec {
-    char **v;
-    size_t n, cap;
-} strvec;
-
-static bool strvec_push(strvec *sv, const char *s)
+bool transport_strvec_push(transport_strvec *sv, const char *s)
 {
     if (sv->n == sv->cap) {
         size_t ncap = sv->cap ? sv->cap * 2 : 16;
@@ -635,12 +633,12 @@ static bool local_list_dir(vcl_transport *t, const char *dir, char ***names, siz
 {
     bool ok = false;
     DIR *d = NULL;
-    strvec sv = { 0 };
+    transport_strvec sv = { 0 };
     (void)t;
 
     d = opendir(dir);
     if (!d) {
-        errno_error(e, errno, "cannot list directory", dir);
+        transport_errno_error(e, errno, "cannot list directory", dir);
         goto cleanup;
     }
     for (;;) {
@@ -648,20 +646,19 @@ static bool local_list_dir(vcl_transport *t, const char *dir, char ***names, siz
         struct dirent *de = readdir(d);
         if (!de) {
             if (errno) {
-                errno_error(e, errno, "cannot list directory", dir);
+                transport_errno_error(e, errno, "cannot list directory", dir);
                 goto cleanup;
             }
             break;
         }
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        if (!strvec_push(&sv, de->d_name)) {
+        if (!transport_strvec_push(&sv, de->d_name)) {
             vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory listing '%s'", dir);
             goto cleanup;
         }
     }
-    if (sv.n > 1)
-        qsort(sv.v, sv.n, sizeof *sv.v, cmp_str);
+    transport_names_sort(sv.v, sv.n);
     *names = sv.v;
     *n = sv.n;
     sv.v = NULL;
@@ -694,11 +691,11 @@ static bool local_copy_in(vcl_transport *t, const char *local_src, const char *d
 
     in = open(local_src, O_RDONLY | O_CLOEXEC);
     if (in < 0) {
-        errno_error(e, errno, "cannot open", local_src);
+        transport_errno_error(e, errno, "cannot open", local_src);
         goto cleanup;
     }
     if (fstat(in, &sb) < 0) {
-        errno_error(e, errno, "cannot stat", local_src);
+        transport_errno_error(e, errno, "cannot stat", local_src);
         goto cleanup;
     }
     if (!S_ISREG(sb.st_mode)) {
@@ -707,7 +704,7 @@ static bool local_copy_in(vcl_transport *t, const char *local_src, const char *d
     }
     out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (out < 0) {
-        errno_error(e, errno, "cannot create", dst);
+        transport_errno_error(e, errno, "cannot create", dst);
         goto cleanup;
     }
     buf = malloc(COPY_BLOCK);
@@ -740,7 +737,7 @@ static bool local_copy_in(vcl_transport *t, const char *local_src, const char *d
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
-                errno_error(e, errno, "cannot read", local_src);
+                transport_errno_error(e, errno, "cannot read", local_src);
                 goto cleanup;
             }
             if (n == 0) {               /* file shrank under us */
@@ -748,7 +745,7 @@ static bool local_copy_in(vcl_transport *t, const char *local_src, const char *d
                 break;
             }
             if (!all_zero(buf, (size_t)n) && !pwrite_all(out, buf, (size_t)n, off)) {
-                errno_error(e, errno, "cannot write", dst);
+                transport_errno_error(e, errno, "cannot write", dst);
                 goto cleanup;
             }
             off += n;
@@ -760,19 +757,11 @@ static bool local_copy_in(vcl_transport *t, const char *local_src, const char *d
         off = hole;
     }
     if (ftruncate(out, size) < 0) {
-        errno_error(e, errno, "cannot set size of", dst);
+        transport_errno_error(e, errno, "cannot set size of", dst);
         goto cleanup;
     }
-    if (fsync(out) < 0) {
-        errno_error(e, errno, "cannot fsync", dst);
+    if (!sync_close(&out, dst, e))
         goto cleanup;
-    }
-    if (close(out) < 0) {
-        out = -1;
-        errno_error(e, errno, "cannot close", dst);
-        goto cleanup;
-    }
-    out = -1;
     if (progress)
         progress(opaque, (long long)size, (long long)size);
     ok = true;
@@ -788,7 +777,7 @@ static bool local_glob(vcl_transport *t, const char *pattern, char ***paths, siz
 {
     bool ok = false;
     glob_t g;
-    strvec sv = { 0 };
+    transport_strvec sv = { 0 };
     (void)t;
 
     memset(&g, 0, sizeof g);
@@ -800,7 +789,7 @@ static bool local_glob(vcl_transport *t, const char *pattern, char ***paths, siz
         goto cleanup;
     }
     for (size_t i = 0; r == 0 && i < g.gl_pathc; i++) {
-        if (!strvec_push(&sv, g.gl_pathv[i])) {
+        if (!transport_strvec_push(&sv, g.gl_pathv[i])) {
             vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory expanding '%s'", pattern);
             goto cleanup;
         }

@@ -32,6 +32,38 @@ struct vcl_transport {
     void *priv;                 /* per-kind state: NULL for local, the node's session pool for ssh */
 };
 
+/* ---- helpers both kinds use (transport.c) ---- */
+
+/* Node file errors: what an operator must fix (ENOENT, EACCES, EROFS, ...)
+ * is permanent, the rest (ENOSPC, EIO, EAGAIN, ...) may pass and is
+ * retryable. */
+vcl_err_class transport_errno_class(int err);
+/* "<what> '<path>': <strerror(err)>" of that class into e; returns false. */
+bool transport_errno_error(vcl_error *e, int err, const char *what, const char *path);
+
+/* A command's captured stdout or stderr, bounded by cap bytes (always
+ * NUL-terminated). */
+typedef struct transport_capbuf {
+    char *buf;
+    size_t len, cap;
+    bool keep_tail;      /* on overflow keep the last cap bytes instead of the first */
+    bool truncated;
+} transport_capbuf;
+/* false when out of memory; the buffer is freed by the caller (free(b->buf)). */
+bool transport_capbuf_init(transport_capbuf *b, size_t cap, bool keep_tail);
+void transport_capbuf_add(transport_capbuf *b, const char *data, size_t n);
+
+/* Growable array of strings for list_dir and glob; starts as { 0 }, freed
+ * with transport_names_free(v, n). */
+typedef struct transport_strvec {
+    char **v;
+    size_t n, cap;
+} transport_strvec;
+/* Appends a copy of s; false when out of memory. */
+bool transport_strvec_push(transport_strvec *sv, const char *s);
+/* names in byte order (strcmp), as list_dir and glob return them. */
+void transport_names_sort(char **names, size_t n);
+
 /* The "ssh" kind (transport_ssh.c). */
 extern const transport_ops transport_ssh_ops;
 

@@ -305,18 +305,6 @@ static int64_t io_deadline(void)
 
 /* ---------------------------------------------------------------- errors */
 
-static vcl_err_class errno_class(int err)
-{
-    switch (err) {
-    case ENOENT: case ENOTDIR: case EACCES: case EPERM: case EROFS:
-    case ENAMETOOLONG: case EINVAL: case EISDIR: case ELOOP: case EEXIST:
-    case ENOTEMPTY: case EXDEV:
-        return VCL_ERR_PERMANENT;
-    default:
-        return VCL_ERR_RETRYABLE;
-    }
-}
-
 /* SFTP status codes (v3 and the later ones some servers send) as errno. */
 static int fx_errno(unsigned long fx)
 {
@@ -378,7 +366,7 @@ static bool conn_fail(ssh_conn *c, vcl_error *e, const char *what, const char *p
     if (fx >= 0) {
         int err = fx_errno((unsigned long)fx);
         vcl_err_class cls = fx == LIBSSH2_FX_FAILURE ? VCL_ERR_RETRYABLE
-                            : err               ? errno_class(err)
+                            : err               ? transport_errno_class(err)
                                                 : VCL_ERR_RETRYABLE;
         return vcl_error_set(e, cls, "%s%s%s%s on %s: %s", what, sep, path, q, label,
                              fx_text((unsigned long)fx));
@@ -912,48 +900,6 @@ char *transport_sh_quote_argv(const char *const argv[])
     return buf;
 }
 
-typedef struct capbuf {
-    char *buf;
-    size_t len, cap;
-    bool keep_tail;
-    bool truncated;
-} capbuf;
-
-static bool capbuf_init(capbuf *b, size_t cap, bool keep_tail)
-{
-    memset(b, 0, sizeof *b);
-    b->buf = malloc(cap + 1);
-    b->cap = cap;
-    b->keep_tail = keep_tail;
-    if (b->buf)
-        b->buf[0] = '\0';
-    return b->buf != NULL;
-}
-
-static void capbuf_add(capbuf *b, const char *data, size_t n)
-{
-    if (b->len + n <= b->cap) {
-        memcpy(b->buf + b->len, data, n);
-        b->len += n;
-    } else if (!b->keep_tail) {
-        memcpy(b->buf + b->len, data, b->cap - b->len);
-        b->len = b->cap;
-        b->truncated = true;
-    } else if (n >= b->cap) {
-        memcpy(b->buf, data + (n - b->cap), b->cap);
-        b->len = b->cap;
-        b->truncated = true;
-    } else {
-        size_t drop = b->len + n - b->cap;
-        memmove(b->buf, b->buf + drop, b->len - drop);
-        b->len -= drop;
-        memcpy(b->buf + b->len, data, n);
-        b->len += n;
-        b->truncated = true;
-    }
-    b->buf[b->len] = '\0';
-}
-
 static int signal_number(const char *name)
 {
     static const struct { const char *name; int num; } sigs[] = {
@@ -982,14 +928,14 @@ typedef struct exec_ctx {
 } exec_ctx;
 
 /* Read what is there on one stream: 1 data read, 0 EOF, EAGAIN, <0 error. */
-static int drain_stream(LIBSSH2_CHANNEL *ch, int stream, capbuf *b)
+static int drain_stream(LIBSSH2_CHANNEL *ch, int stream, transport_capbuf *b)
 {
     char buf[32768];
     int last = LIBSSH2_ERROR_EAGAIN;
     for (;;) {
         ssize_t n = libssh2_channel_read_ex(ch, stream, buf, sizeof buf);
         if (n > 0) {
-            capbuf_add(b, buf, (size_t)n);
+            transport_capbuf_add(b, buf, (size_t)n);
             last = 1;
             continue;
         }
@@ -1003,7 +949,7 @@ static bool ssh_exec_conn(ssh_conn *c, void *ctx, vcl_error *e)
 {
     exec_ctx *x = ctx;
     LIBSSH2_CHANNEL *ch = NULL;
-    capbuf out = { 0 }, err = { 0 };
+    transport_capbuf out = { 0 }, err = { 0 };
     bool ok = false;
     int rc;
     int64_t start = now_ms();
@@ -1011,7 +957,8 @@ static bool ssh_exec_conn(ssh_conn *c, void *ctx, vcl_error *e)
                            ? start + (int64_t)(x->timeout_s + SSH_KILL_GRACE_S + SSH_WAIT_GRACE_S) * 1000
                            : 0;
 
-    if (!capbuf_init(&out, OUT_CAP, false) || !capbuf_init(&err, ERR_CAP, true)) {
+    if (!transport_capbuf_init(&out, OUT_CAP, false) ||
+        !transport_capbuf_init(&err, ERR_CAP, true)) {
         vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory running '%s'", x->argv[0]);
         goto cleanup;
     }
@@ -1342,7 +1289,8 @@ static bool conn_rename_noreplace(ssh_conn *c, const char *from, const char *to,
                              to, c->pool->label, strerror(EEXIST));
     }
     int err = fx_errno((unsigned long)fx);
-    return vcl_error_set(e, fx == LIBSSH2_FX_FAILURE ? VCL_ERR_RETRYABLE : errno_class(err),
+    vcl_err_class cls = fx == LIBSSH2_FX_FAILURE ? VCL_ERR_RETRYABLE : transport_errno_class(err);
+    return vcl_error_set(e, cls,
                          "cannot rename '%s' to '%s' on %s: %s", from, to, c->pool->label,
                          fx_text((unsigned long)fx));
 }
@@ -1601,35 +1549,9 @@ static bool ssh_mkdir_p(vcl_transport *t, const char *path, mode_t mode, vcl_err
     return with_conn(t, ssh_mkdir_p_conn, &x, e);
 }
 
-typedef struct strvec {
-    char **v;
-    size_t n, cap;
-} strvec;
-
-static bool strvec_push(strvec *sv, const char *s)
-{
-    if (sv->n == sv->cap) {
-        size_t ncap = sv->cap ? sv->cap * 2 : 16;
-        char **nv = realloc(sv->v, ncap * sizeof *nv);
-        if (!nv)
-            return false;
-        sv->v = nv;
-        sv->cap = ncap;
-    }
-    char *d = strdup(s);
-    if (!d)
-        return false;
-    sv->v[sv->n++] = d;
-    return true;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Names in dir appended to sv (. and .. only when keep_dots: glob). */
-static bool conn_list(ssh_conn *c, const char *dir, strvec *sv, bool keep_dots, vcl_error *e)
+static bool conn_list(ssh_conn *c, const char *dir, transport_strvec *sv, bool keep_dots,
+                      vcl_error *e)
 {
     LIBSSH2_SFTP_HANDLE *h = NULL;
     bool ok = false;
@@ -1654,7 +1576,7 @@ static bool conn_list(ssh_conn *c, const char *dir, strvec *sv, bool keep_dots, 
             break;
         if (!keep_dots && (strcmp(name, ".") == 0 || strcmp(name, "..") == 0))
             continue;
-        if (!strvec_push(sv, name)) {
+        if (!transport_strvec_push(sv, name)) {
             vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory listing '%s'", dir);
             goto cleanup;
         }
@@ -1671,13 +1593,12 @@ cleanup:
 static bool ssh_list_dir_conn(ssh_conn *c, void *ctx, vcl_error *e)
 {
     path_ctx *x = ctx;
-    strvec sv = { 0 };
+    transport_strvec sv = { 0 };
     if (!conn_list(c, x->path, &sv, false, e)) {
         transport_names_free(sv.v, sv.n);
         return false;
     }
-    if (sv.n > 1)
-        qsort(sv.v, sv.n, sizeof *sv.v, cmp_str);
+    transport_names_sort(sv.v, sv.n);
     *x->names = sv.v;
     *x->n = sv.n;
     return true;
@@ -1724,10 +1645,10 @@ static bool ssh_glob_conn(ssh_conn *c, void *ctx, vcl_error *e)
 {
     path_ctx *x = ctx;
     const char *pat = x->path;
-    strvec cur = { 0 }, next = { 0 };
+    transport_strvec cur = { 0 }, next = { 0 };
     bool ok = false, last_literal = true;
 
-    if (!strvec_push(&cur, pat[0] == '/' ? "/" : "")) {
+    if (!transport_strvec_push(&cur, pat[0] == '/' ? "/" : "")) {
         vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory expanding '%s'", pat);
         goto cleanup;
     }
@@ -1742,7 +1663,7 @@ static bool ssh_glob_conn(ssh_conn *c, void *ctx, vcl_error *e)
         for (size_t i = 0; i < cur.n; i++) {
             if (last_literal) {
                 char *j = path_join(cur.v[i], p, clen);
-                if (!j || !strvec_push(&next, j)) {
+                if (!j || !transport_strvec_push(&next, j)) {
                     free(j);
                     vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory expanding '%s'", pat);
                     goto cleanup;
@@ -1755,7 +1676,7 @@ static bool ssh_glob_conn(ssh_conn *c, void *ctx, vcl_error *e)
                 continue;
             memcpy(comp, p, clen);
             comp[clen] = '\0';
-            strvec names = { 0 };
+            transport_strvec names = { 0 };
             vcl_error le;
             vcl_error_clear(&le);
             if (!conn_list(c, cur.v[i][0] ? cur.v[i] : ".", &names, true, &le)) {
@@ -1766,13 +1687,12 @@ static bool ssh_glob_conn(ssh_conn *c, void *ctx, vcl_error *e)
                 }
                 continue;   /* not a directory, missing, unreadable: no match here */
             }
-            if (names.n > 1)
-                qsort(names.v, names.n, sizeof *names.v, cmp_str);
+            transport_names_sort(names.v, names.n);
             for (size_t k = 0; k < names.n; k++) {
                 if (fnmatch(comp, names.v[k], FNM_PERIOD) != 0)
                     continue;
                 char *j = path_join(cur.v[i], names.v[k], strlen(names.v[k]));
-                if (!j || !strvec_push(&next, j)) {
+                if (!j || !transport_strvec_push(&next, j)) {
                     free(j);
                     transport_names_free(names.v, names.n);
                     vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory expanding '%s'", pat);
@@ -1784,7 +1704,7 @@ static bool ssh_glob_conn(ssh_conn *c, void *ctx, vcl_error *e)
         }
         transport_names_free(cur.v, cur.n);
         cur = next;
-        next = (strvec){ 0 };
+        next = (transport_strvec){ 0 };
         p += clen;
         if (cur.n == 0)
             break;
@@ -1802,24 +1722,23 @@ static bool ssh_glob_conn(ssh_conn *c, void *ctx, vcl_error *e)
                 }
                 continue;
             }
-            if (st.exists && !strvec_push(&next, cur.v[i])) {
+            if (st.exists && !transport_strvec_push(&next, cur.v[i])) {
                 vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory expanding '%s'", pat);
                 goto cleanup;
             }
         }
         transport_names_free(cur.v, cur.n);
         cur = next;
-        next = (strvec){ 0 };
+        next = (transport_strvec){ 0 };
     }
     if (cur.n == 1 && !strcmp(cur.v[0], "/") && strcmp(pat, "/") != 0) {
         transport_names_free(cur.v, cur.n);
-        cur = (strvec){ 0 };
+        cur = (transport_strvec){ 0 };
     }
-    if (cur.n > 1)
-        qsort(cur.v, cur.n, sizeof *cur.v, cmp_str);
+    transport_names_sort(cur.v, cur.n);
     *x->names = cur.v;
     *x->n = cur.n;
-    cur = (strvec){ 0 };
+    cur = (transport_strvec){ 0 };
     ok = true;
 cleanup:
     transport_names_free(cur.v, cur.n);
@@ -1963,7 +1882,7 @@ static bool partial_is_prefix(ssh_conn *c, copy_ctx *x, long long have, bool *sa
         if (!conn_pread(c, h, x->cmp, want, (unsigned long long)off, &got_r, x->dst, e))
             goto cleanup;
         if (!pread_full(x->in, x->buf, want, off, &got_l)) {
-            vcl_error_set(e, errno_class(errno), "cannot read '%s': %s", x->src, strerror(errno));
+            transport_errno_error(e, errno, "cannot read", x->src);
             goto cleanup;
         }
         if (got_r != want || got_l != want || memcmp(x->cmp, x->buf, want) != 0)
@@ -2035,8 +1954,7 @@ static bool ssh_copy_in_conn(ssh_conn *c, void *ctx, vcl_error *e)
         for (off = data; off < hole;) {
             size_t want = (size_t)(hole - off < COPY_CHUNK ? hole - off : COPY_CHUNK), got = 0;
             if (!pread_full(x->in, x->buf, want, off, &got)) {
-                vcl_error_set(e, errno_class(errno), "cannot read '%s': %s", x->src,
-                              strerror(errno));
+                transport_errno_error(e, errno, "cannot read", x->src);
                 goto cleanup;
             }
             if (got == 0) {             /* the file shrank under us */
@@ -2112,11 +2030,11 @@ static bool ssh_copy_in(vcl_transport *t, const char *local_src, const char *dst
 
     x.in = open(local_src, O_RDONLY | O_CLOEXEC);
     if (x.in < 0) {
-        vcl_error_set(e, errno_class(errno), "cannot open '%s': %s", local_src, strerror(errno));
+        transport_errno_error(e, errno, "cannot open", local_src);
         goto cleanup;
     }
     if (fstat(x.in, &sb) < 0) {
-        vcl_error_set(e, errno_class(errno), "cannot stat '%s': %s", local_src, strerror(errno));
+        transport_errno_error(e, errno, "cannot stat", local_src);
         goto cleanup;
     }
     if (!S_ISREG(sb.st_mode)) {
