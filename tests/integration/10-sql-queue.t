@@ -69,7 +69,7 @@ CREATE FUNCTION t.expire(p_id bigint) RETURNS void LANGUAGE sql AS \$\$
 CREATE FUNCTION t.token(p_id bigint) RETURNS bigint LANGUAGE sql AS \$\$
     SELECT lease_token FROM vcl.reservation WHERE id = p_id \$\$;
 CREATE FUNCTION t.clean() RETURNS void LANGUAGE sql AS \$\$
-    TRUNCATE vcl.reservation, vcl.reservation_stage;
+    TRUNCATE vcl.reservation CASCADE;  -- and every table that references it
     UPDATE vcl.computer SET state = 'available' WHERE state <> 'available';
     UPDATE vcl.node SET state = 'available' WHERE state <> 'available' \$\$;
 SELECT t.node('n1', 2), t.node('n2', 2), t.node('n3', 2);
