@@ -50,7 +50,6 @@
 
 #define CAPTURE_SHUTDOWN_DEFAULT_S 60
 #define CAPTURE_SHUTDOWN_MAX_S 3600
-#define CAPTURE_SHUTDOWN_RESEND_S 5
 
 /* Everything a capture stage needs beyond the job: read afresh by every
  * stage (SQL_CAPTURE_FACTS), so a stage acts on the rows as they are. */
@@ -75,13 +74,6 @@ typedef struct capture_facts {
     char final[PATH_MAX];        /* <master dir>/<stem>.<ext> */
     char tmp[PATH_MAX];          /* <final>.tmp-<reservation id> */
 } capture_facts;
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static int cmd_timeout(const job *j)
 {
@@ -206,60 +198,6 @@ static bool domain_first_disk(job *j, virDomainPtr dom, char *disk, size_t len, 
                  disks[0]);
     snprintf(disk, len, "%s", disks[0]);
     domxml_strings_free(disks, n);
-    return true;
-}
-
-static bool is_on(int st)
-{
-    return st == VIR_DOMAIN_RUNNING || st == VIR_DOMAIN_BLOCKED || st == VIR_DOMAIN_PAUSED ||
-           st == VIR_DOMAIN_SHUTDOWN || st == VIR_DOMAIN_PMSUSPENDED;
-}
-
-/* Graceful shutdown: ACPI every CAPTURE_SHUTDOWN_RESEND_S, state polled
- * twice a second, destroy after timeout_s. Already off is success. */
-static bool power_down(virDomainPtr dom, int timeout_s, char *how, size_t len, vcl_error *e)
-{
-    int st = 0, sent = 0;
-    const char *name = virDomainGetName(dom);
-    if (!virt_domain_state(dom, &st, e))
-        return false;
-    if (!is_on(st)) {
-        if (st != VIR_DOMAIN_SHUTOFF && !virt_domain_stop(dom, e)) /* crashed: release it */
-            return false;
-        snprintf(how, len, "%s was already %s", name, virt_state_name(st));
-        return true;
-    }
-    double start = mono_s(), last = -1e9;
-    while (st == VIR_DOMAIN_RUNNING || st == VIR_DOMAIN_BLOCKED || st == VIR_DOMAIN_SHUTDOWN) {
-        double now = mono_s();
-        if (now - start >= timeout_s)
-            break;
-        if (now - last >= CAPTURE_SHUTDOWN_RESEND_S) {
-            if (virDomainShutdown(dom) == 0)
-                sent++;
-            else {
-                vcl_error se;
-                vcl_error_clear(&se);
-                virt_error(&se, NULL, "ACPI shutdown of domain %s", name);
-                log_debug("%s (checking its state)", se.msg);
-            }
-            last = now;
-        }
-        usleep(500 * 1000);
-        if (!virt_domain_state(dom, &st, e))
-            return false;
-    }
-    if (st == VIR_DOMAIN_SHUTOFF) {
-        snprintf(how, len, "%s shut down after %.0f s (%d ACPI request(s))", name,
-                 mono_s() - start, sent);
-        return true;
-    }
-    log_warn("domain %s still %s after %d ACPI shutdown request(s) in %d s: destroying it", name,
-             virt_state_name(st), sent, timeout_s);
-    if (!virt_domain_stop(dom, e))
-        return false;
-    snprintf(how, len, "%s did not shut down within %d s (%d ACPI request(s)): destroyed", name,
-             timeout_s, sent);
     return true;
 }
 
@@ -539,7 +477,7 @@ static bool st_shutdown(void *opaque, char *detail, size_t dlen, vcl_error *e)
              f.image, f.revision, j->id);
     if (!job_write_status(j, "RELOAD", reason, false, e))
         goto cleanup;
-    if (!power_down(dom, f.shutdown_timeout, how, sizeof how, e))
+    if (!op_shutdown_domain(j, dom, f.shutdown_timeout, how, sizeof how, e))
         goto cleanup;
     snprintf(detail, dlen, "target %s:%d file stem %s; %s", f.image, f.revision, f.stem, how);
     ok = true;
@@ -576,7 +514,7 @@ static bool st_flatten(void *opaque, char *detail, size_t dlen, vcl_error *e)
     if (!op_require_domain(j, &dom, e))
         return false;
     /* off, whatever happened since shutdown (someone may have started it) */
-    if (!power_down(dom, f.shutdown_timeout, how, sizeof how, e) ||
+    if (!op_shutdown_domain(j, dom, f.shutdown_timeout, how, sizeof how, e) ||
         !domain_first_disk(j, dom, disk, sizeof disk, e))
         goto cleanup;
     if (!qimg_info_get(j->t, disk, &src, e)) {

@@ -296,3 +296,66 @@ bool op_require_domain(job *j, virDomainPtr *dom, vcl_error *e)
     return vcl_error_set(e, VCL_ERR_PERMANENT, "computer %s has no loaded domain; load it first",
                          j->computer);
 }
+
+/* ---- graceful shutdown ---- */
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Any state in which the domain holds its resources and may still run. */
+static bool domain_is_on(int st)
+{
+    return st == VIR_DOMAIN_RUNNING || st == VIR_DOMAIN_BLOCKED || st == VIR_DOMAIN_PAUSED ||
+           st == VIR_DOMAIN_SHUTDOWN || st == VIR_DOMAIN_PMSUSPENDED;
+}
+
+bool op_shutdown_domain(job *j, virDomainPtr dom, int timeout_s, char *detail, size_t dlen,
+                        vcl_error *e)
+{
+    int st = 0, sent = 0;
+    const char *name = virDomainGetName(dom);
+    if (!virt_domain_state(dom, &st, e))
+        return false;
+    if (!domain_is_on(st)) {
+        if (st != VIR_DOMAIN_SHUTOFF && !virt_domain_stop(dom, e)) /* crashed: release it */
+            return false;
+        snprintf(detail, dlen, "%s was already %s", name, virt_state_name(st));
+        return true;
+    }
+    double start = mono_s(), last = -1e9;
+    while (st == VIR_DOMAIN_RUNNING || st == VIR_DOMAIN_BLOCKED || st == VIR_DOMAIN_SHUTDOWN) {
+        double now = mono_s();
+        if (now - start >= timeout_s)
+            break;
+        if (now - last >= OP_SHUTDOWN_RESEND_S) {
+            if (virDomainShutdown(dom) == 0)
+                sent++;
+            else {
+                vcl_error se;
+                vcl_error_clear(&se);
+                virt_error(&se, NULL, "ACPI shutdown of domain %s", name);
+                log_debug("%s (checking its state)", se.msg);
+            }
+            last = now;
+        }
+        usleep(500 * 1000);
+        if (!virt_domain_state(dom, &st, e))
+            return false;
+    }
+    if (st == VIR_DOMAIN_SHUTOFF) {
+        snprintf(detail, dlen, "%s shut down after %.0f s (%d ACPI request(s))", name,
+                 mono_s() - start, sent);
+        return true;
+    }
+    log_warn("computer %s: domain %s still %s after %d ACPI shutdown request(s) in %d s: "
+             "destroying it", j->computer, name, virt_state_name(st), sent, timeout_s);
+    if (!virt_domain_stop(dom, e))
+        return false;
+    snprintf(detail, dlen, "%s did not shut down within %d s (%d ACPI request(s)): destroyed",
+             name, timeout_s, sent);
+    return true;
+}

@@ -41,6 +41,16 @@ bool op_recorded_domain(job *j, virDomainPtr *dom, vcl_error *e);
 /* The same, but a missing domain is a permanent error: "computer X has no
  * loaded domain; load it first". */
 bool op_require_domain(job *j, virDomainPtr *dom, vcl_error *e);
+/* Shut dom down gracefully: an ACPI shutdown request every
+ * OP_SHUTDOWN_RESEND_S (a guest still booting may miss the first), the
+ * state polled twice a second, destroy after timeout_s (0: at once). Off
+ * already is success; a crashed domain is destroyed (it still holds its
+ * resources); a domain that pauses or crashes while shutting down is
+ * destroyed at once. detail says which of these happened. false only when
+ * libvirt cannot read the state or destroy the domain. */
+#define OP_SHUTDOWN_RESEND_S 5
+bool op_shutdown_domain(job *j, virDomainPtr dom, int timeout_s, char *detail, size_t dlen,
+                        vcl_error *e);
 
 extern const op_def op_load;
 /* op_power.c */
