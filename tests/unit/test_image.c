@@ -158,6 +158,14 @@ static bool touch(const char *path)
     return transport_write_file(T, path, "x\n", 2, 0644, &e);
 }
 
+/* touch <base>/rel */
+static bool touch_rel(const char *rel)
+{
+    char p[PATH_MAX];
+    pathf(p, sizeof p, rel);
+    return touch(p);
+}
+
 static bool file_exists(const char *path)
 {
     return access(path, F_OK) == 0;
@@ -264,14 +272,10 @@ static void test_repository(void)
     fake_lock l = { 0 };
 
     /* Only files that must be ignored. */
-    pathf(p, sizeof p, "repo-a/win7.xml");
-    touch(p);
-    pathf(p, sizeof p, "repo-a/win7.txt");
-    touch(p);
-    pathf(p, sizeof p, "repo-a/win7.vmx");
-    touch(p);
-    pathf(p, sizeof p, "repo-a/win7-s001.vmdk");
-    touch(p);
+    touch_rel("repo-a/win7.xml");
+    touch_rel("repo-a/win7.txt");
+    touch_rel("repo-a/win7.vmx");
+    touch_rel("repo-a/win7-s001.vmdk");
     pathf(p, sizeof p, "repo-a/win7.qcow2.d");  /* a directory named like an image */
     transport_mkdir_p(T, p, 0755, &e);
 
@@ -335,12 +339,9 @@ static void test_exists_size(void)
 
     /* nothing but side files and a temp next to where the master would be */
     req_init(&r, "ex-none", master, cow, sizeof master, NULL);
-    pathf(p, sizeof p, "repo-c/ex-none.xml");
-    touch(p);
-    pathf(p, sizeof p, "repo-c/ex-none.txt");
-    touch(p);
-    pathf(p, sizeof p, "repo-c/ex-none.vmx");
-    touch(p);
+    touch_rel("repo-c/ex-none.xml");
+    touch_rel("repo-c/ex-none.txt");
+    touch_rel("repo-c/ex-none.vmx");
     snprintf(tmp, sizeof tmp, "%s.tmp-5", master);
     ok(transport_mkdir_p(T, master_dir, 0755, &e) && touch(tmp), "a partial <master>.tmp-5");
     vcl_error_clear(&e);

@@ -12,25 +12,7 @@
 #include <unistd.h>
 
 static char dir[] = "/tmp/vclw-transport-XXXXXX";
-
-static void path_of(char *buf, size_t len, const char *name)
-{
-    snprintf(buf, len, "%s/%s", dir, name);
-}
-
-static bool exists(const char *name)
-{
-    char p[512];
-    path_of(p, sizeof p, name);
-    return access(p, F_OK) == 0;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "helpers.h"
 
 static void rm_rf(const char *path)
 {
@@ -318,25 +300,6 @@ static void on_progress(void *opaque, long long done, long long total)
     progress_last = done;
 }
 
-static bool same_content(const char *a, const char *b)
-{
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    bool same = fa && fb;
-    static char ba[65536], bb[65536];
-    while (same) {
-        size_t na = fread(ba, 1, sizeof ba, fa), nb = fread(bb, 1, sizeof bb, fb);
-        if (na != nb || memcmp(ba, bb, na) != 0)
-            same = false;
-        if (na == 0)
-            break;
-    }
-    if (fa)
-        fclose(fa);
-    if (fb)
-        fclose(fb);
-    return same;
-}
-
 static void test_copy_in(vcl_transport *t)
 {
     vcl_error e;
@@ -360,7 +323,7 @@ static void test_copy_in(vcl_transport *t)
     ok(stat(dst, &sb) == 0 && sb.st_size == size, "same size");
     ok((long long)sb.st_blocks * 512 <= 3LL * 1024 * 1024, "still sparse (%lld bytes allocated)",
        (long long)sb.st_blocks * 512);
-    ok(same_content(src, dst), "byte-identical");
+    ok(files_equal(src, dst), "byte-identical");
     ok(progress_calls >= 2 && progress_last == size, "progress reported (%lld calls, last %lld)",
        progress_calls, progress_last);
 

@@ -31,25 +31,7 @@
 
 static char dir[] = "/tmp/vclw-ssh-XXXXXX";
 static transport_opts opts;
-
-static void path_of(char *buf, size_t len, const char *name)
-{
-    snprintf(buf, len, "%s/%s", dir, name);
-}
-
-static bool exists(const char *name)
-{
-    char p[512];
-    path_of(p, sizeof p, name);
-    return access(p, F_OK) == 0;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "helpers.h"
 
 static void quote_is(const char *const argv[], const char *want, const char *name)
 {
@@ -318,25 +300,6 @@ static void on_progress(void *opaque, long long done, long long total)
     progress_total = total;
 }
 
-static bool files_equal(const char *a, const char *b)
-{
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    bool same = fa && fb;
-    char ba[65536], bb[65536];
-    while (same) {
-        size_t na = fread(ba, 1, sizeof ba, fa), nb = fread(bb, 1, sizeof bb, fb);
-        if (na != nb || memcmp(ba, bb, na) != 0)
-            same = false;
-        if (na == 0)
-            break;
-    }
-    if (fa)
-        fclose(fa);
-    if (fb)
-        fclose(fb);
-    return same;
-}
-
 static void write_at(int fd, off_t off, size_t n, unsigned seed)
 {
     char *buf = malloc(n);
@@ -479,8 +442,9 @@ static int count_sockets(void)
     return n;
 }
 
-/* Processes whose parent is pid (sshd forks one per connection). */
-static int count_children(long pid)
+/* Processes whose parent is pid (sshd forks one per connection): counted,
+ * and sent SIGKILL when kill_them. */
+static int children_of(long pid, bool kill_them)
 {
     int n = 0;
     DIR *d = opendir("/proc");
@@ -499,37 +463,25 @@ static int count_children(long pid)
         char *rp = strrchr(buf, ')');
         long ppid = 0;
         char state;
-        if (rp && sscanf(rp + 2, "%c %ld", &state, &ppid) == 2 && ppid == pid)
-            n++;
+        if (!rp || sscanf(rp + 2, "%c %ld", &state, &ppid) != 2 || ppid != pid)
+            continue;
+        n++;
+        if (kill_them)
+            kill((pid_t)atol(de->d_name), SIGKILL);
     }
     if (d)
         closedir(d);
     return n;
 }
 
+static int count_children(long pid)
+{
+    return children_of(pid, false);
+}
+
 static void kill_children(long pid)
 {
-    DIR *d = opendir("/proc");
-    struct dirent *de;
-    while (d && (de = readdir(d))) {
-        char p[300], buf[1024];
-        if (de->d_name[0] < '0' || de->d_name[0] > '9')
-            continue;
-        snprintf(p, sizeof p, "/proc/%s/stat", de->d_name);
-        FILE *f = fopen(p, "r");
-        if (!f)
-            continue;
-        size_t k = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[k] = '\0';
-        char *rp = strrchr(buf, ')');
-        long ppid = 0;
-        char state;
-        if (rp && sscanf(rp + 2, "%c %ld", &state, &ppid) == 2 && ppid == pid)
-            kill((pid_t)atol(de->d_name), SIGKILL);
-    }
-    if (d)
-        closedir(d);
+    children_of(pid, true);
 }
 
 static void test_threads(vcl_transport *t, long sshd_pid)
