@@ -25,15 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SHUTDOWN_RESEND_S 5
 #define SHUTDOWN_MAX_S 3600
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* args {"timeout": N}: whole seconds 1..3600; "" = the configured default. */
 static bool shutdown_timeout(const job *j, int *out, vcl_error *e)
@@ -50,12 +42,6 @@ static bool shutdown_timeout(const job *j, int *out, vcl_error *e)
                              "from 1 to %d, e.g. {\"timeout\": 60}", s, SHUTDOWN_MAX_S);
     *out = (int)v;
     return true;
-}
-
-static bool is_running(int st)
-{
-    return st == VIR_DOMAIN_RUNNING || st == VIR_DOMAIN_BLOCKED || st == VIR_DOMAIN_PAUSED ||
-           st == VIR_DOMAIN_SHUTDOWN || st == VIR_DOMAIN_PMSUSPENDED;
 }
 
 /* ---- stages ---- */
@@ -125,8 +111,7 @@ static bool st_shutdown(void *opaque, char *detail, size_t dlen, vcl_error *e)
 {
     job *j = opaque;
     virDomainPtr dom = NULL;
-    int timeout = 0, st = 0, sent = 0;
-    bool ok = false;
+    int timeout = 0;
     if (!shutdown_timeout(j, &timeout, e))
         return false;
     if (!job_prepare(j, e) || !op_recorded_domain(j, &dom, e))
@@ -136,53 +121,7 @@ static bool st_shutdown(void *opaque, char *detail, size_t dlen, vcl_error *e)
                  j->computer, j->node);
         return true;
     }
-    const char *name = virDomainGetName(dom);
-    if (!virt_domain_state(dom, &st, e))
-        goto cleanup;
-    if (!is_running(st)) {
-        /* shutoff, or crashed: a crashed domain still holds its resources */
-        ok = st == VIR_DOMAIN_SHUTOFF || virt_domain_stop(dom, e);
-        if (ok)
-            snprintf(detail, dlen, "%s was already %s", name, virt_state_name(st));
-        goto cleanup;
-    }
-    double start = mono_s(), last_send = -1e9;
-    for (;;) {
-        double now = mono_s();
-        if (now - start >= timeout) {
-            log_warn("domain %s ignored %d ACPI shutdown request(s) for %d s: destroying it", name,
-                     sent, timeout);
-            if (!virt_domain_stop(dom, e))
-                goto cleanup;
-            snprintf(detail, dlen, "%s ignored %d ACPI shutdown request(s) for %d s: destroyed",
-                     name, sent, timeout);
-            ok = true;
-            goto cleanup;
-        }
-        if (now - last_send >= SHUTDOWN_RESEND_S) {
-            if (virDomainShutdown(dom) == 0) {
-                sent++;
-            } else {
-                vcl_error se;
-                vcl_error_clear(&se);
-                virt_error(&se, NULL, "ACPI shutdown of domain %s", name);
-                log_debug("%s (checking its state)", se.msg);
-            }
-            last_send = now;
-        }
-        sleep(1);
-        if (!virt_domain_state(dom, &st, e))
-            goto cleanup;
-        if (!is_running(st)) {
-            ok = st == VIR_DOMAIN_SHUTOFF || virt_domain_stop(dom, e);
-            if (ok)
-                snprintf(detail, dlen, "%s shut down after %.0f s (%d ACPI request(s)%s)", name,
-                         mono_s() - start, sent,
-                         st == VIR_DOMAIN_SHUTOFF ? "" : ", then destroyed: it crashed");
-            goto cleanup;
-        }
-    }
-cleanup:
+    bool ok = op_shutdown_domain(j, dom, timeout, detail, dlen, e);
     virDomainFree(dom);
     return ok;
 }

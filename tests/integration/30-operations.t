@@ -110,7 +110,7 @@ id=$(sql_op $T-pc1 shutdown '{"timeout": 3}')
 wait_end "$id" 60
 is "$(state_of "$id")" done "shutdown with args timeout 3 is done"
 is "$(domstate "$D1")" "shut off" "shutdown: the guest that ignored ACPI is off"
-like "$(detail_of "$id")" "ignored [0-9]+ ACPI shutdown request\(s\) for 3 s: destroyed" "shutdown: destroyed after the timeout"
+like "$(detail_of "$id")" "did not shut down within 3 s \([0-9]+ ACPI request\(s\)\): destroyed" "shutdown: destroyed after the timeout"
 secs=$(psql_val "SELECT round(duration_ms / 1000) FROM vcl.reservation_stage WHERE reservation_id = $id AND stage = 'shutdown'")
 ok "shutdown waited the timeout (${secs}s)" test "$secs" -ge 3 -a "$secs" -le 15
 is "$(col $T-pc1 node_status)" RELOAD "shutdown: RELOAD"
