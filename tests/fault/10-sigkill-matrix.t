@@ -62,8 +62,7 @@ run_wave() {
     # completes it without rerunning that stage.
     for n in "${waiting[@]}"; do
         local what="${C_OP[n]} ${C_STAGE[n]}:${C_POINT[n]} (${C_COMP[n]}, reservation ${C_ID[n]})"
-        wait_for "lease of ${C_ID[n]} expired" 30 \
-            test "$(psql_val "SELECT lease_expires_at < now() FROM vcl.reservation WHERE id = ${C_ID[n]}")" = t
+        ok "$what: its lease expires" wait_for "lease of ${C_ID[n]} expired" 30 lease_expired "${C_ID[n]}"
         "$WORKER" --config "$RESCUE_CFG" --drain >>"$WORLD/rescue.log" 2>&1
         is "$(psql_val "SELECT r.state || ' ' || c.state FROM vcl.reservation r JOIN vcl.computer c
                          ON c.id = r.computer_id WHERE r.id = ${C_ID[n]}")" "running maintenance" \
@@ -83,6 +82,7 @@ run_wave() {
         check_cell "$n"
     done
 }
+lease_expired() { [ "$(psql_val "SELECT lease_expires_at < now() FROM vcl.reservation WHERE id = $1")" = t ]; }
 waits_for_operator() { # N: cell killed right after its stage put the computer in maintenance
     [[ ${SETS_MAINTENANCE[${C_OP[$1]}]:-} == "${C_STAGE[$1]}" && ${C_POINT[$1]} == finish ]]
 }
@@ -146,7 +146,9 @@ check_cell() {
         is "$tokens" 2 "$what: the two runs of $s were under two leases"
     fi
     is "$ok_stages" "$all" "$what: every stage (that had to run) finished ok exactly once, in order"
-    is "$bad" 0 "$what: no stage failed or is left running"
+    is "$bad" 0 "$what: no stage failed or is left running" ||
+        diag "$(psql_val "SELECT string_agg(format('%s %s (lease %s): %s', stage, outcome, lease_token, detail), E'\n' ORDER BY id)
+                           FROM vcl.reservation_stage WHERE reservation_id = $id AND outcome NOT IN ('ok', 'abandoned')")"
     is "$abandoned" 1 "$what: exactly one stage run abandoned (the killed one)"
     want=${WANT_DOMS[$o]:-1}
     is "$(printf '%s\n' "${!NODE_DOMS[@]}" | grep -c "^$c:")" "$want" "$what: $want domain(s) of $c on the node"

@@ -135,14 +135,15 @@ not_active() {
 # A drain finds nothing while the dead workers' leases run, so the loop goes
 # on until they expire.
 rescue() {
-    local timeout=$1 deadline
+    local timeout=$1 deadline t_first=""
     shift
     deadline=$((SECONDS + timeout))
     while ! not_active "$@"; do
         ((SECONDS < deadline)) || { diag "rescue: still active after ${timeout}s"; return 1; }
         # A job whose lease expired 15 s ago while rescue workers kept
-        # claiming is stuck (nothing will ever claim it): stop waiting.
-        if [ "$(psql_val "SELECT bool_and(state = 'running' AND lease_expires_at < now() - interval '15 s')
+        # claiming for 15 s is stuck (nothing will ever claim it): stop waiting.
+        if [[ -n $t_first ]] && ((SECONDS - t_first >= 15)) &&
+            [ "$(psql_val "SELECT bool_and(state = 'running' AND lease_expires_at < now() - interval '15 s')
                             FROM vcl.reservation WHERE id IN ($(_fault_ids "$@"))
                              AND state IN ('pending', 'running')")" = t ]; then
             diag "rescue: stuck, never claimed again: $(psql_val "SELECT string_agg(format('reservation %s (%s, computer %s is %s, checkpoint %s)',
@@ -151,6 +152,7 @@ rescue() {
                 WHERE r.id IN ($(_fault_ids "$@")) AND r.state IN ('pending', 'running')")"
             return 1
         fi
+        t_first=${t_first:-$SECONDS}
         "$WORKER" --config "$RESCUE_CFG" --drain >>"$WORLD/rescue.log" 2>&1 ||
             diag "rescue worker exited $?"
         not_active "$@" || sleep 0.5
