@@ -149,9 +149,15 @@ PGresult *db_exec(db_conn *db, const char *sql, int nparams, const char *const *
     char msg[768];
     snprintf(msg, sizeof msg, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(db->pg));
     msg[strcspn(msg, "\n")] = '\0';
-    bool lost = PQstatus(db->pg) != CONNECTION_OK || (state && strncmp(state, "08", 2) == 0) ||
-                (!state && r == NULL) || (state && strcmp(state, "57P01") == 0);
-    bool transient = lost || (state && (strncmp(state, "40", 2) == 0 ||
+    /* An error without a SQLSTATE comes from libpq itself, not the server:
+     * "server closed the connection unexpectedly" after a crash reports no
+     * SQLSTATE while PQstatus still says CONNECTION_OK. Treat it as a lost
+     * connection. 57P01/57P02/57P03: admin shutdown, crash shutdown, cannot
+     * connect now. */
+    bool lost = PQstatus(db->pg) != CONNECTION_OK || !state || !state[0] ||
+                strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
+                strcmp(state, "57P02") == 0;
+    bool transient = lost || (state && state[0] && (strncmp(state, "40", 2) == 0 ||
                                         strcmp(state, "55P03") == 0 ||
                                         strcmp(state, "57014") == 0 ||
                                         strncmp(state, "53", 2) == 0 ||

@@ -155,6 +155,15 @@ bool job_prepare(job *j, vcl_error *e)
     return true;
 }
 
+bool job_check_ours(job *j, vcl_error *e)
+{
+    if (!j->still_ours || j->still_ours(j->still_ours_ctx))
+        return true;
+    vcl_error_set(e, VCL_ERR_RETRYABLE, "lease of reservation %lld may have expired: stopped "
+                  "before touching the node", j->id);
+    return false;
+}
+
 bool job_fenced_ok(job *j, PGresult *r, vcl_error *e)
 {
     (void)j;

@@ -73,7 +73,15 @@ typedef struct job {
     const vcl_driver_ops *drv;
     vcl_names names;
     bool prepared;             /* transport, libvirt, driver and names ready */
+    /* Set by the pool: false once the lease may have expired (checked before
+     * destructive steps inside a stage). NULL = always ours (tests, vclctl). */
+    bool (*still_ours)(void *ctx);
+    void *still_ours_ctx;
 } job;
+
+/* true unless the pool says the lease may be gone; then e is a "lost"
+ * error (class NONE) and the caller stops at once. */
+bool job_check_ours(job *j, vcl_error *e);
 
 /* Load the reservation's rows (by id); the token comes from the claim. */
 bool job_load(job *j, db_conn *db, long long id, long long token, vcl_error *e);

@@ -94,7 +94,8 @@ bool op_remove_computer_domains(job *j, op_cleanup_stats *s, vcl_error *e)
         if (xml)
             domxml_disk_files(xml, &disks, &nd);
         free(xml);
-        bool step = virt_domain_stop(doms[i], e) && virt_domain_undefine(doms[i], e);
+        bool step = job_check_ours(j, e) && virt_domain_stop(doms[i], e) &&
+                    virt_domain_undefine(doms[i], e);
         for (size_t k = 0; step && k < nd; k++) {
             if (owned_file(j, disks[k], j->cow_dir))
                 step = remove_file(j, disks[k], s, e) && remove_companions(j, disks[k], s, e);

@@ -24,6 +24,8 @@
 #include <unistd.h>
 
 #define MAX_SLOTS 256
+/* Stop acting on a job this long before its lease could expire by our clock. */
+#define LEASE_MARGIN_S 1.0
 #define VCL_VERSION "0.1"
 
 typedef enum { SLOT_IDLE, SLOT_RUNNING, SLOT_FINISHED } slot_state;
@@ -37,6 +39,10 @@ typedef struct slot {
     slot_state state;          /* guarded by pool.mu */
     long long id, token;       /* guarded by pool.mu */
     atomic_int lost;           /* set by the heartbeat when the lease is gone */
+    _Atomic double lease_until;/* monotonic time our lease surely holds until (claim or
+                                * renewal time + lease - margin); past it the job may
+                                * already be someone else's: a SIGSTOPped worker that
+                                * wakes up finds this expired before touching the node */
     db_conn *db;               /* the slot thread's own connection */
     const vcl_config *cfg;     /* config in force when the job started */
 } slot;
@@ -114,6 +120,13 @@ static PGresult *slot_exec(slot *s, const char *sql, db_params *prm, vcl_error *
             return r;
     }
     return NULL;
+}
+
+/* For destructive steps inside a stage: is the job still ours right now? */
+static bool job_still_ours(void *ctx)
+{
+    slot *s = ctx;
+    return !atomic_load(&s->lost) && now_s() <= atomic_load(&s->lease_until);
 }
 
 typedef struct hook_ctx {
@@ -211,6 +224,12 @@ static int hook_check(void *ctx)
     hook_ctx *h = ctx;
     if (atomic_load(&h->s->lost))
         return 1;
+    if (now_s() > atomic_load(&h->s->lease_until)) {
+        if (!atomic_exchange(&h->s->lost, 1))
+            log_warn("our lease may have expired (no renewal for %d s): stopping before touching "
+                     "the node again", h->s->cfg->lease_seconds);
+        return 1;
+    }
     if (atomic_load(&stopping))
         return 2;
     return 0;
@@ -376,6 +395,8 @@ static void *slot_main(void *arg)
     }
     j.cfg = s->cfg;
     j.drivers = p->drivers;
+    j.still_ours = job_still_ours;
+    j.still_ours_ctx = s;
     log_ctx_set(j.id, j.computer, j.node);
     const op_def *op = ops_find(j.operation);
     if (!op) {
@@ -523,7 +544,7 @@ static bool complete_in_claim(pool *p, id_list *done, vcl_error *e)
     return r != NULL;
 }
 
-static void start_slot(pool *p, long long id, long long token)
+static void start_slot(pool *p, long long id, long long token, double claimed_at)
 {
     slot *s = NULL;
     pthread_mutex_lock(&p->mu);
@@ -535,6 +556,7 @@ static void start_slot(pool *p, long long id, long long token)
         s->id = id;
         s->token = token;
         atomic_store(&s->lost, 0);
+        atomic_store(&s->lease_until, claimed_at + p->cfg->lease_seconds - LEASE_MARGIN_S);
         s->cfg = p->cfg;
     }
     pthread_mutex_unlock(&p->mu);
@@ -572,6 +594,7 @@ static int claim(pool *p, int want)
         log_error("claim: %s", e.msg);
         return -1;
     }
+    double sent_at = now_s(); /* the lease runs from (no earlier than) here */
     PGresult *r = db_exec(p->db, SQL_CLAIM, prm.n, prm.v, &e);
     if (!r) {
         bool race = strcmp(db_sqlstate(p->db), "23505") == 0;
@@ -605,7 +628,7 @@ static int claim(pool *p, int want)
         goto cleanup;
     }
     for (int k = 0; k < nw; k++)
-        start_slot(p, wid[k], wtok[k]);
+        start_slot(p, wid[k], wtok[k], sent_at);
     n = got;
 cleanup:
     free(wid);
@@ -674,6 +697,7 @@ static void heartbeat(pool *p)
     db_param_str(&prm, ids);
     db_param_str(&prm, toks);
     db_param_ll(&prm, p->cfg->lease_seconds);
+    double sent_at = now_s();
     PGresult *r = db_exec(p->db, SQL_HEARTBEAT, prm.n, prm.v, &e);
     if (!r) {
         log_warn("heartbeat failed: %s", e.msg);
@@ -695,8 +719,15 @@ static void heartbeat(pool *p)
         bool kept = false;
         for (int g = 0; g < got && !kept; g++)
             kept = db_get_ll(r, g, 0) == sent_id[k];
-        if (kept)
+        if (kept) {
+            for (int i = 0; i < MAX_SLOTS; i++) {
+                slot *s = &p->slots[i];
+                if (s->state == SLOT_RUNNING && s->id == sent_id[k] && s->token == sent_tok[k])
+                    atomic_store(&s->lease_until,
+                                 sent_at + p->cfg->lease_seconds - LEASE_MARGIN_S);
+            }
             continue;
+        }
         /* only the job we asked about, if the slot still runs it */
         for (int i = 0; i < MAX_SLOTS; i++) {
             slot *s = &p->slots[i];

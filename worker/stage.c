@@ -65,6 +65,12 @@ stage_run_result stage_run(const op_def *op, const char *checkpoint, void *job,
             return STAGE_RUN_FAILED;
         }
 
+        /* Re-check after the start row: a worker paused (SIGSTOP, a long GC of
+         * the host...) between its fenced start and the stage body may have
+         * lost the job meanwhile; it must not touch the node. */
+        if (hooks->check(ctx) == 1)
+            return STAGE_RUN_LOST;
+
         char detail[STAGE_DETAIL_LEN] = "";
         vcl_error serr;
         vcl_error_clear(&serr);
