@@ -938,6 +938,7 @@ static int insert_fail(ctl *c, const vcl_error *e, const char *what, const char 
 
 /* The vocabulary shared with the schema's CHECK constraints. */
 static const char *const TRANSPORTS[] = { "local", "ssh", NULL };
+static const char *const REPO_LOCATIONS[] = { "node", "management", NULL };
 static const char *const INVENTORY_STATES[] = { "available", "maintenance", NULL };
 static const char *const OS_TYPES[] = { "none", "linux", "windows", NULL };
 static const char *const RESERVATION_STATES[] = { "pending", "running", "done", "failed",
@@ -1027,6 +1028,8 @@ static int cmd_migrate(ctl *c, const args *a)
     { "repo", "PATH", OPT_MULTI, "image repository path searched for masters; repeat for " \
                                  "several (node set: replaces the list)" },                 \
     { "max-loads", "N", 0, "at most N loads at once on this node" },                        \
+    { "repo-location", "node|management", 0, "where the --repo paths are: on the node "     \
+                                              "(default) or on the worker's host" },         \
     { "network", "NAME", 0, "libvirt network the NICs attach to" }
 
 static const optspec OPTS_NODE_ADD[] = {
@@ -1056,6 +1059,7 @@ static int node_fields(ctl *c, const args *a, colset *s, num *port, num *loads, 
         (rc = check_host(c, opt_str(a, "ssh-host"))) != EXIT_OK ||
         (rc = opt_num(c, a, "ssh-port", 1, 65535, port)) != EXIT_OK ||
         (rc = opt_num(c, a, "max-loads", 1, 1000, loads)) != EXIT_OK ||
+        (rc = opt_word(c, a, "repo-location", REPO_LOCATIONS)) != EXIT_OK ||
         (rc = check_dir(c, "master image", opt_str(a, "master-dir"))) != EXIT_OK ||
         (rc = check_dir(c, "COW", opt_str(a, "cow-dir"))) != EXIT_OK ||
         (rc = check_dir(c, "XML", opt_str(a, "xml-dir"))) != EXIT_OK)
@@ -1084,6 +1088,7 @@ static int node_fields(ctl *c, const args *a, colset *s, num *port, num *loads, 
     colset_add_expr(s, "repository_paths", "string_to_array(?, chr(10))",
                     a->nmulti ? repos : NULL);
     colset_add_expr(s, "max_concurrent_loads", "?::int", NUM_PARAM(*loads));
+    colset_add(s, "repository_location", opt_str(a, "repo-location"));
     colset_add(s, "network", opt_str(a, "network"));
     return EXIT_OK;
 }
@@ -2803,8 +2808,8 @@ typedef struct command {
 static const command NODE_CMDS[] = {
     { "add", cmd_node_add, NULL, OPTS_NODE_ADD, 1, 1,
       "NAME --uri URI [--transport local|ssh] [--ssh-host H --ssh-port P --ssh-user U] "
-      "[--master-dir D] [--cow-dir D] [--xml-dir D] [--repo PATH]... [--max-loads N] "
-      "[--network NAME]",
+      "[--master-dir D] [--cow-dir D] [--xml-dir D] [--repo PATH]... "
+      "[--repo-location node|management] [--max-loads N] [--network NAME]",
       "add a hypervisor node" },
     { "list", cmd_node_list, NULL, NULL, 0, 0, "", "list the nodes" },
     { "set", cmd_node_set, NULL, OPTS_NODE_SET, 1, 1,

@@ -5,7 +5,9 @@
  * ssh node expands its own wildcards), files are renamed there. Facts on the
  * node decide, never a cache: the master is taken when it exists and passes
  * `qemu-img check`; the COW is kept when qemu-img says it is a qcow2 backed
- * by the master.
+ * by the master. The one exception: a repository on the management host
+ * (r->repo_t) is globbed, stat'ed and probed with qemu-img here, then
+ * streamed to the node.
  *
  * qemu-img flags used (checked on QEMU 7.2):
  *   info --output=json -U -- PATH      -U (--force-share): works on a disk a
@@ -24,6 +26,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,6 +241,12 @@ static const char *req_format(const image_req *r)
     return r->disk_format && r->disk_format[0] ? r->disk_format : "qcow2";
 }
 
+/* The transport that reaches the repository paths. */
+static vcl_transport *repo_tp(const image_req *r)
+{
+    return r->repo_t ? r->repo_t : r->t;
+}
+
 static void report(const image_req *r, const char *what, long long done, long long total)
 {
     if (r->progress)
@@ -418,11 +427,11 @@ static bool repo_search(const image_req *r, char *found, size_t found_len, bool 
             if (snprintf(pattern, sizeof pattern, "%.*s/%s.%s", (int)rl, repo, name, repo_exts[x]) >=
                 (int)sizeof pattern)
                 continue;
-            if (!transport_glob(r->t, pattern, &paths, &n, e))
+            if (!transport_glob(repo_tp(r), pattern, &paths, &n, e))
                 goto cleanup;
             for (size_t k = 0; k < n; k++) {
                 transport_stat_info st;
-                if (!transport_stat(r->t, paths[k], &st, e))
+                if (!transport_stat(repo_tp(r), paths[k], &st, e))
                     goto cleanup;
                 if (!st.exists || st.is_dir)
                     continue;
@@ -504,7 +513,7 @@ static bool vmdk_extents(const image_req *r, image_location *loc, vcl_error *e)
     size_t n = 0;
 
     split_path(loc->path, dir, sizeof dir, &base);
-    if (!transport_list_dir(r->t, dir, &names, &n, e))
+    if (!transport_list_dir(repo_tp(r), dir, &names, &n, e))
         goto cleanup;
     for (size_t i = 0; i < n; i++) {
         transport_stat_info st;
@@ -512,7 +521,7 @@ static bool vmdk_extents(const image_req *r, image_location *loc, vcl_error *e)
             continue;
         if (snprintf(p, sizeof p, "%s/%s", strcmp(dir, "/") ? dir : "", names[i]) >= (int)sizeof p)
             continue;
-        if (!transport_stat(r->t, p, &st, e))
+        if (!transport_stat(repo_tp(r), p, &st, e))
             goto cleanup;
         if (!st.exists || st.is_dir)
             continue;
@@ -560,7 +569,7 @@ bool image_locate(const image_req *r, image_location *loc, vcl_error *e)
         loc->path[0] = '\0';
         return true;
     }
-    if (!transport_stat(r->t, loc->path, &st, e))
+    if (!transport_stat(repo_tp(r), loc->path, &st, e))
         return false;
     loc->at = IMAGE_AT_REPOSITORY;
     loc->n_files = 1;
@@ -641,27 +650,63 @@ static bool master_present(const image_req *r, bool *good, vcl_error *e)
     return true;
 }
 
+/* transport_copy_in progress, passed on as "stream". */
+static void stream_progress(void *opaque, long long done, long long total)
+{
+    report((const image_req *)opaque, "stream", done, total);
+}
+
+static void note(const image_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(const image_req *r, const char *fmt, ...)
+{
+    va_list ap;
+    if (!r->how || !r->how_len)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(r->how, r->how_len, fmt, ap);
+    va_end(ap);
+}
+
+/* Convert src (format sfmt) on the node into dst (the master's format). */
+static bool node_convert(const image_req *r, const char *sfmt, const char *src, const char *dst,
+                         long long vsize, vcl_error *e)
+{
+    const char *conv[] = { "qemu-img", "convert", "-t", "writeback", "-f", sfmt, "-O",
+                           req_format(r), "--", src, dst, NULL };
+    report(r, "convert", 0, vsize);
+    if (!transport_run(r->t, conv, cmd_timeout(r), VCL_ERR_RETRYABLE, NULL, e))
+        return false;
+    report(r, "convert", vsize, vsize);
+    return true;
+}
+
 /* Under the lock: copy the repository image to "<master>.tmp-<id>", check
- * it, rename it into place (never over an existing master). */
+ * it, rename it into place (never over an existing master). A repository on
+ * the management host (r->repo_t) is first streamed to the node
+ * (transport_copy_in: SFTP for an ssh node) as "<master>.tmp-<id>", its size
+ * compared with the source's, then converted on the node into
+ * "<master>.tmp-<id>-conv" when its format is not the master's. */
 static bool master_build(const image_req *r, vcl_error *e)
 {
     bool ok = false;
-    char src[PATH_MAX], tmp[PATH_MAX], dir[PATH_MAX];
-    const char *base;
+    char src[PATH_MAX], tmp[PATH_MAX], conv_tmp[PATH_MAX], dir[PATH_MAX];
+    const char *base, *final_tmp;
     qimg_info si;
-    bool passed = false, existed = false, tmp_made = false;
+    bool passed = false, existed = false, tmp_made = false, conv_made = false;
     const char *fmt = req_format(r);
+    bool mgmt = r->repo_t != NULL;
+    vcl_transport *rt = repo_tp(r);
     vcl_error e2;
 
     if (!image_find_in_repository(r, src, sizeof src, e))
         goto cleanup;
     /* Probe the source once and name its format explicitly afterwards, so a
      * raw file's content is never reinterpreted. */
-    if (!qimg_info_get(r->t, src, &si, e)) {
+    if (!qimg_info_get(rt, src, &si, e)) {
         vcl_error_prefix(e, "repository image %s", src);
         goto cleanup;
     }
-    if (!qimg_check(r, src, si.format, false, &passed, e))
+    if (!qimg_check_path(rt, src, si.format, false, cmd_timeout(r), &passed, e))
         goto cleanup;
     if (!passed) {
         vcl_error_prefix(e, "repository image %s is damaged (qemu-img check failed); "
@@ -674,43 +719,104 @@ static bool master_build(const image_req *r, vcl_error *e)
     split_path(r->master_path, dir, sizeof dir, &base);
     if (!transport_mkdir_p(r->t, dir, 0755, e))
         goto cleanup;
-    if (snprintf(tmp, sizeof tmp, "%s.tmp-%lld", r->master_path, r->reservation_id) >= (int)sizeof tmp) {
+    if (snprintf(tmp, sizeof tmp, "%s.tmp-%lld", r->master_path, r->reservation_id) >= (int)sizeof tmp ||
+        snprintf(conv_tmp, sizeof conv_tmp, "%s-conv", tmp) >= (int)sizeof conv_tmp) {
         vcl_error_set(e, VCL_ERR_PERMANENT, "master path too long: %s", r->master_path);
         goto cleanup;
     }
+    final_tmp = tmp;
 
-    log_info("copying image %s from %s (%s, %lld bytes) to %s", r->file_stem, src, si.format,
-             si.virtual_size, r->master_path);
-    report(r, "convert", 0, si.virtual_size);
-    const char *conv[] = { "qemu-img", "convert", "-t", "writeback", "-f", si.format, "-O", fmt,
-                           "--", src, tmp, NULL };
-    tmp_made = true;
-    if (!transport_run(r->t, conv, cmd_timeout(r), VCL_ERR_RETRYABLE, NULL, e))
-        goto cleanup;
-    report(r, "convert", si.virtual_size, si.virtual_size);
+    if (!mgmt) {
+        log_info("copying image %s from %s (%s, %lld bytes) to %s", r->file_stem, src, si.format,
+                 si.virtual_size, r->master_path);
+        tmp_made = true;
+        if (!node_convert(r, si.format, src, tmp, si.virtual_size, e))
+            goto cleanup;
+        note(r, "converted from %s", src);
+    } else {
+        transport_stat_info ls, ns;
+        if (has_suffix(src, ".vmdk")) {
+            image_location loc;
+            memset(&loc, 0, sizeof loc);
+            snprintf(loc.path, sizeof loc.path, "%s", src);
+            if (!vmdk_extents(r, &loc, e))
+                goto cleanup;
+            if (loc.n_files > 0) {
+                vcl_error_set(e, VCL_ERR_PERMANENT,
+                              "repository image %s is a split vmdk on the management host: "
+                              "streaming one file of it to the node cannot work; convert it to "
+                              "a single file there", src);
+                goto cleanup;
+            }
+        }
+        if (!transport_stat(rt, src, &ls, e))
+            goto cleanup;
+        log_info("streaming image %s from the management host (%s, %s, %lld bytes) to %s on "
+                 "node (%s transport)", r->file_stem, src, si.format, ls.size, tmp,
+                 transport_kind(r->t));
+        tmp_made = true;
+        if (!transport_copy_in(r->t, src, tmp, stream_progress, (void *)r, e)) {
+            vcl_error_prefix(e, "streaming %s to the node", src);
+            goto cleanup;
+        }
+        if (!transport_stat(r->t, tmp, &ns, e))
+            goto cleanup;
+        if (!ns.exists || ns.size != ls.size) {
+            vcl_error_set(e, VCL_ERR_RETRYABLE,
+                          "the streamed copy %s is %lld bytes on the node, the source %s is %lld",
+                          tmp, ns.exists ? ns.size : -1LL, src, ls.size);
+            goto cleanup;
+        }
+        if (strcmp(si.format, fmt) != 0) {
+            if (!qimg_check(r, tmp, si.format, false, &passed, e))
+                goto cleanup;
+            if (!passed) {
+                vcl_error_prefix(e, "the streamed copy of %s (%s) fails its check", src, tmp);
+                if (e)
+                    e->cls = VCL_ERR_RETRYABLE;
+                goto cleanup;
+            }
+            conv_made = true;
+            if (!node_convert(r, si.format, tmp, conv_tmp, si.virtual_size, e))
+                goto cleanup;
+            final_tmp = conv_tmp;
+            note(r, "streamed from the management host: %s (converted from %s on the node)", src,
+                 si.format);
+        } else
+            note(r, "streamed from the management host: %s", src);
+        log_info("streamed image %s from the management host to node: %s (%lld bytes)%s",
+                 r->file_stem, src, ls.size, final_tmp == conv_tmp ? ", converted" : "");
+    }
 
-    if (!qimg_check(r, tmp, fmt, false, &passed, e))
+    if (!qimg_check(r, final_tmp, fmt, false, &passed, e))
         goto cleanup;
     if (!passed) {
-        vcl_error_prefix(e, "the copy of %s to %s fails its check", src, tmp);
+        vcl_error_prefix(e, "the copy of %s to %s fails its check", src, final_tmp);
         if (e)
             e->cls = VCL_ERR_RETRYABLE;
         goto cleanup;
     }
-    if (!transport_rename_noreplace(r->t, tmp, r->master_path, &existed, e)) {
+    if (!transport_rename_noreplace(r->t, final_tmp, r->master_path, &existed, e)) {
         if (!existed)
             goto cleanup;
         /* Someone made it without our lock (no lock configured): theirs wins. */
         log_warn("master %s appeared while we copied it; keeping the existing one", r->master_path);
         vcl_error_clear(e);
-    } else
+    } else if (final_tmp == tmp)
         tmp_made = false;
+    else
+        conv_made = false;
     ok = true;
 cleanup:
     if (tmp_made) {
         vcl_error_clear(&e2);
         if (!transport_remove(r->t, tmp, &e2))
             log_warn("cannot remove %s: %s", tmp, e2.msg);
+    }
+    if (conv_made) {
+        vcl_error_clear(&e2);
+        if (!transport_remove(r->t, conv_tmp, &e2))
+            log_warn("cannot remove %s: %s", conv_tmp, e2.msg);
     }
     return ok;
 }
@@ -726,6 +832,7 @@ bool image_ensure_master(const image_req *r, vcl_error *e)
         goto cleanup;
     if (good) {
         log_debug("master %s present and checked", r->master_path);
+        note(r, "present on the node");
         ok = true;
         goto cleanup;
     }
@@ -743,6 +850,7 @@ bool image_ensure_master(const image_req *r, vcl_error *e)
         goto cleanup;
     if (good) {
         log_info("master %s was made by another worker meanwhile", r->master_path);
+        note(r, "made by another worker");
         ok = true;
         goto cleanup;
     }

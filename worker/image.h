@@ -5,6 +5,11 @@
  * remove stale temp files, convert/copy to "<master>.tmp-<reservation>",
  * verify with `qemu-img check`, and rename into place. A partial file is
  * never taken for a master. Missing everywhere is a permanent error.
+ * With repo_t set (node.repository_location = 'management') the repository
+ * is searched on the management host and the image is streamed to the node
+ * with transport_copy_in (SFTP for an ssh node) as "<master>.tmp-<id>", its
+ * size compared, converted on the node into "<master>.tmp-<id>-conv" when
+ * its format is not the master's, checked and renamed the same way.
  *
  * image_ensure_cow: create <cow_path> with
  * `qemu-img create -f FMT -F FMT -b <master> <cow>.tmp` then rename; an
@@ -25,6 +30,10 @@ typedef void (*image_progress_fn)(void *opaque, const char *what, long long done
 
 typedef struct image_req {
     vcl_transport *t;
+    /* Where repo_paths are: NULL = on the node (t); else a transport to the
+     * management host (local): repository images are looked up there and
+     * streamed to the node with transport_copy_in. */
+    vcl_transport *repo_t;
     const char *master_path;
     const char *cow_path;
     const char *file_stem;
@@ -37,6 +46,8 @@ typedef struct image_req {
     image_progress_fn progress;       /* may be NULL */
     void *progress_opaque;
     int command_timeout_s;            /* for qemu-img convert/check; 0 = 7200 */
+    char *how;                        /* may be NULL: image_ensure_master writes how it got */
+    size_t how_len;                   /* the master ("streamed from the management host: ...") */
 } image_req;
 
 /* Facts from `qemu-img info --output=json`. */

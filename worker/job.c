@@ -85,6 +85,7 @@ bool job_load(job *j, db_conn *db, long long id, long long token, vcl_error *e)
     COPY(j->ssh_host, db_get_str(r, 0, c++));
     j->ssh_port = (int)db_get_ll(r, 0, c++);
     COPY(j->ssh_user, db_get_str(r, 0, c++));
+    COPY(j->repo_location, db_get_str(r, 0, c++));
 
     if (repos && repos[0]) {
         size_t n = 1;
@@ -110,6 +111,7 @@ void job_clear(job *j)
         free(j->repo_paths[i]);
     free(j->repo_paths);
     virt_close(j->conn);
+    transport_free(j->repo_t);
     transport_free(j->t);
     memset(j, 0, sizeof *j);
 }
@@ -120,6 +122,17 @@ const transport_opts *job_transport_opts(job *j)
                                  .private_key = j->cfg ? j->cfg->ssh_private_key : NULL,
                                  .known_hosts = j->cfg ? j->cfg->ssh_known_hosts : NULL };
     return &j->topts;
+}
+
+bool job_repo_transport(job *j, vcl_transport **out, vcl_error *e)
+{
+    *out = NULL;
+    if (strcmp(j->repo_location, "management") != 0)
+        return true;
+    if (!j->repo_t && !(j->repo_t = transport_new("local", NULL, e)))
+        return vcl_error_prefix(e, "node %s: the management repository", j->node);
+    *out = j->repo_t;
+    return true;
 }
 
 bool job_prepare(job *j, vcl_error *e)

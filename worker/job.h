@@ -50,6 +50,7 @@ typedef struct job {
     char network[128];         /* "" = user-mode networking */
     char **repo_paths;
     size_t n_repo;
+    char repo_location[16];    /* "node": repo_paths are on the node; "management": on this host */
     /* image (loads) */
     long long image_id;
     long long revision_id;
@@ -67,6 +68,7 @@ typedef struct job {
     const vcl_config *cfg;
     const hvdriver_set *drivers;
     vcl_transport *t;
+    vcl_transport *repo_t;     /* local transport for a 'management' repository (job_repo_transport) */
     virConnectPtr conn;
     hv_node_handle nh;
     vcl_driver_node dnode;
@@ -93,6 +95,10 @@ void job_clear(job *j);
  * key and known_hosts from the worker config (for transport_new and
  * node_status_check_computer_opts). Points into j (j->topts). */
 const transport_opts *job_transport_opts(job *j);
+/* The transport that reaches the repository paths: NULL (*out) when they are
+ * on the node (use j->t), else a local transport owned by the job (freed by
+ * job_clear). false + e only when it cannot be made. */
+bool job_repo_transport(job *j, vcl_transport **out, vcl_error *e);
 
 /* Fenced writes (condition: this reservation still runs under our token).
  * false + e->cls NONE when fenced out. */

@@ -206,15 +206,28 @@ static bool domain_first_disk(job *j, virDomainPtr dom, char *disk, size_t len, 
 /* Is path a finished master: passes qemu-img check, is a FMT image without
  * a backing file and (when want_vsize > 0) of that virtual size? *good false
  * with why in why. false only when the commands could not run. */
+/* master_verify on transport tp (the node's, or this host's for a
+ * management repository). */
+static bool master_verify_on(job *j, vcl_transport *tp, const char *path, const char *fmt,
+                             long long want_vsize, bool *good, qimg_info *qi, char *why,
+                             size_t wlen, vcl_error *e);
+
 static bool master_verify(job *j, const char *path, const char *fmt, long long want_vsize,
                           bool *good, qimg_info *qi, char *why, size_t wlen, vcl_error *e)
+{
+    return master_verify_on(j, j->t, path, fmt, want_vsize, good, qi, why, wlen, e);
+}
+
+static bool master_verify_on(job *j, vcl_transport *tp, const char *path, const char *fmt,
+                             long long want_vsize, bool *good, qimg_info *qi, char *why,
+                             size_t wlen, vcl_error *e)
 {
     bool passed = false;
     vcl_error ce;
     vcl_error_clear(&ce);
     *good = false;
     why[0] = '\0';
-    if (!qimg_check_path(j->t, path, fmt, true, cmd_timeout(j), &passed, &ce)) {
+    if (!qimg_check_path(tp, path, fmt, true, cmd_timeout(j), &passed, &ce)) {
         *e = ce;
         return false;
     }
@@ -222,7 +235,7 @@ static bool master_verify(job *j, const char *path, const char *fmt, long long w
         snprintf(why, wlen, "%s", ce.msg);
         return true;
     }
-    if (!qimg_info_get(j->t, path, qi, e))
+    if (!qimg_info_get(tp, path, qi, e))
         return false;
     if (strcmp(qi->format, fmt) != 0)
         snprintf(why, wlen, "%s is %s, not %s", path, qi->format, fmt);
@@ -286,11 +299,16 @@ static bool repo_dir(job *j, char *dir, size_t len, vcl_error *e)
     }
     char **paths = NULL;
     size_t n = 0;
-    if (!transport_glob(j->t, first, &paths, &n, e))
+    vcl_transport *rt = NULL;
+    if (!job_repo_transport(j, &rt, e))
+        return false;
+    if (!rt)
+        rt = j->t;
+    if (!transport_glob(rt, first, &paths, &n, e))
         return false;
     for (size_t i = 0; i < n && !dir[0]; i++) {
         transport_stat_info st;
-        if (!transport_stat(j->t, paths[i], &st, e)) {
+        if (!transport_stat(rt, paths[i], &st, e)) {
             transport_names_free(paths, n);
             return false;
         }
@@ -370,6 +388,8 @@ static bool plan_try(job *j, capture_facts *f, bool *lost, vcl_error *e)
     image_location loc;
     memset(&req, 0, sizeof req);
     req.t = j->t;
+    if (!job_repo_transport(j, &req.repo_t, e))
+        return false;
     req.master_path = f->final;
     req.file_stem = f->stem;
     req.disk_format = f->fmt;
@@ -393,7 +413,9 @@ static bool plan_try(job *j, capture_facts *f, bool *lost, vcl_error *e)
                              "the capture target %s already exists %s (%s); a capture never "
                              "overwrites an image: choose another file stem (vclctl capture "
                              "--file-stem) or remove that file", f->stem,
-                             loc.at == IMAGE_AT_NODE ? "on the node" : "in the repository",
+                             loc.at == IMAGE_AT_NODE ? "on the node"
+                             : req.repo_t ? "in the repository on the management host"
+                                          : "in the repository",
                              loc.path);
 
     db_params_init(&p);
@@ -633,6 +655,84 @@ static bool st_publish(void *opaque, char *detail, size_t dlen, vcl_error *e)
     return true;
 }
 
+/* upload for a repository on the management host: copy the published
+ * master from the node into "<dir>/<stem>.<ext>.tmp-<id>" here
+ * (transport_copy_out: SFTP for an ssh node), compare sizes, verify with
+ * qemu-img here, rename without replacing. */
+static bool upload_to_management(job *j, capture_facts *f, const char *dir, char *detail,
+                                 size_t dlen, vcl_error *e)
+{
+    char dst[PATH_MAX], tmp[PATH_MAX], why[1024];
+    qimg_info mq, rq;
+    transport_stat_info ns, ls;
+    vcl_transport *rt = NULL;
+    bool good = false, existed = false, tmp_made = false, ok = false;
+
+    if (!job_repo_transport(j, &rt, e))
+        return false;
+    join_path(dst, sizeof dst, dir, f->stem, f->ext);
+    snprintf(tmp, sizeof tmp, "%s.tmp-%lld", dst, j->id);
+    if (!qimg_info_get(j->t, f->final, &mq, e))
+        return vcl_error_prefix(e, "the published master");
+    if (!transport_stat(rt, dst, &ls, e))
+        return false;
+    if (ls.exists) {
+        if (!master_verify_on(j, rt, dst, f->fmt, mq.virtual_size, &good, &rq, why, sizeof why, e))
+            return false;
+        if (!good)
+            return vcl_error_set(e, VCL_ERR_PERMANENT,
+                                 "the management repository holds %s but it is not a copy of %s "
+                                 "(%s); it is never overwritten: inspect it", dst, f->final, why);
+        snprintf(detail, dlen, "%s already in the management repository (verified, %lld bytes "
+                 "virtual)", dst, rq.virtual_size);
+        return true;
+    }
+    if (!transport_mkdir_p(rt, dir, 0755, e) || !transport_remove(rt, tmp, e))
+        return false;
+    if (!transport_stat(j->t, f->final, &ns, e))
+        return false;
+    log_info("capture %lld: copying %s from node %s to the management repository: %s", j->id,
+             f->final, j->node, dst);
+    tmp_made = true;
+    if (!transport_copy_out(j->t, f->final, tmp, NULL, NULL, e)) {
+        vcl_error_prefix(e, "copying %s from the node", f->final);
+        goto cleanup;
+    }
+    if (!transport_stat(rt, tmp, &ls, e))
+        goto cleanup;
+    if (!ls.exists || ls.size != ns.size) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "the copy %s is %lld bytes, %s on the node %lld", tmp,
+                      ls.exists ? ls.size : -1LL, f->final, ns.size);
+        goto cleanup;
+    }
+    if (!master_verify_on(j, rt, tmp, f->fmt, mq.virtual_size, &good, &rq, why, sizeof why, e))
+        goto cleanup;
+    if (!good) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "the management repository copy fails verification: %s",
+                      why);
+        goto cleanup;
+    }
+    if (!transport_rename_noreplace(rt, tmp, dst, &existed, e)) {
+        if (existed)
+            vcl_error_set(e, VCL_ERR_PERMANENT,
+                          "%s appeared in the management repository while the capture ran; it "
+                          "is never overwritten", dst);
+        goto cleanup;
+    }
+    tmp_made = false;
+    snprintf(detail, dlen, "copied %s from the node to the management host: %s (verified, %lld "
+             "bytes, %lld bytes virtual)", f->final, dst, ls.size, rq.virtual_size);
+    ok = true;
+cleanup:
+    if (tmp_made) {
+        vcl_error re;
+        vcl_error_clear(&re);
+        if (!transport_remove(rt, tmp, &re))
+            log_warn("cannot remove %s: %s", tmp, re.msg);
+    }
+    return ok;
+}
+
 /* 5. upload: a copy in the first repository path (temp, verify, rename). */
 static bool st_upload(void *opaque, char *detail, size_t dlen, vcl_error *e)
 {
@@ -648,6 +748,8 @@ static bool st_upload(void *opaque, char *detail, size_t dlen, vcl_error *e)
         snprintf(detail, dlen, "node %s has no repository path: nothing uploaded", j->node);
         return true;
     }
+    if (strcmp(j->repo_location, "management") == 0)
+        return upload_to_management(j, &f, dir, detail, dlen, e);
     join_path(dst, sizeof dst, dir, f.stem, f.ext);
     snprintf(tmp, sizeof tmp, "%s.tmp-%lld", dst, j->id);
     if (!qimg_info_get(j->t, f.final, &mq, e))

@@ -53,10 +53,13 @@ static bool image_lock(void *opaque, bool acquire, int timeout_s, vcl_error *e)
     }
 }
 
-static void fill_image_req(job *j, image_req *r)
+static bool fill_image_req(job *j, image_req *r, vcl_error *e)
 {
     memset(r, 0, sizeof *r);
     r->t = j->t;
+    /* 'management': the repository paths are on this host (repo_t local). */
+    if (!job_repo_transport(j, &r->repo_t, e))
+        return false;
     r->master_path = j->names.master_path;
     r->cow_path = j->names.cow_path;
     r->file_stem = j->file_stem;
@@ -67,6 +70,7 @@ static void fill_image_req(job *j, image_req *r)
     r->lock = image_lock;
     r->lock_opaque = j;
     r->command_timeout_s = j->cfg ? j->cfg->command_timeout_seconds : 7200;
+    return true;
 }
 
 /* 1. cleanup: every domain of this computer, with its snapshots and disks. */
@@ -152,7 +156,11 @@ static bool st_pre_define(void *opaque, char *detail, size_t dlen, vcl_error *e)
                              j->drv->name);
     }
     image_req req;
-    fill_image_req(j, &req);
+    char how[PATH_MAX + 128] = "";
+    if (!fill_image_req(j, &req, e))
+        return false;
+    req.how = how;
+    req.how_len = sizeof how;
     vcl_driver_load ld = {
         .node = &j->dnode,
         .computer = j->computer,
@@ -169,7 +177,8 @@ static bool st_pre_define(void *opaque, char *detail, size_t dlen, vcl_error *e)
         return false;
     if (!j->drv->pre_define(hvdriver_host(), &ld, 0, e))
         return false;
-    snprintf(detail, dlen, "master=%s cow=%s", j->names.master_path, j->names.cow_path);
+    snprintf(detail, dlen, "master=%s cow=%s%s%s%s", j->names.master_path, j->names.cow_path,
+             how[0] ? " (master " : "", how, how[0] ? ")" : "");
     return true;
 }
 

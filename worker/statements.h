@@ -41,7 +41,8 @@
     "       coalesce(i.os_type, 'none'), coalesce(ir.file_stem, '')," \
     "       coalesce(r.args->>'snapshot', ''), coalesce(r.args->>'description', '')," \
     "       coalesce(r.args->>'timeout', '')," \
-    "       coalesce(n.ssh_host, ''), coalesce(n.ssh_port, 22), coalesce(n.ssh_user, '')" \
+    "       coalesce(n.ssh_host, ''), coalesce(n.ssh_port, 22), coalesce(n.ssh_user, '')," \
+    "       n.repository_location" \
     "  FROM vcl.reservation r" \
     "  JOIN vcl.computer c ON c.id = r.computer_id" \
     "  JOIN vcl.node n ON n.id = c.node_id" \

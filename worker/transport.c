@@ -819,6 +819,7 @@ static const transport_ops local_ops = {
     .mkdir_p = local_mkdir_p,
     .list_dir = local_list_dir,
     .copy_in = local_copy_in,
+    .copy_out = local_copy_in,     /* node and this host are the same: one local copy */
     .glob = local_glob,
 };
 
@@ -1061,6 +1062,19 @@ bool transport_copy_in(vcl_transport *t, const char *local_src, const char *dst,
     if (!arg_check("copy", local_src, e) || !arg_check("copy", dst, e))
         return false;
     return t->ops->copy_in(t, local_src, dst, progress, opaque, e);
+}
+
+bool transport_copy_out(vcl_transport *t, const char *src, const char *local_dst,
+                        transport_progress_fn progress, void *opaque, vcl_error *e)
+{
+    if (!t)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_copy_out: bad arguments");
+    if (!arg_check("copy", src, e) || !arg_check("copy", local_dst, e))
+        return false;
+    if (!t->ops->copy_out)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport %s cannot copy files off the node",
+                             t->ops->kind);
+    return t->ops->copy_out(t, src, local_dst, progress, opaque, e);
 }
 
 bool transport_glob(vcl_transport *t, const char *pattern, char ***paths, size_t *n, vcl_error *e)

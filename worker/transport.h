@@ -84,6 +84,12 @@ void transport_names_free(char **names, size_t n);
  * every 64 MiB and at the end. */
 bool transport_copy_in(vcl_transport *t, const char *local_src, const char *dst,
                        transport_progress_fn progress, void *opaque, vcl_error *e);
+/* Copy a file from the node onto this host (the reverse of copy_in; local:
+ * the same sparse local copy). Writes local_dst directly (created or
+ * truncated, all-zero blocks left as holes, fsync'd); callers use a temp
+ * name, check its size and rename. ssh: read through SFTP; no resume. */
+bool transport_copy_out(vcl_transport *t, const char *src, const char *local_dst,
+                        transport_progress_fn progress, void *opaque, vcl_error *e);
 
 /* Rename that never replaces: when `to` already exists nothing changes,
  * *existed is set true and false is returned (permanent error). Used where a

@@ -24,6 +24,8 @@ typedef struct transport_ops {
     bool (*list_dir)(vcl_transport *t, const char *dir, char ***names, size_t *n, vcl_error *e);
     bool (*copy_in)(vcl_transport *t, const char *local_src, const char *dst,
                     transport_progress_fn progress, void *opaque, vcl_error *e);
+    bool (*copy_out)(vcl_transport *t, const char *src, const char *local_dst,
+                     transport_progress_fn progress, void *opaque, vcl_error *e);
     bool (*glob)(vcl_transport *t, const char *pattern, char ***paths, size_t *n, vcl_error *e);
 } transport_ops;
 

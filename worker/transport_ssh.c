@@ -2066,6 +2066,140 @@ cleanup:
     return ok;
 }
 
+/* --------------------------------------------------------------- copy_out */
+
+/* Copy a file from the node onto this host: read it through SFTP in
+ * COPY_CHUNK pieces (libssh2 pipelines the reads), write them at their
+ * offsets, skip all-zero chunks (holes), set the final size, fsync. The
+ * caller writes to a temp name and renames. A retry on a new session starts
+ * over (the local file is truncated first). */
+typedef struct copy_out_ctx {
+    const char *src;
+    const char *dst;
+    transport_progress_fn progress;
+    void *opaque;
+    int out;
+    char *buf;            /* COPY_CHUNK */
+    long long size;       /* bytes copied */
+} copy_out_ctx;
+
+static bool local_pwrite_all(int fd, const char *p, size_t len, off_t off)
+{
+    while (len > 0) {
+        ssize_t w = pwrite(fd, p, len, off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        p += w;
+        len -= (size_t)w;
+        off += w;
+    }
+    return true;
+}
+
+static bool ssh_copy_out_conn(ssh_conn *c, void *ctx, vcl_error *e)
+{
+    copy_out_ctx *x = ctx;
+    LIBSSH2_SFTP_HANDLE *h = NULL;
+    transport_stat_info st;
+    bool ok = false;
+    long long off = 0, next_report = PROGRESS_EVERY;
+
+    if (!conn_stat(c, x->src, &st, true, e))
+        return false;
+    if (!st.exists)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "cannot copy '%s' from %s: no such file",
+                             x->src, c->pool->label);
+    if (st.is_dir)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "cannot copy '%s' from %s: it is a directory",
+                             x->src, c->pool->label);
+    if (!conn_open_file(c, x->src, LIBSSH2_FXF_READ, 0, &h, e))
+        return false;
+    if (ftruncate(x->out, 0) < 0) {
+        transport_errno_error(e, errno, "cannot truncate", x->dst);
+        goto cleanup;
+    }
+    if (x->progress)
+        x->progress(x->opaque, 0, st.size);
+    for (;;) {
+        ssize_t r;
+        SSH_RETRY(c, io_deadline(), r, libssh2_sftp_read(h, x->buf, COPY_CHUNK));
+        if (r < 0) {
+            conn_fail(c, e, "cannot read", x->src);
+            goto cleanup;
+        }
+        if (r == 0)
+            break;
+        if (!all_zero(x->buf, (size_t)r) && !local_pwrite_all(x->out, x->buf, (size_t)r, (off_t)off)) {
+            transport_errno_error(e, errno, "cannot write", x->dst);
+            goto cleanup;
+        }
+        off += r;
+        if (x->progress && off >= next_report) {
+            x->progress(x->opaque, off, st.size);
+            next_report = off + PROGRESS_EVERY;
+        }
+    }
+    if (ftruncate(x->out, (off_t)off) < 0) {
+        transport_errno_error(e, errno, "cannot set size of", x->dst);
+        goto cleanup;
+    }
+    if (!conn_close_file(c, &h, x->src, e))
+        goto cleanup;
+    x->size = off;
+    if (x->progress)
+        x->progress(x->opaque, off, off);
+    ok = true;
+cleanup:
+    if (h) {
+        vcl_error e2;
+        conn_close_file(c, &h, x->src, &e2);
+    }
+    return ok;
+}
+
+static bool ssh_copy_out(vcl_transport *t, const char *src, const char *local_dst,
+                         transport_progress_fn progress, void *opaque, vcl_error *e)
+{
+    copy_out_ctx x = { .src = src, .dst = local_dst, .progress = progress, .opaque = opaque,
+                       .out = -1 };
+    bool ok = false;
+    int64_t t0 = now_ms();
+
+    x.out = open(local_dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (x.out < 0) {
+        transport_errno_error(e, errno, "cannot create", local_dst);
+        goto cleanup;
+    }
+    x.buf = malloc(COPY_CHUNK);
+    if (!x.buf) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory copying '%s'", src);
+        goto cleanup;
+    }
+    if (!with_conn(t, ssh_copy_out_conn, &x, e))
+        goto cleanup;
+    if (fsync(x.out) < 0) {
+        transport_errno_error(e, errno, "cannot sync", local_dst);
+        goto cleanup;
+    }
+    if (close(x.out) < 0) {
+        x.out = -1;
+        transport_errno_error(e, errno, "cannot close", local_dst);
+        goto cleanup;
+    }
+    x.out = -1;
+    log_info("sftp copy %s: %s -> (this host) %s: %lld bytes in %lld ms",
+             ((ssh_pool *)t->priv)->label, src, local_dst, x.size, (long long)(now_ms() - t0));
+    ok = true;
+cleanup:
+    if (x.out >= 0)
+        close(x.out);
+    free(x.buf);
+    return ok;
+}
+
 const transport_ops transport_ssh_ops = {
     .kind = "ssh",
     .open = ssh_open,
@@ -2080,5 +2214,6 @@ const transport_ops transport_ssh_ops = {
     .mkdir_p = ssh_mkdir_p,
     .list_dir = ssh_list_dir,
     .copy_in = ssh_copy_in,
+    .copy_out = ssh_copy_out,
     .glob = ssh_glob,
 };
