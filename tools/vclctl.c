@@ -1338,7 +1338,7 @@ static const optspec OPTS_IMAGE_WHERE[] = {
 #define IMAGE_NODES_SQL                                                                    \
     "SELECT n.name, n.transport, n.master_image_dir,"                                     \
     " array_to_string(n.repository_paths, E'\\x1f'), coalesce(n.ssh_host, ''),"           \
-    " coalesce(n.ssh_port, 22), coalesce(n.ssh_user, '')"                                 \
+    " coalesce(n.ssh_port, 22), coalesce(n.ssh_user, ''), n.repository_location"          \
     " FROM vcl.node n WHERE $1::text IS NULL OR n.name = $1::text ORDER BY n.name"
 
 /* One node's answer, joined into \x1f-separated columns for the query that
@@ -1454,7 +1454,11 @@ static int image_where(ctl *c, const args *a, bool want_size)
                               .user = PQgetvalue(r, i, 6)[0] ? PQgetvalue(r, i, 6) : NULL,
                               .private_key = c->ssh_key, .known_hosts = c->known_hosts };
         vcl_error_clear(&e);
-        if (!(req.t = transport_new(kind, &to, &e)) || !image_locate(&req, &loc, &e)) {
+        /* 'management': the repository paths are on this host. */
+        bool mgmt = strcmp(PQgetvalue(r, i, 7), "management") == 0;
+        if (!(req.t = transport_new(kind, &to, &e)) ||
+            (mgmt && !(req.repo_t = transport_new("local", NULL, &e))) ||
+            !image_locate(&req, &loc, &e)) {
             where_add(w, nname, "error", e.msg, 0, -1, -1);
             missing++;
         } else if (loc.at == IMAGE_AT_NONE) {
@@ -1464,6 +1468,7 @@ static int image_where(ctl *c, const args *a, bool want_size)
             where_add(w, nname, image_at_name(loc.at), loc.path, loc.n_files, loc.size_bytes,
                       loc.size_mb);
         }
+        transport_free(req.repo_t);
         transport_free(req.t);
         free(dup);
     }

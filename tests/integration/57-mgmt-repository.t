@@ -68,6 +68,11 @@ for i in 1 2; do
         --mac "52:54:00:$(printf %02x $((RANDOM % 256))):57:0$i" --memory 128 --vcpus 1
     for s in blank-v1 blank-v2 raw-v1; do world_track_domain "$T-pc$i:$T-$s"; done
 done
+out=$("$VCLCTL" image exists "$T-blank" --node mnode 2>&1)
+like "$out" "mnode +repository +$MREPO/$T-blank-v1\.qcow2" \
+     "vclctl image exists: found in the management repository"
+out=$("$VCLCTL" image size "$T-raw" --node mnode 2>&1)
+like "$out" "mnode +33554432 +32 +repository +1 +$MREPO/$T-raw-v1\.img" "vclctl image size: the management copy's size"
 cfg=$(world_config w1 "ssh_private_key: \"$VCL_SSH_KEY\"" "ssh_known_hosts: \"$VCL_SSH_KNOWN_HOSTS\"")
 if ((HIDE)); then
     is "$(hidden ls -A "$N" | wc -l)" 0 "the worker's view of the node dirs is empty"
