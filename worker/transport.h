@@ -80,7 +80,7 @@ void transport_names_free(char **names, size_t n);
  * ssh: streamed over SFTP with holes kept (SEEK_HOLE and all-zero 64 KiB
  * blocks become SFTP seeks); when dst already exists and is a prefix of the
  * source (a copy cut short: 17 blocks compared), the copy resumes at its
- * size, else dst is truncated. progress gets (done, total) at the start,
+ * size, else dst is truncated. progress is called with (done, total) at the start,
  * every 64 MiB and at the end. */
 bool transport_copy_in(vcl_transport *t, const char *local_src, const char *dst,
                        transport_progress_fn progress, void *opaque, vcl_error *e);
