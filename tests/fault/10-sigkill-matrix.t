@@ -20,7 +20,6 @@
 . "$(dirname "$0")/../lib/fault.sh"
 fault_world 64
 t_start=$SECONDS
-PREP_CFG=$(world_config prep "slots: 32" "lease_seconds: 5" "heartbeat_seconds: 1")
 
 fault_ops
 like "${STAGES[load]:-}" "^cleanup .*node_status$" "--help lists the stages of load"
@@ -116,7 +115,8 @@ declare -A OP_SKIP=()
 declare -A SETS_MAINTENANCE=([maintenance]=maintenance)
 
 check_cell() {
-    local n=$1 id=${C_ID[n]} c=${C_COMP[n]} o=${C_OP[n]} s=${C_STAGE[n]} p=${C_POINT[n]}
+    local n=$1
+    local id=${C_ID[n]} c=${C_COMP[n]} o=${C_OP[n]} s=${C_STAGE[n]} p=${C_POINT[n]}
     local what="$o $s:$p ($c, reservation $id)" all want
     local state killed tokens ok_stages bad abandoned nstatus cstate
     # Every fact from PostgreSQL in one query, the node's domains from one
@@ -252,10 +252,7 @@ while ((${#todo[@]} > 0)); do
     t0=$SECONDS
     if ((${#prereq_ids[@]} > 0)); then
         set_state available $(for n in "${wave[@]}"; do echo "${C_COMP[n]}"; done)
-        for i in 1 2 3 4 5 6 7 8 9 10; do
-            not_active "${prereq_ids[@]}" && break
-            "$WORKER" --config "$PREP_CFG" --drain >>"$WORLD/prep.log" 2>&1
-        done
+        rescue 90 "${prereq_ids[@]}" || true
         set_state maintenance $(for n in "${wave[@]}"; do echo "${C_COMP[n]}"; done)
         is "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE id IN ($(IFS=,; echo "${prereq_ids[*]}")) AND state <> 'done'")" 0 \
            "prerequisites of this wave done"
