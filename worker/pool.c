@@ -122,6 +122,12 @@ static PGresult *slot_exec(slot *s, const char *sql, db_params *prm, vcl_error *
     return NULL;
 }
 
+static bool lease_deadline_holds(void *ctx)
+{
+    slot *s = ctx;
+    return now_s() <= atomic_load(&s->lease_until);
+}
+
 /* For destructive steps inside a stage: is the job still ours right now? */
 static bool job_still_ours(void *ctx)
 {
@@ -279,6 +285,10 @@ static void cleanup_cancelled(slot *s, job *j)
     vcl_error e;
     vcl_error_clear(&e);
     op_cleanup_stats st;
+    /* The heartbeat has marked the job lost (the row is no longer running),
+     * but vcl.cancel keeps the computer to us until our old lease would have
+     * expired (blocks_until): only that deadline limits the cleanup. */
+    j->still_ours = lease_deadline_holds;
     if (!job_prepare(j, &e) || !op_remove_computer_domains(j, &st, &e)) {
         log_error("reservation cancelled, but removing its half-made domain failed: %s "
                   "(the next load of this computer cleans up)", e.msg);
