@@ -1,5 +1,6 @@
 /* op_common.c: see op_common.h. */
 #include "op_common.h"
+#include "nodestatus.h"
 #include "domxml.h"
 #include "log.h"
 #include "virt.h"
@@ -359,4 +360,29 @@ bool op_shutdown_domain(job *j, virDomainPtr dom, int timeout_s, char *detail, s
     snprintf(detail, dlen, "%s did not shut down within %d s (%d ACPI request(s)): destroyed",
              name, timeout_s, sent);
     return true;
+}
+
+/* ---- stage functions several operations share ---- */
+
+bool op_stage_remove_domains(void *opaque, char *detail, size_t dlen, vcl_error *e)
+{
+    job *j = opaque;
+    if (!job_prepare(j, e))
+        return false;
+    op_cleanup_stats s;
+    if (!op_remove_computer_domains(j, &s, e))
+        return false;
+    snprintf(detail, dlen, "removed %d domain(s)%s%s, %d file(s)", s.domains,
+             s.domains ? ": " : "", s.names, s.files);
+    return job_clear_ownership(j, e);
+}
+
+bool op_stage_check_status(void *opaque, char *detail, size_t dlen, vcl_error *e)
+{
+    job *j = opaque;
+    node_status_report rep;
+    if (!node_status_check_computer_opts(j->db, j->computer, job_transport_opts(j), &rep, e))
+        return false;
+    snprintf(detail, dlen, "%s: %s", rep.status, rep.reason);
+    return job_write_status(j, rep.status, rep.reason, false, e);
 }

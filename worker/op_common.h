@@ -52,6 +52,13 @@ bool op_require_domain(job *j, virDomainPtr *dom, vcl_error *e);
 bool op_shutdown_domain(job *j, virDomainPtr dom, int timeout_s, char *detail, size_t dlen,
                         vcl_error *e);
 
+/* Stage functions shared by several operations' tables:
+ * remove every domain of the computer with its disks, then RELOAD with no
+ * image (load's cleanup, delete, maintenance); */
+bool op_stage_remove_domains(void *job, char *detail, size_t dlen, vcl_error *e);
+/* ask libvirt (node_status check) and write what it says back. */
+bool op_stage_check_status(void *job, char *detail, size_t dlen, vcl_error *e);
+
 extern const op_def op_load;
 /* op_power.c */
 extern const op_def op_power_on;

@@ -24,19 +24,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static bool st_remove(void *opaque, char *detail, size_t dlen, vcl_error *e)
-{
-    job *j = opaque;
-    if (!job_prepare(j, e))
-        return false;
-    op_cleanup_stats s;
-    if (!op_remove_computer_domains(j, &s, e))
-        return false;
-    snprintf(detail, dlen, "removed %d domain(s)%s%s, %d file(s)", s.domains,
-             s.domains ? ": " : "", s.names, s.files);
-    return job_clear_ownership(j, e);
-}
-
 static bool st_maintenance(void *opaque, char *detail, size_t dlen, vcl_error *e)
 {
     job *j = opaque;
@@ -49,12 +36,12 @@ static bool st_maintenance(void *opaque, char *detail, size_t dlen, vcl_error *e
 }
 
 static const stage_def delete_stages[] = {
-    { "remove", st_remove, "destroy and undefine the computer's domains (with snapshots), "
+    { "remove", op_stage_remove_domains, "destroy and undefine the computer's domains (with snapshots), "
                            "remove their disks and XML; RELOAD, no current image" },
     { NULL, NULL, NULL },
 };
 static const stage_def maintenance_stages[] = {
-    { "remove", st_remove, "as delete" },
+    { "remove", op_stage_remove_domains, "as delete" },
     { "maintenance", st_maintenance, "computer.state = maintenance (claims skip it)" },
     { NULL, NULL, NULL },
 };

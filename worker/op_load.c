@@ -73,20 +73,6 @@ static bool fill_image_req(job *j, image_req *r, vcl_error *e)
     return true;
 }
 
-/* 1. cleanup: every domain of this computer, with its snapshots and disks. */
-static bool st_cleanup(void *opaque, char *detail, size_t dlen, vcl_error *e)
-{
-    job *j = opaque;
-    if (!job_prepare(j, e))
-        return false;
-    op_cleanup_stats s;
-    if (!op_remove_computer_domains(j, &s, e))
-        return false;
-    snprintf(detail, dlen, "removed %d domain(s)%s%s, %d file(s)", s.domains,
-             s.domains ? ": " : "", s.names, s.files);
-    return job_clear_ownership(j, e);
-}
-
 /* 2. generate_xml: libxml2, then the driver's hook; stored on the reservation. */
 static bool st_generate_xml(void *opaque, char *detail, size_t dlen, vcl_error *e)
 {
@@ -301,7 +287,7 @@ static bool st_node_status(void *opaque, char *detail, size_t dlen, vcl_error *e
 }
 
 static const stage_def load_stages[] = {
-    { "cleanup", st_cleanup, "destroy and undefine this computer's domains, remove their disks" },
+    { "cleanup", op_stage_remove_domains, "destroy and undefine this computer's domains, remove their disks" },
     { "generate_xml", st_generate_xml, "build the domain XML (libxml2) and the driver's additions" },
     { "pre_define", st_pre_define, "master image on the node (from the repository), COW disk" },
     { "write_xml", st_write_xml, "write <xml dir>/<file base>.xml on the node" },

@@ -136,21 +136,9 @@ static bool st_status_off(void *opaque, char *detail, size_t dlen, vcl_error *e)
     return job_write_status(j, "RELOAD", reason, false, e);
 }
 
-/* node_status after power_on/power_reset: ask libvirt, write what it says. */
-static bool st_status_check(void *opaque, char *detail, size_t dlen, vcl_error *e)
-{
-    job *j = opaque;
-    node_status_report rep;
-    if (!node_status_check_computer_opts(j->db, j->computer, job_transport_opts(j), &rep,
-                                         e))
-        return false;
-    snprintf(detail, dlen, "%s: %s", rep.status, rep.reason);
-    return job_write_status(j, rep.status, rep.reason, false, e);
-}
-
 static const stage_def power_on_stages[] = {
     { "power_on", st_power_on, "start the computer's domain unless it runs (resume if paused)" },
-    { "node_status", st_status_check, "check with libvirt and write node_status back" },
+    { "node_status", op_stage_check_status, "check with libvirt and write node_status back" },
     { NULL, NULL, NULL },
 };
 static const stage_def power_off_stages[] = {
@@ -161,7 +149,7 @@ static const stage_def power_off_stages[] = {
 static const stage_def power_reset_stages[] = {
     { "power_off", st_reset_off, "destroy the computer's domain unless it is off" },
     { "power_on", st_power_on, "start it again" },
-    { "node_status", st_status_check, "check with libvirt and write node_status back" },
+    { "node_status", op_stage_check_status, "check with libvirt and write node_status back" },
     { NULL, NULL, NULL },
 };
 static const stage_def shutdown_stages[] = {

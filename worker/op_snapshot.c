@@ -231,17 +231,6 @@ cleanup:
     return ok;
 }
 
-static bool st_status_check(void *opaque, char *detail, size_t dlen, vcl_error *e)
-{
-    job *j = opaque;
-    node_status_report rep;
-    if (!node_status_check_computer_opts(j->db, j->computer, job_transport_opts(j), &rep,
-                                         e))
-        return false;
-    snprintf(detail, dlen, "%s: %s", rep.status, rep.reason);
-    return job_write_status(j, rep.status, rep.reason, false, e);
-}
-
 static const stage_def create_stages[] = {
     { "snapshot_create", st_create, "snapshot the domain (args snapshot, description); "
                                     "an existing one of that name is kept" },
@@ -254,7 +243,7 @@ static const stage_def delete_stages[] = {
 static const stage_def revert_stages[] = {
     { "snapshot_revert", st_revert, "revert to the snapshot (args snapshot); a running "
                                     "domain stays running" },
-    { "node_status", st_status_check, "check with libvirt and write node_status back" },
+    { "node_status", op_stage_check_status, "check with libvirt and write node_status back" },
     { NULL, NULL, NULL },
 };
 

@@ -18,18 +18,8 @@ static const op_def op_noop = { "noop", noop_stages,
                                 "nothing: completed at claim (queue tests, benchmarks)" };
 
 /* node_status: VCL's check, written back to the computer row. */
-static bool st_check(void *opaque, char *detail, size_t dlen, vcl_error *e)
-{
-    job *j = opaque;
-    node_status_report rep;
-    if (!node_status_check_computer_opts(j->db, j->computer, job_transport_opts(j), &rep,
-                                         e))
-        return false;
-    snprintf(detail, dlen, "%s: %s", rep.status, rep.reason);
-    return job_write_status(j, rep.status, rep.reason, false, e);
-}
 static const stage_def node_status_stages[] = {
-    { "check", st_check, "ask libvirt: domain, state, disk, backing file, post_load" },
+    { "check", op_stage_check_status, "ask libvirt: domain, state, disk, backing file, post_load" },
     { NULL, NULL, NULL },
 };
 static const op_def op_node_status = { "node_status", node_status_stages,
