@@ -64,12 +64,25 @@ static bool st_power_on(void *opaque, char *detail, size_t dlen, vcl_error *e)
     return ok;
 }
 
+/* Destroy dom unless it is off; the detail says which. Frees dom. */
+static bool hard_stop(virDomainPtr dom, const char *destroyed, char *detail, size_t dlen,
+                      vcl_error *e)
+{
+    int before = 0;
+    const char *name = virDomainGetName(dom);
+    bool ok = virt_domain_state(dom, &before, e) && virt_domain_stop(dom, e);
+    if (ok)
+        snprintf(detail, dlen, "%s %s", name,
+                 before == VIR_DOMAIN_SHUTOFF ? "was already off" : destroyed);
+    virDomainFree(dom);
+    return ok;
+}
+
 /* power_off: destroy (VCL's power_off is a hard stop). */
 static bool st_power_off(void *opaque, char *detail, size_t dlen, vcl_error *e)
 {
     job *j = opaque;
     virDomainPtr dom = NULL;
-    int before = 0;
     if (!job_prepare(j, e) || !op_recorded_domain(j, &dom, e))
         return false;
     if (!dom) {
@@ -77,13 +90,7 @@ static bool st_power_off(void *opaque, char *detail, size_t dlen, vcl_error *e)
                  j->computer, j->node);
         return true;
     }
-    const char *name = virDomainGetName(dom);
-    bool ok = virt_domain_state(dom, &before, e) && virt_domain_stop(dom, e);
-    if (ok)
-        snprintf(detail, dlen, "%s %s", name,
-                 before == VIR_DOMAIN_SHUTOFF ? "was already off" : "destroyed (powered off)");
-    virDomainFree(dom);
-    return ok;
+    return hard_stop(dom, "destroyed (powered off)", detail, dlen, e);
 }
 
 /* power_reset, first half: like power_off, but the domain must exist. */
@@ -91,16 +98,9 @@ static bool st_reset_off(void *opaque, char *detail, size_t dlen, vcl_error *e)
 {
     job *j = opaque;
     virDomainPtr dom = NULL;
-    int before = 0;
     if (!job_prepare(j, e) || !op_require_domain(j, &dom, e))
         return false;
-    const char *name = virDomainGetName(dom);
-    bool ok = virt_domain_state(dom, &before, e) && virt_domain_stop(dom, e);
-    if (ok)
-        snprintf(detail, dlen, "%s %s", name,
-                 before == VIR_DOMAIN_SHUTOFF ? "was already off" : "destroyed");
-    virDomainFree(dom);
-    return ok;
+    return hard_stop(dom, "destroyed", detail, dlen, e);
 }
 
 /* shutdown: ACPI shutdown, re-sent every few seconds (a guest still booting
