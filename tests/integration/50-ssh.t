@@ -25,26 +25,9 @@ SSHD_PID=$(cat "$VCL_SSH_DIR/sshd.pid")
 PORT=$VCL_SSH_PORT
 V() { virsh -q -c "$VCL_TEST_URI" "$@"; }   # the test looks locally; the worker never does
 
-# The node's directories: on this host, but hidden from the worker.
-N=$WORLD/node
-for d in master cow xml repo; do mkdir -p "$N/$d"; done
-chmod -R 755 "$N"
-URI="qemu+libssh2://root@127.0.0.1:$PORT/system?keyfile=$VCL_SSH_KEY&known_hosts=$VCL_SSH_KNOWN_HOSTS&sshauth=privkey"
-
-# hidden CMD...: run CMD where $N is an empty tmpfs (a private mount namespace).
-HIDE=0
-if unshare -m --propagation private sh -c 'mount -t tmpfs -o mode=755 vcl-hidden "$1"' sh "$N" 2>/dev/null; then
-    HIDE=1
-else
-    diag "unshare/mount not permitted here: the worker runs without the hidden node dirs"
-fi
-hidden() {
-    if ((HIDE)); then
-        unshare -m --propagation private sh -c 'mount -t tmpfs -o mode=755 vcl-hidden "$1" && shift && exec "$@"' sh "$N" "$@"
-    else
-        "$@"
-    fi
-}
+# The node's directories ($N): on this host, but hidden from the worker (hidden CMD).
+world_ssh_node
+URI=$SSH_URI
 
 ok "migrate" "$VCLCTL" migrate
 qemu-img create -q -f qcow2 "$N/repo/$T-blank-v1.qcow2" 64M

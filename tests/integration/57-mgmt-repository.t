@@ -23,26 +23,11 @@ V() { virsh -q -c "$VCL_TEST_URI" "$@"; }
 stages() { psql_val "SELECT string_agg(stage || '=' || outcome, ' ' ORDER BY id) FROM vcl.reservation_stage WHERE reservation_id = $1"; }
 detail() { psql_val "SELECT detail FROM vcl.reservation_stage WHERE reservation_id = $1 AND stage = '$2' AND outcome = 'ok' ORDER BY id DESC LIMIT 1"; }
 
-N=$WORLD/node
-for d in master cow xml; do mkdir -p "$N/$d"; done
+world_ssh_node                    # $N, $SSH_URI, hidden CMD...
+URI=$SSH_URI
 MREPO=$WORLD/mgmt-repo            # the management host's repository (outside the node's dirs)
 mkdir -p "$MREPO"
-chmod -R 755 "$N" "$MREPO"
-URI="qemu+libssh2://root@127.0.0.1:$PORT/system?keyfile=$VCL_SSH_KEY&known_hosts=$VCL_SSH_KNOWN_HOSTS&sshauth=privkey"
-
-HIDE=0
-if unshare -m --propagation private sh -c 'mount -t tmpfs -o mode=755 vcl-hidden "$1"' sh "$N" 2>/dev/null; then
-    HIDE=1
-else
-    diag "unshare/mount not permitted here: the worker runs without the hidden node dirs"
-fi
-hidden() {
-    if ((HIDE)); then
-        unshare -m --propagation private sh -c 'mount -t tmpfs -o mode=755 vcl-hidden "$1" && shift && exec "$@"' sh "$N" "$@"
-    else
-        "$@"
-    fi
-}
+chmod 755 "$MREPO"
 
 ok "migrate" "$VCLCTL" migrate
 qemu-img create -q -f qcow2 "$MREPO/$T-blank-v1.qcow2" 64M

@@ -374,3 +374,31 @@ world_track_domains() {
     [[ -n ${1:-} ]] || bail "world_track_domains: empty prefix"
     world_on_exit _world_drop_domains "$1"
 }
+
+# world_ssh_node: after world_sshd, a node reached only over ssh. Creates the
+# node's dirs in $N=$WORLD/node (master cow xml repo, traversable by qemu),
+# sets $SSH_URI to the qemu+libssh2 URI of the loopback sshd, and defines
+# `hidden CMD...`, which runs CMD where $N is an empty tmpfs (a private mount
+# namespace), so a worker run through it can only reach the node's files over
+# ssh. Where unshare/mount is not permitted, `hidden` runs CMD as it is (with
+# a diag) and HIDE=0.
+world_ssh_node() {
+    N=$WORLD/node
+    local d
+    for d in master cow xml repo; do mkdir -p "$N/$d"; done
+    chmod -R 755 "$N"
+    SSH_URI="qemu+libssh2://root@127.0.0.1:$VCL_SSH_PORT/system?keyfile=$VCL_SSH_KEY&known_hosts=$VCL_SSH_KNOWN_HOSTS&sshauth=privkey"
+    HIDE=0
+    if unshare -m --propagation private sh -c 'mount -t tmpfs -o mode=755 vcl-hidden "$1"' sh "$N" 2>/dev/null; then
+        HIDE=1
+    else
+        diag "unshare/mount not permitted here: the worker runs without the hidden node dirs"
+    fi
+}
+hidden() {
+    if ((HIDE)); then
+        unshare -m --propagation private sh -c 'mount -t tmpfs -o mode=755 vcl-hidden "$1" && shift && exec "$@"' sh "$N" "$@"
+    else
+        "$@"
+    fi
+}
