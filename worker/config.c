@@ -32,6 +32,7 @@
 #include <yaml.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #ifndef VCL_PREFIX
 #define VCL_PREFIX "/usr/local"
@@ -76,6 +77,7 @@ static bool check_log_level(const char *v, char *why, size_t why_len);
 static char *default_drivers_dir(void);
 
 static const char *const log_level_choices[] = { "debug", "info", "warn", "error", NULL };
+static const char *const log_format_choices[] = { "logfmt", "json", NULL };
 
 static const opt_def opts[] = {
     { .key = "database", .type = OPT_STRING, .offset = offsetof(vcl_config, database),
@@ -164,6 +166,15 @@ static const opt_def opts[] = {
     { .key = "ssh_known_hosts", .type = OPT_STRING,
       .offset = offsetof(vcl_config, ssh_known_hosts), .def_str = "",
       .help = "known_hosts file that verifies ssh nodes' host keys" },
+    { .key = "metrics_listen", .type = OPT_STRING, .offset = offsetof(vcl_config, metrics_listen),
+      .def_str = "", .check = metrics_check_listen,
+      .check_text = "\"\", HOST:PORT, [IPV6]:PORT, :PORT or PORT",
+      .help = "serve Prometheus metrics at http://<this>/metrics, e.g. \"127.0.0.1:9187\", "
+              "\"[::1]:9187\"; \":9187\" or \"9187\" = loopback; \"0.0.0.0:9187\" = every "
+              "interface; \"\" = off. Read at start (SIGHUP does not move it)" },
+    { .key = "log_format", .type = OPT_ENUM, .offset = offsetof(vcl_config, log_format),
+      .def_str = "logfmt", .choices = log_format_choices,
+      .help = "stderr lines: logfmt (key=value) or json (one object per line, same keys)" },
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 

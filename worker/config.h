@@ -35,6 +35,8 @@ typedef struct vcl_config {
     char *ssh_private_key;     /* ssh nodes: libssh2 transport_ssh.c (libvirt takes its own
                                   keyfile= from the node's URI); default "" */
     char *ssh_known_hosts;     /* verifies ssh nodes' host keys; default "" */
+    char *metrics_listen;      /* Prometheus endpoint (metrics.c); "" = off */
+    char *log_format;          /* logfmt|json, default logfmt */
 } vcl_config;
 
 /* Set every option to its default. */

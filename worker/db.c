@@ -1,6 +1,7 @@
 /* db.c: see db.h. */
 #include "db.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -91,7 +92,10 @@ bool db_reconnect(db_conn *db, vcl_error *e)
     PQfinish(db->pg);
     db->pg = NULL;
     db->broken = true;
-    return open_pg(db, e);
+    if (!open_pg(db, e))
+        return false;
+    metrics_db_reconnect();
+    return true;
 }
 
 bool db_reconnect_backoff(db_conn *db, volatile int *stop, int max_wait_s, vcl_error *e)

@@ -2,6 +2,7 @@
 #include "hvdriver.h"
 #include "image.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -300,6 +301,7 @@ static bool host_node_supports_domain_type(const vcl_driver_node *node, const ch
     }
     if (!(caps = virConnectGetCapabilities(h->conn))) {
         const char *m = virGetLastErrorMessage();
+        metrics_libvirt_error();
         vcl_error_set(e, VCL_ERR_RETRYABLE, "cannot read the capabilities of node %s: %s", nname,
                       m ? m : "unknown libvirt error");
         goto cleanup;

@@ -1,9 +1,21 @@
-/* log.h: one line per event on stderr, logfmt ("ts=... level=... msg=... k=v").
+/* log.h: one line per event on stderr, logfmt ("ts=... level=... msg=... k=v")
+ * or JSON (one object per line, the same keys: log_format: json).
  * Thread-safe. Callers add job context with log_ctx_set() (thread-local), so
- * every line about a job carries reservation, computer, node and stage. */
+ * every line about a job carries reservation, computer, node and stage.
+ * Values are escaped so that one event is always one line: logfmt quotes a
+ * value with spaces, quotes, '=', '\\' or control characters and escapes
+ * them; JSON escapes quotes, backslashes and control characters (\u00XX) and
+ * replaces bytes that are not valid UTF-8 with U+FFFD. */
 #ifndef VCL_LOG_H
 #define VCL_LOG_H
 #include <stdbool.h>
+#include <stdio.h>
+
+typedef enum {
+    LOG_FMT_LOGFMT,
+    LOG_FMT_JSON,
+    LOG_FMT__COUNT
+} log_format;
 
 typedef enum {
     LOG_LVL_DEBUG,
@@ -18,6 +30,11 @@ bool log_level_parse(const char *s, log_level *out);
 void log_set_level(log_level l);
 log_level log_get_level(void);
 void log_set_worker(const char *worker_name);
+const char *log_format_name(log_format f);
+bool log_format_parse(const char *s, log_format *out);
+void log_set_format(log_format f);
+/* Where lines go (default stderr; NULL = stderr). For tests. */
+void log_set_output(FILE *f);
 
 /* Thread-local job context; NULL/0 clears a field. */
 void log_ctx_set(long long reservation_id, const char *computer, const char *node);

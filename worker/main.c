@@ -93,6 +93,9 @@ int main(int argc, char **argv)
     log_level lvl;
     if (log_level_parse(cfg->log_level, &lvl))
         log_set_level(lvl);
+    log_format lf;
+    if (log_format_parse(cfg->log_format, &lf))
+        log_set_format(lf);
     pool_opts o = { path, drain };
     /* pool_run owns cfg from here (frees it with every reloaded config) */
     return pool_run(cfg, &o);

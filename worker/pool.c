@@ -5,6 +5,7 @@
 #include "hvdriver.h"
 #include "job.h"
 #include "log.h"
+#include "metrics.h"
 #include "op_common.h"
 #include "stage.h"
 #include "statements.h"
@@ -323,10 +324,13 @@ static void slot_finish_job(slot *s, job *j, stage_run_result res, const char *f
         db_param_str(&prm, ids);
         db_param_str(&prm, toks);
         r = slot_exec(s, SQL_COMPLETE, &prm, &e);
-        if (r && PQntuples(r) == 1)
+        if (r && PQntuples(r) == 1) {
             log_info("reservation done");
-        else if (r)
+            metrics_job_done(j->operation);
+        } else if (r) {
             log_warn("reservation finished but the lease was lost before completion was written");
+            metrics_lease_lost();
+        }
         break;
     case STAGE_RUN_FAILED: {
         bool permanent = err->cls == VCL_ERR_PERMANENT;
@@ -340,21 +344,27 @@ static void slot_finish_job(slot *s, job *j, stage_run_result res, const char *f
         db_param_double(&prm, delay);
         r = slot_exec(s, SQL_FAIL, &prm, &e);
         const char *st = r ? db_get_str(r, 0, 0) : NULL;
-        if (st && strcmp(st, "failed") == 0)
+        if (st && strcmp(st, "failed") == 0) {
             log_error("reservation failed in stage %s (%s, attempt %d of %d): %s", failed_stage,
                       vcl_err_class_name(err->cls), j->attempts, j->max_attempts, err->msg);
-        else if (st)
+            metrics_job_failed(j->operation);
+        } else if (st) {
             log_warn("stage %s failed (attempt %d of %d), retry in %.1fs: %s", failed_stage,
                      j->attempts, j->max_attempts, delay, err->msg);
-        else if (r)
+            metrics_job_retried(j->operation);
+        } else if (r) {
             log_warn("stage %s failed, but the lease was lost: %s", failed_stage, err->msg);
+            metrics_lease_lost();
+        }
         break;
     }
     case STAGE_RUN_LOST:
-        if (cancelled_by_us(s, j))
+        if (cancelled_by_us(s, j)) {
             cleanup_cancelled(s, j);
-        else
+        } else {
             log_warn("lease lost: abandoning the job without touching it further");
+            metrics_lease_lost();
+        }
         break;
     case STAGE_RUN_STOPPED:
         one_elem_arrays(j->id, j->token, ids, sizeof ids, toks, sizeof toks);
@@ -425,6 +435,7 @@ static void *slot_main(void *arg)
 out:
     job_clear(&j);
     log_ctx_clear();
+    metrics_slot_busy(-1);
     pthread_mutex_lock(&p->mu);
     s->state = SLOT_FINISHED;
     pthread_mutex_unlock(&p->mu);
@@ -576,8 +587,10 @@ static void start_slot(pool *p, long long id, long long token, double claimed_at
         return;
     }
     log_debug("claimed reservation %lld (token %lld)", id, token);
+    metrics_slot_busy(1);
     if (pthread_create(&s->th, NULL, slot_main, s) != 0) {
         log_error("cannot start a thread for reservation %lld; its lease will expire", id);
+        metrics_slot_busy(-1);
         pthread_mutex_lock(&p->mu);
         s->state = SLOT_IDLE;
         pthread_mutex_unlock(&p->mu);
@@ -630,13 +643,22 @@ static int claim(pool *p, int want)
             wtok[nw++] = token;
         }
     }
-    PQclear(r);
     if (!wid || !wtok || !complete_in_claim(p, &done, &e) ||
         !db_run(p->db, "COMMIT", 0, NULL, &e)) {
         log_error("claim: %s (nothing was claimed)", wid ? e.msg : "out of memory");
         db_run(p->db, "ROLLBACK", 0, NULL, &(vcl_error){ 0 });
+        PQclear(r);
         goto cleanup;
     }
+    if (metrics_enabled())
+        for (int k = 0; k < got; k++) {
+            const char *opname = PQgetvalue(r, k, 2);
+            const op_def *op = ops_find(opname);
+            metrics_job_claimed(opname);
+            if (op && stage_count(op) == 0)
+                metrics_job_done(opname); /* completed in the claim's transaction */
+        }
+    PQclear(r);
     for (int k = 0; k < nw; k++)
         start_slot(p, wid[k], wtok[k], sent_at);
     n = got;
@@ -775,10 +797,45 @@ static void reload_config(pool *p)
     log_level lvl;
     if (log_level_parse(c->log_level, &lvl))
         log_set_level(lvl);
+    log_format lf;
+    if (log_format_parse(c->log_format, &lf))
+        log_set_format(lf);
+    if (strcmp(c->metrics_listen, p->cfg->metrics_listen) != 0)
+        log_warn("SIGHUP: 'metrics_listen' changed; it takes effect on restart");
+    metrics_slots_total(c->slots);
     p->configs[p->n_configs++] = c;
     p->cfg = c;
     log_info("SIGHUP: configuration reloaded from %s (slots %d, lease %ds, poll %ds)",
              p->opts->config_path, c->slots, c->lease_seconds, c->poll_seconds);
+}
+
+/* Metrics: queue depth per operation and state, from the database. Only the
+ * main thread does this (the HTTP thread has no connection). */
+static void sample_queue(pool *p)
+{
+    vcl_error e;
+    vcl_error_clear(&e);
+    PGresult *r = db_exec(p->db, SQL_QUEUE_DEPTH, 0, NULL, &e);
+    if (!r) {
+        log_warn("metrics: sampling the queue depth failed: %s", e.msg);
+        return;
+    }
+    int n = PQntuples(r);
+    const char **ops = calloc((size_t)n + 1, sizeof *ops);
+    const char **states = calloc((size_t)n + 1, sizeof *states);
+    long long *counts = calloc((size_t)n + 1, sizeof *counts);
+    if (ops && states && counts) {
+        for (int k = 0; k < n; k++) {
+            ops[k] = PQgetvalue(r, k, 0);
+            states[k] = PQgetvalue(r, k, 1);
+            counts[k] = db_get_ll(r, k, 2);
+        }
+        metrics_queue_update(n, ops, states, counts);
+    }
+    free(ops);
+    free(states);
+    free(counts);
+    PQclear(r);
 }
 
 static bool drain_notifies(pool *p)
@@ -839,6 +896,16 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         log_error("drivers: %s", e.msg);
         goto cleanup;
     }
+    if (cfg->metrics_listen[0]) {
+        metrics_init(p->worker_name, VCL_VERSION);
+        for (const op_def *const *op = ops_all(); *op; op++)
+            metrics_seed_operation((*op)->name);
+        metrics_slots_total(cfg->slots);
+        if (!metrics_serve(cfg->metrics_listen, &e)) {
+            log_error("%s", e.msg);
+            goto cleanup;
+        }
+    }
     if (!main_connect(p))
         goto cleanup;
     p->last_heartbeat_ok = now_s();
@@ -850,6 +917,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
     double next_heartbeat = now_s() + p->cfg->heartbeat_seconds;
     double next_prune = now_s() + 5;
     double next_poll = 0;
+    double next_queue_sample = 0;
     bool want_claim = true;
     int idle_claims = 0;
     for (;;) {
@@ -877,6 +945,10 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         if (now >= next_heartbeat) {
             heartbeat(p);
             next_heartbeat = now + p->cfg->heartbeat_seconds;
+        }
+        if (metrics_enabled() && now >= next_queue_sample) {
+            sample_queue(p);
+            next_queue_sample = now + METRICS_QUEUE_SAMPLE_SECONDS;
         }
         if (now >= next_prune && !opts->drain) {
             prune(p);
@@ -910,6 +982,8 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         double until = next_heartbeat;
         if (!atomic_load(&stopping) && free_slots > 0 && next_poll < until)
             until = next_poll;
+        if (metrics_enabled() && next_queue_sample < until)
+            until = next_queue_sample;
         int timeout_ms = (int)((until - now_s()) * 1000);
         if (timeout_ms < 0)
             timeout_ms = 0;
@@ -937,6 +1011,7 @@ cleanup:
         usleep(20000);
     }
     watch_stop();
+    metrics_stop();
     if (p->db && p->worker_id) {
         db_params prm;
         db_params_init(&prm);

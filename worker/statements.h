@@ -19,6 +19,10 @@
 #define SQL_RELEASE      "SELECT vcl.release($1::bigint[], $2::bigint[])"
 #define SQL_PRUNE        "SELECT vcl.prune_history(make_interval(secs => $1::double precision), $2::int)"
 #define SQL_LISTEN       "LISTEN vcl_reservation"
+/* Metrics: the queue depth gauges (sampled by the main thread, metrics.h). */
+#define SQL_QUEUE_DEPTH \
+    "SELECT operation, state, count(*) FROM vcl.reservation" \
+    " WHERE state IN ('pending', 'running') GROUP BY operation, state"
 /* After a fenced-out job: was it cancelled while we held it? */
 #define SQL_CANCELLED_BY_US \
     "SELECT 1 FROM vcl.reservation WHERE id = $1 AND lease_token = $2 AND state = 'cancelled'"

@@ -1,6 +1,7 @@
 /* virt.c: see virt.h. */
 #include "virt.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -103,6 +104,7 @@ bool virt_error(vcl_error *e, int *code, const char *fmt, ...)
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     virErrorPtr err = virGetLastError();
+    metrics_libvirt_error();
     if (code)
         *code = err ? err->code : -1;
     if (!err)
