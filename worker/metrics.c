@@ -439,11 +439,6 @@ char *metrics_render(void)
     pthread_mutex_lock(&mu);
     for (int m = 0; m < M__COUNT; m++) {
         const metric_def *d = &metric_defs[m];
-        bool any = false;
-        for (size_t i = 0; i < n_all && !any; i++)
-            any = all[i].m == (metric_id)m;
-        if (!any)
-            continue;
         sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", d->name, d->help, d->name,
                   type_name(d->type));
         for (size_t i = 0; i < n_all; i++) {

@@ -10,11 +10,38 @@
 #include <string.h>
 #include <unistd.h>
 #include <libvirt/virterror.h>
+#include <libxml/globals.h>
+#include <libxml/xmlerror.h>
 
 static void quiet_handler(void *opaque, virErrorPtr err)
 {
     (void)opaque;
     (void)err;
+}
+
+/* libxml2's generic error handler prints straight to stderr (the test://
+ * driver parses its fixture in-process, e.g. "I/O warning : failed to load
+ * external entity"). Route those messages through our log, so every stderr
+ * line keeps the log format (log_format: json). libxml2 calls it with
+ * fragments of a line: collect them per thread until the newline. */
+static _Thread_local char xml_msg[512];
+
+static void xml_generic_error(void *ctx, const char *fmt, ...)
+{
+    (void)ctx;
+    size_t n = strlen(xml_msg);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(xml_msg + n, sizeof xml_msg - n, fmt, ap);
+    va_end(ap);
+    n = strlen(xml_msg);
+    if (n && (xml_msg[n - 1] == '\n' || n + 1 >= sizeof xml_msg)) {
+        while (n && (xml_msg[n - 1] == '\n' || xml_msg[n - 1] == ' '))
+            xml_msg[--n] = '\0';
+        if (n)
+            log_debug("libxml2: %s", xml_msg);
+        xml_msg[0] = '\0';
+    }
 }
 
 static pthread_once_t virt_once = PTHREAD_ONCE_INIT;
@@ -38,6 +65,9 @@ static void virt_init_once(void)
 {
     virInitialize();
     virSetErrorFunc(NULL, quiet_handler);
+    /* this thread, and (ThrDef) every thread started from now on */
+    xmlSetGenericErrorFunc(NULL, xml_generic_error);
+    xmlThrDefSetGenericErrorFunc(NULL, xml_generic_error);
     /* Domain events (worker/watch.c) and keepalive need an event loop
      * registered before the first virConnectOpen of the process, AND a
      * thread running it: once a loop is registered, every remote connection
