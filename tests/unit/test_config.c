@@ -121,7 +121,7 @@ static bool cfg_equal(const vcl_config *a, const vcl_config *b, const char **why
     I(retry_base_seconds) I(retry_max_seconds) I(max_attempts) S(log_level)
     I(command_timeout_seconds) I(post_load_timeout_seconds) I(image_lock_timeout_seconds)
     I(shutdown_timeout_seconds) I(watch_resync_seconds)
-    S(ssh_private_key) S(ssh_known_hosts)
+    S(ssh_private_key) S(ssh_known_hosts) S(metrics_listen) S(log_format)
 #undef S
 #undef I
     *why = "";
@@ -185,6 +185,8 @@ static void test_defaults(void)
     is_int(c.watch_resync_seconds, 60, "default watch_resync_seconds");
     is_str(c.ssh_private_key, "", "default ssh_private_key");
     is_str(c.ssh_known_hosts, "", "default ssh_known_hosts");
+    is_str(c.metrics_listen, "", "default metrics_listen (off)");
+    is_str(c.log_format, "logfmt", "default log_format");
     vcl_error_clear(&e);
     ok_e(config_validate(&c, &e), e, "defaults validate");
     config_clear(&c);
@@ -535,6 +537,22 @@ static void test_wrong_types(void)
                "complex key");
 }
 
+static void test_metrics_options(void)
+{
+    load_fails("metrics_listen: \"1.2.3.4:0\"\n",
+               "1:17: option 'metrics_listen' expects \"\", HOST:PORT, [IPV6]:PORT, :PORT or PORT, "
+               "got '1.2.3.4:0': the port must be a number from 1 to 65535", "metrics_listen port 0");
+    load_fails("log_format: text\n",
+               "1:13: option 'log_format' expects one of logfmt, json, got 'text'", "log_format text");
+    vcl_config c = { 0 };
+    vcl_error e;
+    const char *path = write_tmp("metrics_listen: \"[::1]:9187\"\nlog_format: JSON\n");
+    ok_e(config_load(&c, path, &e), e, "metrics_listen [::1]:9187 and log_format JSON load");
+    is_str(c.metrics_listen, "[::1]:9187", "metrics_listen value");
+    is_str(c.log_format, "json", "log_format canonical spelling");
+    config_clear(&c);
+}
+
 static void test_unknown_key(void)
 {
     load_fails_prefix("slots: 4\n\n# a comment\n   \nfoo: 1\n",
@@ -546,7 +564,7 @@ static void test_unknown_key(void)
                       "4:1: unknown option 'Slots'", "keys are case-sensitive");
     vcl_error e;
     load_text("nope: 1\n", NULL, &e);
-    ok(strstr(e.msg, "ssh_known_hosts)") != NULL, "known options list ends with the last one");
+    ok(strstr(e.msg, "log_format)") != NULL, "known options list ends with the last one");
     is_int(e.cls, VCL_ERR_PERMANENT, "config errors are permanent");
 }
 
@@ -760,7 +778,8 @@ static void test_print(void)
                            "retry_base_seconds", "retry_max_seconds", "max_attempts",
                            "log_level", "command_timeout_seconds", "post_load_timeout_seconds",
                            "image_lock_timeout_seconds", "shutdown_timeout_seconds",
-                           "watch_resync_seconds", "ssh_private_key", "ssh_known_hosts" };
+                           "watch_resync_seconds", "ssh_private_key", "ssh_known_hosts",
+                           "metrics_listen", "log_format" };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         char line[80];
         snprintf(line, sizeof line, "\n%s: ", keys[i]);
@@ -919,6 +938,7 @@ int main(int argc, char **argv)
     test_bounds();
     test_wrong_types();
     test_unknown_key();
+    test_metrics_options();
     test_syntax_errors();
     test_duplicates_and_missing();
     test_driver_order();
