@@ -38,6 +38,7 @@
 #include "log.h"
 #include "names.h"
 #include "nodestatus.h"
+#include "roff.h"
 #include "virt.h"
 #include "domxml.h"
 #include <time.h>
@@ -3052,6 +3053,133 @@ static int cmd_help(ctl *c, const args *a)
     return EXIT_OK;
 }
 
+/* ---- the manual page, vclctl(1): the same tables as help, as man(7) ---- */
+
+/* A NOTES text: its lines are wrapped for a terminal, so plain lines are
+ * filled again by roff; lines indented by two spaces are examples, kept as
+ * they are. */
+static void man_notes(FILE *f, const char *text)
+{
+    const char *p = text;
+    fputs(".PP\n", f);
+    while (*p) {
+        size_t n = strcspn(p, "\n");
+        char line[256];
+        snprintf(line, sizeof line, "%.*s", (int)n, p);
+        if (strncmp(line, "  ", 2) == 0)
+            roff_block(f, line + 2);
+        else
+            roff_line(f, line);
+        p += n;
+        if (*p == '\n')
+            p++;
+    }
+}
+
+/* One command: its usage as the heading, then the one line, its options and
+ * its notes, indented. */
+static void man_command(FILE *f, const command *cmd, const char *path)
+{
+    char buf[128];
+    fputs(".PP\n\\fB", f);
+    snprintf(buf, sizeof buf, "%s %s", PROG, path);
+    roff_text(f, buf);
+    fputs("\\fR ", f);
+    roff_line(f, cmd->usage);
+    fputs(".RS\n", f);
+    roff_line(f, cmd->help);
+    for (const optspec *o = cmd->opts; o && o->name; o++) {
+        snprintf(buf, sizeof buf, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        fputs(".TP\n", f);
+        roff_macro(f, "B", buf);
+        roff_text(f, o->help);
+        fputs((o->flags & OPT_REQUIRED) ? " (required)\n" : "\n", f);
+    }
+    for (const command_notes *n = NOTES; n->path; n++)
+        if (strcmp(n->path, path) == 0)
+            man_notes(f, n->text);
+    fputs(".RE\n", f);
+}
+
+/* GLOBAL_HELP as tagged paragraphs: "  -x, --opt ARG  text" starts an entry
+ * (a tag alone on its line is followed by indented text), indented lines
+ * continue it; the heading and the exit status line have their own places. */
+static void man_global_options(FILE *f)
+{
+    const char *p = GLOBAL_HELP;
+    while (*p) {
+        size_t n = strcspn(p, "\n");
+        char line[256];
+        snprintf(line, sizeof line, "%.*s", (int)n, p);
+        p += n;
+        if (*p == '\n')
+            p++;
+        if (strncmp(line, "  -", 3) == 0) {
+            char *gap = strstr(line + 2, "  ");
+            if (gap)
+                *gap = '\0';
+            fputs(".TP\n", f);
+            roff_macro(f, "B", line + 2);
+            if (gap)
+                roff_line(f, gap + 2 + strspn(gap + 2, " "));
+        } else if (line[0] == ' ') {
+            roff_line(f, line + strspn(line, " "));
+        }
+    }
+}
+
+static void print_man(FILE *f)
+{
+    char path[64];
+    roff_header(f, "VCLCTL", "1", NULL, PROG, "vcl-worker");
+    fputs(".SH NAME\n", f);
+    roff_line(f, "vclctl - manage vcl-worker's PostgreSQL: inventory, queue, workers");
+    fputs(".SH SYNOPSIS\n", f);
+    roff_macro(f, "B", PROG);
+    roff_line(f, "[--db CONNINFO] [--json] [--quiet] [-v] COMMAND [ARGS]");
+    fputs(".SH DESCRIPTION\n", f);
+    roff_line(f, "vclctl applies the SQL migrations, manages the inventory (nodes, images and "
+                 "their revisions, computers), queues work for vcl-worker(8) (load and the other "
+                 "operations), shows the queue and a reservation's stage log, retries and "
+                 "cancels, asks a computer's node_status of libvirt, and lists the workers. "
+                 "Output is plain text for people; --json gives JSON made by PostgreSQL.");
+    fputs(".SH OPTIONS\n", f);
+    roff_line(f, "Global options go before the command, or after it.");
+    man_global_options(f);
+    fputs(".SH COMMANDS\n", f);
+    roff_line(f, "Every command also takes --help; vclctl help COMMAND shows the same text.");
+    for (const command *cmd = COMMANDS; cmd->name; cmd++) {
+        if (cmd->sub) {
+            for (const command *sub = cmd->sub; sub->name; sub++) {
+                snprintf(path, sizeof path, "%s %s", cmd->name, sub->name);
+                man_command(f, sub, path);
+            }
+        } else {
+            man_command(f, cmd, cmd->name);
+        }
+    }
+    fputs(".SH EXIT STATUS\n", f);
+    roff_line(f, "0 ok, 1 failed, 2 usage error (bad option, missing or malformed argument).");
+    fputs(".SH ENVIRONMENT\n", f);
+    fputs(".TP\n", f);
+    roff_macro(f, "B", "VCL_DATABASE");
+    roff_line(f, "conninfo used without --db; else libpq's PG* variables (PGHOST, PGDATABASE, "
+                 "PGUSER, ...)");
+    fputs(".TP\n", f);
+    roff_macro(f, "B", "VCL_SQL_DIR");
+    roff_line(f, "migrations for migrate without --sql-dir");
+    fputs(".TP\n", f);
+    roff_macro(f, "B", "VCL_SSH_KEY, VCL_SSH_KNOWN_HOSTS");
+    roff_line(f, "defaults of --ssh-key and --known-hosts");
+    fputs(".SH FILES\n", f);
+    fputs(".TP\n", f);
+    roff_macro(f, "I", VCL_PREFIX "/share/vcl-worker/sql/");
+    roff_line(f, "the migrations NNN_name.sql, found next to the binary "
+                 "(<bin>/../share/vcl-worker/sql) first");
+    fputs(".SH SEE ALSO\n", f);
+    fputs(".BR vcl-worker (8),\n.BR psql (1)\n", f);
+}
+
 /* The name of positional argument k, from the usage text: its leading
  * words before the first option or optional part ("COMPUTER IMAGE[:REV]"). */
 static const char *positional_name(const command *cmd, int k, char *buf, size_t size)
@@ -3130,6 +3258,10 @@ int main(int argc, char **argv)
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             print_main_help(stdout);
+            return EXIT_OK;
+        }
+        if (strcmp(argv[i], "--help-man") == 0) {   /* hidden: make builds vclctl.1 */
+            print_man(stdout);
             return EXIT_OK;
         }
         int g = global_option(&c, argc, argv, &i);

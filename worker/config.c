@@ -33,6 +33,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "roff.h"
 
 #ifndef VCL_PREFIX
 #define VCL_PREFIX "/usr/local"
@@ -1317,5 +1318,30 @@ void config_print_help(FILE *f)
         help_range(o, range, sizeof range);
         fprintf(f, "%-*s  %-*s  %-*s  %-*s  %s\n", wk, o->key, wt, type_names[o->type], wd, def,
                 wr, range, o->help);
+    }
+}
+
+/* The same table for the manual page (vcl-worker --help-man): one tagged
+ * paragraph per option. A computed default (drivers_dir) depends on where the
+ * binary runs, so the page gives the rule from the help text, not a path. */
+void config_print_man(FILE *f)
+{
+    char def[PATH_MAX + 16], range[128], line[PATH_MAX + 256];
+
+    if (!f)
+        return;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const opt_def *o = &opts[i];
+        if (o->def_fn)
+            snprintf(def, sizeof def, "computed, see below");
+        else
+            help_default(o, def, sizeof def);
+        help_range(o, range, sizeof range);
+        fputs(".TP\n", f);
+        roff_macro(f, "B", o->key);
+        snprintf(line, sizeof line, "%s, default %s, %s.", type_names[o->type], def, range);
+        roff_line(f, line);
+        fputs(".br\n", f);
+        roff_line(f, o->help);
     }
 }

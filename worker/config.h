@@ -50,4 +50,6 @@ void config_clear(vcl_config *c);
 void config_print(const vcl_config *c, FILE *f);
 /* Every option with type, default, bounds and help, for --help. */
 void config_print_help(FILE *f);
+/* The option table as man(7) tagged paragraphs (the CONFIGURATION section). */
+void config_print_man(FILE *f);
 #endif

@@ -2,6 +2,7 @@
 #include "config.h"
 #include "log.h"
 #include "pool.h"
+#include "roff.h"
 #include "stage.h"
 
 #include <getopt.h>
@@ -9,25 +10,55 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef VCL_PREFIX
+#define VCL_PREFIX "/usr/local"
+#endif
+
+/* The command line, once: getopt's table, --help and the manual page are all
+ * made from it. */
+typedef struct cli_opt {
+    const char *name;
+    int key;                  /* getopt value; a letter is also the short option */
+    const char *arg;          /* NULL: takes no value */
+    const char *help;         /* NULL: hidden (not in --help nor the manual) */
+} cli_opt;
+
+enum { OPT_CHECK = 256, OPT_PRINT, OPT_DRAIN, OPT_HELP_MAN };
+
+static const cli_opt cli_opts[] = {
+    { "config", 'c', "FILE", "YAML configuration (see config/vcl-worker.yaml)" },
+    { "check-config", OPT_CHECK, NULL, "validate the configuration and exit (0 ok, 1 bad)" },
+    { "print-config", OPT_PRINT, NULL, "print the effective configuration as YAML and exit" },
+    { "drain", OPT_DRAIN, NULL, "exit once nothing is claimable and no job runs" },
+    { "help", 'h', NULL, "this help" },
+    /* the manual page, vcl-worker(8), in man(7) roff (make builds it) */
+    { "help-man", OPT_HELP_MAN, NULL, NULL },
+    { NULL, 0, NULL, NULL },
+};
+
+static const char SYNOPSIS[] = "--config FILE [--check-config] [--print-config] [--drain]";
+static const char ABOUT[] =
+    "A provisioning worker for a virtual computing lab: claims reservation rows\n"
+    "from PostgreSQL (FOR UPDATE SKIP LOCKED), runs each operation as\n"
+    "checkpointed stages on a libvirt node, and writes node_status back.\n";
+static const char SIGNALS[] =
+    "Signals: SIGTERM/SIGINT stop claiming, let running stages finish, hand\n"
+    "unfinished jobs back and exit 0; SIGHUP reloads the configuration.\n";
+
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: vcl-worker --config FILE [--check-config] [--print-config] [--drain]\n"
-            "\n"
-            "A provisioning worker for a virtual computing lab: claims reservation rows\n"
-            "from PostgreSQL (FOR UPDATE SKIP LOCKED), runs each operation as\n"
-            "checkpointed stages on a libvirt node, and writes node_status back.\n"
-            "\n"
-            "  -c, --config FILE    YAML configuration (see config/vcl-worker.yaml)\n"
-            "      --check-config   validate the configuration and exit (0 ok, 1 bad)\n"
-            "      --print-config   print the effective configuration as YAML and exit\n"
-            "      --drain          exit once nothing is claimable and no job runs\n"
-            "  -h, --help           this help\n"
-            "\n"
-            "Signals: SIGTERM/SIGINT stop claiming, let running stages finish, hand\n"
-            "unfinished jobs back and exit 0; SIGHUP reloads the configuration.\n"
-            "\n"
-            "Operations and their stages:\n");
+    fprintf(f, "usage: vcl-worker %s\n\n%s\n", SYNOPSIS, ABOUT);
+    for (const cli_opt *o = cli_opts; o->name; o++) {
+        char shortopt[8] = "    ", left[64];
+        if (!o->help)
+            continue;
+        if (o->key < 256)
+            snprintf(shortopt, sizeof shortopt, "-%c, ", o->key);
+        snprintf(left, sizeof left, "%s--%s%s%s", shortopt, o->name, o->arg ? " " : "",
+                 o->arg ? o->arg : "");
+        fprintf(f, "  %-20s %s\n", left, o->help);
+    }
+    fprintf(f, "\n%s\nOperations and their stages:\n", SIGNALS);
     for (const op_def *const *op = ops_all(); *op; op++) {
         fprintf(f, "  %-12s %s\n", (*op)->name, (*op)->help);
         for (size_t i = 0; (*op)->stages[i].name; i++)
@@ -37,26 +68,104 @@ static void usage(FILE *f)
     config_print_help(f);
 }
 
+/* vcl-worker(8): the same tables as usage(), as man(7). */
+static void usage_man(FILE *f)
+{
+    char buf[512];
+    roff_header(f, "VCL-WORKER", "8", NULL, "vcl-worker", "System Administration");
+    fputs(".SH NAME\n", f);
+    roff_line(f, "vcl-worker - provision lab VMs on KVM/QEMU nodes from a PostgreSQL queue");
+    fputs(".SH SYNOPSIS\n", f);
+    roff_macro(f, "B", "vcl-worker");
+    roff_line(f, SYNOPSIS);
+    fputs(".SH DESCRIPTION\n", f);
+    roff_line(f, ABOUT);
+    fputs(".PP\n", f);
+    roff_line(f, "Any number of workers, on any number of hosts, share one queue; a worker holds "
+                 "nothing that another could not rebuild from the rows, so killing one at any "
+                 "instant is safe: another finishes its jobs from their last checkpoint.");
+    fputs(".PP\n", f);
+    roff_line(f, SIGNALS);
+    fputs(".SH OPTIONS\n", f);
+    for (const cli_opt *o = cli_opts; o->name; o++) {
+        if (!o->help)
+            continue;
+        fputs(".TP\n", f);
+        if (o->key < 256)
+            snprintf(buf, sizeof buf, "-%c, --%s%s%s", o->key, o->name, o->arg ? " " : "",
+                     o->arg ? o->arg : "");
+        else
+            snprintf(buf, sizeof buf, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        roff_macro(f, "B", buf);
+        roff_line(f, o->help);
+    }
+    fputs(".SH CONFIGURATION\n", f);
+    roff_line(f, "One YAML file (the --config FILE); unknown keys are errors, which name the "
+                 "file, line and column. Every key, with its type, default and range:");
+    config_print_man(f);
+    fputs(".SH OPERATIONS\n", f);
+    roff_line(f, "A reservation's operation is one of these; each runs its stages in order, "
+                 "and a retry resumes after the last finished one.");
+    for (const op_def *const *op = ops_all(); *op; op++) {
+        fputs(".TP\n", f);
+        roff_macro(f, "B", (*op)->name);
+        roff_line(f, (*op)->help);
+        if (!(*op)->stages[0].name)
+            continue;
+        fputs(".RS\n", f);
+        for (size_t i = 0; (*op)->stages[i].name; i++) {
+            snprintf(buf, sizeof buf, "%zu. %s", i + 1, (*op)->stages[i].name);
+            fputs(".TP 4\n", f);
+            roff_macro(f, "I", buf);
+            roff_line(f, (*op)->stages[i].help);
+        }
+        fputs(".RE\n", f);
+    }
+    fputs(".SH EXIT STATUS\n", f);
+    roff_line(f, "0 after a clean stop (SIGTERM, SIGINT, --drain) or a valid --check-config; "
+                 "1 on a bad configuration or a fatal error; 2 on a usage error.");
+    fputs(".SH ENVIRONMENT\n", f);
+    fputs(".TP\n", f);
+    roff_macro(f, "B", "VCL_DRIVERS_DIR");
+    roff_line(f, "default of drivers_dir");
+    fputs(".TP\n", f);
+    roff_macro(f, "B", "PGHOST, PGDATABASE, PGUSER, PGPASSFILE, ...");
+    roff_line(f, "libpq reads them for what database does not set");
+    fputs(".SH FILES\n", f);
+    fputs(".TP\n", f);
+    roff_macro(f, "I", "/etc/vcl-worker/vcl-worker.yaml");
+    roff_line(f, "the configuration the systemd unit vcl-worker.service passes to --config");
+    fputs(".TP\n", f);
+    roff_macro(f, "I", VCL_PREFIX "/lib/vcl-worker/drivers/");
+    roff_line(f, "hypervisor driver modules (kvm.so, qemu.so)");
+    fputs(".TP\n", f);
+    roff_macro(f, "I", VCL_PREFIX "/share/vcl-worker/sql/");
+    roff_line(f, "the SQL migrations, applied by vclctl migrate");
+    fputs(".TP\n", f);
+    roff_macro(f, "I", VCL_PREFIX "/share/doc/vcl-worker/examples/vcl-worker.yaml");
+    roff_line(f, "an annotated configuration with every option at its default");
+    fputs(".SH SEE ALSO\n", f);
+    fputs(".BR vclctl (1),\n.BR systemd.service (5),\n.BR psql (1)\n", f);
+}
+
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "check-config", no_argument, NULL, 'k' },
-        { "print-config", no_argument, NULL, 'p' },
-        { "drain", no_argument, NULL, 'd' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
+    struct option longopts[sizeof cli_opts / sizeof cli_opts[0]];
+    for (size_t i = 0; i < sizeof cli_opts / sizeof cli_opts[0]; i++)
+        longopts[i] = (struct option){ cli_opts[i].name,
+                                       cli_opts[i].arg ? required_argument : no_argument, NULL,
+                                       cli_opts[i].key };
     const char *path = NULL;
     bool check = false, print = false, drain = false;
     int ch;
     while ((ch = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
         switch (ch) {
         case 'c': path = optarg; break;
-        case 'k': check = true; break;
-        case 'p': print = true; break;
-        case 'd': drain = true; break;
+        case OPT_CHECK: check = true; break;
+        case OPT_PRINT: print = true; break;
+        case OPT_DRAIN: drain = true; break;
         case 'h': usage(stdout); return 0;
+        case OPT_HELP_MAN: usage_man(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
