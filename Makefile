@@ -39,8 +39,28 @@ BENCH_BIN = $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 TEST_WORKER = $(BUILD)/test/vcl-worker
 
+# Installed layout (Debian admins' expectations; README "Install as a service"):
+#   $(BINDIR)/vcl-worker, vclctl
+#   $(PREFIX)/lib/vcl-worker/drivers/*.so     found by the worker next to itself
+#   $(PREFIX)/share/vcl-worker/sql/*.sql      found by `vclctl migrate` next to itself
+#   $(DOCDIR)/examples/vcl-worker.yaml        copy it to $(SYSCONFDIR)/vcl-worker/
+#   $(MANDIR)/man1/vclctl.1, man8/vcl-worker.8
+#   $(SYSTEMDUNITDIR)/vcl-worker.service      paths substituted
+# Nothing is written to $(SYSCONFDIR): the configuration is the admin's.
+BINDIR   ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+DOCDIR   ?= $(PREFIX)/share/doc/vcl-worker
+MANDIR   ?= $(PREFIX)/share/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+DRIVERSDIR = $(PREFIX)/lib/vcl-worker/drivers
+SQLDIR     = $(PREFIX)/share/vcl-worker/sql
+SQL_SRC    = $(wildcard sql/*.sql)
+# Manual pages and the unit, made from the binaries and config/.
+MAN        = $(BUILD)/man/vcl-worker.8 $(BUILD)/man/vclctl.1
+UNIT       = $(BUILD)/vcl-worker.service
+
 .PHONY: all check unit demo deps install uninstall clean
-all: bin/vcl-worker bin/vclctl $(DRV_SO) $(UNIT_BIN) $(BENCH_BIN) $(TEST_WORKER)
+all: bin/vcl-worker bin/vclctl $(DRV_SO) $(UNIT_BIN) $(BENCH_BIN) $(TEST_WORKER) $(MAN)
 
 # Objects depend on the flags they were built with: switching SANITIZE or
 # PREFIX rebuilds everything instead of linking a mix.
@@ -103,17 +123,45 @@ demo: deps
 	$(MAKE) all
 	tools/demo
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/vcl-worker/drivers \
-	           $(DESTDIR)$(PREFIX)/share/vcl-worker/sql $(DESTDIR)$(PREFIX)/share/vcl-worker/config
-	install -m 755 bin/vcl-worker bin/vclctl $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 $(DRV_SO) $(DESTDIR)$(PREFIX)/lib/vcl-worker/drivers/
-	install -m 644 sql/*.sql $(DESTDIR)$(PREFIX)/share/vcl-worker/sql/
-	install -m 644 config/* $(DESTDIR)$(PREFIX)/share/vcl-worker/config/
+# The pages come from the tables behind --help (vcl-worker --help-man,
+# vclctl --help-man), so they cannot disagree with it.
+$(BUILD)/man/vcl-worker.8: bin/vcl-worker
+	@mkdir -p $(dir $@)
+	bin/vcl-worker --help-man >$@.tmp && mv $@.tmp $@
 
+$(BUILD)/man/vclctl.1: bin/vclctl
+	@mkdir -p $(dir $@)
+	bin/vclctl --help-man >$@.tmp && mv $@.tmp $@
+
+$(UNIT): config/vcl-worker.service $(FLAGS_FILE) Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    -e 's|@DOCDIR@|$(DOCDIR)|g' -e 's|@DRIVERSDIR@|$(DRIVERSDIR)|g' $< >$@.tmp && mv $@.tmp $@
+
+install: bin/vcl-worker bin/vclctl $(DRV_SO) $(MAN) $(UNIT)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DRIVERSDIR) $(DESTDIR)$(SQLDIR) \
+	           $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
+	           $(DESTDIR)$(SYSTEMDUNITDIR)
+	install -m 755 bin/vcl-worker bin/vclctl $(DESTDIR)$(BINDIR)/
+	install -m 644 $(DRV_SO) $(DESTDIR)$(DRIVERSDIR)/
+	install -m 644 $(SQL_SRC) $(DESTDIR)$(SQLDIR)/
+	install -m 644 config/vcl-worker.yaml $(DESTDIR)$(DOCDIR)/examples/
+	install -m 644 $(BUILD)/man/vclctl.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(BUILD)/man/vcl-worker.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 $(UNIT) $(DESTDIR)$(SYSTEMDUNITDIR)/
+
+# Exactly the files install writes, then the directories that are ours alone
+# (bin/, man/ and systemd's directories stay).
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/vcl-worker $(DESTDIR)$(PREFIX)/bin/vclctl
-	rm -rf $(DESTDIR)$(PREFIX)/lib/vcl-worker $(DESTDIR)$(PREFIX)/share/vcl-worker
+	rm -f $(DESTDIR)$(BINDIR)/vcl-worker $(DESTDIR)$(BINDIR)/vclctl \
+	      $(addprefix $(DESTDIR)$(DRIVERSDIR)/,$(notdir $(DRV_SO))) \
+	      $(addprefix $(DESTDIR)$(SQLDIR)/,$(notdir $(SQL_SRC))) \
+	      $(DESTDIR)$(DOCDIR)/examples/vcl-worker.yaml \
+	      $(DESTDIR)$(MANDIR)/man1/vclctl.1 $(DESTDIR)$(MANDIR)/man8/vcl-worker.8 \
+	      $(DESTDIR)$(SYSTEMDUNITDIR)/vcl-worker.service
+	-rmdir $(DESTDIR)$(DRIVERSDIR) $(DESTDIR)$(PREFIX)/lib/vcl-worker \
+	       $(DESTDIR)$(SQLDIR) $(DESTDIR)$(PREFIX)/share/vcl-worker \
+	       $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 clean:
 	rm -rf $(BUILD) bin lib

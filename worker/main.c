@@ -1,5 +1,6 @@
 /* main.c: vcl-worker, the daemon. Options, config, then the pool. */
 #include "config.h"
+#include "hvdriver.h"
 #include "log.h"
 #include "pool.h"
 #include "roff.h"
@@ -27,7 +28,7 @@ enum { OPT_CHECK = 256, OPT_PRINT, OPT_DRAIN, OPT_HELP_MAN };
 
 static const cli_opt cli_opts[] = {
     { "config", 'c', "FILE", "YAML configuration (see config/vcl-worker.yaml)" },
-    { "check-config", OPT_CHECK, NULL, "validate the configuration and exit (0 ok, 1 bad)" },
+    { "check-config", OPT_CHECK, NULL, "validate the configuration, load the drivers, exit (0 ok, 1 bad)" },
     { "print-config", OPT_PRINT, NULL, "print the effective configuration as YAML and exit" },
     { "drain", OPT_DRAIN, NULL, "exit once nothing is claimable and no job runs" },
     { "help", 'h', NULL, "this help" },
@@ -188,10 +189,24 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check) {
-        printf("%s: configuration is valid\n", path);
+        /* The drivers too: an installed worker must find them (drivers_dir). */
+        hvdriver_set *drivers = NULL;
+        int rc = 0;
+        if (!hvdriver_load_all(cfg->drivers_dir, cfg->driver_order, cfg->n_driver_order,
+                               &drivers, &e)) {
+            fprintf(stderr, "vcl-worker: %s: drivers: %s\n", path, e.msg);
+            rc = 1;
+        } else {
+            printf("%s: configuration is valid\n", path);
+            printf("drivers from %s:", cfg->drivers_dir);
+            for (size_t i = 0; i < hvdriver_count(drivers); i++)
+                printf(" %s", hvdriver_get(drivers, i)->name);
+            printf("\n");
+        }
+        hvdriver_set_free(drivers);
         config_clear(cfg);
         free(cfg);
-        return 0;
+        return rc;
     }
     if (print) {
         config_print(cfg, stdout);
