@@ -101,10 +101,14 @@ static const opt_def opts[] = {
     { .key = "heartbeat_seconds", .type = OPT_INT,
       .offset = offsetof(vcl_config, heartbeat_seconds),
       .def_int = 10, .min = 1, .max = 600,
-      .help = "how often the leases are renewed; must be less than lease_seconds" },
+      .help = "how often the leases are renewed; must be less than lease_seconds (a worker "
+              "holding no job renews only its vcl.worker row, every lease_seconds)" },
     { .key = "poll_seconds", .type = OPT_INT, .offset = offsetof(vcl_config, poll_seconds),
-      .def_int = 5, .min = 1, .max = 3600,
-      .help = "look for work this often when no NOTIFY arrives" },
+      .def_int = 30, .min = 1, .max = 3600,
+      .help = "look for work at least this often; NOTIFY (new, reset or released rows, a "
+              "computer or node out of maintenance, work a finished job held back) and "
+              "vcl.next_due() (the next retry, lease expiry or cancel block) wake the worker "
+              "sooner, so an idle pool sends almost no queries" },
     { .key = "drivers_dir", .type = OPT_STRING, .offset = offsetof(vcl_config, drivers_dir),
       .def_fn = default_drivers_dir, .min = 1,
       .help = "directory of driver modules (*.so); default $VCL_DRIVERS_DIR, else "

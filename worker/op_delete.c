@@ -13,9 +13,9 @@
  * the same statement, so a rescue after a crash between the two never puts
  * the computer back into maintenance behind the operator's back. (If the
  * worker dies after that write but before the reservation is completed, the
- * row waits as 'running' until the computer is available again, since the
- * claim skips computers in maintenance; the rescue then completes it without
- * running a stage.) */
+ * claim, which otherwise skips computers in maintenance, rescues this
+ * operation once its lease expires and completes it without running a
+ * stage: vcl.claimable in sql/007_claim_fast.sql.) */
 #include "job.h"
 #include "log.h"
 #include "op_common.h"

@@ -61,6 +61,9 @@ struct pool {
     pthread_mutex_t mu;
     int wake_fd[2];
     double last_heartbeat_ok;
+    double next_heartbeat;     /* now_s() time of the next heartbeat */
+    double next_due;           /* now_s() time vcl.next_due() named after the last claim
+                                * that left the queue drained; 0 = nothing scheduled */
 };
 
 static volatile sig_atomic_t sig_stop, sig_reload;
@@ -597,6 +600,19 @@ static void start_slot(pool *p, long long id, long long token, double claimed_at
     }
 }
 
+/* After a claim that drained the queue (in its transaction): when the next
+ * retry, lease expiry or cancel block falls due, so the worker wakes then
+ * instead of polling. */
+static bool read_next_due(pool *p, double sent_at, vcl_error *e)
+{
+    long long due_ms = 0;
+    bool isnull = true;
+    if (!db_scalar_ll(p->db, SQL_NEXT_DUE, 0, NULL, &due_ms, &isnull, e))
+        return false;
+    p->next_due = isnull ? 0 : sent_at + (double)(due_ms > 0 ? due_ms : 0) / 1000 + 0.01;
+    return true;
+}
+
 /* One transaction: claim up to `want` rows, complete the ones with nothing
  * to run, commit; then hand the others to slots (after the commit, so their
  * fenced writes see the claim). Returns rows claimed, -1 on error. */
@@ -644,6 +660,7 @@ static int claim(pool *p, int want)
         }
     }
     if (!wid || !wtok || !complete_in_claim(p, &done, &e) ||
+        (got < want && !read_next_due(p, sent_at, &e)) ||
         !db_run(p->db, "COMMIT", 0, NULL, &e)) {
         log_error("claim: %s (nothing was claimed)", wid ? e.msg : "out of memory");
         db_run(p->db, "ROLLBACK", 0, NULL, &(vcl_error){ 0 });
@@ -661,6 +678,10 @@ static int claim(pool *p, int want)
     PQclear(r);
     for (int k = 0; k < nw; k++)
         start_slot(p, wid[k], wtok[k], sent_at);
+    /* an idle worker heartbeats less often: the leases it now holds need
+     * the usual pace */
+    if (nw > 0 && p->next_heartbeat > now_s() + p->cfg->heartbeat_seconds)
+        p->next_heartbeat = now_s() + p->cfg->heartbeat_seconds;
     n = got;
 cleanup:
     free(wid);
@@ -914,7 +935,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
     if (!opts->drain && !watch_start(cfg, p->worker_name, &e))
         log_warn("domain watcher not started: %s", e.msg);
 
-    double next_heartbeat = now_s() + p->cfg->heartbeat_seconds;
+    p->next_heartbeat = now_s() + p->cfg->heartbeat_seconds;
     double next_prune = now_s() + 5;
     double next_poll = 0;
     double next_queue_sample = 0;
@@ -942,9 +963,14 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
             }
             want_claim = true;
         }
-        if (now >= next_heartbeat) {
+        if (now >= p->next_heartbeat) {
             heartbeat(p);
-            next_heartbeat = now + p->cfg->heartbeat_seconds;
+            /* holding no job, only vcl.worker.heartbeat_at is renewed: as
+             * often as a lease lasts is enough to show the worker lives */
+            int every = p->cfg->heartbeat_seconds;
+            if (running == 0 && p->cfg->lease_seconds > every)
+                every = p->cfg->lease_seconds;
+            p->next_heartbeat = now + every;
         }
         if (metrics_enabled() && now >= next_queue_sample) {
             sample_queue(p);
@@ -957,8 +983,11 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         int free_slots = p->cfg->slots - running;
         if (!atomic_load(&stopping) && free_slots > 0 && (want_claim || now >= next_poll)) {
             int want = free_slots < p->cfg->claim_batch ? free_slots : p->cfg->claim_batch;
+            p->next_due = 0;
             int got = claim(p, want);
             next_poll = now_s() + p->cfg->poll_seconds;
+            if (p->next_due > 0 && p->next_due < next_poll)
+                next_poll = p->next_due;
             /* a full batch: there may be more; when draining, keep claiming
              * until a claim comes back empty rather than waiting for a poll */
             want_claim = got == want || (opts->drain && got > 0);
@@ -979,7 +1008,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
                 continue;
         }
 
-        double until = next_heartbeat;
+        double until = p->next_heartbeat;
         if (!atomic_load(&stopping) && free_slots > 0 && next_poll < until)
             until = next_poll;
         if (metrics_enabled() && next_queue_sample < until)

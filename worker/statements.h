@@ -19,6 +19,8 @@
 #define SQL_RELEASE      "SELECT vcl.release($1::bigint[], $2::bigint[])"
 #define SQL_PRUNE        "SELECT vcl.prune_history(make_interval(secs => $1::double precision), $2::int)"
 #define SQL_LISTEN       "LISTEN vcl_reservation"
+/* Milliseconds until the next retry / lease expiry / cancel block falls due (NULL: none). */
+#define SQL_NEXT_DUE     "SELECT ceil(vcl.next_due() * 1000)::bigint"
 /* Metrics: the queue depth gauges (sampled by the main thread, metrics.h). */
 #define SQL_QUEUE_DEPTH \
     "SELECT operation, state, count(*) FROM vcl.reservation" \
@@ -91,6 +93,7 @@
 
 /* the domain watcher (watch.c) */
 #define SQL_WATCH_NODES "SELECT id, name, libvirt_uri FROM vcl.node ORDER BY id"
+#define SQL_LISTEN_NODES "LISTEN vcl_node"
 #define SQL_WATCH_LOADED \
     "SELECT c.name, c.node_id, c.domain_uuid::text, coalesce(c.domain_name, '')" \
     "  FROM vcl.computer c" \

@@ -19,7 +19,7 @@
 #define WATCH_QUEUE_MAX 1024
 #define WATCH_MAX_NODES 256
 #define WATCH_REOPEN_MAX_S 60
-#define WATCH_NODES_EVERY_S 5   /* re-read vcl.node (new nodes, reconnects) */
+#define WATCH_NODES_EVERY_S 5   /* retry nodes whose connection failed (no database query) */
 
 typedef enum {
     WEV_STOPPED,      /* domain went to shutoff */
@@ -62,6 +62,7 @@ static struct {
     bool overflow;
     /* worker thread only */
     db_conn *db;
+    bool nodes_dirty;          /* re-read vcl.node: (re)connected, or NOTIFY vcl_node */
     watch_node *nodes[WATCH_MAX_NODES];
     int n_nodes;
 } W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
@@ -236,6 +237,13 @@ static bool node_ensure(watch_node *n)
     return node_ensure_ex(n, NULL);
 }
 
+/* Retry the nodes whose connection is down (each on its own backoff). */
+static void nodes_reopen(bool *opened)
+{
+    for (int i = 0; i < W.n_nodes; i++)
+        node_ensure_ex(W.nodes[i], opened);
+}
+
 static void nodes_free(void)
 {
     for (int i = 0; i < W.n_nodes; i++) {
@@ -285,6 +293,7 @@ static bool nodes_refresh(bool *opened)
         n->seen = true;
     }
     PQclear(r);
+    W.nodes_dirty = false;
     for (int i = 0; i < W.n_nodes;) {
         if (W.nodes[i]->seen) {
             node_ensure_ex(W.nodes[i], opened);
@@ -447,6 +456,8 @@ static void resync(void)
 
 /* ---------------- worker thread ---------------- */
 
+/* A working connection that LISTENs on vcl_node (a new one re-reads the
+ * nodes: changes may have been missed meanwhile). */
 static bool db_ready(void)
 {
     vcl_error e;
@@ -455,14 +466,29 @@ static bool db_ready(void)
         return true;
     if (!W.db)
         W.db = db_connect(W.cfg->database, W.app, &e);
-    else if (!db_reconnect(W.db, &e))
-        ;
     else
+        db_reconnect(W.db, &e);
+    if (W.db && !db_is_broken(W.db) && db_run(W.db, SQL_LISTEN_NODES, 0, NULL, &e)) {
+        W.nodes_dirty = true;
         return true;
-    if (W.db && !db_is_broken(W.db))
-        return true;
+    }
     log_warn("watch: no database connection: %s (retrying)", e.msg);
     return false;
+}
+
+/* NOTIFY vcl_node arrived (read from the socket: no query). */
+static bool nodes_notified(void)
+{
+    PGconn *c = db_pg(W.db);
+    bool any = false;
+    if (!PQconsumeInput(c))
+        return false; /* a broken connection: db_ready() reconnects */
+    PGnotify *n;
+    while ((n = PQnotifies(c))) {
+        any = true;
+        PQfreemem(n);
+    }
+    return any;
 }
 
 static void *work_main(void *arg)
@@ -482,9 +508,18 @@ static void *work_main(void *arg)
         }
         double now = mono_s();
         bool overflow = false;
-        if (now >= next_nodes && now < next_resync) {
+        if (nodes_notified())
+            W.nodes_dirty = true;
+        /* The database is read for the node list only when it changed (or
+         * at the resync, which re-reads it anyway); failed connections are
+         * retried without a query. */
+        if (now < next_resync && (W.nodes_dirty || now >= next_nodes)) {
             bool opened = false;
-            if (nodes_refresh(&opened) && opened)
+            if (W.nodes_dirty)
+                nodes_refresh(&opened);
+            else
+                nodes_reopen(&opened);
+            if (opened)
                 next_resync = now; /* a node (re)connected: look at its computers now */
             next_nodes = mono_s() + nodes_every;
         }

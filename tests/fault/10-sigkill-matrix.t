@@ -14,7 +14,8 @@
 # concurrently (launch_group in tests/lib/fault.sh: computers stay in
 # maintenance, so nothing of them is claimed, not even a rescue, except
 # while the faulty workers of one operation claim; all become available
-# again for the rescue). Operations that need something first (a snapshot
+# again for the rescue, except one that a killed maintenance operation put
+# in maintenance itself: the claim rescues that operation regardless). Operations that need something first (a snapshot
 # to delete, a domain that is off) get it from a normal worker beforehand;
 # a computer an earlier wave left without a running domain is loaded again.
 . "$(dirname "$0")/../lib/fault.sh"
@@ -43,34 +44,16 @@ run_wave() {
         C_RC[n]=0
         world_worker_wait "${C_PID[n]}" 60 || C_RC[n]=$?
     done
-    local t_killed=$SECONDS waiting=()
+    local t_killed=$SECONDS
     for n in "$@"; do
-        if waits_for_operator "$n"; then
-            waiting+=("$n")
-        else
-            comps+=("${C_COMP[n]}")
-            ids+=("${C_ID[n]}")
-        fi
+        # a computer its own killed stage put in maintenance stays so: the
+        # claim rescues that maintenance operation all the same
+        keeps_maintenance "$n" || comps+=("${C_COMP[n]}")
+        ids+=("${C_ID[n]}")
     done
     set_state available "${comps[@]}" "${EXTRA_COMPS[@]}"
     rescue 60 "${ids[@]}" "${EXTRA_IDS[@]}" || true
     diag "wave of $# cell(s): launched in $((t_launched - t0)) s, all dead $((t_killed - t_launched)) s later, rescued in $((SECONDS - t_killed)) s"
-    # A job killed after its own stage put the computer in maintenance waits
-    # (documented in worker/op_delete.c: the claim skips computers in
-    # maintenance) until an operator puts the computer back; then the rescue
-    # completes it without rerunning that stage.
-    for n in "${waiting[@]}"; do
-        local what="${C_OP[n]} ${C_STAGE[n]}:${C_POINT[n]} (${C_COMP[n]}, reservation ${C_ID[n]})"
-        ok "$what: its lease expires" wait_for "lease of ${C_ID[n]} expired" 30 lease_expired "${C_ID[n]}"
-        "$WORKER" --config "$RESCUE_CFG" --drain >>"$WORLD/rescue.log" 2>&1
-        is "$(psql_val "SELECT r.state || ' ' || c.state FROM vcl.reservation r JOIN vcl.computer c
-                         ON c.id = r.computer_id WHERE r.id = ${C_ID[n]}")" "running maintenance" \
-           "$what: after its lease expired the job waits, its computer in maintenance"
-        diag "KNOWN GAP: reservation ${C_ID[n]} (${C_OP[n]} killed at ${C_STAGE[n]}:${C_POINT[n]}) does not end until an operator makes ${C_COMP[n]} available"
-        ok "$what: operator: vclctl computer set --state available" \
-            "$VCLCTL" -q computer set "${C_COMP[n]}" --state available
-        rescue 30 "${C_ID[n]}" || true
-    done
     # name -> state of every domain of this world on the node
     declare -gA NODE_DOMS=()
     local id name st
@@ -81,8 +64,7 @@ run_wave() {
         check_cell "$n"
     done
 }
-lease_expired() { [ "$(psql_val "SELECT lease_expires_at < now() FROM vcl.reservation WHERE id = $1")" = t ]; }
-waits_for_operator() { # N: cell killed right after its stage put the computer in maintenance
+keeps_maintenance() { # N: cell killed right after its stage put the computer in maintenance
     [[ ${SETS_MAINTENANCE[${C_OP[$1]}]:-} == "${C_STAGE[$1]}" && ${C_POINT[$1]} == finish ]]
 }
 
@@ -138,7 +120,7 @@ check_cell() {
     is "${C_RC[n]}" 137 "$what: the faulty worker died of SIGKILL"
     is "$state" done "$what: done after the rescue"
     all=$(tr ' ' ',' <<<"${STAGES[$o]}")
-    if waits_for_operator "$n"; then
+    if keeps_maintenance "$n"; then
         is "$killed" "abandoned" "$what: the killed stage was abandoned and (its write being done) not rerun"
         all=$(tr ' ' '\n' <<<"${STAGES[$o]}" | grep -vx "$s" | paste -sd,)
     else
@@ -161,7 +143,6 @@ check_cell() {
         is "$nstatus" READY "$what: $c READY"
     fi
     want=${WANT_CSTATE[$o]:-available}
-    waits_for_operator "$n" && want=available   # the operator's choice stands
     is "$cstate" "$want" "$what: computer $c is $want"
 }
 

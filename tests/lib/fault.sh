@@ -171,7 +171,9 @@ C_OP=() C_STAGE=() C_POINT=() C_COMP=() C_ID=() C_PID=() C_RC=()
 # which reservation (and computer) its worker took. Every 50 ms, each
 # computer whose reservation is claimed goes back to maintenance, so that no
 # faulty worker still starting can take over a job whose worker already died
-# (after its 5 s lease): each job meets exactly one faulty worker.
+# (after its 5 s lease): each job meets exactly one faulty worker. (The one
+# exception, the rescue of a maintenance operation, which the claim allows on
+# a computer in maintenance, needs a faulty worker that has not claimed for 5 s.)
 launch_group() {
     local n ids comps=() deadline row
     ids=$(for n in "$@"; do printf '%s,' "${C_ID[n]}"; done)

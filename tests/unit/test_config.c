@@ -169,7 +169,7 @@ static void test_defaults(void)
     is_int(c.claim_batch, 4, "default claim_batch = slots");
     is_int(c.lease_seconds, 30, "default lease_seconds");
     is_int(c.heartbeat_seconds, 10, "default heartbeat_seconds");
-    is_int(c.poll_seconds, 5, "default poll_seconds");
+    is_int(c.poll_seconds, 30, "default poll_seconds");
     is_str(c.drivers_dir, "/opt/vcl/drivers", "drivers_dir from $VCL_DRIVERS_DIR");
     is_int(c.n_driver_order, 2, "default driver_order has 2 entries");
     is_str(c.driver_order[0], "kvm", "driver_order[0] kvm");
