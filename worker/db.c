@@ -13,13 +13,74 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Statements run more than once on a connection are prepared (protocol
+ * level: Parse once, then Bind/Execute): the worker's hot path (claim,
+ * complete, heartbeat, stage log) skips parsing and planning its own SQL. */
+#define DB_STMT_CACHE 64
+
+typedef struct db_stmt {
+    char *sql;
+    int nparams;
+    bool prepared;
+} db_stmt;
+
 struct db_conn {
     PGconn *pg;
     char *conninfo;
     char *appname;
     bool broken;
     char sqlstate[6];
+    db_stmt stmt[DB_STMT_CACHE];
+    int nstmt;
 };
+
+/* Forget every prepared statement (a new session has none). */
+static void stmt_cache_clear(db_conn *db)
+{
+    for (int i = 0; i < db->nstmt; i++)
+        free(db->stmt[i].sql);
+    db->nstmt = 0;
+}
+
+/* Run sql: prepared on its second use on this connection (cache slot i is
+ * named "vclw_<i>"), unprepared otherwise. */
+static PGresult *stmt_exec(db_conn *db, const char *sql, int nparams, const char *const *params)
+{
+    db_stmt *st = NULL;
+    int i = 0;
+    for (; i < db->nstmt && !st; i++)
+        if (db->stmt[i].nparams == nparams && strcmp(db->stmt[i].sql, sql) == 0)
+            st = &db->stmt[i];
+    if (!st) {
+        if (db->nstmt < DB_STMT_CACHE && (db->stmt[db->nstmt].sql = strdup(sql))) {
+            db->stmt[db->nstmt].nparams = nparams;
+            db->stmt[db->nstmt++].prepared = false;
+        }
+        return PQexecParams(db->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    }
+    char name[32];
+    snprintf(name, sizeof name, "vclw_%d", i - 1);
+    if (!st->prepared) {
+        PGresult *r = PQprepare(db->pg, name, sql, nparams, NULL);
+        st->prepared = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+        if (!st->prepared)
+            return PQexecParams(db->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    }
+    PGresult *r = PQexecPrepared(db->pg, name, nparams, params, NULL, NULL, 0);
+    /* 0A000 "cached plan must not change result type": a migration changed
+     * what the statement returns. Prepare it again, once. */
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (state && strcmp(state, "0A000") == 0 && PQtransactionStatus(db->pg) == PQTRANS_IDLE) {
+        PQclear(r);
+        char dealloc[64];
+        snprintf(dealloc, sizeof dealloc, "DEALLOCATE %s", name);
+        PQclear(PQexec(db->pg, dealloc));
+        st->prepared = false;
+        return PQexecParams(db->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    }
+    return r;
+}
 
 static void notice_quiet(void *arg, const PGresult *res)
 {
@@ -56,6 +117,7 @@ static bool open_pg(db_conn *db, vcl_error *e)
     }
     db->pg = pg;
     db->broken = false;
+    stmt_cache_clear(db);
     return true;
 }
 
@@ -82,6 +144,7 @@ void db_close(db_conn *db)
     if (!db)
         return;
     PQfinish(db->pg);
+    stmt_cache_clear(db);
     free(db->conninfo);
     free(db->appname);
     free(db);
@@ -143,7 +206,7 @@ PGresult *db_exec(db_conn *db, const char *sql, int nparams, const char *const *
                 *p = ' ';
         log_debug("sql: %s", one);
     }
-    PGresult *r = PQexecParams(db->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    PGresult *r = stmt_exec(db, sql, nparams, params);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
         return r;

@@ -1,7 +1,9 @@
 /* db.h: the only libpq user. One choke point executes parameterised
  * statements, logs the SQL at debug level, keeps the SQLSTATE and recognises
  * lost connections (class 08, or a bad connection status) so callers can
- * reconnect. Statements live in statements.h. */
+ * reconnect. A statement run a second time on a connection is prepared
+ * (protocol-level, named vclw_N; PgBouncer in transaction mode needs 1.21+
+ * with max_prepared_statements). Statements live in statements.h. */
 #ifndef VCL_DB_H
 #define VCL_DB_H
 #include <stdbool.h>

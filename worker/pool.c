@@ -33,6 +33,15 @@ typedef enum { SLOT_IDLE, SLOT_RUNNING, SLOT_FINISHED } slot_state;
 
 typedef struct pool pool;
 
+/* Claimed jobs with no stages, waiting to be completed in one batch. */
+#define DONE_BATCH 1000
+typedef struct done_queue {
+    long long id[DONE_BATCH], token[DONE_BATCH];
+    const char *op[DONE_BATCH];
+    int n;
+    double first_at;
+} done_queue;
+
 typedef struct slot {
     pool *p;
     int index;
@@ -62,6 +71,7 @@ struct pool {
     int wake_fd[2];
     double last_heartbeat_ok;
     double next_heartbeat;     /* now_s() time of the next heartbeat */
+    done_queue done;           /* claimed jobs with nothing to run, to complete */
     double next_due;           /* now_s() time vcl.next_due() named after the last claim
                                 * that left the queue drained; 0 = nothing scheduled */
 };
@@ -512,60 +522,66 @@ static bool main_connect(pool *p)
     return true;
 }
 
-/* A growing "{1,2,3}" array literal for batched statements. */
-typedef struct id_list {
-    char *ids, *toks;
-    size_t il, tl, cap;
-    int n;
-} id_list;
+/* Operations with no stages (noop) have nothing to run: they are done as
+ * soon as they are claimed. Their completions queue up here and are written
+ * in batches (one statement, one commit for up to DONE_BATCH rows), after the
+ * claims that took them: batched completion is where queue throughput comes
+ * from, and a claim stays one round trip. A worker that dies with completions
+ * queued loses nothing: the rows are running with a lease, and the rescue
+ * completes them (nothing to rerun). */
+#define DONE_MAX_WAIT_S 0.01
 
-static void id_list_add(id_list *l, long long id, long long tok)
+static void done_add(pool *p, long long id, long long token, const char *op)
 {
-    if (l->il + 24 >= l->cap || l->tl + 24 >= l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 4096;
-        char *a = realloc(l->ids, cap), *b = realloc(l->toks, cap);
-        if (a)
-            l->ids = a;
-        if (b)
-            l->toks = b;
-        if (!a || !b)
-            return;
-        l->cap = cap;
-    }
-    l->il += (size_t)snprintf(l->ids + l->il, l->cap - l->il, "%s%lld", l->n ? "," : "{", id);
-    l->tl += (size_t)snprintf(l->toks + l->tl, l->cap - l->tl, "%s%lld", l->n ? "," : "{", tok);
-    l->n++;
+    done_queue *d = &p->done;
+    if (d->n == DONE_BATCH)
+        return; /* cannot happen: flushed before it fills; the lease expires and a rescue completes it */
+    if (d->n == 0)
+        d->first_at = now_s();
+    d->id[d->n] = id;
+    d->token[d->n] = token;
+    d->op[d->n++] = op;
 }
 
-static void id_list_close(id_list *l)
+/* "{1,2,3}" */
+static char *array_literal(const long long *v, int n)
 {
-    if (!l->n)
+    size_t cap = (size_t)n * 21 + 3, len = 0;
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    s[len++] = '{';
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(s + len, cap - len, "%s%lld", i ? "," : "", v[i]);
+    snprintf(s + len, cap - len, "}");
+    return s;
+}
+
+/* Write the queued completions (one fenced statement). On failure they are
+ * dropped: their leases expire and a rescue completes them. */
+static void done_flush(pool *p)
+{
+    done_queue *d = &p->done;
+    if (d->n == 0)
         return;
-    snprintf(l->ids + l->il, l->cap - l->il, "}");
-    snprintf(l->toks + l->tl, l->cap - l->tl, "}");
-}
-
-static void id_list_free(id_list *l)
-{
-    free(l->ids);
-    free(l->toks);
-}
-
-/* Operations with no stages (noop) have nothing to run: they are complete
- * as soon as they are claimed. Their completion rides in the claim's own
- * transaction (one commit per claim, however many rows: batched completion
- * is where queue throughput comes from). */
-static bool complete_in_claim(pool *p, id_list *done, vcl_error *e)
-{
-    if (!done->n)
-        return true;
-    id_list_close(done);
-    const char *prm[2] = { done->ids, done->toks };
-    PGresult *r = db_exec(p->db, SQL_COMPLETE, 2, prm, e);
-    if (r)
-        log_debug("completed %d job(s) with their claim", PQntuples(r));
+    vcl_error e;
+    vcl_error_clear(&e);
+    char *ids = array_literal(d->id, d->n), *toks = array_literal(d->token, d->n);
+    const char *prm[2] = { ids, toks };
+    PGresult *r = ids && toks ? db_exec(p->db, SQL_COMPLETE, 2, prm, &e) : NULL;
+    if (r) {
+        log_debug("completed %d of %d job(s) with nothing to run", PQntuples(r), d->n);
+        if (metrics_enabled())
+            for (int k = 0; k < d->n; k++)
+                metrics_job_done(d->op[k]);
+    } else {
+        log_warn("completing %d job(s) with nothing to run: %s; their leases will expire and a "
+                 "rescue completes them", d->n, ids && toks ? e.msg : "out of memory");
+    }
     PQclear(r);
-    return r != NULL;
+    free(ids);
+    free(toks);
+    d->n = 0;
 }
 
 static void start_slot(pool *p, long long id, long long token, double claimed_at)
@@ -600,22 +616,25 @@ static void start_slot(pool *p, long long id, long long token, double claimed_at
     }
 }
 
-/* After a claim that drained the queue (in its transaction): when the next
- * retry, lease expiry or cancel block falls due, so the worker wakes then
- * instead of polling. */
-static bool read_next_due(pool *p, double sent_at, vcl_error *e)
+/* After a claim that drained the queue: when the next retry, lease expiry or
+ * cancel block falls due, so the worker wakes then instead of polling. */
+static void read_next_due(pool *p, double sent_at)
 {
+    vcl_error e;
+    vcl_error_clear(&e);
     long long due_ms = 0;
     bool isnull = true;
-    if (!db_scalar_ll(p->db, SQL_NEXT_DUE, 0, NULL, &due_ms, &isnull, e))
-        return false;
-    p->next_due = isnull ? 0 : sent_at + (double)(due_ms > 0 ? due_ms : 0) / 1000 + 0.01;
-    return true;
+    p->next_due = 0;
+    if (!db_scalar_ll(p->db, SQL_NEXT_DUE, 0, NULL, &due_ms, &isnull, &e))
+        log_warn("vcl.next_due: %s (polling every %d s)", e.msg, p->cfg->poll_seconds);
+    else if (!isnull)
+        p->next_due = sent_at + (double)(due_ms > 0 ? due_ms : 0) / 1000 + 0.01;
 }
 
-/* One transaction: claim up to `want` rows, complete the ones with nothing
- * to run, commit; then hand the others to slots (after the commit, so their
- * fenced writes see the claim). Returns rows claimed, -1 on error. */
+/* One statement, its own transaction: claim up to `want` rows, then hand
+ * the ones with stages to slots (after the commit, so their fenced writes
+ * see the claim) and queue the others' completion. Returns rows claimed,
+ * -1 on error. */
 static int claim(pool *p, int want)
 {
     vcl_error e;
@@ -625,69 +644,39 @@ static int claim(pool *p, int want)
     db_param_ll(&prm, p->worker_id);
     db_param_ll(&prm, want);
     db_param_ll(&prm, p->cfg->lease_seconds);
-    id_list done;
-    memset(&done, 0, sizeof done);
-    long long *wid = NULL, *wtok = NULL;
-    int n = -1;
-    if (!db_run(p->db, "BEGIN", 0, NULL, &e)) {
-        log_error("claim: %s", e.msg);
-        return -1;
-    }
+    if (p->done.n + want > DONE_BATCH)
+        done_flush(p);
     double sent_at = now_s(); /* the lease runs from (no earlier than) here */
     PGresult *r = db_exec(p->db, SQL_CLAIM, prm.n, prm.v, &e);
     if (!r) {
-        bool race = strcmp(db_sqlstate(p->db), "23505") == 0;
-        db_run(p->db, "ROLLBACK", 0, NULL, &(vcl_error){ 0 });
-        if (race) {
+        if (strcmp(db_sqlstate(p->db), "23505") == 0) {
             log_debug("claim raced with another worker on one computer; trying again");
             return 0;
         }
         log_error("claim: %s", e.msg);
         return -1;
     }
-    int got = PQntuples(r);
-    wid = calloc((size_t)got + 1, sizeof *wid);
-    wtok = calloc((size_t)got + 1, sizeof *wtok);
-    int nw = 0;
-    for (int k = 0; k < got && wid && wtok; k++) {
+    int got = PQntuples(r), started = 0;
+    for (int k = 0; k < got; k++) {
         long long id = db_get_ll(r, k, 0), token = db_get_ll(r, k, 1);
-        const op_def *op = ops_find(PQgetvalue(r, k, 2));
+        const char *opname = PQgetvalue(r, k, 2);
+        const op_def *op = ops_find(opname);
+        metrics_job_claimed(opname);
         if (op && stage_count(op) == 0) {
-            id_list_add(&done, id, token);
+            done_add(p, id, token, op->name);
         } else {
-            wid[nw] = id;
-            wtok[nw++] = token;
+            start_slot(p, id, token, sent_at);
+            started++;
         }
     }
-    if (!wid || !wtok || !complete_in_claim(p, &done, &e) ||
-        (got < want && !read_next_due(p, sent_at, &e)) ||
-        !db_run(p->db, "COMMIT", 0, NULL, &e)) {
-        log_error("claim: %s (nothing was claimed)", wid ? e.msg : "out of memory");
-        db_run(p->db, "ROLLBACK", 0, NULL, &(vcl_error){ 0 });
-        PQclear(r);
-        goto cleanup;
-    }
-    if (metrics_enabled())
-        for (int k = 0; k < got; k++) {
-            const char *opname = PQgetvalue(r, k, 2);
-            const op_def *op = ops_find(opname);
-            metrics_job_claimed(opname);
-            if (op && stage_count(op) == 0)
-                metrics_job_done(opname); /* completed in the claim's transaction */
-        }
     PQclear(r);
-    for (int k = 0; k < nw; k++)
-        start_slot(p, wid[k], wtok[k], sent_at);
     /* an idle worker heartbeats less often: the leases it now holds need
      * the usual pace */
-    if (nw > 0 && p->next_heartbeat > now_s() + p->cfg->heartbeat_seconds)
+    if (started > 0 && p->next_heartbeat > now_s() + p->cfg->heartbeat_seconds)
         p->next_heartbeat = now_s() + p->cfg->heartbeat_seconds;
-    n = got;
-cleanup:
-    free(wid);
-    free(wtok);
-    id_list_free(&done);
-    return n;
+    if (got < want)
+        read_next_due(p, sent_at);
+    return got;
 }
 
 /* Maintenance: delete finished reservations past the retention, in small
@@ -980,6 +969,8 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
             prune(p);
             next_prune = now + 60;
         }
+        if (p->done.n > 0 && now - p->done.first_at >= DONE_MAX_WAIT_S)
+            done_flush(p);
         int free_slots = p->cfg->slots - running;
         if (!atomic_load(&stopping) && free_slots > 0 && (want_claim || now >= next_poll)) {
             int want = free_slots < p->cfg->claim_batch ? free_slots : p->cfg->claim_batch;
@@ -998,7 +989,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
             /* Drained after two empty claims a moment apart: a single empty
              * claim can mean another worker held a node's load lock just
              * then, and that is not "nothing claimable". */
-            if (opts->drain && got == 0 && running == 0 && idle_claims >= 2) {
+            if (opts->drain && got == 0 && running == 0 && idle_claims >= 2 && p->done.n == 0) {
                 log_info("drained: nothing claimable and no job running");
                 break;
             }
@@ -1008,6 +999,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
                 continue;
         }
 
+        done_flush(p); /* nothing more to claim right now: write what is queued */
         double until = p->next_heartbeat;
         if (!atomic_load(&stopping) && free_slots > 0 && next_poll < until)
             until = next_poll;
