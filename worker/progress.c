@@ -97,11 +97,12 @@ void progress_copy_line(long long done, long long total, double elapsed_s, char 
     pct = pct < 0 ? 0 : pct > 100 ? 100 : pct;
     int w = snprintf(out, size, "copied %s of %s (%d%%)", d, t, pct);
     o = w > 0 ? (size_t)w : 0;
-    if (done > 0 && elapsed_s > 0.05 && o < size) {
-        progress_fmt_bytes((long long)((double)done / elapsed_s), rate, sizeof rate);
-        w = snprintf(out + o, size - o, ", %s/s", rate);
-        o = w > 0 ? o + (size_t)w : o;
-    }
+    /* rate and ETA only once there is something to measure */
+    if (done <= 0 || elapsed_s <= 0.05 || o >= size)
+        return;
+    progress_fmt_bytes((long long)((double)done / elapsed_s), rate, sizeof rate);
+    w = snprintf(out + o, size - o, ", %s/s", rate);
+    o = w > 0 ? o + (size_t)w : o;
     double left;
     if (done < total && o < size && progress_eta((double)done, (double)total, elapsed_s, &left)) {
         progress_fmt_duration(left, eta, sizeof eta);
