@@ -54,6 +54,7 @@ INSERT INTO vcl.stage_default_estimate (stage, estimate_ms) VALUES
 
 CREATE FUNCTION vcl.stage_estimate(p_operation text, p_node_id bigint, p_stage text,
                                    p_runs int DEFAULT 50, p_window int DEFAULT 5000,
+                                   p_exclude_reservation bigint DEFAULT NULL,
                                    OUT estimate_ms double precision, OUT source text, OUT runs int)
     LANGUAGE plpgsql STABLE
 AS $$
@@ -73,6 +74,7 @@ BEGIN
               JOIN vcl.computer c ON c.id = r.computer_id
              WHERE s.id = ANY (v_recent) AND s.outcome = 'ok' AND s.duration_ms IS NOT NULL
                AND r.operation = p_operation AND c.node_id = p_node_id
+               AND s.reservation_id IS DISTINCT FROM p_exclude_reservation
              ORDER BY s.id DESC LIMIT p_runs) h;
     IF runs > 0 THEN
         source := 'node';
@@ -86,6 +88,7 @@ BEGIN
               JOIN vcl.reservation r ON r.id = s.reservation_id
              WHERE s.id = ANY (v_recent) AND s.outcome = 'ok' AND s.duration_ms IS NOT NULL
                AND r.operation = p_operation
+               AND s.reservation_id IS DISTINCT FROM p_exclude_reservation
              ORDER BY s.id DESC LIMIT p_runs) h;
     IF runs > 0 THEN
         source := 'operation';
@@ -101,11 +104,12 @@ BEGIN
     END IF;
 END;
 $$;
-COMMENT ON FUNCTION vcl.stage_estimate(text, bigint, text, int, int) IS
+COMMENT ON FUNCTION vcl.stage_estimate(text, bigint, text, int, int, bigint) IS
     'Expected duration (ms) of stage p_stage of operation p_operation on node p_node_id: the median of the '
     'last p_runs successful runs there (source ''node''), else on any node (''operation''), else the '
     'built-in default (''default'', vcl.stage_default_estimate). Only the newest p_window rows of the stage '
-    'are looked at, so the cost is bounded. runs = how many runs the median is of.';
+    'are looked at, so the cost is bounded; p_exclude_reservation leaves one reservation''s own runs out. '
+    'runs = how many runs the median is of.';
 
 CREATE FUNCTION vcl.reservation_estimates(p_id bigint, p_stages text[])
     RETURNS TABLE (ord int, stage text, estimate_ms double precision, source text, runs int)
@@ -115,13 +119,13 @@ BEGIN ATOMIC
       FROM vcl.reservation r
       JOIN vcl.computer c ON c.id = r.computer_id
      CROSS JOIN LATERAL unnest(p_stages) WITH ORDINALITY AS st(stage, ord)
-     CROSS JOIN LATERAL vcl.stage_estimate(r.operation, c.node_id, st.stage) e
+     CROSS JOIN LATERAL vcl.stage_estimate(r.operation, c.node_id, st.stage, 50, 5000, r.id) e
      WHERE r.id = p_id
      ORDER BY st.ord;
 END;
 COMMENT ON FUNCTION vcl.reservation_estimates(bigint, text[]) IS
     'vcl.stage_estimate for each stage of p_stages (the stages of reservation p_id''s operation, in order) '
-    'on the reservation''s node.';
+    'on the reservation''s node, from the history of other reservations (its own runs left out).';
 
 CREATE FUNCTION vcl.stage_progress(p_id bigint, p_token bigint, p_detail text)
     RETURNS boolean
@@ -147,14 +151,14 @@ DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vcl_worker') THEN
         GRANT EXECUTE ON FUNCTION vcl.stage_progress(bigint, bigint, text),
-                                  vcl.stage_estimate(text, bigint, text, int, int),
+                                  vcl.stage_estimate(text, bigint, text, int, int, bigint),
                                   vcl.reservation_estimates(bigint, text[])
               TO vcl_worker;
         GRANT SELECT ON vcl.stage_default_estimate TO vcl_worker;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vcl_reader') THEN
         GRANT SELECT ON vcl.stage_default_estimate TO vcl_reader;
-        GRANT EXECUTE ON FUNCTION vcl.stage_estimate(text, bigint, text, int, int),
+        GRANT EXECUTE ON FUNCTION vcl.stage_estimate(text, bigint, text, int, int, bigint),
                                   vcl.reservation_estimates(bigint, text[])
               TO vcl_reader;
     END IF;

@@ -2838,7 +2838,8 @@ typedef struct follow {
     /* estimates, in the operation's stage order (0 = unknown) */
     double est_ms[64];
     char est_src[64][12];
-    int est_finished;                /* finished rows when estimates were read */
+    bool est_read;                   /* estimates read ... */
+    long long est_lease;             /* ... under this lease */
     bool est_failed;                 /* vcl.reservation_estimates missing (sql/008 not applied) */
     char printed_state[1400];        /* line mode: last reservation state line */
     int tty_lines;                   /* tty mode: lines drawn by the last frame */
@@ -2955,17 +2956,15 @@ static int follow_stage_index(const follow *f, const char *stage)
     return -1;
 }
 
-/* Estimates for every stage of the operation, read again whenever another
- * stage has finished (history moves; the running reservation's own rows
- * count once they are ok). */
+/* Estimates for every stage of the operation: read once, and again when a
+ * new attempt starts (a new lease). Not after each stage: then the job's
+ * own finished stages would become its own "history" on a node with none. */
 static void follow_estimates(ctl *c, follow *f)
 {
-    int finished = 0;
-    for (size_t i = 0; i < f->nrows; i++)
-        finished += strcmp(f->rows[i].outcome, "running") != 0;
-    if (!f->op || f->est_failed || (f->est_finished == finished && f->est_src[0][0]))
+    if (!f->op || f->est_failed || (f->est_read && f->est_lease == f->lease))
         return;
-    f->est_finished = finished;
+    f->est_read = true;
+    f->est_lease = f->lease;
     char stages[2048] = "{";
     size_t len = 1;
     for (int i = 0; f->op->stages[i].name && i < 64; i++) {
@@ -3088,10 +3087,26 @@ static void follow_state_line(const follow *f, char *out, size_t size)
 }
 
 /* Line mode (stdout not a terminal): one line per change, in order. */
+static void follow_print_state(follow *f, const char *tag)
+{
+    char t[32], line[1400];
+    follow_state_line(f, line, sizeof line);
+    if (strcmp(line, f->printed_state) == 0)
+        return;
+    fmt_clock(f->now, t, sizeof t);
+    printf("%s %s ", t, tag);
+    put_clean(stdout, line);
+    fputc('\n', stdout);
+    snprintf(f->printed_state, sizeof f->printed_state, "%s", line);
+}
+
 static void follow_print_lines(follow *f)
 {
     char tag[64], t[32], a[32], b[32], line[1400];
     snprintf(tag, sizeof tag, "%s#%lld", f->operation, f->id);
+    /* a new state first (running on ...), the end after the last stage */
+    if (!follow_ended(f))
+        follow_print_state(f, tag);
     for (size_t i = 0; i < f->nrows; i++) {
         follow_row *w = &f->rows[i];
         int k = follow_stage_index(f, w->stage);
@@ -3126,14 +3141,8 @@ static void follow_print_lines(follow *f)
             snprintf(w->printed, sizeof w->printed, "%s", w->outcome);
         }
     }
-    follow_state_line(f, line, sizeof line);
-    if (strcmp(line, f->printed_state) != 0) {
-        fmt_clock(f->now, t, sizeof t);
-        printf("%s %s ", t, tag);
-        put_clean(stdout, line);
-        fputc('\n', stdout);
-        snprintf(f->printed_state, sizeof f->printed_state, "%s", line);
-    }
+    if (follow_ended(f))
+        follow_print_state(f, tag);
     fflush(stdout);
 }
 

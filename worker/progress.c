@@ -98,7 +98,7 @@ void progress_copy_line(long long done, long long total, double elapsed_s, char 
     int w = snprintf(out, size, "copied %s of %s (%d%%)", d, t, pct);
     o = w > 0 ? (size_t)w : 0;
     /* rate and ETA only once there is something to measure */
-    if (done <= 0 || elapsed_s <= 0.05 || o >= size)
+    if (done <= 0 || elapsed_s < 0.001 || o >= size)
         return;
     progress_fmt_bytes((long long)((double)done / elapsed_s), rate, sizeof rate);
     w = snprintf(out + o, size - o, ", %s/s", rate);

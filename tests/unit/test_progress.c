@@ -93,7 +93,7 @@ int main(void)
     is_str(line, "copied 64.0 MiB of 64.0 MiB (100%), 128 MiB/s", "at the end: rate, no ETA");
     progress_copy_line(5 * MIB, 0, 1, line, sizeof line);
     is_str(line, "copied 5.0 MiB", "unknown total");
-    progress_copy_line(10, 10 * GIB, 0.001, line, sizeof line);
+    progress_copy_line(10, 10 * GIB, 0.0005, line, sizeof line);
     is_str(line, "copied 10 B of 10.0 GiB (0%)", "too early for a rate");
 
     /* rate limit: first report, then one a second, the final one once */
