@@ -3211,10 +3211,10 @@ static void follow_draw(follow *f)
         else
             fmt_ms(st[i].elapsed_ms, a, sizeof a);
         fmt_ms(st[i].estimate_ms, b, sizeof b);
-        fprintf(m, "  %-8s %-16s %8s  est %-7s", progress_state_name(st[i].state), name, a, b);
+        fprintf(m, "  %-8s %-16s %8s  est %s", progress_state_name(st[i].state), name, a, b);
         if ((st[i].state == PROGRESS_RUNNING || st[i].state == PROGRESS_FAILED) && rows[i] &&
             rows[i]->detail[0])
-            fprintf(m, "  %s", rows[i]->detail);
+            fprintf(m, "%*s%s", 9 - (int)strlen(b), "", rows[i]->detail);
         fputc('\n', m);
     }
     if (strcmp(f->state, "failed") == 0)
@@ -3313,10 +3313,10 @@ static bool top_screen(ctl *c, FILE *m, int *rc)
         { "running",
           "SELECT j.id, j.operation, j.computer, j.node, j.worker,"
           " coalesce(j.current_stage, '(between stages)') AS stage,"
-          " round(extract(epoch FROM now() - j.current_stage_started_at))::bigint AS stage_age,"
-          " round(extract(epoch FROM j.age))::bigint AS age,"
+          " round(extract(epoch FROM now() - j.current_stage_started_at), 1) AS stage_age,"
+          " round(extract(epoch FROM j.age), 1) AS age,"
           " CASE WHEN j.lease_expired THEN 'lease expired' ELSE"
-          "  (SELECT left(s.detail, 80) FROM vcl.reservation_stage s"
+          "  (SELECT left(s.detail, 120) FROM vcl.reservation_stage s"
           "    WHERE s.reservation_id = j.id AND s.lease_token = j.lease_token"
           "      AND s.outcome = 'running' ORDER BY s.id DESC LIMIT 1) END AS detail"
           " FROM vcl.running_jobs j",

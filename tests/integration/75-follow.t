@@ -148,6 +148,12 @@ wait_for "the worker stops after pre_define ran" 60 stopped "$wpid"
 like "$(detail_running "$id3" pre_define)" \
      "^copied 24\.[0-9] MiB of 24\.[0-9] MiB \(100%\), [0-9.]+ [KMGT]iB/s \(streamed from the management host\)$" \
      "a stream from the management host reports bytes copied, rate"
+out=$("$VCLCTL" top --once)
+diag "$(sed 's/^/  /' <<<"$out")"
+like "$out" "0 pending \(0 due, oldest -\), 1 running" "top while the load is held: 1 running, nothing pending"
+like "$out" $'\n'"$id3 +load +$T-pc3 +node2 +w1 +pre_define +[0-9.]+ s +[0-9.]+ s +copied 24\.[0-9] MiB of 24\.[0-9] MiB" \
+     "top shows the running job: operation, computer, node, worker, stage, ages, its progress"
+like "$out" $'\n''w1 +[^ ]+ +[0-9]+ +2 +1 +[0-9]+s ago' "top: w1 holds one job"
 sleep 1   # the live view draws the held stage
 kill -CONT "$wpid"
 world_worker_wait "$wpid" 90
