@@ -173,6 +173,17 @@ like "$raw" "reservation $id3: load of $T-pc3 on node node2: done in" "the headi
 like "$(detail_ok "$id3" pre_define)" "streamed from the management host: .*; copied 24\.[0-9] MiB of 24\.[0-9] MiB \(100%\)" \
      "the stage log keeps the stream's final progress"
 
+# a capture uploads its new master back to the management repository: the
+# upload's final detail keeps its copy's progress
+cid=$("$VCLCTL" capture "$T-pc3" --after off --shutdown-timeout 2)
+world_worker w1 --drain
+world_worker_wait "$WORLD_WORKER_PID" 120
+is "$(psql_val "SELECT state FROM vcl.reservation WHERE id = $cid")" done "capture $cid done" ||
+    diag "$(psql_val "SELECT last_error FROM vcl.reservation WHERE id = $cid")"
+like "$(detail_ok "$cid" upload)" \
+     "from the node to the management host: .*; copied [0-9.]+ [KMG]iB of [0-9.]+ [KMG]iB \(100%\).*\(from the node to the management repository\)$" \
+     "the capture's upload detail keeps the copy's final progress"
+
 # a failed load on a pty: the error under the stages
 rc=0
 script -qec "stty cols 200 rows 50; $VCLCTL show $id2 --follow" "$WORLD/tty2.raw" >/dev/null 2>&1 || rc=$?
