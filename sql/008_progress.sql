@@ -6,15 +6,16 @@
 -- (operation, stage) on every node; with none at all, a built-in default per
 -- stage kind (vcl.stage_default_estimate, editable by a DBA; VCL used such
 -- fixed estimates per load state). The stage log is large, so the history
--- is read through an index on (stage, id) walking back from the newest row
--- and looking at most p_window rows of that stage: cost is bounded, however
--- long the log. The index is on columns that never change after the insert,
--- so the stage finish stays a HOT update.
+-- is read through an index on (stage, started_at) walking back from the
+-- newest run and looking at most p_window rows of that stage: cost is
+-- bounded, however long the log (about 6 ms a stage with p_window 2000 on
+-- 1.2 million rows). The index is on columns that never change after the
+-- insert, so the stage finish stays a HOT update.
 --
 -- vcl.stage_progress lets a long stage (a copy) report how far it is in
 -- the running stage row's detail; its finish overwrites it with the result.
 
-CREATE INDEX reservation_stage_stage_idx ON vcl.reservation_stage (stage, id);
+CREATE INDEX reservation_stage_stage_idx ON vcl.reservation_stage (stage, started_at);
 
 CREATE TABLE vcl.stage_default_estimate (
     stage       text PRIMARY KEY,
@@ -53,43 +54,51 @@ INSERT INTO vcl.stage_default_estimate (stage, estimate_ms) VALUES
     ('after',          500);
 
 CREATE FUNCTION vcl.stage_estimate(p_operation text, p_node_id bigint, p_stage text,
-                                   p_runs int DEFAULT 50, p_window int DEFAULT 5000,
+                                   p_runs int DEFAULT 50, p_window int DEFAULT 2000,
                                    p_exclude_reservation bigint DEFAULT NULL,
                                    OUT estimate_ms double precision, OUT source text, OUT runs int)
     LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
-    v_recent bigint[];
+    v_ms   double precision[];
+    v_node bigint[];
 BEGIN
-    -- the newest p_window rows of this stage (any outcome, any operation)
-    SELECT array_agg(s.id) INTO v_recent
-      FROM (SELECT id FROM vcl.reservation_stage WHERE stage = p_stage
-             ORDER BY id DESC LIMIT p_window) s;
+    -- One pass over the newest p_window rows of this stage (any outcome, any
+    -- operation), newest first. By started_at, not id: only the (stage,
+    -- started_at) index gives that order, while "ORDER BY id" lets the
+    -- planner walk the primary key backwards filtering on stage, which reads
+    -- most of the log when the stage is rare among recent rows (measured:
+    -- 100 ms instead of 6). The durations of this operation's successful
+    -- runs and their nodes come back as two arrays in that order.
+    WITH recent AS MATERIALIZED (
+        SELECT s.reservation_id, s.outcome, s.duration_ms, s.started_at
+          FROM vcl.reservation_stage s
+         WHERE s.stage = p_stage
+         ORDER BY s.started_at DESC
+         LIMIT p_window)
+    SELECT array_agg(x.duration_ms ORDER BY x.started_at DESC),
+           array_agg(c.node_id ORDER BY x.started_at DESC)
+      INTO v_ms, v_node
+      FROM recent x
+      JOIN vcl.reservation r ON r.id = x.reservation_id
+      JOIN vcl.computer c ON c.id = r.computer_id
+     WHERE x.outcome = 'ok' AND x.duration_ms IS NOT NULL AND r.operation = p_operation
+       AND x.reservation_id IS DISTINCT FROM p_exclude_reservation;
 
-    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY h.duration_ms), count(*)
+    -- the last p_runs on this node
+    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY h.ms), count(*)
       INTO estimate_ms, runs
-      FROM (SELECT s.duration_ms
-              FROM vcl.reservation_stage s
-              JOIN vcl.reservation r ON r.id = s.reservation_id
-              JOIN vcl.computer c ON c.id = r.computer_id
-             WHERE s.id = ANY (v_recent) AND s.outcome = 'ok' AND s.duration_ms IS NOT NULL
-               AND r.operation = p_operation AND c.node_id = p_node_id
-               AND s.reservation_id IS DISTINCT FROM p_exclude_reservation
-             ORDER BY s.id DESC LIMIT p_runs) h;
+      FROM (SELECT u.ms FROM unnest(v_ms, v_node) WITH ORDINALITY AS u(ms, node, ord)
+             WHERE u.node = p_node_id ORDER BY u.ord LIMIT p_runs) h;
     IF runs > 0 THEN
         source := 'node';
         RETURN;
     END IF;
-
-    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY h.duration_ms), count(*)
+    -- else the last p_runs on any node
+    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY h.ms), count(*)
       INTO estimate_ms, runs
-      FROM (SELECT s.duration_ms
-              FROM vcl.reservation_stage s
-              JOIN vcl.reservation r ON r.id = s.reservation_id
-             WHERE s.id = ANY (v_recent) AND s.outcome = 'ok' AND s.duration_ms IS NOT NULL
-               AND r.operation = p_operation
-               AND s.reservation_id IS DISTINCT FROM p_exclude_reservation
-             ORDER BY s.id DESC LIMIT p_runs) h;
+      FROM (SELECT u.ms FROM unnest(v_ms) WITH ORDINALITY AS u(ms, ord)
+             ORDER BY u.ord LIMIT p_runs) h;
     IF runs > 0 THEN
         source := 'operation';
         RETURN;
@@ -119,7 +128,7 @@ BEGIN ATOMIC
       FROM vcl.reservation r
       JOIN vcl.computer c ON c.id = r.computer_id
      CROSS JOIN LATERAL unnest(p_stages) WITH ORDINALITY AS st(stage, ord)
-     CROSS JOIN LATERAL vcl.stage_estimate(r.operation, c.node_id, st.stage, 50, 5000, r.id) e
+     CROSS JOIN LATERAL vcl.stage_estimate(r.operation, c.node_id, st.stage, p_exclude_reservation => r.id) e
      WHERE r.id = p_id
      ORDER BY st.ord;
 END;
