@@ -156,6 +156,14 @@ COMMENT ON FUNCTION vcl.stage_progress(bigint, bigint, text) IS
     'reports its progress: "copied 1.2 GiB of 4.0 GiB (31%), ..."); its finish replaces it. false (nothing '
     'written) when the lease is lost or no stage runs.';
 
+-- Privileges (as 009_role_grants.sql wants of every function, in whichever
+-- order the two run): nothing for PUBLIC; stage_progress writes, so it is the
+-- worker's alone; the estimates only read, so vcl_reader (DBAs, vclctl show
+-- --follow) may call them too.
+REVOKE EXECUTE ON FUNCTION vcl.stage_progress(bigint, bigint, text),
+                           vcl.stage_estimate(text, bigint, text, int, int, bigint),
+                           vcl.reservation_estimates(bigint, text[])
+       FROM PUBLIC;
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vcl_worker') THEN
