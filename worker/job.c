@@ -310,12 +310,14 @@ void job_copy_progress_init(job_copy_progress *p, job *j, const char *what)
     memset(p, 0, sizeof *p);
     p->j = j;
     COPY(p->what, what);
+    p->from = -1;
     progress_meter_init(&p->m, mono_now(), 1.0);
 }
 
 void job_copy_progress_phase(job_copy_progress *p, const char *what)
 {
     COPY(p->what, what);
+    p->from = -1;
     progress_meter_init(&p->m, mono_now(), 1.0);
 }
 
@@ -333,7 +335,9 @@ void job_copy_progress_fn(void *opaque, long long done, long long total)
     if (!progress_meter_due(&p->m, now, done, total))
         return;
     char line[512];
-    progress_copy_line(done, total, now - p->m.start, line, sizeof line);
+    if (p->from < 0)
+        p->from = done;   /* the first call: where this copy starts (resume) */
+    progress_copy_line(done, total, p->from, now - p->m.start, line, sizeof line);
     if (p->what[0]) {
         size_t n = strlen(line);
         snprintf(line + n, sizeof line - n, " (%s)", p->what);

@@ -132,6 +132,7 @@ typedef struct job_copy_progress {
     progress_meter m;
     char what[128];       /* "" or what is copied where, appended in brackets */
     bool warned;          /* a failed write was logged already */
+    long long from;       /* done at the first report of this phase (a resumed copy); -1 = none yet */
     int writes;           /* progress rows written (tests, logs) */
     char last[512];       /* the last line reported ("" = none): for the stage's final detail */
 } job_copy_progress;

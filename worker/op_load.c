@@ -75,15 +75,19 @@ static bool fill_image_req(job *j, image_req *r, vcl_error *e)
 
 /* image_req progress (image.c: "stream" = a copy from the management host
  * with transport_copy_in, "convert" = qemu-img convert on the node, reported
- * at its start and end) into the running stage's detail. */
+ * at its start and end; its other reports are steps, not copies) into the
+ * running stage's detail. */
 static void load_copy_progress(void *opaque, const char *what, long long done, long long total)
 {
     job_copy_progress *p = opaque;
     bool convert = strcmp(what, "convert") == 0;
-    if (done == 0) {
-        job_copy_progress_phase(p, convert ? "qemu-img convert on the node"
-                                           : "streamed from the management host");
-        if (convert) {
+    if (!convert && strcmp(what, "stream") != 0)
+        return;   /* "check", "master", "cow": steps, not copies */
+    const char *phase = convert ? "qemu-img convert on the node" : "streamed from the management host";
+    /* a new phase (a resumed stream starts past 0): the clock starts again */
+    if (strcmp(p->what, phase) != 0) {
+        job_copy_progress_phase(p, phase);
+        if (convert && done == 0) {
             char sz[32], line[256];
             progress_fmt_bytes(total, sz, sizeof sz);
             snprintf(line, sizeof line, "converting %s (virtual size) from the repository with "

@@ -82,8 +82,8 @@ bool progress_eta(double done, double total, double elapsed_s, double *eta_s)
     return true;
 }
 
-void progress_copy_line(long long done, long long total, double elapsed_s, char *out,
-                        size_t size)
+void progress_copy_line(long long done, long long total, long long from, double elapsed_s,
+                        char *out, size_t size)
 {
     char d[32], t[32], rate[32], eta[32];
     size_t o = 0;
@@ -98,13 +98,17 @@ void progress_copy_line(long long done, long long total, double elapsed_s, char 
     int w = snprintf(out, size, "copied %s of %s (%d%%)", d, t, pct);
     o = w > 0 ? (size_t)w : 0;
     /* rate and ETA only once there is something to measure */
-    if (done <= 0 || elapsed_s < 0.001 || o >= size)
+    if (from < 0 || from > done)
+        from = 0;
+    long long moved = done - from;
+    if (moved <= 0 || elapsed_s < 0.001 || o >= size)
         return;
-    progress_fmt_bytes((long long)((double)done / elapsed_s), rate, sizeof rate);
+    progress_fmt_bytes((long long)((double)moved / elapsed_s), rate, sizeof rate);
     w = snprintf(out + o, size - o, ", %s/s", rate);
     o = w > 0 ? o + (size_t)w : o;
     double left;
-    if (done < total && o < size && progress_eta((double)done, (double)total, elapsed_s, &left)) {
+    if (done < total && o < size &&
+        progress_eta((double)moved, (double)(total - from), elapsed_s, &left)) {
         progress_fmt_duration(left, eta, sizeof eta);
         snprintf(out + o, size - o, ", ETA %s", eta);
     }

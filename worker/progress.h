@@ -24,10 +24,12 @@ void progress_fmt_bar(double fraction, int width, char *out, size_t size);
  * when it cannot be told yet (nothing done, no time passed, bad input). */
 bool progress_eta(double done, double total, double elapsed_s, double *eta_s);
 /* "copied 1.2 GiB of 4.0 GiB (31%), 210 MiB/s, ETA 14 s"; rate and ETA are
- * left out while they cannot be told; at the end "..., 210 MiB/s" without
- * an ETA. total <= 0: "copied 1.2 GiB". */
-void progress_copy_line(long long done, long long total, double elapsed_s, char *out,
-                        size_t size);
+ * left out while they cannot be told (nothing copied yet, under 1 ms); at
+ * the end "..., 210 MiB/s" without an ETA. total <= 0: "copied 1.2 GiB".
+ * from: bytes already there when this copy started (a resumed copy), so the
+ * rate and ETA are of this copy's own bytes; elapsed_s counts from then. */
+void progress_copy_line(long long done, long long total, long long from, double elapsed_s,
+                        char *out, size_t size);
 
 /* Rate limit for progress writes: the first report, then at most one per
  * interval, and always the final one (done == total) once. */

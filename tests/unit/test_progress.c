@@ -85,16 +85,26 @@ int main(void)
 
     /* the copy line */
     char line[256];
-    progress_copy_line(5 * GIB / 4, 4 * GIB, 6.0, line, sizeof line);
+    progress_copy_line(5 * GIB / 4, 4 * GIB, 0, 6.0, line, sizeof line);
     is_str(line, "copied 1.2 GiB of 4.0 GiB (31%), 213 MiB/s, ETA 13 s", "copy line mid-way");
-    progress_copy_line(0, 4 * GIB, 0, line, sizeof line);
+    progress_copy_line(0, 4 * GIB, 0, 0, line, sizeof line);
     is_str(line, "copied 0 B of 4.0 GiB (0%)", "at the start: no rate, no ETA");
-    progress_copy_line(64 * MIB, 64 * MIB, 0.5, line, sizeof line);
+    progress_copy_line(64 * MIB, 64 * MIB, 0, 0.5, line, sizeof line);
     is_str(line, "copied 64.0 MiB of 64.0 MiB (100%), 128 MiB/s", "at the end: rate, no ETA");
-    progress_copy_line(5 * MIB, 0, 1, line, sizeof line);
+    progress_copy_line(5 * MIB, 0, 0, 1, line, sizeof line);
     is_str(line, "copied 5.0 MiB", "unknown total");
-    progress_copy_line(10, 10 * GIB, 0.0005, line, sizeof line);
+    progress_copy_line(10, 10 * GIB, 0, 0.0005, line, sizeof line);
     is_str(line, "copied 10 B of 10.0 GiB (0%)", "too early for a rate");
+    /* a copy resumed at 3 GiB of 4: 0.5 GiB more in 2 s is 256 MiB/s, and
+     * the last 0.5 GiB takes 2 s more (not the rate of 3.5 GiB in 2 s) */
+    progress_copy_line(7 * GIB / 2, 4 * GIB, 3 * GIB, 2.0, line, sizeof line);
+    is_str(line, "copied 3.5 GiB of 4.0 GiB (87%), 256 MiB/s, ETA 2.0 s",
+           "resumed copy: rate and ETA of its own bytes");
+    progress_copy_line(3 * GIB, 4 * GIB, 3 * GIB, 0.5, line, sizeof line);
+    is_str(line, "copied 3.0 GiB of 4.0 GiB (75%)", "resumed, nothing new yet: no rate");
+    progress_copy_line(GIB, 4 * GIB, 2 * GIB, 1.0, line, sizeof line);
+    is_str(line, "copied 1.0 GiB of 4.0 GiB (25%), 1.0 GiB/s, ETA 3.0 s",
+           "a start past done is ignored (treated as 0)");
 
     /* rate limit: first report, then one a second, the final one once */
     progress_meter m;
