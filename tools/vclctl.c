@@ -3187,7 +3187,7 @@ static void follow_draw(follow *f)
     FILE *m = open_memstream(&text, &len);
     if (!m)
         return;
-    char bar[64], a[32], b[32], line[1400];
+    char bar[64], a[32], b[32], c[32], line[1400];
     follow_state_line(f, line, sizeof line);
     fprintf(m, "reservation %lld: %s of %s on node %s: %s\n", f->id, f->operation, f->computer,
             f->node, line);
@@ -3195,12 +3195,11 @@ static void follow_draw(follow *f)
         frac = 1, eta_s = 0;
     progress_fmt_bar(frac, 30, bar, sizeof bar);
     fmt_ms(done_ms, a, sizeof a);
-    progress_fmt_duration(eta_s, b, sizeof b);
-    fprintf(m, "%s %3d%%  %s of about %s", bar, (int)(frac * 100), a, "");
-    fmt_ms(total_ms, a, sizeof a);
-    fprintf(m, "%s", a);
+    fmt_ms(total_ms, b, sizeof b);
+    progress_fmt_duration(eta_s, c, sizeof c);
+    fprintf(m, "%s %3d%%  %s of about %s", bar, (int)(frac * 100), a, b);
     if (!follow_ended(f))
-        fprintf(m, ", ETA %s", b);
+        fprintf(m, ", ETA %s", c);
     fputc('\n', m);
     if (!f->op)
         fprintf(m, "  (operation %s is unknown to this vclctl: no stage list)\n", f->operation);
