@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void copy(char *dst, size_t n, const char *src)
 {
@@ -266,4 +267,80 @@ bool job_set_maintenance(job *j, const char *stage, vcl_error *e)
     db_param_str(&p, stage);
     db_param_str(&p, reason);
     return fenced(j, SQL_SET_MAINTENANCE, &p, e);
+}
+
+/* ---------------- progress of the running stage ---------------- */
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static bool progress_write(job *j, const char *detail, bool *warned)
+{
+    if (!j || !j->db || db_is_broken(j->db))
+        return false;   /* the stage's next fenced write reconnects */
+    db_params p;
+    vcl_error e;
+    vcl_error_clear(&e);
+    fence_params(j, &p);
+    db_param_str(&p, detail);
+    PGresult *r = db_exec(j->db, SQL_STAGE_PROGRESS, p.n, p.v, &e);
+    if (!r) {
+        if (!warned || !*warned)
+            log_warn("cannot write the stage's progress (the stage goes on): %s", e.msg);
+        if (warned)
+            *warned = true;
+        return false;
+    }
+    bool written = db_get_bool(r, 0, 0);
+    PQclear(r);
+    return written;
+}
+
+bool job_progress(job *j, const char *detail)
+{
+    return progress_write(j, detail, NULL);
+}
+
+void job_copy_progress_init(job_copy_progress *p, job *j, const char *what)
+{
+    memset(p, 0, sizeof *p);
+    p->j = j;
+    COPY(p->what, what);
+    p->from = -1;
+    progress_meter_init(&p->m, mono_now(), 1.0);
+}
+
+void job_copy_progress_phase(job_copy_progress *p, const char *what)
+{
+    COPY(p->what, what);
+    p->from = -1;
+    progress_meter_init(&p->m, mono_now(), 1.0);
+}
+
+void job_copy_progress_note(job_copy_progress *p, const char *line)
+{
+    COPY(p->last, line);
+    if (progress_write(p->j, line, &p->warned))
+        p->writes++;
+}
+
+void job_copy_progress_fn(void *opaque, long long done, long long total)
+{
+    job_copy_progress *p = opaque;
+    double now = mono_now();
+    if (!progress_meter_due(&p->m, now, done, total))
+        return;
+    char line[512];
+    if (p->from < 0)
+        p->from = done;   /* the first call: where this copy starts (resume) */
+    progress_copy_line(done, total, p->from, now - p->m.start, line, sizeof line);
+    if (p->what[0]) {
+        size_t n = strlen(line);
+        snprintf(line + n, sizeof line - n, " (%s)", p->what);
+    }
+    job_copy_progress_note(p, line);
 }

@@ -13,6 +13,7 @@
 #include "error.h"
 #include "hvdriver.h"
 #include "names.h"
+#include "progress.h"
 #include "transport.h"
 
 typedef struct job {
@@ -115,4 +116,31 @@ bool job_write_status(job *j, const char *status, const char *reason, bool set_r
  * operator sets it available) and, in the same statement, the reservation's
  * checkpoint = stage: a rescue after a crash never sets it again. */
 bool job_set_maintenance(job *j, const char *stage, vcl_error *e);
+
+/* Progress of the running stage (vcl.stage_progress, sql/008): detail of
+ * the stage row while it runs; the finish replaces it. Never fails the
+ * stage: a write that cannot be made is logged (once per reporter) and
+ * skipped; a lost lease is left for the stage's next fenced write to find.
+ * false when nothing was written. */
+bool job_progress(job *j, const char *detail);
+
+/* A copy's progress as "copied 1.2 GiB of 4.0 GiB (31%), 210 MiB/s, ETA
+ * 14 s (what)", written at most once a second and always at the end.
+ * job_copy_progress_fn is a transport_progress_fn (opaque = the reporter). */
+typedef struct job_copy_progress {
+    job *j;
+    progress_meter m;
+    char what[128];       /* "" or what is copied where, appended in brackets */
+    bool warned;          /* a failed write was logged already */
+    long long from;       /* done at the first report of this phase (a resumed copy); -1 = none yet */
+    int writes;           /* progress rows written (tests, logs) */
+    char last[512];       /* the last line reported ("" = none): for the stage's final detail */
+} job_copy_progress;
+
+void job_copy_progress_init(job_copy_progress *p, job *j, const char *what);
+void job_copy_progress_fn(void *opaque, long long done, long long total);
+/* Write a line of its own through the reporter (no rate limit). */
+void job_copy_progress_note(job_copy_progress *p, const char *line);
+/* A new phase (another copy): the clock and the rate limit start again. */
+void job_copy_progress_phase(job_copy_progress *p, const char *what);
 #endif

@@ -694,7 +694,9 @@ static bool upload_to_management(job *j, capture_facts *f, const char *dir, char
     log_info("capture %lld: copying %s from node %s to the management repository: %s", j->id,
              f->final, j->node, dst);
     tmp_made = true;
-    if (!transport_copy_out(j->t, f->final, tmp, NULL, NULL, e)) {
+    job_copy_progress prog;
+    job_copy_progress_init(&prog, j, "from the node to the management repository");
+    if (!transport_copy_out(j->t, f->final, tmp, job_copy_progress_fn, &prog, e)) {
         vcl_error_prefix(e, "copying %s from the node", f->final);
         goto cleanup;
     }
@@ -721,7 +723,8 @@ static bool upload_to_management(job *j, capture_facts *f, const char *dir, char
     }
     tmp_made = false;
     snprintf(detail, dlen, "copied %s from the node to the management host: %s (verified, %lld "
-             "bytes, %lld bytes virtual)", f->final, dst, ls.size, rq.virtual_size);
+             "bytes, %lld bytes virtual)%s%s", f->final, dst, ls.size, rq.virtual_size,
+             prog.last[0] ? "; " : "", prog.last);
     ok = true;
 cleanup:
     if (tmp_made) {
@@ -773,8 +776,18 @@ static bool st_upload(void *opaque, char *detail, size_t dlen, vcl_error *e)
     const char *conv[] = { "qemu-img", "convert", "-t", "writeback", "-f", f.fmt, "-O", f.fmt,
                            "--", f.final, tmp, NULL };
     tmp_made = true;
+    /* qemu-img convert on the node tells nothing while it runs: the
+     * detail says what it is doing and, at the end, how much and how fast. */
+    job_copy_progress prog;
+    char sz[32], line[256];
+    job_copy_progress_init(&prog, j, "qemu-img convert on the node");
+    progress_fmt_bytes(mq.virtual_size, sz, sizeof sz);
+    snprintf(line, sizeof line, "converting %s (virtual size) into the repository with qemu-img "
+             "convert on the node", sz);
+    job_copy_progress_note(&prog, line);
     if (!transport_run(j->t, conv, cmd_timeout(j), VCL_ERR_RETRYABLE, NULL, e))
         goto cleanup;
+    job_copy_progress_fn(&prog, mq.virtual_size, mq.virtual_size);
     if (!master_verify(j, tmp, f.fmt, mq.virtual_size, &good, &rq, why, sizeof why, e))
         goto cleanup;
     if (!good) {
@@ -789,8 +802,8 @@ static bool st_upload(void *opaque, char *detail, size_t dlen, vcl_error *e)
         goto cleanup;
     }
     tmp_made = false;
-    snprintf(detail, dlen, "uploaded %s to %s (verified, %lld bytes virtual)", f.final, dst,
-             rq.virtual_size);
+    snprintf(detail, dlen, "uploaded %s to %s (verified, %lld bytes virtual); %s", f.final, dst,
+             rq.virtual_size, prog.last);
     ok = true;
 cleanup:
     if (tmp_made) {

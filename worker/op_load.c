@@ -73,6 +73,32 @@ static bool fill_image_req(job *j, image_req *r, vcl_error *e)
     return true;
 }
 
+/* image_req progress (image.c: "stream" = a copy from the management host
+ * with transport_copy_in, "convert" = qemu-img convert on the node, reported
+ * at its start and end; its other reports are steps, not copies) into the
+ * running stage's detail. */
+static void load_copy_progress(void *opaque, const char *what, long long done, long long total)
+{
+    job_copy_progress *p = opaque;
+    bool convert = strcmp(what, "convert") == 0;
+    if (!convert && strcmp(what, "stream") != 0)
+        return;   /* "check", "master", "cow": steps, not copies */
+    const char *phase = convert ? "qemu-img convert on the node" : "streamed from the management host";
+    /* a new phase (a resumed stream starts past 0): the clock starts again */
+    if (strcmp(p->what, phase) != 0) {
+        job_copy_progress_phase(p, phase);
+        if (convert && done == 0) {
+            char sz[32], line[256];
+            progress_fmt_bytes(total, sz, sizeof sz);
+            snprintf(line, sizeof line, "converting %s (virtual size) from the repository with "
+                     "qemu-img convert on the node", sz);
+            job_copy_progress_note(p, line);
+            return;
+        }
+    }
+    job_copy_progress_fn(p, done, total);
+}
+
 /* 2. generate_xml: libxml2, then the driver's hook; stored on the reservation. */
 static bool st_generate_xml(void *opaque, char *detail, size_t dlen, vcl_error *e)
 {
@@ -147,6 +173,10 @@ static bool st_pre_define(void *opaque, char *detail, size_t dlen, vcl_error *e)
         return false;
     req.how = how;
     req.how_len = sizeof how;
+    job_copy_progress prog;
+    job_copy_progress_init(&prog, j, "");
+    req.progress = load_copy_progress;
+    req.progress_opaque = &prog;
     vcl_driver_load ld = {
         .node = &j->dnode,
         .computer = j->computer,
@@ -163,8 +193,11 @@ static bool st_pre_define(void *opaque, char *detail, size_t dlen, vcl_error *e)
         return false;
     if (!j->drv->pre_define(hvdriver_host(), &ld, 0, e))
         return false;
-    snprintf(detail, dlen, "master=%s cow=%s%s%s%s", j->names.master_path, j->names.cow_path,
-             how[0] ? " (master " : "", how, how[0] ? ")" : "");
+    /* a copy's last progress line stays in the log: how much, how fast */
+    snprintf(detail, dlen, "master=%s cow=%s%s%s%s%s%s", j->names.master_path, j->names.cow_path,
+             how[0] ? " (master " : "", how, how[0] ? ")" : "",
+             how[0] && strncmp(prog.last, "copied", 6) == 0 ? "; " : "",
+             how[0] && strncmp(prog.last, "copied", 6) == 0 ? prog.last : "");
     return true;
 }
 

@@ -129,7 +129,7 @@ is "$bad_seq" "" "nextval on every sequence of vcl: permission denied for dba_lo
 # Every function of vcl that is not a trigger function and not a pure check
 # writes something: calling it must be refused outright (EXECUTE), whatever
 # the arguments. A new write function left executable by PUBLIC fails this.
-READ_ONLY_FUNCTIONS="repository_paths_valid"
+READ_ONLY_FUNCTIONS="repository_paths_valid stage_estimate reservation_estimates"   # 008: estimates read only
 calls=$(su_val "SELECT p.proname || '|' || format('SELECT %s(%s)', p.oid::regproc,
                         coalesce((SELECT string_agg('NULL::' || format_type(t, NULL), ', ')
                                     FROM unnest(p.proargtypes) t), ''))
@@ -146,6 +146,8 @@ while IFS='|' read -r fname call; do
 done <<<"$calls"
 is "$bad_fn" "" "calling any of the $n_fn write functions (vcl.claim, ...) as dba_login: permission denied"
 ((n_fn >= 11)) || fail "found only $n_fn write functions in vcl"
+like "$(as_val dba_login "SELECT source FROM vcl.stage_estimate('load', 1, 'define')" 2>&1)" "^(node|operation|default)$" \
+     "the read-only estimates (sql/008) run as dba_login"
 # the real thing, with real arguments, is refused too
 rid=${ids[-1]}
 like "$(as_val dba_login "SELECT * FROM vcl.claim(1, 10, 30)" 2>&1)" "permission denied for function claim" "vcl.claim refused for dba_login"
