@@ -14,18 +14,23 @@
 --    (9 us each) and again on completion inside the claim's transaction.
 --    Views join vcl.worker with LEFT JOIN, so a deleted worker row shows as
 --    NULL there, as ON DELETE SET NULL did.
--- 4. A computer in maintenance blocks every claim of its rows, rescues
+-- 4. The claimable-set indexes hold pending rows only: a claim (pending ->
+--    running) adds entries to the primary key and the one-running-per-
+--    computer index only, not to four indexes. Rescues (running rows whose
+--    lease expired) are found through the running rows' own index and are
+--    taken before new work.
+-- 5. A computer in maintenance blocks every claim of its rows, rescues
 --    included (an operator's "hands off"), except the rescue of a maintenance
 --    operation: that one set the state itself, and a worker killed just after
 --    used to leave the row running until an operator made the computer
 --    available again.
--- 5. The batch functions a worker calls per job (complete, release,
+-- 6. The batch functions a worker calls per job (complete, release,
 --    heartbeat, stage_start) are PL/pgSQL, whose plans are cached per
 --    session: as LANGUAGE sql they were planned again on every call
 --    (0.3 ms of a one-row completion). They find rows by primary key
 --    (= ANY(ids)) and check each row's token against its own pair: the old
 --    join with unnest() was planned as a scan of every running row.
--- 6. Quiet when idle: a worker no longer polls every few seconds to notice
+-- 7. Quiet when idle: a worker no longer polls every few seconds to notice
 --    work that became claimable without an INSERT. vcl.next_due() tells it
 --    when the next retry, lease expiry or cancel block falls due, and
 --    NOTIFY vcl_reservation now also comes when a computer leaves
@@ -43,18 +48,27 @@ COMMENT ON COLUMN vcl.reservation.worker_id IS
 -- 20 000 computers). Few rows: updates of other computers' state stay cheap.
 CREATE INDEX computer_maintenance_idx ON vcl.computer (id) WHERE state = 'maintenance';
 
+-- Pending rows only (see 4 above), in claim order; and per computer, for
+-- "is there an earlier pending row of this computer?".
+DROP INDEX vcl.reservation_claim_idx;
+CREATE INDEX reservation_claim_idx ON vcl.reservation (priority DESC, run_at, id)
+    WHERE state = 'pending';
+DROP INDEX vcl.reservation_computer_active_idx;
+CREATE INDEX reservation_computer_pending_idx ON vcl.reservation (computer_id, id)
+    WHERE state = 'pending';
+
 CREATE VIEW vcl.claimable WITH (security_invoker = true) AS
 SELECT r.*
   FROM vcl.reservation r
  WHERE r.state IN ('pending', 'running')
    AND (
-        -- pending: due, the computer's earliest unfinished row, and the
-        -- computer has no running row
+        -- pending: due, the computer's earliest unfinished row (no earlier
+        -- pending row, no running row), so one at a time per computer
         (r.state = 'pending'
          AND r.run_at <= now()
          AND NOT EXISTS (SELECT 1 FROM vcl.reservation e
                           WHERE e.computer_id = r.computer_id AND e.id < r.id
-                            AND e.state IN ('pending', 'running'))
+                            AND e.state = 'pending')
          AND NOT EXISTS (SELECT 1 FROM vcl.reservation o
                           WHERE o.computer_id = r.computer_id AND o.state = 'running'))
         -- running: its lease expired with attempts left (rescue of a dead
@@ -213,23 +227,39 @@ BEGIN
         END IF;
     END IF;
 
-    -- 4. The claim: lock up to p_limit claimable rows in claim order with
-    -- SKIP LOCKED (a MATERIALIZED CTE: an inlined IN-subquery with LIMIT can
-    -- lock more rows than the LIMIT), a load only if step 3 picked it. Only
-    -- the earliest unfinished row of a computer (or its one running row) is
-    -- claimable, so a claim takes at most one row per computer.
+    -- 4. The claim: lock up to p_limit claimable rows with SKIP LOCKED (in
+    -- MATERIALIZED CTEs: an inlined IN-subquery with LIMIT can lock more rows
+    -- than the LIMIT), a load only if step 3 picked it: first rescues
+    -- (running rows, found through their own small index), then pending rows
+    -- in claim order. Only the earliest unfinished row of a computer (or its
+    -- one running row) is claimable, so a claim takes at most one row per
+    -- computer.
     WITH picked AS MATERIALIZED (
-        SELECT q.id, q.state
+        SELECT q.id
           FROM vcl.claimable q
-         WHERE q.operation <> 'load' OR q.id = ANY (v_load_ids)
+         WHERE q.state = 'running'
+           AND (q.operation <> 'load' OR q.id = ANY (v_load_ids))
          ORDER BY q.priority DESC, q.run_at, q.id
          LIMIT p_limit
            FOR NO KEY UPDATE SKIP LOCKED
     )
-    SELECT coalesce(array_agg(picked.id), '{}'),
-           coalesce(array_agg(picked.id) FILTER (WHERE picked.state = 'running'), '{}')
-      INTO v_ids, v_rescued
-      FROM picked;
+    SELECT coalesce(array_agg(picked.id), '{}') INTO v_rescued FROM picked;
+
+    IF cardinality(v_rescued) < p_limit THEN
+        WITH picked AS MATERIALIZED (
+            SELECT q.id
+              FROM vcl.claimable q
+             WHERE q.state = 'pending'
+               AND (q.operation <> 'load' OR q.id = ANY (v_load_ids))
+             ORDER BY q.priority DESC, q.run_at, q.id
+             LIMIT p_limit - cardinality(v_rescued)
+               FOR NO KEY UPDATE SKIP LOCKED
+        )
+        SELECT coalesce(array_agg(picked.id), '{}') INTO v_ids FROM picked;
+    ELSE
+        v_ids := '{}';
+    END IF;
+    v_ids := v_rescued || v_ids;
     IF cardinality(v_ids) = 0 THEN
         RETURN;
     END IF;
