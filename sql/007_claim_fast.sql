@@ -104,6 +104,8 @@ DECLARE
     v_free_slots bigint[];
     v_ids        bigint[];
     v_rescued    bigint[];
+    v_expired    boolean;
+    v_loads      boolean;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RETURN;
@@ -119,39 +121,49 @@ BEGIN
     END IF;
     v_lease := make_interval(secs => p_lease_seconds);
 
+    -- Expired leases and queued loads are rare: one cheap look at each (the
+    -- running rows' index, the unfinished-loads index) spares the common
+    -- claim the statements that handle them.
+    v_expired := EXISTS (SELECT 1 FROM vcl.reservation r
+                          WHERE r.state = 'running' AND r.lease_expires_at < now());
+    v_loads := EXISTS (SELECT 1 FROM vcl.reservation r
+                        WHERE r.operation = 'load' AND r.state IN ('pending', 'running'));
+
     -- 1. Poison rows: running, lease expired, and no attempt left. Failing
     -- them here means no separate sweeper is needed, and they are never
     -- claimed again. The stage that was running when the worker vanished is
     -- closed as 'abandoned' and named in the error. (Reads only running
     -- rows, through their partial unique index: as many as the pool's slots.)
-    WITH dead AS MATERIALIZED (
-        SELECT r.id
-          FROM vcl.reservation r
-         WHERE r.state = 'running'
-           AND r.lease_expires_at < now()
-           AND r.attempts >= r.max_attempts
-           FOR NO KEY UPDATE SKIP LOCKED
-    ), abandoned AS (
-        UPDATE vcl.reservation_stage s
-           SET outcome = 'abandoned', finished_at = clock_timestamp(),
-               detail = concat_ws('; ', s.detail, 'lease expired: the worker running it died or hung')
+    IF v_expired THEN
+        WITH dead AS MATERIALIZED (
+            SELECT r.id
+              FROM vcl.reservation r
+             WHERE r.state = 'running'
+               AND r.lease_expires_at < now()
+               AND r.attempts >= r.max_attempts
+               FOR NO KEY UPDATE SKIP LOCKED
+        ), abandoned AS (
+            UPDATE vcl.reservation_stage s
+               SET outcome = 'abandoned', finished_at = clock_timestamp(),
+                   detail = concat_ws('; ', s.detail, 'lease expired: the worker running it died or hung')
+              FROM dead
+             WHERE s.reservation_id = dead.id AND s.outcome = 'running'
+         RETURNING s.reservation_id, s.id, s.stage
+        )
+        UPDATE vcl.reservation r
+           SET state = 'failed',
+               finished_at = now(),
+               lease_expires_at = NULL,
+               lease_expiries = r.lease_expiries + 1,
+               failed_stage = coalesce(a.stage, r.stage),
+               last_error = format('lease expired %s times: the worker running it died or hung (last stage: %s)',
+                                   r.lease_expiries + 1, coalesce(a.stage, r.stage, 'none'))
           FROM dead
-         WHERE s.reservation_id = dead.id AND s.outcome = 'running'
-     RETURNING s.reservation_id, s.id, s.stage
-    )
-    UPDATE vcl.reservation r
-       SET state = 'failed',
-           finished_at = now(),
-           lease_expires_at = NULL,
-           lease_expiries = r.lease_expiries + 1,
-           failed_stage = coalesce(a.stage, r.stage),
-           last_error = format('lease expired %s times: the worker running it died or hung (last stage: %s)',
-                               r.lease_expiries + 1, coalesce(a.stage, r.stage, 'none'))
-      FROM dead
-      LEFT JOIN LATERAL (SELECT ab.stage FROM abandoned ab
-                          WHERE ab.reservation_id = dead.id
-                          ORDER BY ab.id DESC LIMIT 1) a ON true
-     WHERE r.id = dead.id;
+          LEFT JOIN LATERAL (SELECT ab.stage FROM abandoned ab
+                              WHERE ab.reservation_id = dead.id
+                              ORDER BY ab.id DESC LIMIT 1) a ON true
+         WHERE r.id = dead.id;
+    END IF;
 
     -- 2. Loads are capped per node. Only when a load could be claimed, take a
     -- transaction-scoped try-lock per involved node (never waiting: a node
@@ -159,28 +171,30 @@ BEGIN
     -- does). Two claimers therefore never count the same node's free slots
     -- at once. Starts from the unfinished loads (reservation_load_active_idx:
     -- empty when no load is queued, so other operations do not pay for this).
-    FOR v_node IN
-        WITH loads AS MATERIALIZED (
-            SELECT DISTINCT r.computer_id
-              FROM vcl.reservation r
-             WHERE r.operation = 'load'
-               AND r.state IN ('pending', 'running')
-               AND ((r.state = 'pending' AND r.run_at <= now())
-                    OR (r.state = 'running' AND r.lease_expires_at < now() AND r.attempts < r.max_attempts))
-        ), nodes AS MATERIALIZED (
-            SELECT DISTINCT (SELECT c.node_id FROM vcl.computer c WHERE c.id = loads.computer_id) AS node_id
-              FROM loads
-        )
-        SELECT n.id
-          FROM nodes
-          JOIN vcl.node n ON n.id = nodes.node_id
-         WHERE n.state = 'available'
-         ORDER BY n.id
-    LOOP
-        IF pg_try_advisory_xact_lock((1986225262::bigint << 32) | (v_node & 4294967295)) THEN
-            v_nodes := v_nodes || v_node;
-        END IF;
-    END LOOP;
+    IF v_loads THEN
+        FOR v_node IN
+            WITH loads AS MATERIALIZED (
+                SELECT DISTINCT r.computer_id
+                  FROM vcl.reservation r
+                 WHERE r.operation = 'load'
+                   AND r.state IN ('pending', 'running')
+                   AND ((r.state = 'pending' AND r.run_at <= now())
+                        OR (r.state = 'running' AND r.lease_expires_at < now() AND r.attempts < r.max_attempts))
+            ), nodes AS MATERIALIZED (
+                SELECT DISTINCT (SELECT c.node_id FROM vcl.computer c WHERE c.id = loads.computer_id) AS node_id
+                  FROM loads
+            )
+            SELECT n.id
+              FROM nodes
+              JOIN vcl.node n ON n.id = nodes.node_id
+             WHERE n.state = 'available'
+             ORDER BY n.id
+        LOOP
+            IF pg_try_advisory_xact_lock((1986225262::bigint << 32) | (v_node & 4294967295)) THEN
+                v_nodes := v_nodes || v_node;
+            END IF;
+        END LOOP;
+    END IF;
 
     -- 3. For the locked nodes, the loads this claim may take: per node, the
     -- first (max_concurrent_loads - loads holding a live lease) claimable
@@ -234,16 +248,19 @@ BEGIN
     -- in claim order. Only the earliest unfinished row of a computer (or its
     -- one running row) is claimable, so a claim takes at most one row per
     -- computer.
-    WITH picked AS MATERIALIZED (
-        SELECT q.id
-          FROM vcl.claimable q
-         WHERE q.state = 'running'
-           AND (q.operation <> 'load' OR q.id = ANY (v_load_ids))
-         ORDER BY q.priority DESC, q.run_at, q.id
-         LIMIT p_limit
-           FOR NO KEY UPDATE SKIP LOCKED
-    )
-    SELECT coalesce(array_agg(picked.id), '{}') INTO v_rescued FROM picked;
+    v_rescued := '{}';
+    IF v_expired THEN
+        WITH picked AS MATERIALIZED (
+            SELECT q.id
+              FROM vcl.claimable q
+             WHERE q.state = 'running'
+               AND (q.operation <> 'load' OR q.id = ANY (v_load_ids))
+             ORDER BY q.priority DESC, q.run_at, q.id
+             LIMIT p_limit
+               FOR NO KEY UPDATE SKIP LOCKED
+        )
+        SELECT coalesce(array_agg(picked.id), '{}') INTO v_rescued FROM picked;
+    END IF;
 
     IF cardinality(v_rescued) < p_limit THEN
         WITH picked AS MATERIALIZED (
