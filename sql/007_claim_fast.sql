@@ -124,10 +124,11 @@ BEGIN
     -- Expired leases and queued loads are rare: one cheap look at each (the
     -- running rows' index, the unfinished-loads index) spares the common
     -- claim the statements that handle them.
-    v_expired := EXISTS (SELECT 1 FROM vcl.reservation r
-                          WHERE r.state = 'running' AND r.lease_expires_at < now());
-    v_loads := EXISTS (SELECT 1 FROM vcl.reservation r
-                        WHERE r.operation = 'load' AND r.state IN ('pending', 'running'));
+    SELECT EXISTS (SELECT 1 FROM vcl.reservation r
+                    WHERE r.state = 'running' AND r.lease_expires_at < now()),
+           EXISTS (SELECT 1 FROM vcl.reservation r
+                    WHERE r.operation = 'load' AND r.state IN ('pending', 'running'))
+      INTO v_expired, v_loads;
 
     -- 1. Poison rows: running, lease expired, and no attempt left. Failing
     -- them here means no separate sweeper is needed, and they are never
@@ -289,9 +290,9 @@ BEGIN
          WHERE s.reservation_id = ANY (v_rescued) AND s.outcome = 'running';
     END IF;
 
-    -- by primary key; r.state on the right-hand side is the old state
+    -- by primary key; r.state on the right-hand side is the old state. The
+    -- rows come back in no particular order.
     RETURN QUERY
-    WITH claimed AS (
         UPDATE vcl.reservation r
            SET state = 'running',
                worker_id = p_worker_id,
@@ -301,16 +302,15 @@ BEGIN
                lease_expiries = r.lease_expiries + CASE WHEN r.state = 'running' THEN 1 ELSE 0 END,
                started_at = coalesce(r.started_at, now())
          WHERE r.id = ANY (v_ids)
-     RETURNING r.*
-    )
-    SELECT * FROM claimed ORDER BY claimed.priority DESC, claimed.run_at, claimed.id;
+     RETURNING r.*;
 END;
 $$;
 COMMENT ON FUNCTION vcl.claim(bigint, int, int) IS
     'Claim up to p_limit rows of vcl.claimable for worker p_worker_id with a lease of p_lease_seconds: '
     'due pending rows and running rows whose lease expired (rescue); per computer one at a time in id order; '
     'loads only on available nodes and within max_concurrent_loads. Each claimed row gets a new lease_token '
-    '(fencing token). Also fails running rows whose lease expired with no attempt left. Run in READ COMMITTED.';
+    '(fencing token). Also fails running rows whose lease expired with no attempt left. Rows come back in no '
+    'particular order. Run in READ COMMITTED.';
 
 -- Plans of the claim's statements are generic: custom plans were made for
 -- every call (the parameters never change the best plan) at ~0.5 ms each.
