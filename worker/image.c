@@ -26,10 +26,13 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <yaml.h>
 
 #define DEFAULT_COMMAND_TIMEOUT_S 7200
@@ -667,6 +670,47 @@ static void note(const image_req *r, const char *fmt, ...)
     va_end(ap);
 }
 
+/* While qemu-img convert runs on the node (one command: no progress of its
+ * own through the transport), a thread looks at the size of the file it
+ * writes once a second: that size over the source file's size, applied to
+ * the virtual size, is how far it is. The stage detail moves. */
+typedef struct convert_watch {
+    const image_req *r;
+    const char *dst;
+    long long src_size, vsize;
+    atomic_int stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} convert_watch;
+
+static void *convert_watch_main(void *arg)
+{
+    convert_watch *w = arg;
+    pthread_mutex_lock(&w->mu);
+    while (!atomic_load(&w->stop)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+        if (atomic_load(&w->stop))
+            break;
+        pthread_mutex_unlock(&w->mu);
+        transport_stat_info st;
+        vcl_error e;
+        vcl_error_clear(&e);
+        if (transport_stat(w->r->t, w->dst, &st, &e) && st.exists && st.size > 0) {
+            /* the output can outgrow the source (compressed source, metadata):
+             * short of done until the command ends */
+            double f = (double)st.size / (double)w->src_size;
+            long long done = f < 0.99 ? (long long)(f * (double)w->vsize) : w->vsize / 100 * 99;
+            report(w->r, "convert", done, w->vsize);
+        }
+        pthread_mutex_lock(&w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
 /* Convert src (format sfmt) on the node into dst (the master's format). */
 static bool node_convert(const image_req *r, const char *sfmt, const char *src, const char *dst,
                          long long vsize, vcl_error *e)
@@ -674,7 +718,34 @@ static bool node_convert(const image_req *r, const char *sfmt, const char *src, 
     const char *conv[] = { "qemu-img", "convert", "-t", "writeback", "-f", sfmt, "-O",
                            req_format(r), "--", src, dst, NULL };
     report(r, "convert", 0, vsize);
-    if (!transport_run(r->t, conv, cmd_timeout(r), VCL_ERR_RETRYABLE, NULL, e))
+    convert_watch w = { .r = r, .dst = dst, .src_size = 0, .vsize = vsize };
+    transport_stat_info sst;
+    vcl_error se;
+    vcl_error_clear(&se);
+    if (r->progress && vsize > 0 && transport_stat(r->t, src, &sst, &se) && sst.exists &&
+        sst.size > 0)
+        w.src_size = sst.size;
+    pthread_t th;
+    bool watching = false;
+    if (w.src_size > 0) {
+        atomic_init(&w.stop, 0);
+        pthread_mutex_init(&w.mu, NULL);
+        pthread_cond_init(&w.cv, NULL);
+        watching = pthread_create(&th, NULL, convert_watch_main, &w) == 0;
+    }
+    bool ok = transport_run(r->t, conv, cmd_timeout(r), VCL_ERR_RETRYABLE, NULL, e);
+    if (watching) {
+        pthread_mutex_lock(&w.mu);
+        atomic_store(&w.stop, 1);
+        pthread_cond_signal(&w.cv);
+        pthread_mutex_unlock(&w.mu);
+        pthread_join(th, NULL);
+    }
+    if (w.src_size > 0) {
+        pthread_mutex_destroy(&w.mu);
+        pthread_cond_destroy(&w.cv);
+    }
+    if (!ok)
         return false;
     report(r, "convert", vsize, vsize);
     return true;

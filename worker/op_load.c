@@ -75,8 +75,8 @@ static bool fill_image_req(job *j, image_req *r, vcl_error *e)
 
 /* image_req progress (image.c: "stream" = a copy from the management host
  * with transport_copy_in, "convert" = qemu-img convert on the node, reported
- * at its start and end; its other reports are steps, not copies) into the
- * running stage's detail. */
+ * at its start, once a second from the size of its output, and at its end;
+ * its other reports are steps, not copies) into the running stage's detail. */
 static void load_copy_progress(void *opaque, const char *what, long long done, long long total)
 {
     job_copy_progress *p = opaque;
