@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prometheus metrics and JSON logs of a real worker: metrics_listen on a free
-# loopback port, a few real jobs (noops completed in their claim, node_status
+# loopback port, a few real jobs (noops completed right after their claims, node_status
 # against libvirt, node_status that fails on an unreachable node, with and
 # without a retry, and a real load when a libvirt daemon can run here), then
 # the scrape (curl) must say exactly what happened: job counters per
@@ -96,7 +96,7 @@ sql_op() { # COMPUTER OPERATION [MAX_ATTEMPTS]
               SELECT id, '$2', ${3:-5} FROM vcl.computer WHERE name = '$1' RETURNING id"
 }
 
-# --- 5 noops: completed in their claims --------------------------------------
+# --- 5 noops: completed right after their claims ----------------------------
 psql_val "INSERT INTO vcl.reservation (computer_id, operation)
           SELECT c.id, 'noop' FROM vcl.computer c, generate_series(1, 5) g
            WHERE c.name = '$T-pc1'" >/dev/null
