@@ -79,6 +79,7 @@ static char *default_drivers_dir(void);
 
 static const char *const log_level_choices[] = { "debug", "info", "warn", "error", NULL };
 static const char *const log_format_choices[] = { "logfmt", "json", NULL };
+static const char *const on_off_choices[] = { "on", "off", NULL };
 
 static const opt_def opts[] = {
     { .key = "database", .type = OPT_STRING, .offset = offsetof(vcl_config, database),
@@ -180,6 +181,12 @@ static const opt_def opts[] = {
     { .key = "log_format", .type = OPT_ENUM, .offset = offsetof(vcl_config, log_format),
       .def_str = "logfmt", .choices = log_format_choices,
       .help = "stderr lines: logfmt (key=value) or json (one object per line, same keys)" },
+    { .key = "prepared_statements", .type = OPT_ENUM,
+      .offset = offsetof(vcl_config, prepared_statements),
+      .def_str = "on", .choices = on_off_choices,
+      .help = "prepare a statement the second time a connection runs it (protocol level, "
+              "named vclw_N); \"off\" behind PgBouncer in transaction mode before 1.21 "
+              "(or without max_prepared_statements)" },
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 

@@ -37,6 +37,7 @@ typedef struct vcl_config {
     char *ssh_known_hosts;     /* verifies ssh nodes' host keys; default "" */
     char *metrics_listen;      /* Prometheus endpoint (metrics.c); "" = off */
     char *log_format;          /* logfmt|json, default logfmt */
+    char *prepared_statements; /* on|off (db.c statement cache), default on */
 } vcl_config;
 
 /* Set every option to its default. */

@@ -34,6 +34,10 @@ struct db_conn {
     int nstmt;
 };
 
+static bool prepare_on = true;
+
+void db_set_prepare(bool on) { prepare_on = on; }
+
 /* Forget every prepared statement (a new session has none). */
 static void stmt_cache_clear(db_conn *db)
 {
@@ -48,6 +52,8 @@ static PGresult *stmt_exec(db_conn *db, const char *sql, int nparams, const char
 {
     db_stmt *st = NULL;
     int i = 0;
+    if (!prepare_on)
+        return PQexecParams(db->pg, sql, nparams, NULL, params, NULL, NULL, 0);
     for (; i < db->nstmt && !st; i++)
         if (db->stmt[i].nparams == nparams && strcmp(db->stmt[i].sql, sql) == 0)
             st = &db->stmt[i];

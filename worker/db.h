@@ -3,7 +3,8 @@
  * lost connections (class 08, or a bad connection status) so callers can
  * reconnect. A statement run a second time on a connection is prepared
  * (protocol-level, named vclw_N; PgBouncer in transaction mode needs 1.21+
- * with max_prepared_statements). Statements live in statements.h. */
+ * with max_prepared_statements, or db_set_prepare(false)). Statements live in
+ * statements.h. */
 #ifndef VCL_DB_H
 #define VCL_DB_H
 #include <stdbool.h>
@@ -23,6 +24,9 @@ bool db_reconnect(db_conn *db, vcl_error *e);
  * true, or max_wait_s passes (0 = forever). */
 bool db_reconnect_backoff(db_conn *db, volatile int *stop, int max_wait_s, vcl_error *e);
 bool db_is_broken(const db_conn *db);
+/* Whether connections prepare repeated statements (default true; set once at
+ * start, before connecting: config option prepared_statements). */
+void db_set_prepare(bool on);
 PGconn *db_pg(db_conn *db);
 /* SQLSTATE of the last failed statement ("" if none). */
 const char *db_sqlstate(const db_conn *db);

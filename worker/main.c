@@ -1,5 +1,6 @@
 /* main.c: vcl-worker, the daemon. Options, config, then the pool. */
 #include "config.h"
+#include "db.h"
 #include "hvdriver.h"
 #include "log.h"
 #include "pool.h"
@@ -220,6 +221,7 @@ int main(int argc, char **argv)
     log_format lf;
     if (log_format_parse(cfg->log_format, &lf))
         log_set_format(lf);
+    db_set_prepare(strcmp(cfg->prepared_statements, "off") != 0);
     pool_opts o = { path, drain };
     /* pool_run owns cfg from here (frees it with every reloaded config) */
     return pool_run(cfg, &o);

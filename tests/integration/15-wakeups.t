@@ -9,7 +9,8 @@
 # leaves work behind, the vcl.claimable view, and the maintenance rule (no
 # claim of a computer in maintenance, rescues included, except the rescue of
 # a maintenance operation). The domain watcher re-reads vcl.node on NOTIFY
-# vcl_node. And an idle worker sends almost nothing.
+# vcl_node. An idle worker sends almost nothing. Statements a connection runs
+# again are prepared, unless prepared_statements: off (PgBouncer before 1.21).
 . "$(dirname "$0")/../lib/world.sh"
 world_init
 world_pg
@@ -132,4 +133,26 @@ after=$(psql_val "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE
 n=$((after - before))
 diag "two idle workers: $n transactions in 15 s (this probe and autovacuum included)"
 ok "two idle workers: at most 15 transactions in 15 s (got $n)" test "$n" -le 15
+
+# --- prepared statements, and prepared_statements: off ---------------------------
+world_config w3 "prepared_statements: off" "poll_seconds: 3600" "watch_resync_seconds: 0" >/dev/null
+world_worker w3
+ok "w3 registered" wait_for "worker w3" 10 \
+   bash -c "[ \"\$(psql -XAtqc \"SELECT count(*) FROM vcl.worker WHERE name = 'w3' AND stopped_at IS NULL\")\" = 1 ]"
+psql -XAtq -c "ALTER SYSTEM SET log_statement = 'all'" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+for i in 11 12 13 14 15 16; do ins "c$i" noop >/dev/null; sleep 0.2; done
+ok "the noops are done" wait_for "six noops done" 10 \
+   bash -c "[ \"\$(psql -XAtqc \"SELECT count(*) FROM vcl.reservation r JOIN vcl.computer c ON c.id = r.computer_id
+                                  WHERE c.name IN ('c11','c12','c13','c14','c15','c16') AND r.state = 'done'\")\" = 6 ]"
+w1pid=$(psql_val "SELECT pid FROM pg_stat_activity WHERE application_name = 'w1'")
+w3pid=$(psql_val "SELECT pid FROM pg_stat_activity WHERE application_name = 'w3'")
+psql -XAtq -c "ALTER SYSTEM RESET log_statement" -c "SELECT pg_reload_conf()" >/dev/null
+pglog=$(find "$WORLD/pg" -maxdepth 1 -type f -name log)
+ok "the PostgreSQL log is there" test -n "$pglog"
+claims() { grep "\[$1\] " "$pglog" | grep -c "execute $2: SELECT id, lease_token, operation FROM vcl.claim"; }
+ok "w1 (prepared_statements: on) runs its claim as a prepared statement ($(claims "$w1pid" 'vclw_[0-9]*') times)" \
+   test "$(claims "$w1pid" 'vclw_[0-9]*')" -gt 0
+is "$(claims "$w3pid" 'vclw_[0-9]*')" 0 "w3 (prepared_statements: off) never does"
+ok "w3 runs it unnamed ($(claims "$w3pid" '<unnamed>') times)" test "$(claims "$w3pid" '<unnamed>')" -gt 1
 done_testing

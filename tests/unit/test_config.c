@@ -122,6 +122,7 @@ static bool cfg_equal(const vcl_config *a, const vcl_config *b, const char **why
     I(command_timeout_seconds) I(post_load_timeout_seconds) I(image_lock_timeout_seconds)
     I(shutdown_timeout_seconds) I(watch_resync_seconds)
     S(ssh_private_key) S(ssh_known_hosts) S(metrics_listen) S(log_format)
+    S(prepared_statements)
 #undef S
 #undef I
     *why = "";
@@ -187,6 +188,7 @@ static void test_defaults(void)
     is_str(c.ssh_known_hosts, "", "default ssh_known_hosts");
     is_str(c.metrics_listen, "", "default metrics_listen (off)");
     is_str(c.log_format, "logfmt", "default log_format");
+    is_str(c.prepared_statements, "on", "default prepared_statements");
     vcl_error_clear(&e);
     ok_e(config_validate(&c, &e), e, "defaults validate");
     config_clear(&c);
@@ -542,6 +544,9 @@ static void test_metrics_options(void)
     load_fails("metrics_listen: \"1.2.3.4:0\"\n",
                "1:17: option 'metrics_listen' expects \"\", HOST:PORT, [IPV6]:PORT, :PORT or PORT, "
                "got '1.2.3.4:0': the port must be a number from 1 to 65535", "metrics_listen port 0");
+    load_fails("prepared_statements: maybe\n",
+               "1:22: option 'prepared_statements' expects one of on, off, got 'maybe'",
+               "prepared_statements maybe");
     load_fails("log_format: text\n",
                "1:13: option 'log_format' expects one of logfmt, json, got 'text'", "log_format text");
     vcl_config c = { 0 };
@@ -564,7 +569,7 @@ static void test_unknown_key(void)
                       "4:1: unknown option 'Slots'", "keys are case-sensitive");
     vcl_error e;
     load_text("nope: 1\n", NULL, &e);
-    ok(strstr(e.msg, "log_format)") != NULL, "known options list ends with the last one");
+    ok(strstr(e.msg, "prepared_statements)") != NULL, "known options list ends with the last one");
     is_int(e.cls, VCL_ERR_PERMANENT, "config errors are permanent");
 }
 
@@ -779,7 +784,7 @@ static void test_print(void)
                            "log_level", "command_timeout_seconds", "post_load_timeout_seconds",
                            "image_lock_timeout_seconds", "shutdown_timeout_seconds",
                            "watch_resync_seconds", "ssh_private_key", "ssh_known_hosts",
-                           "metrics_listen", "log_format" };
+                           "metrics_listen", "log_format", "prepared_statements" };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         char line[80];
         snprintf(line, sizeof line, "\n%s: ", keys[i]);
