@@ -291,7 +291,10 @@ BEGIN
     END IF;
 
     -- by primary key; r.state on the right-hand side is the old state. The
-    -- rows come back in no particular order.
+    -- rows come back in no particular order. started_at is the clock now,
+    -- not the statement's start: this statement's snapshot saw the
+    -- completion of the computer's previous row committed, so its
+    -- finished_at (that transaction's start) is always earlier.
     RETURN QUERY
         UPDATE vcl.reservation r
            SET state = 'running',
@@ -300,7 +303,7 @@ BEGIN
                lease_expires_at = now() + v_lease,
                attempts = r.attempts + 1,
                lease_expiries = r.lease_expiries + CASE WHEN r.state = 'running' THEN 1 ELSE 0 END,
-               started_at = coalesce(r.started_at, now())
+               started_at = coalesce(r.started_at, clock_timestamp())
          WHERE r.id = ANY (v_ids)
      RETURNING r.*;
 END;

@@ -71,15 +71,19 @@ is "$(psql_val "SELECT count(*) FROM (SELECT computer_id, id, lease_token,
                    FROM vcl.reservation) x WHERE prev IS NOT NULL AND lease_token <= prev")" 0 \
    "per computer, claims followed creation order (lease tokens grow with the id)"
 if ((stages == 0)); then
-    # No stage log: started_at and finished_at are transaction start times (a
-    # claim's statement can start before the completion it waits for), so
-    # they prove nothing here. The database itself refuses a second running
-    # row of a computer: that unique partial index must be in place.
+    # No stage log. started_at is the clock at the claim's update, after its
+    # snapshot saw the previous row's completion committed; finished_at is
+    # that completion's transaction start: so they must not overlap.
+    is "$(psql_val "SELECT count(*) FROM vcl.reservation x JOIN vcl.reservation y
+                     ON x.computer_id = y.computer_id AND x.id < y.id
+                    WHERE x.started_at < y.finished_at AND y.started_at < x.finished_at")" 0 \
+       "no two reservations of one computer ever overlapped (started_at..finished_at)"
+    # and the database itself refuses a second running row of a computer
     is "$(psql_val "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                      WHERE c.relname = 'reservation_one_running_per_computer'
                        AND i.indisunique AND i.indisvalid
                        AND pg_get_indexdef(i.indexrelid) LIKE '%(computer_id) WHERE (state = ''running''::text)'")" 1 \
-       "no computer ever had two running reservations (a valid unique index on computer_id WHERE state = 'running')"
+       "a valid unique index on computer_id WHERE state = 'running' is the backstop"
 else
     # Stage rows carry clock_timestamp(): the first start of one reservation
     # must come after the last finish of the computer's previous one.
