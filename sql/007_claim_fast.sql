@@ -462,46 +462,38 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION vcl.computer_notify_available() RETURNS trigger
+-- One trigger function for the wake-ups below: NOTIFY channel TG_ARGV[0]
+-- with payload TG_ARGV[1] (identical notifications of a transaction are
+-- folded into one).
+CREATE FUNCTION vcl.notify_trigger() RETURNS trigger
     LANGUAGE plpgsql
 AS $$
 BEGIN
-    PERFORM pg_notify('vcl_reservation', 'available');
+    PERFORM pg_notify(TG_ARGV[0], TG_ARGV[1]);
     RETURN NULL;
 END;
 $$;
-COMMENT ON FUNCTION vcl.computer_notify_available() IS
-    'AFTER UPDATE trigger: NOTIFY vcl_reservation when a computer or node leaves maintenance (its queued '
-    'work is claimable again).';
+COMMENT ON FUNCTION vcl.notify_trigger() IS
+    'AFTER trigger: NOTIFY the channel named by the trigger''s first argument with its second as payload.';
 
+-- A computer or node leaving maintenance: its queued work is claimable again.
 CREATE TRIGGER computer_notify_available
     AFTER UPDATE OF state ON vcl.computer
     FOR EACH ROW
     WHEN (OLD.state = 'maintenance' AND NEW.state <> 'maintenance')
-    EXECUTE FUNCTION vcl.computer_notify_available();
+    EXECUTE FUNCTION vcl.notify_trigger('vcl_reservation', 'available');
 
 CREATE TRIGGER node_notify_available
     AFTER UPDATE OF state ON vcl.node
     FOR EACH ROW
     WHEN (OLD.state = 'maintenance' AND NEW.state <> 'maintenance')
-    EXECUTE FUNCTION vcl.computer_notify_available();
+    EXECUTE FUNCTION vcl.notify_trigger('vcl_reservation', 'available');
 
-CREATE FUNCTION vcl.node_notify_changed() RETURNS trigger
-    LANGUAGE plpgsql
-AS $$
-BEGIN
-    PERFORM pg_notify('vcl_node', 'changed');
-    RETURN NULL;
-END;
-$$;
-COMMENT ON FUNCTION vcl.node_notify_changed() IS
-    'Statement trigger: NOTIFY vcl_node when nodes are added, removed or change name or URI (domain watchers '
-    're-read vcl.node).';
-
+-- Nodes added, removed, renamed or moved: the domain watchers re-read vcl.node.
 CREATE TRIGGER node_notify_changed
     AFTER INSERT OR DELETE OR UPDATE OF name, libvirt_uri ON vcl.node
     FOR EACH STATEMENT
-    EXECUTE FUNCTION vcl.node_notify_changed();
+    EXECUTE FUNCTION vcl.notify_trigger('vcl_node', 'changed');
 
 DO $$
 BEGIN

@@ -3791,21 +3791,16 @@ static void print_man(FILE *f)
     fputs(".SH EXIT STATUS\n", f);
     roff_line(f, "0 ok, 1 failed, 2 usage error (bad option, missing or malformed argument).");
     fputs(".SH ENVIRONMENT\n", f);
-    fputs(".TP\n", f);
-    roff_macro(f, "B", "VCL_DATABASE");
-    roff_line(f, "conninfo used without --db; else libpq's PG* variables (PGHOST, PGDATABASE, "
-                 "PGUSER, ...)");
-    fputs(".TP\n", f);
-    roff_macro(f, "B", "VCL_SQL_DIR");
-    roff_line(f, "migrations for migrate without --sql-dir");
-    fputs(".TP\n", f);
-    roff_macro(f, "B", "VCL_SSH_KEY, VCL_SSH_KNOWN_HOSTS");
-    roff_line(f, "defaults of --ssh-key and --known-hosts");
+    roff_item(f, "B", "VCL_DATABASE",
+              "conninfo used without --db; else libpq's PG* variables (PGHOST, PGDATABASE, "
+              "PGUSER, ...)");
+    roff_item(f, "B", "VCL_SQL_DIR", "migrations for migrate without --sql-dir");
+    roff_item(f, "B", "VCL_SSH_KEY, VCL_SSH_KNOWN_HOSTS",
+              "defaults of --ssh-key and --known-hosts");
     fputs(".SH FILES\n", f);
-    fputs(".TP\n", f);
-    roff_macro(f, "I", VCL_PREFIX "/share/vcl-worker/sql/");
-    roff_line(f, "the migrations NNN_name.sql, found next to the binary "
-                 "(<bin>/../share/vcl-worker/sql) first");
+    roff_item(f, "I", VCL_PREFIX "/share/vcl-worker/sql/",
+              "the migrations NNN_name.sql, found next to the binary "
+              "(<bin>/../share/vcl-worker/sql) first");
     fputs(".SH SEE ALSO\n", f);
     fputs(".BR vcl-worker (8),\n.BR psql (1)\n", f);
 }

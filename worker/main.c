@@ -109,9 +109,7 @@ static void usage_man(FILE *f)
     roff_line(f, "A reservation's operation is one of these; each runs its stages in order, "
                  "and a retry resumes after the last finished one.");
     for (const op_def *const *op = ops_all(); *op; op++) {
-        fputs(".TP\n", f);
-        roff_macro(f, "B", (*op)->name);
-        roff_line(f, (*op)->help);
+        roff_item(f, "B", (*op)->name, (*op)->help);
         if (!(*op)->stages[0].name)
             continue;
         fputs(".RS\n", f);
@@ -127,25 +125,18 @@ static void usage_man(FILE *f)
     roff_line(f, "0 after a clean stop (SIGTERM, SIGINT, --drain) or a valid --check-config; "
                  "1 on a bad configuration or a fatal error; 2 on a usage error.");
     fputs(".SH ENVIRONMENT\n", f);
-    fputs(".TP\n", f);
-    roff_macro(f, "B", "VCL_DRIVERS_DIR");
-    roff_line(f, "default of drivers_dir");
-    fputs(".TP\n", f);
-    roff_macro(f, "B", "PGHOST, PGDATABASE, PGUSER, PGPASSFILE, ...");
-    roff_line(f, "libpq reads them for what database does not set");
+    roff_item(f, "B", "VCL_DRIVERS_DIR", "default of drivers_dir");
+    roff_item(f, "B", "PGHOST, PGDATABASE, PGUSER, PGPASSFILE, ...",
+              "libpq reads them for what database does not set");
     fputs(".SH FILES\n", f);
-    fputs(".TP\n", f);
-    roff_macro(f, "I", "/etc/vcl-worker/vcl-worker.yaml");
-    roff_line(f, "the configuration the systemd unit vcl-worker.service passes to --config");
-    fputs(".TP\n", f);
-    roff_macro(f, "I", VCL_PREFIX "/lib/vcl-worker/drivers/");
-    roff_line(f, "hypervisor driver modules (kvm.so, qemu.so)");
-    fputs(".TP\n", f);
-    roff_macro(f, "I", VCL_PREFIX "/share/vcl-worker/sql/");
-    roff_line(f, "the SQL migrations, applied by vclctl migrate");
-    fputs(".TP\n", f);
-    roff_macro(f, "I", VCL_PREFIX "/share/doc/vcl-worker/examples/vcl-worker.yaml");
-    roff_line(f, "an annotated configuration with every option at its default");
+    roff_item(f, "I", "/etc/vcl-worker/vcl-worker.yaml",
+              "the configuration the systemd unit vcl-worker.service passes to --config");
+    roff_item(f, "I", VCL_PREFIX "/lib/vcl-worker/drivers/",
+              "hypervisor driver modules (kvm.so, qemu.so)");
+    roff_item(f, "I", VCL_PREFIX "/share/vcl-worker/sql/",
+              "the SQL migrations, applied by vclctl migrate");
+    roff_item(f, "I", VCL_PREFIX "/share/doc/vcl-worker/examples/vcl-worker.yaml",
+              "an annotated configuration with every option at its default");
     fputs(".SH SEE ALSO\n", f);
     fputs(".BR vclctl (1),\n.BR systemd.service (5),\n.BR psql (1)\n", f);
 }

@@ -57,6 +57,13 @@ void roff_macro(FILE *f, const char *macro, const char *arg)
     fputc('\n', f);
 }
 
+void roff_item(FILE *f, const char *font, const char *term, const char *text)
+{
+    fputs(".TP\n", f);
+    roff_macro(f, font, term);
+    roff_line(f, text);
+}
+
 void roff_header(FILE *f, const char *name, const char *section, const char *date,
                  const char *source, const char *manual)
 {

@@ -19,6 +19,10 @@ void roff_line(FILE *f, const char *s);
  * when it contains spaces or quotes ("" inside). */
 void roff_macro(FILE *f, const char *macro, const char *arg);
 
+/* A tagged paragraph: ".TP", the term in font macro B or I (roff_macro),
+ * then text as one line (roff_line). */
+void roff_item(FILE *f, const char *font, const char *term, const char *text);
+
 /* The page header: .TH NAME SECTION DATE SOURCE MANUAL (DATE NULL:
  * $SOURCE_DATE_EPOCH, else today, as YYYY-MM-DD in UTC), plus no hyphenation
  * and left adjustment (names like image_lock_timeout_seconds stay whole). */
