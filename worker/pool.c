@@ -263,11 +263,15 @@ static void hook_on_stage(void *ctx, const char *stage)
 
 static const stage_hooks engine_hooks = { hook_start, hook_finish, hook_check, hook_on_stage };
 
-static void one_elem_arrays(long long id, long long token, char *ids, size_t il, char *toks,
-                            size_t tl)
+/* "{1,2,3}" into buf; cap must hold n * 21 + 3 bytes (ARRAY_LITERAL_CAP). */
+#define ARRAY_LITERAL_CAP(n) ((size_t)(n) * 21 + 3)
+static void array_literal(char *buf, size_t cap, const long long *v, int n)
 {
-    snprintf(ids, il, "{%lld}", id);
-    snprintf(toks, tl, "{%lld}", token);
+    size_t len = 0;
+    buf[len++] = '{';
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i ? "," : "", v[i]);
+    snprintf(buf + len, cap - len, "}");
 }
 
 /* Fenced out because a DBA or vclctl cancelled the row (still under our
@@ -327,13 +331,14 @@ static void slot_finish_job(slot *s, job *j, stage_run_result res, const char *f
 {
     db_params prm;
     db_params_init(&prm);
-    char ids[32], toks[32];
+    char ids[ARRAY_LITERAL_CAP(1)], toks[ARRAY_LITERAL_CAP(1)];
     vcl_error e;
     vcl_error_clear(&e);
     PGresult *r = NULL;
     switch (res) {
     case STAGE_RUN_DONE:
-        one_elem_arrays(j->id, j->token, ids, sizeof ids, toks, sizeof toks);
+        array_literal(ids, sizeof ids, &j->id, 1);
+        array_literal(toks, sizeof toks, &j->token, 1);
         db_param_str(&prm, ids);
         db_param_str(&prm, toks);
         r = slot_exec(s, SQL_COMPLETE, &prm, &e);
@@ -380,7 +385,8 @@ static void slot_finish_job(slot *s, job *j, stage_run_result res, const char *f
         }
         break;
     case STAGE_RUN_STOPPED:
-        one_elem_arrays(j->id, j->token, ids, sizeof ids, toks, sizeof toks);
+        array_literal(ids, sizeof ids, &j->id, 1);
+        array_literal(toks, sizeof toks, &j->token, 1);
         db_param_str(&prm, ids);
         db_param_str(&prm, toks);
         r = slot_exec(s, SQL_RELEASE, &prm, &e);
@@ -543,20 +549,6 @@ static void done_add(pool *p, long long id, long long token, const char *op)
     d->op[d->n++] = op;
 }
 
-/* "{1,2,3}" */
-static char *array_literal(const long long *v, int n)
-{
-    size_t cap = (size_t)n * 21 + 3, len = 0;
-    char *s = malloc(cap);
-    if (!s)
-        return NULL;
-    s[len++] = '{';
-    for (int i = 0; i < n; i++)
-        len += (size_t)snprintf(s + len, cap - len, "%s%lld", i ? "," : "", v[i]);
-    snprintf(s + len, cap - len, "}");
-    return s;
-}
-
 /* Write the queued completions (one fenced statement). On failure they are
  * dropped: their leases expire and a rescue completes them. */
 static void done_flush(pool *p)
@@ -566,14 +558,24 @@ static void done_flush(pool *p)
         return;
     vcl_error e;
     vcl_error_clear(&e);
-    char *ids = array_literal(d->id, d->n), *toks = array_literal(d->token, d->n);
+    char *ids = malloc(ARRAY_LITERAL_CAP(d->n)), *toks = malloc(ARRAY_LITERAL_CAP(d->n));
+    if (ids && toks) {
+        array_literal(ids, ARRAY_LITERAL_CAP(d->n), d->id, d->n);
+        array_literal(toks, ARRAY_LITERAL_CAP(d->n), d->token, d->n);
+    }
     const char *prm[2] = { ids, toks };
     PGresult *r = ids && toks ? db_exec(p->db, SQL_COMPLETE, 2, prm, &e) : NULL;
     if (r) {
         log_debug("completed %d of %d job(s) with nothing to run", PQntuples(r), d->n);
-        if (metrics_enabled())
+        /* only the rows still ours were completed (the ids returned) */
+        for (int g = 0; metrics_enabled() && g < PQntuples(r); g++) {
+            long long id = db_get_ll(r, g, 0);
             for (int k = 0; k < d->n; k++)
-                metrics_job_done(d->op[k]);
+                if (d->id[k] == id) {
+                    metrics_job_done(d->op[k]);
+                    break;
+                }
+        }
     } else {
         log_warn("completing %d job(s) with nothing to run: %s; their leases will expire and a "
                  "rescue completes them", d->n, ids && toks ? e.msg : "out of memory");
@@ -710,26 +712,21 @@ static void prune(pool *p)
 
 static void heartbeat(pool *p)
 {
-    char ids[MAX_SLOTS * 21 + 3], toks[MAX_SLOTS * 21 + 3];
+    char ids[ARRAY_LITERAL_CAP(MAX_SLOTS)], toks[ARRAY_LITERAL_CAP(MAX_SLOTS)];
     long long sent_id[MAX_SLOTS], sent_tok[MAX_SLOTS];
-    size_t il = 0, tl = 0;
     int n = 0;
-    ids[il++] = '{';
-    toks[tl++] = '{';
     pthread_mutex_lock(&p->mu);
     for (int i = 0; i < MAX_SLOTS; i++) {
         slot *s = &p->slots[i];
         if (s->state != SLOT_RUNNING)
             continue;
-        il += (size_t)snprintf(ids + il, sizeof ids - il, "%s%lld", n ? "," : "", s->id);
-        tl += (size_t)snprintf(toks + tl, sizeof toks - tl, "%s%lld", n ? "," : "", s->token);
         sent_id[n] = s->id;
         sent_tok[n] = s->token;
         n++;
     }
     pthread_mutex_unlock(&p->mu);
-    snprintf(ids + il, sizeof ids - il, "}");
-    snprintf(toks + tl, sizeof toks - tl, "}");
+    array_literal(ids, sizeof ids, sent_id, n);
+    array_literal(toks, sizeof toks, sent_tok, n);
 
     vcl_error e;
     vcl_error_clear(&e);
