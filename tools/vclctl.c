@@ -23,7 +23,6 @@
  * Exit status: 0 ok, 1 failed, 2 usage (bad option, missing or malformed
  * argument). */
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -36,6 +35,7 @@
 #include "error.h"
 #include "image.h"
 #include "log.h"
+#include "migrate.h"
 #include "names.h"
 #include "nodestatus.h"
 #include "roff.h"
@@ -957,28 +957,66 @@ static const char *const OPERATIONS[] = {
 /* ---- migrate ---- */
 
 static const optspec OPTS_MIGRATE[] = {
-    { "sql-dir", "DIR", 0, "directory of NNN_name.sql files (default: $VCL_SQL_DIR, "
-                           "else next to the program, else the installed share dir)" },
+    { "sql-dir", "DIR", 0, "directory of the numbered migrations NNN_name.sql and of functions/ "
+                           "(default: $VCL_SQL_DIR, else next to the program, else the installed "
+                           "share dir)" },
     { NULL, NULL, 0, NULL },
 };
 
-/* How many migration files (NNN_name.sql, the pattern db_migrate applies)
- * dir holds; -1 when it cannot be read. */
-static int count_migrations(const char *dir)
+/* The names of r, separated by newlines (for the JSON, which PostgreSQL
+ * makes): names; or, with flags, "t"/"f" per name. NULL when out of memory. */
+static char *join_lines(const char *const *names, const bool *flags, int n)
 {
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int n = 0;
-    if (!d)
-        return -1;
-    while ((de = readdir(d))) {
-        size_t len = strlen(de->d_name);
-        if (len >= 9 && isdigit((unsigned char)de->d_name[0]) && de->d_name[3] == '_' &&
-            strcmp(de->d_name + len - 4, ".sql") == 0)
-            n++;
+    size_t cap = 1, len = 0;
+    for (int i = 0; i < n; i++)
+        cap += (flags ? 1 : strlen(names[i])) + 1;
+    char *s = calloc(1, cap);
+    for (int i = 0; s && i < n; i++)
+        len += (size_t)snprintf(s + len, cap - len, "%s%s", i ? "\n" : "",
+                                flags ? (flags[i] ? "t" : "f") : names[i]);
+    return s;
+}
+
+static int migrate_report(ctl *c, const char *dir, const migrate_result *r)
+{
+    if (c->json) {
+        char na[32], nv[32];
+        char *applied = join_lines(r->applied, NULL, r->napplied);
+        char *live = join_lines(r->live, NULL, r->nlive);
+        char *changed = join_lines(r->live, r->live_changed, r->nlive);
+        int rc = EXIT_FAIL;
+        snprintf(na, sizeof na, "%d", r->napplied);
+        snprintf(nv, sizeof nv, "%d", r->version);
+        const char *p[6] = { na, nv, dir, applied, live, changed };
+        if (applied && live && changed)
+            rc = print_json(c,
+                            "SELECT json_build_object('applied', $1::int, 'version', $2::int, "
+                            "'sql_dir', $3::text, "
+                            "'migrations', coalesce(string_to_array(nullif($4, ''), E'\\n'), '{}'), "
+                            "'live', (SELECT coalesce(json_agg(json_build_object('file', u.f, "
+                            "'changed', u.c::boolean) ORDER BY u.o), '[]') "
+                            "FROM unnest(string_to_array(nullif($5, ''), E'\\n'), "
+                            "string_to_array(nullif($6, ''), E'\\n')) WITH ORDINALITY AS u(f, c, o)))",
+                            6, p, "the result");
+        else
+            fail("out of memory");
+        free(applied);
+        free(live);
+        free(changed);
+        return rc;
     }
-    closedir(d);
-    return n;
+    if (c->quiet)
+        return EXIT_OK;
+    int changed = 0;
+    for (int i = 0; i < r->napplied; i++)
+        printf("applied     %s\n", r->applied[i]);
+    for (int i = 0; i < r->nlive; i++) {
+        printf("re-applied  %s%s\n", r->live[i], r->live_changed[i] ? " (changed)" : "");
+        changed += r->live_changed[i];
+    }
+    printf("applied %d migration(s) and re-applied %d live file(s), %d changed; schema at "
+           "version %d\n", r->napplied, r->nlive, changed, r->version);
+    return EXIT_OK;
 }
 
 static int cmd_migrate(ctl *c, const args *a)
@@ -986,38 +1024,27 @@ static int cmd_migrate(ctl *c, const args *a)
     const char *dir = opt_str(a, "sql-dir");
     char real[PATH_MAX];
     vcl_error e;
-    int applied = 0, files;
-    long long version = 0;
-    bool isnull = true;
+    migrate_result r = { 0 };
+    int rc;
     if (!dir)
-        dir = db_default_sql_dir();
+        dir = migrate_default_dir();
     if (realpath(dir, real))
         dir = real;
-    if ((files = count_migrations(dir)) < 0)
-        return fail("cannot read the migrations directory %s: %s (pass --sql-dir DIR or set "
-                    "VCL_SQL_DIR)", dir, strerror(errno));
-    if (files == 0)
-        return fail("no migrations (NNN_name.sql) in %s (pass --sql-dir DIR or set VCL_SQL_DIR)",
-                    dir);
-    if (!ctl_db(c))
-        return EXIT_FAIL;
     vcl_error_clear(&e);
-    if (!db_migrate(c->db, dir, &applied, &e))
-        return db_fail(c, &e, "migration failed after %d applied", applied);
-    if (!db_scalar_ll(c->db, "SELECT coalesce(max(version), 0) FROM vcl.schema_migrations", 0,
-                      NULL, &version, &isnull, &e))
-        return db_fail(c, &e, "cannot read the schema version");
-    if (c->json) {
-        char na[32], nv[32];
-        snprintf(na, sizeof na, "%d", applied);
-        snprintf(nv, sizeof nv, "%lld", version);
-        const char *p[3] = { na, nv, dir };
-        return print_json(c, "SELECT json_build_object('applied', $1::int, 'version', $2::int, "
-                             "'sql_dir', $3::text)", 3, p, "the result");
+    migrate_plan *plan = migrate_plan_new(dir, &e);
+    if (!plan)
+        return fail("%s (pass --sql-dir DIR or set VCL_SQL_DIR)", e.msg);
+    if (!ctl_db(c)) {
+        migrate_plan_free(plan);
+        return EXIT_FAIL;
     }
-    if (!c->quiet)
-        printf("applied %d migration(s); schema at version %lld\n", applied, version);
-    return EXIT_OK;
+    if (migrate_apply(c->db, plan, &r, &e))
+        rc = migrate_report(c, dir, &r);
+    else
+        rc = db_fail(c, &e, "migrate failed, nothing applied (%s)", dir);
+    migrate_result_clear(&r);
+    migrate_plan_free(plan);
+    return rc;
 }
 
 /* ---- node ---- */
@@ -2982,7 +3009,7 @@ static void follow_estimates(ctl *c, follow *f)
                           2, p, &e);
     if (!r) {
         f->est_failed = true;
-        note(c, "no stage estimates (%s); apply sql/008_progress.sql: %s migrate", db_msg(&e),
+        note(c, "no stage estimates (%s); is the schema current? run: %s migrate", db_msg(&e),
              PROG);
         return;
     }
@@ -3469,7 +3496,7 @@ static int cmd_help(ctl *c, const args *a);
 
 static const command COMMANDS[] = {
     { "migrate", cmd_migrate, NULL, OPTS_MIGRATE, 0, 0, "[--sql-dir DIR]",
-      "apply the SQL migrations not yet applied" },
+      "apply the SQL migrations not yet applied, then every live SQL file (one transaction)" },
     { "node", NULL, NODE_CMDS, NULL, 0, 0, "add|list|set ...", "manage hypervisor nodes" },
     { "image", NULL, IMAGE_CMDS, NULL, 0, 0, "add|revision-add|list|exists|size ...",
       "manage images and their revisions" },

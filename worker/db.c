@@ -3,15 +3,11 @@
 #include "log.h"
 #include "metrics.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 /* Statements run more than once on a connection are prepared (protocol
  * level: Parse once, then Bind/Execute): the worker's hot path (claim,
@@ -195,6 +191,9 @@ bool db_is_broken(const db_conn *db)
 PGconn *db_pg(db_conn *db) { return db ? db->pg : NULL; }
 const char *db_sqlstate(const db_conn *db) { return db ? db->sqlstate : ""; }
 
+static void result_error(db_conn *db, const PGresult *r, const char *prefix, const char *msg,
+                         vcl_error *e);
+
 PGresult *db_exec(db_conn *db, const char *sql, int nparams, const char *const *params,
                   vcl_error *e)
 {
@@ -216,12 +215,22 @@ PGresult *db_exec(db_conn *db, const char *sql, int nparams, const char *const *
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
         return r;
-
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    snprintf(db->sqlstate, sizeof db->sqlstate, "%s", state ? state : "");
     char msg[768];
     snprintf(msg, sizeof msg, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(db->pg));
     msg[strcspn(msg, "\n")] = '\0';
+    result_error(db, r, "database: ", msg, e);
+    PQclear(r);
+    return NULL;
+}
+
+/* The failure of result r (NULL: libpq's own) into e, with msg as the text:
+ * keeps the SQLSTATE, marks the connection broken when it is lost, and
+ * classes the error (see db_exec in db.h). */
+static void result_error(db_conn *db, const PGresult *r, const char *prefix, const char *msg,
+                         vcl_error *e)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(db->sqlstate, sizeof db->sqlstate, "%s", state ? state : "");
     /* An error without a SQLSTATE comes from libpq itself, not the server:
      * "server closed the connection unexpectedly" after a crash reports no
      * SQLSTATE while PQstatus still says CONNECTION_OK. Treat it as a lost
@@ -237,11 +246,9 @@ PGresult *db_exec(db_conn *db, const char *sql, int nparams, const char *const *
                                         strcmp(state, "57P03") == 0));
     if (lost || PQstatus(db->pg) != CONNECTION_OK)
         db->broken = true;
-    vcl_error_set(e, transient ? VCL_ERR_RETRYABLE : VCL_ERR_PERMANENT, "database: %s%s%s%s",
+    vcl_error_set(e, transient ? VCL_ERR_RETRYABLE : VCL_ERR_PERMANENT, "%s%s%s%s%s", prefix,
                   msg[0] ? msg : "unknown error", state ? " (SQLSTATE " : "", state ? state : "",
                   state ? ")" : "");
-    PQclear(r);
-    return NULL;
 }
 
 bool db_run(db_conn *db, const char *sql, int nparams, const char *const *params, vcl_error *e)
@@ -309,156 +316,85 @@ bool db_get_bool(const PGresult *r, int row, int col)
     return !PQgetisnull(r, row, col) && PQgetvalue(r, row, col)[0] == 't';
 }
 
-/* ---- migrations ---- */
+/* ---- scripts ---- */
 
-static int cmp_str(const void *a, const void *b)
+/* 1-based line of character position pos (1-based, as PostgreSQL counts:
+ * characters, not bytes, of a UTF-8 text) in sql. */
+static int line_of_position(const char *sql, long pos)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    int line = 1;
+    for (long chars = 0; *sql && chars < pos - 1; sql++) {
+        if (((unsigned char)*sql & 0xC0) != 0x80)
+            chars++;
+        if (*sql == '\n')
+            line++;
+    }
+    return line;
 }
 
-static char *read_all(const char *path, vcl_error *e)
+bool db_exec_script(db_conn *db, const char *sql, int *err_line, vcl_error *e)
 {
-    FILE *f = fopen(path, "r");
-    char *buf = NULL;
-    if (!f) {
-        vcl_error_set(e, VCL_ERR_PERMANENT, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
+    *err_line = 0;
+    db->sqlstate[0] = '\0';
+    if (!db->pg || PQstatus(db->pg) != CONNECTION_OK) {
+        db->broken = true;
+        return vcl_error_set(e, VCL_ERR_RETRYABLE, "database connection lost");
     }
-    struct stat st;
-    if (fstat(fileno(f), &st) == 0 && (buf = malloc((size_t)st.st_size + 1))) {
-        size_t n = fread(buf, 1, (size_t)st.st_size, f);
-        buf[n] = '\0';
-    } else {
-        vcl_error_set(e, VCL_ERR_PERMANENT, "%s: cannot read", path);
-    }
-    fclose(f);
-    return buf;
-}
-
-static bool exec_simple(db_conn *db, const char *sql, vcl_error *e)
-{
     PGresult *r = PQexec(db->pg, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY) {
         PQclear(r);
         return true;
     }
+    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *detail = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    const char *pos = r ? PQresultErrorField(r, PG_DIAG_STATEMENT_POSITION) : NULL;
     char msg[768];
-    snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+    if (primary)
+        snprintf(msg, sizeof msg, "%s%s%s", primary, detail ? ": " : "", detail ? detail : "");
+    else
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(db->pg));
     msg[strcspn(msg, "\n")] = '\0';
+    if (pos)
+        *err_line = line_of_position(sql, strtol(pos, NULL, 10));
+    result_error(db, r, "", msg, e);
     PQclear(r);
-    return vcl_error_set(e, VCL_ERR_PERMANENT, "%s", msg);
+    return false;
 }
 
-bool db_migrate(db_conn *db, const char *sql_dir, int *applied, vcl_error *e)
+bool db_in_transaction(db_conn *db)
 {
-    bool ok = false;
-    char **files = NULL;
-    size_t n = 0, cap = 0;
-    DIR *d = opendir(sql_dir);
-    *applied = 0;
-    if (!d)
-        return vcl_error_set(e, VCL_ERR_PERMANENT, "migrations directory %s: %s", sql_dir,
-                             strerror(errno));
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t len = strlen(de->d_name);
-        if (len < 9 || len > 200 || strcmp(de->d_name + len - 4, ".sql") != 0 ||
-            de->d_name[0] < '0' || de->d_name[0] > '9' || de->d_name[3] != '_')
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            char **nf = realloc(files, cap * sizeof *nf);
-            if (!nf)
-                goto cleanup;
-            files = nf;
-        }
-        files[n++] = strdup(de->d_name);
-    }
-    qsort(files, n, sizeof *files, cmp_str);
-
-    for (size_t i = 0; i < n; i++) {
-        int version = atoi(files[i]);
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/%s", sql_dir, files[i]);
-        if (!exec_simple(db, "BEGIN", e))
-            goto cleanup;
-        if (!exec_simple(db,
-                         "SELECT pg_advisory_xact_lock(7223372036854775807);"
-                         "CREATE SCHEMA IF NOT EXISTS vcl;"
-                         "CREATE TABLE IF NOT EXISTS vcl.schema_migrations("
-                         " version int PRIMARY KEY, name text NOT NULL,"
-                         " applied_at timestamptz NOT NULL DEFAULT now())",
-                         e))
-            goto rollback;
-        char vbuf[16];
-        snprintf(vbuf, sizeof vbuf, "%d", version);
-        const char *p1[1] = { vbuf };
-        long long have = 0;
-        bool isnull = true;
-        if (!db_scalar_ll(db, "SELECT 1 FROM vcl.schema_migrations WHERE version = $1", 1, p1,
-                          &have, &isnull, e))
-            goto rollback;
-        if (!isnull) {
-            exec_simple(db, "COMMIT", e);
-            continue;
-        }
-        char *sql = read_all(path, e);
-        if (!sql)
-            goto rollback;
-        bool done = exec_simple(db, sql, e);
-        free(sql);
-        if (!done) {
-            vcl_error_prefix(e, "migration %s", files[i]);
-            goto rollback;
-        }
-        const char *p2[2] = { vbuf, files[i] };
-        if (!db_run(db, "INSERT INTO vcl.schema_migrations(version, name) VALUES ($1, $2)", 2,
-                    p2, e) ||
-            !exec_simple(db, "COMMIT", e))
-            goto rollback;
-        log_info("applied migration %s", files[i]);
-        (*applied)++;
-        continue;
-    rollback:
-        exec_simple(db, "ROLLBACK", &(vcl_error){ 0 });
-        goto cleanup;
-    }
-    ok = true;
-cleanup:
-    for (size_t i = 0; i < n; i++)
-        free(files[i]);
-    free(files);
-    closedir(d);
-    return ok;
+    PGTransactionStatusType t = db->pg ? PQtransactionStatus(db->pg) : PQTRANS_UNKNOWN;
+    return t == PQTRANS_INTRANS || t == PQTRANS_INERROR;
 }
 
-static bool dir_exists(const char *p)
+bool db_sha256_hex(db_conn *db, const void *data, size_t len, char out[65], vcl_error *e)
 {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-const char *db_default_sql_dir(void)
-{
-    static char buf[PATH_MAX + 64];
-    const char *env = getenv("VCL_SQL_DIR");
-    if (env && *env)
-        return env;
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            snprintf(buf, sizeof buf, "%s/../sql", exe);
-            if (dir_exists(buf))
-                return buf;
-            snprintf(buf, sizeof buf, "%s/../share/vcl-worker/sql", exe);
-            if (dir_exists(buf))
-                return buf;
-        }
+    /* The bytes travel as a binary bytea parameter: exactly the file's bytes,
+     * whatever the encodings, so the result is what sha256sum prints. */
+    const Oid types[1] = { 17 /* bytea */ };
+    const char *values[1] = { len ? data : "" };
+    const int lengths[1] = { (int)len };
+    const int formats[1] = { 1 };
+    out[0] = '\0';
+    if (len > INT_MAX)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "sha256: %zu bytes is too large", len);
+    if (!db->pg || PQstatus(db->pg) != CONNECTION_OK) {
+        db->broken = true;
+        return vcl_error_set(e, VCL_ERR_RETRYABLE, "database connection lost");
     }
-    return VCL_PREFIX "/share/vcl-worker/sql";
+    PGresult *r = PQexecParams(db->pg, "SELECT encode(sha256($1), 'hex')", 1, types, values,
+                               lengths, formats, 0);
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+        PQgetlength(r, 0, 0) != 64) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(db->pg));
+        msg[strcspn(msg, "\n")] = '\0';
+        result_error(db, r, "database: sha256: ", msg, e);
+        PQclear(r);
+        return false;
+    }
+    memcpy(out, PQgetvalue(r, 0, 0), 65);
+    PQclear(r);
+    return true;
 }

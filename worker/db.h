@@ -8,6 +8,7 @@
 #ifndef VCL_DB_H
 #define VCL_DB_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <libpq-fe.h>
 #include "error.h"
 
@@ -62,9 +63,15 @@ long long db_get_ll(const PGresult *r, int row, int col);
 const char *db_get_str(const PGresult *r, int row, int col); /* NULL when SQL NULL */
 bool db_get_bool(const PGresult *r, int row, int col);
 
-/* Apply sql/NNN_*.sql from dir that are not yet in vcl.schema_migrations,
- * each in its own transaction, under an advisory lock. *applied counts them. */
-bool db_migrate(db_conn *db, const char *sql_dir, int *applied, vcl_error *e);
-/* Directory holding the migrations: $VCL_SQL_DIR, <exe>/../sql, <exe>/../share/vcl-worker/sql, PREFIX/share/vcl-worker/sql. */
-const char *db_default_sql_dir(void);
+/* Run a script of one or more statements with the simple query protocol
+ * (no parameters): a migration file. On failure e holds PostgreSQL's message
+ * (classed and SQLSTATE kept as for db_exec) and *err_line the line of the
+ * script it points at (0 when PostgreSQL gives no position). */
+bool db_exec_script(db_conn *db, const char *sql, int *err_line, vcl_error *e);
+/* Whether the session is inside a transaction block (a script that ran
+ * COMMIT or ROLLBACK leaves it). */
+bool db_in_transaction(db_conn *db);
+/* sha256 of len bytes, as 64 lower-case hex digits (what sha256sum prints),
+ * computed by the server: sha256(bytea). */
+bool db_sha256_hex(db_conn *db, const void *data, size_t len, char out[65], vcl_error *e);
 #endif

@@ -1,9 +1,23 @@
--- 001_schema.sql: domains, tables, indexes and the lease token sequence of
--- schema vcl (PostgreSQL 15).
+-- 001_baseline.sql: the tables of schema vcl, with their domains, indexes,
+-- constraints, comments and the lease token sequence, the two database roles,
+-- and the fixed rows of vcl.stage_default_estimate (PostgreSQL 15).
 --
--- Applied by the migration runner (worker/db.c: db_migrate) inside one
--- transaction, after it has created schema vcl and vcl.schema_migrations:
--- no BEGIN/COMMIT here, and nothing here creates schema_migrations.
+-- The baseline squashes the migrations 001-009 of the first development
+-- months into the state they left (no database outside tests had been
+-- migrated with them). tests/integration/12-schema.t proves that it and the
+-- live files make exactly the schema those nine files made ("squash proof").
+--
+-- Numbered migrations (this file, and 002_... after it) hold tables, indexes,
+-- types, sequences and data changes only, and are frozen once released: the
+-- runner (worker/migrate.c) records each file's sha256 and refuses to go on
+-- when an applied file has changed. Functions, views, triggers and grants
+-- are not here: they live once each in sql/functions/ (see its ORDER file)
+-- and are re-applied by every `vclctl migrate`, after the numbered files, in
+-- the same transaction.
+--
+-- Applied inside that one transaction, after the runner has created schema
+-- vcl and its own tables (vcl.schema_migrations, vcl.schema_live_files): no
+-- BEGIN/COMMIT here.
 --
 -- Column names are a contract with the C code and with DBAs: rename nothing.
 -- Every object is schema-qualified; nothing depends on search_path.
@@ -50,7 +64,11 @@ COMMENT ON DOMAIN vcl.mac_t IS
 -- node.repository_paths: every element an absolute path whose components may
 -- hold the wildcards * and ?; like vcl.dir_t no component may start with '.'
 -- or '-', so ".." (and ".") can never be a component. CHECK constraints cannot
--- hold sub-queries, hence this immutable helper.
+-- hold sub-queries, hence this immutable helper. It is the one function in a
+-- numbered migration: vcl.node's CHECK constraint needs it before the table
+-- exists, and changing what it accepts means checking the rows again, which
+-- is a migration's job (a new function and a new constraint), not a live
+-- file's.
 CREATE FUNCTION vcl.repository_paths_valid(p text[]) RETURNS boolean
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     RETURN (SELECT coalesce(bool_and(e IS NOT NULL
@@ -80,6 +98,7 @@ CREATE TABLE vcl.node (
     network              vcl.name_t,
     state                text NOT NULL DEFAULT 'available',
     created_at           timestamptz NOT NULL DEFAULT now(),
+    repository_location  text NOT NULL DEFAULT 'node',
     CONSTRAINT node_name_key UNIQUE (name),
     CONSTRAINT node_transport_valid CHECK (transport IN ('local', 'ssh')),
     CONSTRAINT node_ssh_needs_host CHECK (transport <> 'ssh' OR ssh_host IS NOT NULL),
@@ -89,7 +108,8 @@ CREATE TABLE vcl.node (
     CONSTRAINT node_libvirt_uri_valid CHECK (libvirt_uri ~ '^[a-z][a-z0-9+.-]*:[^[:space:]]*$'),
     CONSTRAINT node_repository_paths_valid CHECK (vcl.repository_paths_valid(repository_paths)),
     CONSTRAINT node_max_concurrent_loads_positive CHECK (max_concurrent_loads > 0),
-    CONSTRAINT node_state_valid CHECK (state IN ('available', 'maintenance'))
+    CONSTRAINT node_state_valid CHECK (state IN ('available', 'maintenance')),
+    CONSTRAINT node_repository_location_check CHECK (repository_location IN ('node', 'management'))
 );
 COMMENT ON TABLE vcl.node IS
     'A hypervisor host (VCL vmhost + vmprofile): how to reach its libvirt, where images live, '
@@ -113,6 +133,18 @@ COMMENT ON COLUMN vcl.node.max_concurrent_loads IS
 COMMENT ON COLUMN vcl.node.network IS 'libvirt network the NICs attach to; NULL = user-mode networking.';
 COMMENT ON COLUMN vcl.node.state IS
     'available, or maintenance: no new load is claimed for its computers (other operations still run).';
+-- 'node': the paths are directories on the node; a missing master is
+-- converted there with qemu-img convert, and a capture is uploaded there.
+-- 'management': the paths are directories on the management host (the
+-- worker's machine); a missing master is streamed to the node (SFTP for an
+-- ssh node), converted on the node when the formats differ, verified and
+-- renamed into place; a capture's new master is copied back from the node
+-- into the first repository path here. Either way a file is written under a
+-- temporary name, verified, and renamed; a partial file is never a master.
+COMMENT ON COLUMN vcl.node.repository_location IS
+    'Where repository_paths are: ''node'' (on the hypervisor node; masters are converted there) or '
+    '''management'' (on the worker''s host; masters are streamed to the node over SFTP, captures '
+    'copied back)';
 
 CREATE TABLE vcl.image (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -180,6 +212,10 @@ CREATE TABLE vcl.computer (
 CREATE UNIQUE INDEX computer_mac0_lower_key ON vcl.computer (lower(mac0));
 -- Joins node -> computers (load cap per node, views).
 CREATE INDEX computer_node_id_idx ON vcl.computer (node_id);
+-- Computers in maintenance, for vcl.claimable: without it the planner hashes
+-- the whole computer table on every claim (2 ms per claim at 20 000
+-- computers). Few rows: updates of other computers' state stay cheap.
+CREATE INDEX computer_maintenance_idx ON vcl.computer (id) WHERE state = 'maintenance';
 COMMENT ON TABLE vcl.computer IS
     'A VM slot on a node (VCL computer): its hardware, and what the worker last found/made on the node.';
 COMMENT ON COLUMN vcl.computer.mac0 IS 'MAC of the first NIC (unicast, unique regardless of case).';
@@ -245,7 +281,11 @@ CREATE TABLE vcl.reservation (
     attempts          int NOT NULL DEFAULT 0,
     max_attempts      int NOT NULL DEFAULT 5,
     lease_token       bigint,
-    worker_id         bigint REFERENCES vcl.worker (id) ON DELETE SET NULL,
+    -- vcl.worker.id, but no foreign key: its check ran once per claimed row
+    -- (9 us each) and again on completion inside the claim's transaction.
+    -- Views join vcl.worker with LEFT JOIN, so a deleted worker row shows as
+    -- NULL there.
+    worker_id         bigint,
     lease_expires_at  timestamptz,
     last_error        text,
     failed_stage      text,
@@ -290,13 +330,18 @@ WITH (fillfactor = 80,
       autovacuum_analyze_scale_factor = 0.02,
       autovacuum_analyze_threshold = 1000);
 
--- The claimable set only (pending, and running for the rescue of expired
--- leases), in claim order: history never slows the claim.
+-- Pending rows only, in claim order: history never slows the claim, and a
+-- claim (pending -> running) adds entries to the primary key and the
+-- one-running-per-computer index only. Rescues (running rows whose lease
+-- expired) are found through the running rows' own index below.
 CREATE INDEX reservation_claim_idx ON vcl.reservation (priority DESC, run_at, id)
-    WHERE state IN ('pending', 'running');
--- Per-computer ordering: "is there an earlier unfinished row of this computer?"
-CREATE INDEX reservation_computer_active_idx ON vcl.reservation (computer_id, id)
-    WHERE state IN ('pending', 'running');
+    WHERE state = 'pending';
+-- Per computer: "is there an earlier pending row of this computer?"
+CREATE INDEX reservation_computer_pending_idx ON vcl.reservation (computer_id, id)
+    WHERE state = 'pending';
+-- Pending rows by due time, for vcl.next_due: holds only pending rows, so a
+-- claim adds nothing to it.
+CREATE INDEX reservation_pending_run_at_idx ON vcl.reservation (run_at) WHERE state = 'pending';
 -- Unfinished loads only: lets vcl.claim find the nodes it must lock, and count
 -- running loads per node, without reading other operations; empty when no
 -- load is queued, so claims of other operations do not pay for the cap.
@@ -337,7 +382,9 @@ COMMENT ON COLUMN vcl.reservation.attempts IS 'Claims so far (a graceful hand-ba
 COMMENT ON COLUMN vcl.reservation.max_attempts IS 'After this many attempts a failure or an expired lease fails the row for good.';
 COMMENT ON COLUMN vcl.reservation.lease_token IS
     'Fencing token of the current (or last) lease; every write by a worker must present it.';
-COMMENT ON COLUMN vcl.reservation.worker_id IS 'Worker holding (or that last held) the lease.';
+COMMENT ON COLUMN vcl.reservation.worker_id IS
+    'Worker holding (or that last held) the lease: vcl.worker.id (a plain number, not a foreign key: '
+    'worker rows may be deleted).';
 COMMENT ON COLUMN vcl.reservation.lease_expires_at IS
     'A running row whose lease expired is taken over by the next claim (its worker died or hung).';
 COMMENT ON COLUMN vcl.reservation.last_error IS 'Last error, written by the worker (or the claim, for a lease that kept expiring).';
@@ -372,6 +419,10 @@ CREATE TABLE vcl.reservation_stage (
 -- indexed column changes): room for that HOT update.
 WITH (fillfactor = 90);
 CREATE INDEX reservation_stage_reservation_idx ON vcl.reservation_stage (reservation_id, id);
+-- vcl.stage_estimate reads the newest runs of one stage through this index
+-- (bounded cost, however long the log). Its columns never change after the
+-- insert, so the stage finish stays a HOT update.
+CREATE INDEX reservation_stage_stage_idx ON vcl.reservation_stage (stage, started_at);
 COMMENT ON TABLE vcl.reservation_stage IS
     'Append-only stage log (VCL computerloadlog): one row per stage run, written by vcl.stage_start/vcl.stage_finish.';
 COMMENT ON COLUMN vcl.reservation_stage.attempt IS 'reservation.attempts when the stage started.';
@@ -381,3 +432,118 @@ COMMENT ON COLUMN vcl.reservation_stage.outcome IS
     'running, ok, failed, skipped, or abandoned (its lease was lost or the reservation cancelled before it finished).';
 COMMENT ON COLUMN vcl.reservation_stage.detail IS 'What the stage found and did, or its error.';
 COMMENT ON COLUMN vcl.reservation_stage.duration_ms IS 'finished_at - started_at in milliseconds (NULL while running).';
+
+-- ---------------------------------------------------------------------------
+-- Captures
+-- ---------------------------------------------------------------------------
+
+-- What a capture reservation is making, reserved before any file is written
+-- (worker/op_capture.c). A capture turns a computer's disk into a new
+-- revision of its image. Its first stage picks the target (revision = max + 1
+-- for the image, file stem "<image>-v<revision>" unless the reservation's
+-- args name one) and records it here, in the same fenced statement family as
+-- every other worker write. Every later stage, and every rerun after a crash,
+-- reads the target back from this row, so a capture registers exactly one
+-- revision, however often it is retried. The unique keys make two captures of
+-- one image pick different revisions and stems (the loser of a race retries
+-- and picks the next number). A capture that fails for good keeps its
+-- number: revisions can have holes, as sequences do, and its files never
+-- collide with a later capture's.
+CREATE TABLE vcl.capture (
+    reservation_id        bigint PRIMARY KEY REFERENCES vcl.reservation (id) ON DELETE CASCADE,
+    image_id              bigint NOT NULL REFERENCES vcl.image (id),
+    revision              int NOT NULL,
+    file_stem             vcl.name_t NOT NULL,
+    source_revision_id    bigint REFERENCES vcl.image_revision (id) ON DELETE SET NULL,
+    image_revision_id     bigint REFERENCES vcl.image_revision (id) ON DELETE SET NULL,
+    reload_reservation_id bigint,
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT capture_image_id_revision_key UNIQUE (image_id, revision),
+    CONSTRAINT capture_file_stem_key UNIQUE (file_stem),
+    CONSTRAINT capture_revision_positive CHECK (revision > 0)
+);
+COMMENT ON TABLE vcl.capture IS
+    'The target of a capture reservation (one row per capture), recorded by its first stage before any '
+    'file is written, so that reruns make and register the same revision.';
+COMMENT ON COLUMN vcl.capture.revision IS 'The revision number the capture registers (max + 1 for the image when it started).';
+COMMENT ON COLUMN vcl.capture.file_stem IS 'File stem of the new master: <master_image_dir>/<file_stem>.qcow2 and the repository copy.';
+COMMENT ON COLUMN vcl.capture.source_revision_id IS 'The revision the computer had loaded when the capture started.';
+COMMENT ON COLUMN vcl.capture.image_revision_id IS 'The vcl.image_revision row the register stage inserted (NULL until then).';
+COMMENT ON COLUMN vcl.capture.reload_reservation_id IS
+    'With args {"after": "reload"}: the load reservation queued for the new revision (NULL when none).';
+
+-- ---------------------------------------------------------------------------
+-- Stage estimates (vcl.stage_estimate in sql/functions/progress.sql)
+-- ---------------------------------------------------------------------------
+
+-- Fallbacks when a stage has no history yet (VCL used such fixed estimates
+-- per load state). A DBA may edit them; the rows below are the defaults a
+-- new database starts with.
+CREATE TABLE vcl.stage_default_estimate (
+    stage       text PRIMARY KEY,
+    estimate_ms double precision NOT NULL CONSTRAINT stage_default_estimate_positive CHECK (estimate_ms >= 0)
+);
+COMMENT ON TABLE vcl.stage_default_estimate IS
+    'Fallback duration per stage name when no operation has run it yet (stage ''*'': any other stage). '
+    'A DBA may edit these; history replaces them as soon as a stage has run once.';
+
+INSERT INTO vcl.stage_default_estimate (stage, estimate_ms) VALUES
+    ('*',             1000),
+    -- load
+    ('cleanup',       2000),
+    ('generate_xml',   100),
+    ('pre_define',   30000),
+    ('write_xml',      200),
+    ('define',         500),
+    ('power_on',      2000),
+    ('post_load',    60000),
+    ('node_status',    500),
+    -- node_status, power, snapshots, delete, maintenance
+    ('check',          500),
+    ('power_off',     2000),
+    ('shutdown',     30000),
+    ('snapshot_create', 5000),
+    ('snapshot_delete', 2000),
+    ('snapshot_revert', 5000),
+    -- capture
+    ('flatten',     120000),
+    ('verify',       20000),
+    ('publish',       1000),
+    ('upload',      120000),
+    ('register',       200),
+    ('remove',        3000),
+    ('maintenance',    200),
+    ('after',          500);
+
+-- ---------------------------------------------------------------------------
+-- Roles
+-- ---------------------------------------------------------------------------
+
+-- The two database roles of the design:
+--   vcl_worker  what a vcl-worker needs (NOLOGIN: grant it to the login role
+--               the worker connects as: GRANT vcl_worker TO vclw;)
+--   vcl_reader  read-only, for DBAs and dashboards
+-- Roles are cluster-wide: creating one is skipped with a NOTICE when it exists
+-- already or the migrating user lacks CREATEROLE, so this never fails for
+-- that. What each role may do is granted by sql/functions/grants.sql on
+-- every migrate, whenever the role exists: a DBA who creates the roles after
+-- the first migrate runs `vclctl migrate` again.
+DO $$
+DECLARE
+    r text;
+    can_create boolean;
+BEGIN
+    SELECT rolsuper OR rolcreaterole INTO can_create FROM pg_roles WHERE rolname = current_user;
+    FOREACH r IN ARRAY ARRAY['vcl_worker', 'vcl_reader'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            RAISE NOTICE 'role % exists already: not created', r;
+        ELSIF NOT coalesce(can_create, false) THEN
+            RAISE NOTICE 'role % not created: % lacks CREATEROLE (a DBA can: CREATE ROLE % NOLOGIN; then run vclctl migrate again)',
+                r, current_user, r;
+        ELSE
+            EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+            RAISE NOTICE 'role % created', r;
+        END IF;
+    END LOOP;
+END;
+$$;

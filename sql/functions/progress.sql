@@ -1,5 +1,9 @@
--- 008_progress.sql: how long a stage will take, and what a running stage is
--- doing now (vclctl show --follow, vclctl top).
+-- functions/progress.sql: how long a stage will take, and what a running
+-- stage is doing now (vclctl show --follow, vclctl top).
+--
+-- A live file (see ORDER): re-applied by every `vclctl migrate`, after the
+-- numbered migrations, in the same transaction; every object here is
+-- CREATE OR REPLACE.
 --
 -- Estimates come from history: the median duration of the last p_runs
 -- successful runs of (operation, node, stage); with none on that node, of
@@ -15,48 +19,10 @@
 -- vcl.stage_progress lets a long stage (a copy) report how far it is in
 -- the running stage row's detail; its finish overwrites it with the result.
 
-CREATE INDEX reservation_stage_stage_idx ON vcl.reservation_stage (stage, started_at);
-
-CREATE TABLE vcl.stage_default_estimate (
-    stage       text PRIMARY KEY,
-    estimate_ms double precision NOT NULL CONSTRAINT stage_default_estimate_positive CHECK (estimate_ms >= 0)
-);
-COMMENT ON TABLE vcl.stage_default_estimate IS
-    'Fallback duration per stage name when no operation has run it yet (stage ''*'': any other stage). '
-    'A DBA may edit these; history replaces them as soon as a stage has run once.';
-
-INSERT INTO vcl.stage_default_estimate (stage, estimate_ms) VALUES
-    ('*',             1000),
-    -- load
-    ('cleanup',       2000),
-    ('generate_xml',   100),
-    ('pre_define',   30000),
-    ('write_xml',      200),
-    ('define',         500),
-    ('power_on',      2000),
-    ('post_load',    60000),
-    ('node_status',    500),
-    -- node_status, power, snapshots, delete, maintenance
-    ('check',          500),
-    ('power_off',     2000),
-    ('shutdown',     30000),
-    ('snapshot_create', 5000),
-    ('snapshot_delete', 2000),
-    ('snapshot_revert', 5000),
-    -- capture
-    ('flatten',     120000),
-    ('verify',       20000),
-    ('publish',       1000),
-    ('upload',      120000),
-    ('register',       200),
-    ('remove',        3000),
-    ('maintenance',    200),
-    ('after',          500);
-
-CREATE FUNCTION vcl.stage_estimate(p_operation text, p_node_id bigint, p_stage text,
-                                   p_runs int DEFAULT 50, p_window int DEFAULT 2000,
-                                   p_exclude_reservation bigint DEFAULT NULL,
-                                   OUT estimate_ms double precision, OUT source text, OUT runs int)
+CREATE OR REPLACE FUNCTION vcl.stage_estimate(p_operation text, p_node_id bigint, p_stage text,
+                                              p_runs int DEFAULT 50, p_window int DEFAULT 2000,
+                                              p_exclude_reservation bigint DEFAULT NULL,
+                                              OUT estimate_ms double precision, OUT source text, OUT runs int)
     LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
@@ -120,7 +86,7 @@ COMMENT ON FUNCTION vcl.stage_estimate(text, bigint, text, int, int, bigint) IS
     'are looked at, so the cost is bounded; p_exclude_reservation leaves one reservation''s own runs out. '
     'runs = how many runs the median is of.';
 
-CREATE FUNCTION vcl.reservation_estimates(p_id bigint, p_stages text[])
+CREATE OR REPLACE FUNCTION vcl.reservation_estimates(p_id bigint, p_stages text[])
     RETURNS TABLE (ord int, stage text, estimate_ms double precision, source text, runs int)
     LANGUAGE sql STABLE
 BEGIN ATOMIC
@@ -136,7 +102,7 @@ COMMENT ON FUNCTION vcl.reservation_estimates(bigint, text[]) IS
     'vcl.stage_estimate for each stage of p_stages (the stages of reservation p_id''s operation, in order) '
     'on the reservation''s node, from the history of other reservations (its own runs left out).';
 
-CREATE FUNCTION vcl.stage_progress(p_id bigint, p_token bigint, p_detail text)
+CREATE OR REPLACE FUNCTION vcl.stage_progress(p_id bigint, p_token bigint, p_detail text)
     RETURNS boolean
     LANGUAGE sql VOLATILE
 BEGIN ATOMIC
@@ -155,29 +121,3 @@ COMMENT ON FUNCTION vcl.stage_progress(bigint, bigint, text) IS
     'Fenced: set the detail of reservation p_id''s running stage row under lease p_token (a long stage '
     'reports its progress: "copied 1.2 GiB of 4.0 GiB (31%), ..."); its finish replaces it. false (nothing '
     'written) when the lease is lost or no stage runs.';
-
--- Privileges (as 009_role_grants.sql wants of every function, in whichever
--- order the two run): nothing for PUBLIC; stage_progress writes, so it is the
--- worker's alone; the estimates only read, so vcl_reader (DBAs, vclctl show
--- --follow) may call them too.
-REVOKE EXECUTE ON FUNCTION vcl.stage_progress(bigint, bigint, text),
-                           vcl.stage_estimate(text, bigint, text, int, int, bigint),
-                           vcl.reservation_estimates(bigint, text[])
-       FROM PUBLIC;
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vcl_worker') THEN
-        GRANT EXECUTE ON FUNCTION vcl.stage_progress(bigint, bigint, text),
-                                  vcl.stage_estimate(text, bigint, text, int, int, bigint),
-                                  vcl.reservation_estimates(bigint, text[])
-              TO vcl_worker;
-        GRANT SELECT ON vcl.stage_default_estimate TO vcl_worker;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vcl_reader') THEN
-        GRANT SELECT ON vcl.stage_default_estimate TO vcl_reader;
-        GRANT EXECUTE ON FUNCTION vcl.stage_estimate(text, bigint, text, int, int, bigint),
-                                  vcl.reservation_estimates(bigint, text[])
-              TO vcl_reader;
-    END IF;
-END;
-$$;

@@ -1,5 +1,24 @@
--- 003_views.sql: read-only views for DBAs and operators (vclctl reads them too).
--- Each one is a plain view over the tables: no state of its own.
+-- functions/views.sql: the read-only views for DBAs and operators (vclctl
+-- reads them too), and vcl.claimable, the one definition of "a worker may
+-- claim this row now". Each is a plain view over the tables: no state of its
+-- own.
+--
+-- A live file (see ORDER): re-applied by every `vclctl migrate`, after the
+-- numbered migrations, in the same transaction. CREATE OR REPLACE VIEW can
+-- only append columns, so every view is dropped and created again (no
+-- CASCADE: an object that depends on a view, such as a DBA's own view over
+-- vcl.failures or a SQL-standard function body reading one, makes the drop
+-- fail loudly instead of vanishing; functions that read views are PL/pgSQL,
+-- which records no such dependency). Their privileges are granted again by
+-- grants.sql. A numbered migration that changes a column a view reads drops
+-- that view first (DROP VIEW IF EXISTS vcl.x); this file makes it again.
+
+DROP VIEW IF EXISTS vcl.queue_summary;
+DROP VIEW IF EXISTS vcl.failures;
+DROP VIEW IF EXISTS vcl.running_jobs;
+DROP VIEW IF EXISTS vcl.stage_timing;
+DROP VIEW IF EXISTS vcl.workers;
+DROP VIEW IF EXISTS vcl.claimable;
 
 CREATE VIEW vcl.queue_summary AS
 SELECT r.operation,
@@ -113,3 +132,44 @@ SELECT w.id,
 COMMENT ON VIEW vcl.workers IS
     'Workers not known to have stopped: last heartbeat, time since, and how many reservations they hold. '
     'A large since_heartbeat means a crashed or hung worker (its leases expire and are taken over).';
+
+-- vcl.claimable: vcl.claim's load pass and its claim both read it; DBAs can
+-- too: SELECT id, operation FROM vcl.claimable;
+-- A computer in maintenance blocks every claim of its rows, rescues included
+-- (an operator's "hands off"), except the rescue of a maintenance operation:
+-- that one set the state itself, and a worker killed just after would
+-- otherwise leave the row running until an operator made the computer
+-- available again.
+CREATE VIEW vcl.claimable WITH (security_invoker = true) AS
+SELECT r.*
+  FROM vcl.reservation r
+ WHERE r.state IN ('pending', 'running')
+   AND (
+        -- pending: due, the computer's earliest unfinished row (no earlier
+        -- pending row, no running row), so one at a time per computer
+        (r.state = 'pending'
+         AND r.run_at <= now()
+         AND NOT EXISTS (SELECT 1 FROM vcl.reservation e
+                          WHERE e.computer_id = r.computer_id AND e.id < r.id
+                            AND e.state = 'pending')
+         AND NOT EXISTS (SELECT 1 FROM vcl.reservation o
+                          WHERE o.computer_id = r.computer_id AND o.state = 'running'))
+        -- running: its lease expired with attempts left (rescue of a dead
+        -- worker's job; it goes on even if a DBA reset an older row meanwhile)
+        OR (r.state = 'running'
+            AND r.lease_expires_at < now()
+            AND r.attempts < r.max_attempts))
+   -- the computer is not in maintenance, unless this is the rescue of the
+   -- maintenance operation that put it there
+   AND (NOT EXISTS (SELECT 1 FROM vcl.computer c
+                     WHERE c.id = r.computer_id AND c.state = 'maintenance')
+        OR (r.state = 'running' AND r.operation = 'maintenance'))
+   -- not blocked by a row cancelled while running
+   AND NOT EXISTS (SELECT 1 FROM vcl.reservation x
+                    WHERE x.computer_id = r.computer_id
+                      AND x.blocks_until IS NOT NULL AND x.blocks_until >= now());
+COMMENT ON VIEW vcl.claimable IS
+    'Reservations a worker may claim now, before the per-node load cap: due pending rows that are their '
+    'computer''s earliest unfinished row (nothing running on it), and running rows whose lease expired with '
+    'attempts left; none of a computer in maintenance except the rescue of a maintenance operation. '
+    'vcl.claim reads this view; so can a DBA.';

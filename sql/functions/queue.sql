@@ -1,99 +1,54 @@
--- 007_claim_fast.sql: a leaner claim, the claimable predicate written once,
--- and the rescue of a maintenance operation killed after its computer write.
+-- functions/queue.sql: the queue contract as SQL functions (called by name
+-- from worker/statements.h with parameters), and the triggers of the DBA's
+-- plain-SQL retry: claim, heartbeat, complete, fail, release, cancel,
+-- next_due, prune_history.
 --
--- 1. vcl.claimable: the one definition of "a worker may claim this row now"
---    (vcl.claim's load pass and its claim both read it; DBAs can too:
---    SELECT id, operation FROM vcl.claimable;).
--- 2. vcl.claim locks the chosen rows in one statement and updates them by
---    primary key (= ANY(array)) in the next: the old single statement joined
---    the picked rows back to the table, and the planner chose a hash join
---    over a sequential scan of the whole queue table, history included
---    (12 ms of a 256-row claim over a 20 000-row table).
--- 3. reservation.worker_id is a plain number (as reservation_stage.worker_id
---    already is), not a foreign key: the key check ran once per claimed row
---    (9 us each) and again on completion inside the claim's transaction.
---    Views join vcl.worker with LEFT JOIN, so a deleted worker row shows as
---    NULL there, as ON DELETE SET NULL did.
--- 4. The claimable-set indexes hold pending rows only: a claim (pending ->
---    running) adds entries to the primary key and the one-running-per-
---    computer index only, not to four indexes. Rescues (running rows whose
---    lease expired) are found through the running rows' own index and are
---    taken before new work.
--- 5. A computer in maintenance blocks every claim of its rows, rescues
---    included (an operator's "hands off"), except the rescue of a maintenance
---    operation: that one set the state itself, and a worker killed just after
---    used to leave the row running until an operator made the computer
---    available again.
--- 6. The batch functions a worker calls per job (complete, release,
---    heartbeat, stage_start) are PL/pgSQL, whose plans are cached per
---    session: as LANGUAGE sql they were planned again on every call
---    (0.3 ms of a one-row completion). They find rows by primary key
---    (= ANY(ids)) and check each row's token against its own pair: the old
---    join with unnest() was planned as a scan of every running row.
--- 7. Quiet when idle: a worker no longer polls every few seconds to notice
---    work that became claimable without an INSERT. vcl.next_due() tells it
---    when the next retry, lease expiry or cancel block falls due, and
---    NOTIFY vcl_reservation now also comes when a computer leaves
---    maintenance, a node becomes available, or a completed job leaves work
---    behind it (the computer's next row, a node's next load). NOTIFY
---    vcl_node tells the domain watchers that vcl.node changed.
+-- A live file (see ORDER): re-applied by every `vclctl migrate`, after the
+-- numbered migrations, in the same transaction; every object here is
+-- CREATE OR REPLACE. A function whose arguments or result type change is
+-- dropped first, here (DROP FUNCTION IF EXISTS vcl.f(old argument types)),
+-- and grants.sql grants the new one.
+--
+-- Fencing: a worker's write about a reservation names (id, lease_token) and
+-- succeeds only while that row is still 'running' under that token. A lost
+-- lease (rescued by another worker), a cancel, or a DBA reset all change that,
+-- so the old holder's next write returns NULL / false / nothing, and the worker
+-- abandons the job at once.
+--
+-- Every function is SECURITY INVOKER: it can do no more than the caller's own
+-- table privileges allow (roles: 001_baseline.sql, grants.sql).
+--
+-- vcl.claim must run in READ COMMITTED (the default): its load cap relies on
+-- each statement taking a fresh snapshot after the node locks are held.
+--
+-- Advisory lock keys used here: the single-bigint form,
+--   ('vcln' = 1986225262) << 32 | node id    a claim choosing loads for that node
+-- (the two-int4 form is the worker's image-copy lock (node id, revision id);
+-- the migration runner uses the single key 7223372036854775807).
+--
+-- The batch functions a worker calls per job (complete, release, heartbeat,
+-- and stage_start in stages.sql) are PL/pgSQL, whose plans are cached per
+-- session (as LANGUAGE sql they were planned again on every call: 0.3 ms of
+-- a one-row completion). They find rows by primary key (= ANY(ids)) and check
+-- each row's token against its own pair (vcl.token_of): a join with unnest()
+-- was planned as a scan of every running row.
 
-ALTER TABLE vcl.reservation DROP CONSTRAINT IF EXISTS reservation_worker_id_fkey;
-COMMENT ON COLUMN vcl.reservation.worker_id IS
-    'Worker holding (or that last held) the lease: vcl.worker.id (a plain number, not a foreign key: '
-    'worker rows may be deleted).';
+-- ---------------------------------------------------------------------------
+-- claim
+-- ---------------------------------------------------------------------------
 
--- Computers in maintenance, for the claimable check below: without it the
--- planner hashes the whole computer table on every claim (2 ms per claim at
--- 20 000 computers). Few rows: updates of other computers' state stay cheap.
-CREATE INDEX computer_maintenance_idx ON vcl.computer (id) WHERE state = 'maintenance';
-
--- Pending rows only (see 4 above), in claim order; and per computer, for
--- "is there an earlier pending row of this computer?".
-DROP INDEX vcl.reservation_claim_idx;
-CREATE INDEX reservation_claim_idx ON vcl.reservation (priority DESC, run_at, id)
-    WHERE state = 'pending';
-DROP INDEX vcl.reservation_computer_active_idx;
-CREATE INDEX reservation_computer_pending_idx ON vcl.reservation (computer_id, id)
-    WHERE state = 'pending';
-
-CREATE VIEW vcl.claimable WITH (security_invoker = true) AS
-SELECT r.*
-  FROM vcl.reservation r
- WHERE r.state IN ('pending', 'running')
-   AND (
-        -- pending: due, the computer's earliest unfinished row (no earlier
-        -- pending row, no running row), so one at a time per computer
-        (r.state = 'pending'
-         AND r.run_at <= now()
-         AND NOT EXISTS (SELECT 1 FROM vcl.reservation e
-                          WHERE e.computer_id = r.computer_id AND e.id < r.id
-                            AND e.state = 'pending')
-         AND NOT EXISTS (SELECT 1 FROM vcl.reservation o
-                          WHERE o.computer_id = r.computer_id AND o.state = 'running'))
-        -- running: its lease expired with attempts left (rescue of a dead
-        -- worker's job; it goes on even if a DBA reset an older row meanwhile)
-        OR (r.state = 'running'
-            AND r.lease_expires_at < now()
-            AND r.attempts < r.max_attempts))
-   -- the computer is not in maintenance, unless this is the rescue of the
-   -- maintenance operation that put it there
-   AND (NOT EXISTS (SELECT 1 FROM vcl.computer c
-                     WHERE c.id = r.computer_id AND c.state = 'maintenance')
-        OR (r.state = 'running' AND r.operation = 'maintenance'))
-   -- not blocked by a row cancelled while running
-   AND NOT EXISTS (SELECT 1 FROM vcl.reservation x
-                    WHERE x.computer_id = r.computer_id
-                      AND x.blocks_until IS NOT NULL AND x.blocks_until >= now());
-COMMENT ON VIEW vcl.claimable IS
-    'Reservations a worker may claim now, before the per-node load cap: due pending rows that are their '
-    'computer''s earliest unfinished row (nothing running on it), and running rows whose lease expired with '
-    'attempts left; none of a computer in maintenance except the rescue of a maintenance operation. '
-    'vcl.claim reads this view; so can a DBA.';
-
+-- The claimable predicate is written once, in the view vcl.claimable
+-- (views.sql). The chosen rows are locked in one statement and updated by
+-- primary key (= ANY(array)) in the next: a single statement that joined the
+-- picked rows back to the table was planned as a hash join over a
+-- sequential scan of the whole queue table, history included (12 ms of a
+-- 256-row claim over a 20 000-row table). Its statements' plans are generic
+-- (plan_cache_mode): custom plans were made for every call (the parameters
+-- never change the best plan) at ~0.5 ms each.
 CREATE OR REPLACE FUNCTION vcl.claim(p_worker_id bigint, p_limit int, p_lease_seconds int)
     RETURNS SETOF vcl.reservation
     LANGUAGE plpgsql VOLATILE
+    SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_lease      interval;
@@ -315,47 +270,17 @@ COMMENT ON FUNCTION vcl.claim(bigint, int, int) IS
     '(fencing token). Also fails running rows whose lease expired with no attempt left. Rows come back in no '
     'particular order. Run in READ COMMITTED.';
 
--- Plans of the claim's statements are generic: custom plans were made for
--- every call (the parameters never change the best plan) at ~0.5 ms each.
-ALTER FUNCTION vcl.claim(bigint, int, int) SET plan_cache_mode = force_generic_plan;
-
 -- ---------------------------------------------------------------------------
 -- per-job calls: cached plans, primary-key lookups, pairwise fencing
 -- ---------------------------------------------------------------------------
 
 -- The token of reservation p_id in the (p_ids, p_tokens) pairs.
-CREATE FUNCTION vcl.token_of(p_id bigint, p_ids bigint[], p_tokens bigint[])
+CREATE OR REPLACE FUNCTION vcl.token_of(p_id bigint, p_ids bigint[], p_tokens bigint[])
     RETURNS bigint
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN p_tokens[array_position(p_ids, p_id)];
 COMMENT ON FUNCTION vcl.token_of(bigint, bigint[], bigint[]) IS
     'The token paired with reservation p_id in parallel arrays (ids, tokens); NULL when p_id is not there.';
-
-CREATE OR REPLACE FUNCTION vcl.release(p_ids bigint[], p_tokens bigint[])
-    RETURNS SETOF bigint
-    LANGUAGE plpgsql VOLATILE
-AS $$
-BEGIN
-    RETURN QUERY
-    WITH released AS (
-        UPDATE vcl.reservation r
-           SET state = 'pending', run_at = now(), attempts = greatest(r.attempts - 1, 0),
-               lease_expires_at = NULL, worker_id = NULL
-         WHERE r.id = ANY (p_ids)
-           AND r.state = 'running'
-           AND r.lease_token = vcl.token_of(r.id, p_ids, p_tokens)
-     RETURNING r.id, r.lease_token
-    ), abandoned AS (
-        UPDATE vcl.reservation_stage s
-           SET outcome = 'abandoned', finished_at = clock_timestamp(),
-               detail = concat_ws('; ', s.detail, 'handed back at shutdown before the stage finished')
-          FROM released
-         WHERE s.reservation_id = released.id AND s.lease_token = released.lease_token
-           AND s.outcome = 'running'
-    )
-    SELECT released.id FROM released ORDER BY released.id;
-END;
-$$;
 
 CREATE OR REPLACE FUNCTION vcl.heartbeat(p_worker_id bigint, p_ids bigint[], p_tokens bigint[], p_lease_seconds int)
     RETURNS SETOF bigint
@@ -381,50 +306,13 @@ BEGIN
     END IF;
 END;
 $$;
+COMMENT ON FUNCTION vcl.heartbeat(bigint, bigint[], bigint[], int) IS
+    'Extend the leases of the (id, token) pairs still running under that token; returns the ids extended '
+    '(a missing id has lost its lease: stop touching it). Also records the worker''s heartbeat_at.';
 
-CREATE OR REPLACE FUNCTION vcl.stage_start(p_id bigint, p_token bigint, p_stage text)
-    RETURNS bigint
-    LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-    v_row bigint;
-BEGIN
-    -- FOR SHARE: a concurrent takeover or cancel of the row waits for this
-    -- insert, or (if it committed first) makes the fence fail here.
-    INSERT INTO vcl.reservation_stage (reservation_id, attempt, lease_token, worker_id, stage)
-    SELECT r.id, r.attempts, r.lease_token, r.worker_id, p_stage
-      FROM vcl.reservation r
-     WHERE r.id = p_id AND r.lease_token = p_token AND r.state = 'running'
-       FOR SHARE
-    RETURNING id INTO v_row;
-    RETURN v_row;
-END;
-$$;
-
--- ---------------------------------------------------------------------------
--- wake-ups: when work becomes claimable without an INSERT
--- ---------------------------------------------------------------------------
-
--- Pending rows by due time, for vcl.next_due: holds only pending rows, so a
--- claim (pending -> running) adds nothing to it.
-CREATE INDEX reservation_pending_run_at_idx ON vcl.reservation (run_at) WHERE state = 'pending';
-
-CREATE FUNCTION vcl.next_due()
-    RETURNS double precision
-    LANGUAGE sql STABLE
-    RETURN extract(epoch FROM least(
-        (SELECT min(r.run_at) FROM vcl.reservation r
-          WHERE r.state = 'pending' AND r.run_at > now()),
-        (SELECT min(r.lease_expires_at) FROM vcl.reservation r
-          WHERE r.state = 'running' AND r.lease_expires_at > now()),
-        (SELECT min(r.blocks_until) FROM vcl.reservation r
-          WHERE r.blocks_until IS NOT NULL AND r.blocks_until >= now())) - now());
-COMMENT ON FUNCTION vcl.next_due() IS
-    'Seconds from now until something may become claimable without a NOTIFY: the earliest future run_at '
-    '(retry backoff, scheduled work), lease expiry (rescue) or end of a cancel block; NULL when nothing is '
-    'scheduled. Only future times count (a row already due but not claimable, e.g. its computer in maintenance, '
-    'waits for a NOTIFY or the poll). An idle worker sleeps until then (or its poll_seconds).';
-
+-- Completing a job may leave work behind it that no INSERT announces: the
+-- computer's next row, or (a load finished) a node's next load. The worker
+-- that completed it claims again anyway; the NOTIFY is for the others.
 CREATE OR REPLACE FUNCTION vcl.complete(p_ids bigint[], p_tokens bigint[])
     RETURNS SETOF bigint
     LANGUAGE plpgsql VOLATILE
@@ -461,51 +349,207 @@ BEGIN
     RETURN QUERY SELECT unnest(v_done);
 END;
 $$;
+COMMENT ON FUNCTION vcl.complete(bigint[], bigint[]) IS
+    'Fenced batch: mark each (id, token) still running under that token done; returns the ids completed.';
 
--- One trigger function for the wake-ups below: NOTIFY channel TG_ARGV[0]
--- with payload TG_ARGV[1] (identical notifications of a transaction are
--- folded into one).
-CREATE FUNCTION vcl.notify_trigger() RETURNS trigger
+CREATE OR REPLACE FUNCTION vcl.fail(p_id bigint, p_token bigint, p_error text, p_stage text, p_permanent boolean,
+                                    p_retry_in_seconds double precision)
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_state text;
+BEGIN
+    UPDATE vcl.reservation r
+       SET state = CASE WHEN p_permanent OR r.attempts >= r.max_attempts THEN 'failed' ELSE 'pending' END,
+           finished_at = CASE WHEN p_permanent OR r.attempts >= r.max_attempts THEN now() END,
+           run_at = CASE WHEN p_permanent OR r.attempts >= r.max_attempts THEN r.run_at
+                         ELSE now() + make_interval(secs => greatest(coalesce(p_retry_in_seconds, 0), 0)) END,
+           lease_expires_at = NULL,
+           last_error = p_error,
+           failed_stage = p_stage
+     WHERE r.id = p_id AND r.lease_token = p_token AND r.state = 'running'
+    RETURNING r.state INTO v_state;
+    IF v_state IS NULL THEN
+        RETURN NULL;
+    END IF;
+    UPDATE vcl.reservation_stage s
+       SET outcome = 'abandoned', finished_at = clock_timestamp(),
+           detail = concat_ws('; ', s.detail, 'reservation failed before the stage finished')
+     WHERE s.reservation_id = p_id AND s.lease_token = p_token AND s.outcome = 'running';
+    RETURN v_state;
+END;
+$$;
+COMMENT ON FUNCTION vcl.fail(bigint, bigint, text, text, boolean, double precision) IS
+    'Fenced: record error p_error in stage p_stage. Permanent, or no attempt left: state failed. '
+    'Otherwise pending again with run_at = now() + p_retry_in_seconds. Returns the new state, NULL when the lease is lost.';
+
+CREATE OR REPLACE FUNCTION vcl.release(p_ids bigint[], p_tokens bigint[])
+    RETURNS SETOF bigint
+    LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH released AS (
+        UPDATE vcl.reservation r
+           SET state = 'pending', run_at = now(), attempts = greatest(r.attempts - 1, 0),
+               lease_expires_at = NULL, worker_id = NULL
+         WHERE r.id = ANY (p_ids)
+           AND r.state = 'running'
+           AND r.lease_token = vcl.token_of(r.id, p_ids, p_tokens)
+     RETURNING r.id, r.lease_token
+    ), abandoned AS (
+        UPDATE vcl.reservation_stage s
+           SET outcome = 'abandoned', finished_at = clock_timestamp(),
+               detail = concat_ws('; ', s.detail, 'handed back at shutdown before the stage finished')
+          FROM released
+         WHERE s.reservation_id = released.id AND s.lease_token = released.lease_token
+           AND s.outcome = 'running'
+    )
+    SELECT released.id FROM released ORDER BY released.id;
+END;
+$$;
+COMMENT ON FUNCTION vcl.release(bigint[], bigint[]) IS
+    'Fenced batch hand-back at graceful shutdown: pending, run now, the attempt not counted; returns the ids released.';
+
+CREATE OR REPLACE FUNCTION vcl.cancel(p_id bigint)
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_state text;
+BEGIN
+    SELECT r.state INTO v_state FROM vcl.reservation r WHERE r.id = p_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF v_state NOT IN ('pending', 'running') THEN
+        RETURN v_state;
+    END IF;
+    -- A running row: the worker's fenced writes and heartbeats now fail
+    -- (state is no longer 'running'), so it stops at its next stage
+    -- boundary. Until its lease would have expired it may still be inside a
+    -- stage: blocks_until keeps the computer's next reservation (and, for a
+    -- load, the node's slot) waiting until then, so two workers never act
+    -- on one computer at once.
+    UPDATE vcl.reservation
+       SET state = 'cancelled', finished_at = now(),
+           blocks_until = CASE WHEN v_state = 'running' THEN lease_expires_at END,
+           lease_expires_at = NULL
+     WHERE id = p_id;
+    IF v_state = 'running' THEN
+        UPDATE vcl.reservation_stage s
+           SET outcome = 'abandoned', finished_at = clock_timestamp(),
+               detail = concat_ws('; ', s.detail, 'reservation cancelled while the stage ran')
+         WHERE s.reservation_id = p_id AND s.outcome = 'running';
+    END IF;
+    RETURN 'cancelled';
+END;
+$$;
+COMMENT ON FUNCTION vcl.cancel(bigint) IS
+    'Cancel a pending or running reservation (a running one stops at its worker''s next stage boundary); '
+    'returns ''cancelled'', the unchanged state of an already finished row, or NULL for no such row.';
+
+-- ---------------------------------------------------------------------------
+-- when to look again
+-- ---------------------------------------------------------------------------
+
+-- Quiet when idle: a worker does not poll every few seconds to notice work
+-- that became claimable without an INSERT. vcl.next_due() tells it when the
+-- next retry, lease expiry or cancel block falls due (NOTIFY covers the rest:
+-- notify.sql).
+CREATE OR REPLACE FUNCTION vcl.next_due()
+    RETURNS double precision
+    LANGUAGE sql STABLE
+    RETURN extract(epoch FROM least(
+        (SELECT min(r.run_at) FROM vcl.reservation r
+          WHERE r.state = 'pending' AND r.run_at > now()),
+        (SELECT min(r.lease_expires_at) FROM vcl.reservation r
+          WHERE r.state = 'running' AND r.lease_expires_at > now()),
+        (SELECT min(r.blocks_until) FROM vcl.reservation r
+          WHERE r.blocks_until IS NOT NULL AND r.blocks_until >= now())) - now());
+COMMENT ON FUNCTION vcl.next_due() IS
+    'Seconds from now until something may become claimable without a NOTIFY: the earliest future run_at '
+    '(retry backoff, scheduled work), lease expiry (rescue) or end of a cancel block; NULL when nothing is '
+    'scheduled. Only future times count (a row already due but not claimable, e.g. its computer in maintenance, '
+    'waits for a NOTIFY or the poll). An idle worker sleeps until then (or its poll_seconds).';
+
+-- ---------------------------------------------------------------------------
+-- history
+-- ---------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION vcl.prune_history(p_older_than interval, p_batch int)
+    RETURNS int
+    LANGUAGE sql VOLATILE
+BEGIN ATOMIC
+    WITH doomed AS MATERIALIZED (
+        SELECT r.id
+          FROM vcl.reservation r
+         WHERE r.state IN ('done', 'failed', 'cancelled')
+           AND r.finished_at < now() - p_older_than
+           -- a row cancelled while running blocks its computer until
+           -- blocks_until: keep it until then
+           AND NOT (r.blocks_until IS NOT NULL AND r.blocks_until >= now())
+         ORDER BY r.finished_at
+         LIMIT greatest(p_batch, 0)
+           FOR UPDATE SKIP LOCKED
+    ), gone AS (
+        DELETE FROM vcl.reservation r USING doomed WHERE r.id = doomed.id RETURNING 1
+    )
+    SELECT count(*)::int FROM gone;
+END;
+COMMENT ON FUNCTION vcl.prune_history(interval, int) IS
+    'Delete up to p_batch done/failed/cancelled reservations finished more than p_older_than ago '
+    '(their stage rows go with them); returns how many. Call repeatedly until it returns less than p_batch.';
+
+-- ---------------------------------------------------------------------------
+-- triggers: the DBA's plain-SQL retry, and finished_at for plain-SQL ends
+-- ---------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION vcl.reservation_reset() RETURNS trigger
     LANGUAGE plpgsql
 AS $$
 BEGIN
-    PERFORM pg_notify(TG_ARGV[0], TG_ARGV[1]);
-    RETURN NULL;
+    -- UPDATE vcl.reservation SET state = 'pending' WHERE id = ... on a
+    -- finished row: a fresh set of attempts, due now (unless the same UPDATE
+    -- set run_at). The checkpoint stays: the retry resumes after it; a DBA
+    -- who also sets stage = NULL reruns every stage. A row cancelled while
+    -- running is not due before its blocks_until (its old worker may still
+    -- be inside a stage).
+    NEW.attempts := 0;
+    NEW.lease_expiries := 0;
+    NEW.worker_id := NULL;
+    NEW.finished_at := NULL;
+    IF NEW.run_at IS NOT DISTINCT FROM OLD.run_at THEN
+        NEW.run_at := greatest(now(), OLD.blocks_until);
+    END IF;
+    NEW.lease_expires_at := NULL;
+    RETURN NEW;
 END;
 $$;
-COMMENT ON FUNCTION vcl.notify_trigger() IS
-    'AFTER trigger: NOTIFY the channel named by the trigger''s first argument with its second as payload.';
+COMMENT ON FUNCTION vcl.reservation_reset() IS
+    'BEFORE UPDATE trigger: a finished row set back to pending by hand starts over (attempts 0, due now), '
+    'keeping its checkpoint.';
 
--- A computer or node leaving maintenance: its queued work is claimable again.
-CREATE TRIGGER computer_notify_available
-    AFTER UPDATE OF state ON vcl.computer
+CREATE OR REPLACE TRIGGER reservation_reset
+    BEFORE UPDATE ON vcl.reservation
     FOR EACH ROW
-    WHEN (OLD.state = 'maintenance' AND NEW.state <> 'maintenance')
-    EXECUTE FUNCTION vcl.notify_trigger('vcl_reservation', 'available');
+    WHEN (NEW.state = 'pending' AND OLD.state IN ('failed', 'cancelled', 'done'))
+    EXECUTE FUNCTION vcl.reservation_reset();
 
-CREATE TRIGGER node_notify_available
-    AFTER UPDATE OF state ON vcl.node
-    FOR EACH ROW
-    WHEN (OLD.state = 'maintenance' AND NEW.state <> 'maintenance')
-    EXECUTE FUNCTION vcl.notify_trigger('vcl_reservation', 'available');
-
--- Nodes added, removed, renamed or moved: the domain watchers re-read vcl.node.
-CREATE TRIGGER node_notify_changed
-    AFTER INSERT OR DELETE OR UPDATE OF name, libvirt_uri ON vcl.node
-    FOR EACH STATEMENT
-    EXECUTE FUNCTION vcl.notify_trigger('vcl_node', 'changed');
-
-DO $$
+CREATE OR REPLACE FUNCTION vcl.reservation_finished_at() RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vcl_worker') THEN
-        -- vcl.claim locks rows through the view (FOR NO KEY UPDATE needs UPDATE
-        -- on it; the view is security_invoker, so the caller's own table
-        -- privileges still apply underneath)
-        GRANT SELECT, UPDATE ON vcl.claimable TO vcl_worker;
-        GRANT EXECUTE ON FUNCTION vcl.next_due() TO vcl_worker;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vcl_reader') THEN
-        GRANT SELECT ON vcl.claimable TO vcl_reader;
-    END IF;
+    NEW.finished_at := now();
+    RETURN NEW;
 END;
 $$;
+COMMENT ON FUNCTION vcl.reservation_finished_at() IS
+    'BEFORE UPDATE trigger: a row set to done/failed/cancelled by plain SQL gets finished_at (retention needs it).';
+
+CREATE OR REPLACE TRIGGER reservation_finished_at
+    BEFORE UPDATE ON vcl.reservation
+    FOR EACH ROW
+    WHEN (NEW.state IN ('done', 'failed', 'cancelled') AND NEW.finished_at IS NULL)
+    EXECUTE FUNCTION vcl.reservation_finished_at();

@@ -1,0 +1,75 @@
+-- functions/stages.sql: the fenced stage log (VCL's computerloadlog, but one
+-- that a retry resumes from): every stage start and finish of a job is a row
+-- of vcl.reservation_stage, written under the job's lease, and the finish
+-- advances the reservation's checkpoint in the same transaction.
+--
+-- A live file (see ORDER): re-applied by every `vclctl migrate`, after the
+-- numbered migrations, in the same transaction; every object here is
+-- CREATE OR REPLACE.
+
+CREATE OR REPLACE FUNCTION vcl.stage_start(p_id bigint, p_token bigint, p_stage text)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_row bigint;
+BEGIN
+    -- FOR SHARE: a concurrent takeover or cancel of the row waits for this
+    -- insert, or (if it committed first) makes the fence fail here.
+    INSERT INTO vcl.reservation_stage (reservation_id, attempt, lease_token, worker_id, stage)
+    SELECT r.id, r.attempts, r.lease_token, r.worker_id, p_stage
+      FROM vcl.reservation r
+     WHERE r.id = p_id AND r.lease_token = p_token AND r.state = 'running'
+       FOR SHARE
+    RETURNING id INTO v_row;
+    RETURN v_row;
+END;
+$$;
+COMMENT ON FUNCTION vcl.stage_start(bigint, bigint, text) IS
+    'Fenced: log the start of stage p_stage for reservation p_id under lease p_token; returns the stage row id, '
+    'or NULL (nothing written) when the lease is lost.';
+
+CREATE OR REPLACE FUNCTION vcl.stage_finish(p_id bigint, p_token bigint, p_stage_row bigint, p_ok boolean,
+                                            p_detail text, p_checkpoint boolean)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_stage   text;
+    v_outcome text;
+BEGIN
+    PERFORM 1 FROM vcl.reservation r
+     WHERE r.id = p_id AND r.lease_token = p_token AND r.state = 'running'
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+
+    SELECT s.stage, s.outcome INTO v_stage, v_outcome
+      FROM vcl.reservation_stage s
+     WHERE s.id = p_stage_row AND s.reservation_id = p_id AND s.lease_token = p_token;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'vcl.stage_finish: stage row % is not a stage of reservation % under lease %',
+            p_stage_row, p_id, p_token
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF v_outcome <> 'running' THEN
+        -- Already finished: a re-sent call (e.g. after a lost connection
+        -- whose COMMIT did go through). Same result again; change nothing.
+        RETURN v_outcome = CASE WHEN p_ok THEN 'ok' ELSE 'failed' END;
+    END IF;
+
+    UPDATE vcl.reservation_stage
+       SET finished_at = clock_timestamp(),
+           outcome = CASE WHEN p_ok THEN 'ok' ELSE 'failed' END,
+           detail = p_detail
+     WHERE id = p_stage_row;
+    IF p_ok AND p_checkpoint THEN
+        UPDATE vcl.reservation SET stage = v_stage WHERE id = p_id;
+    END IF;
+    RETURN true;
+END;
+$$;
+COMMENT ON FUNCTION vcl.stage_finish(bigint, bigint, bigint, boolean, text, boolean) IS
+    'Fenced: finish stage row p_stage_row (ok or failed, with detail); when ok and p_checkpoint, also advance '
+    'the reservation''s checkpoint (stage) to it, in the same transaction. false (nothing written) when the lease is lost.';
