@@ -42,7 +42,8 @@ TEST_WORKER = $(BUILD)/test/vcl-worker
 # Installed layout (Debian admins' expectations; README "Install as a service"):
 #   $(BINDIR)/vcl-worker, vclctl
 #   $(PREFIX)/lib/vcl-worker/drivers/*.so     found by the worker next to itself
-#   $(PREFIX)/share/vcl-worker/sql/*.sql      found by `vclctl migrate` next to itself
+#   $(PREFIX)/share/vcl-worker/sql/NNN_*.sql  found by `vclctl migrate` next to itself,
+#   $(PREFIX)/share/vcl-worker/sql/functions/ with the live SQL (ORDER, *.sql)
 #   $(DOCDIR)/examples/vcl-worker.yaml        copy it to $(SYSCONFDIR)/vcl-worker/
 #   $(MANDIR)/man1/vclctl.1, man8/vcl-worker.8
 #   $(SYSTEMDUNITDIR)/vcl-worker.service      paths substituted
@@ -55,6 +56,7 @@ SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 DRIVERSDIR = $(PREFIX)/lib/vcl-worker/drivers
 SQLDIR     = $(PREFIX)/share/vcl-worker/sql
 SQL_SRC    = $(wildcard sql/*.sql)
+SQL_LIVE   = sql/functions/ORDER $(wildcard sql/functions/*.sql)
 # Manual pages and the unit, made from the binaries and config/.
 MAN        = $(BUILD)/man/vcl-worker.8 $(BUILD)/man/vclctl.1
 UNIT       = $(BUILD)/vcl-worker.service
@@ -138,13 +140,17 @@ $(UNIT): config/vcl-worker.service $(FLAGS_FILE) Makefile
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 	    -e 's|@DOCDIR@|$(DOCDIR)|g' -e 's|@DRIVERSDIR@|$(DRIVERSDIR)|g' $< >$@.tmp && mv $@.tmp $@
 
+# The SQL directory holds exactly this version's files: those of an older
+# install (a migration squashed into the baseline since) would be applied.
 install: bin/vcl-worker bin/vclctl $(DRV_SO) $(MAN) $(UNIT)
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DRIVERSDIR) $(DESTDIR)$(SQLDIR) \
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DRIVERSDIR) $(DESTDIR)$(SQLDIR)/functions \
 	           $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
 	           $(DESTDIR)$(SYSTEMDUNITDIR)
 	install -m 755 bin/vcl-worker bin/vclctl $(DESTDIR)$(BINDIR)/
 	install -m 644 $(DRV_SO) $(DESTDIR)$(DRIVERSDIR)/
+	rm -f $(DESTDIR)$(SQLDIR)/*.sql $(DESTDIR)$(SQLDIR)/functions/*.sql $(DESTDIR)$(SQLDIR)/functions/ORDER
 	install -m 644 $(SQL_SRC) $(DESTDIR)$(SQLDIR)/
+	install -m 644 $(SQL_LIVE) $(DESTDIR)$(SQLDIR)/functions/
 	install -m 644 config/vcl-worker.yaml $(DESTDIR)$(DOCDIR)/examples/
 	install -m 644 $(BUILD)/man/vclctl.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 $(BUILD)/man/vcl-worker.8 $(DESTDIR)$(MANDIR)/man8/
@@ -156,11 +162,12 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vcl-worker $(DESTDIR)$(BINDIR)/vclctl \
 	      $(addprefix $(DESTDIR)$(DRIVERSDIR)/,$(notdir $(DRV_SO))) \
 	      $(addprefix $(DESTDIR)$(SQLDIR)/,$(notdir $(SQL_SRC))) \
+	      $(addprefix $(DESTDIR)$(SQLDIR)/functions/,$(notdir $(SQL_LIVE))) \
 	      $(DESTDIR)$(DOCDIR)/examples/vcl-worker.yaml \
 	      $(DESTDIR)$(MANDIR)/man1/vclctl.1 $(DESTDIR)$(MANDIR)/man8/vcl-worker.8 \
 	      $(DESTDIR)$(SYSTEMDUNITDIR)/vcl-worker.service
 	-rmdir $(DESTDIR)$(DRIVERSDIR) $(DESTDIR)$(PREFIX)/lib/vcl-worker \
-	       $(DESTDIR)$(SQLDIR) $(DESTDIR)$(PREFIX)/share/vcl-worker \
+	       $(DESTDIR)$(SQLDIR)/functions $(DESTDIR)$(SQLDIR) $(DESTDIR)$(PREFIX)/share/vcl-worker \
 	       $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 clean:

@@ -1032,16 +1032,27 @@ static int cmd_migrate(ctl *c, const args *a)
         dir = real;
     vcl_error_clear(&e);
     migrate_plan *plan = migrate_plan_new(dir, &e);
-    if (!plan)
-        return fail("%s (pass --sql-dir DIR or set VCL_SQL_DIR)", e.msg);
+    if (!plan) {
+        fail("%s", e.msg);
+        fprintf(stderr, "%s: hint: another SQL directory: --sql-dir DIR or VCL_SQL_DIR\n", PROG);
+        return EXIT_FAIL;
+    }
     if (!ctl_db(c)) {
         migrate_plan_free(plan);
         return EXIT_FAIL;
     }
-    if (migrate_apply(c->db, plan, &r, &e))
+    if (migrate_apply(c->db, plan, &r, &e)) {
         rc = migrate_report(c, dir, &r);
-    else
-        rc = db_fail(c, &e, "migrate failed, nothing applied (%s)", dir);
+    } else {
+        const char *state = db_sqlstate(c->db);
+        rc = fail("migrate: nothing applied: %s", db_msg(&e));
+        if (strcmp(state, "55P03") == 0)
+            fprintf(stderr, "%s: hint: another session holds a lock the migration needs (see "
+                            "pg_stat_activity); try again\n", PROG);
+        else if (strcmp(state, "42501") == 0)
+            fprintf(stderr, "%s: hint: migrate as the schema owner (--db, VCL_DATABASE or "
+                            "PGUSER)\n", PROG);
+    }
     migrate_result_clear(&r);
     migrate_plan_free(plan);
     return rc;

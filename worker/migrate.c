@@ -22,11 +22,29 @@
  * makes concurrent runs wait for each other; then every lock wait is
  * bounded, so a run stuck behind a long transaction (a DBA's open psql
  * session reading a view) fails instead of stalling the queue's own
- * statements behind its lock request. */
+ * statements behind its lock request.
+ *
+ * The guard: a file that says COMMIT (a psql script's BEGIN ... COMMIT
+ * pasted in) would commit the run half done. A deferred constraint trigger
+ * on a temporary table fails every commit but the runner's own, which sets
+ * vcl.migrate_commit first: such a COMMIT fails, and the whole run rolls
+ * back. (A ROLLBACK in a file is caught after it ran: see run_file.) */
 static const char SQL_BEGIN[] =
     "BEGIN;"
     "SELECT pg_advisory_xact_lock(7223372036854775807);"
     "SET LOCAL lock_timeout = '10s';"
+    "CREATE OR REPLACE FUNCTION pg_temp.migrate_guard() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN"
+    "  IF current_setting('vcl.migrate_commit', true) IS DISTINCT FROM 'yes' THEN"
+    "   RAISE EXCEPTION 'a migration file ran COMMIT: a migrate is one transaction, and it is"
+    " rolled back' USING ERRCODE = 'invalid_transaction_termination';"
+    "  END IF;"
+    "  RETURN NULL;"
+    " END $$;"
+    "CREATE TEMPORARY TABLE migrate_guard (x int) ON COMMIT DROP;"
+    "CREATE CONSTRAINT TRIGGER migrate_guard AFTER INSERT ON pg_temp.migrate_guard"
+    " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pg_temp.migrate_guard();"
+    "INSERT INTO pg_temp.migrate_guard VALUES (1);"
     "CREATE SCHEMA IF NOT EXISTS vcl;"
     "CREATE TABLE IF NOT EXISTS vcl.schema_migrations ("
     " version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
@@ -379,15 +397,16 @@ static bool run_file(db_conn *db, const migrate_plan *p, const mfile *f, vcl_err
     int line = 0;
     if (!db_exec_script(db, f->sql, &line, e)) {
         if (line > 0)
-            vcl_error_prefix(e, "%s:%d", f->name, line);
+            vcl_error_prefix(e, "%s/%s:%d", p->dir, f->name, line);
         else
-            vcl_error_prefix(e, "%s", f->name);
+            vcl_error_prefix(e, "%s/%s", p->dir, f->name);
         return false;
     }
     if (!db_in_transaction(db))
         return vcl_error_set(e, VCL_ERR_PERMANENT,
-                             "%s/%s ended the transaction: no BEGIN, COMMIT or ROLLBACK in "
-                             "migration files (each run is one transaction)", p->dir, f->name);
+                             "%s/%s ran ROLLBACK: the run so far is rolled back, but what the file "
+                             "did after it was committed; no transaction control in migration "
+                             "files (a migrate is one transaction)", p->dir, f->name);
     return true;
 }
 
@@ -516,7 +535,7 @@ static bool apply_once(db_conn *db, const migrate_plan *p, const sha_hex *sums,
     const char *prm[1] = { names };
     if (!db_run(db, SQL_FORGET_LIVE, 1, prm, e) ||
         !db_scalar_ll(db, SQL_VERSION, 0, NULL, &version, &isnull, e) ||
-        !db_exec_script(db, "COMMIT", &line, e))
+        !db_exec_script(db, "SET LOCAL vcl.migrate_commit = 'yes'; COMMIT", &line, e))
         goto cleanup;
     r->version = (int)version;
     ok = true;

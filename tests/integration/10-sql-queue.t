@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The queue contract in SQL (sql/0*.sql) against a real PostgreSQL, no worker:
+# The queue contract in SQL (sql/) against a real PostgreSQL, no worker:
 # claim limits and ordering, one running row per computer, the per-node load
 # cap (also between two concurrent claimers), lease rescue and fencing,
 # heartbeat, retry/permanent/max_attempts, poison rows, hand-back, the DBA
@@ -34,15 +34,8 @@ wait_true() {
     return 1
 }
 
-# --- migrations, the way the runner applies them ----------------------------
-psql_val "CREATE SCHEMA IF NOT EXISTS vcl;
-          CREATE TABLE IF NOT EXISTS vcl.schema_migrations(version int PRIMARY KEY, name text NOT NULL,
-                                                           applied_at timestamptz NOT NULL DEFAULT now())" >/dev/null
-for f in "$SQL_DIR"/[0-9]*.sql; do
-    base=$(basename "$f")
-    ok "migration $base applies" psql -X -q -v ON_ERROR_STOP=1 --single-transaction -f "$f"
-    psql_val "INSERT INTO vcl.schema_migrations(version, name) VALUES (${base%%_*}::int, '$base')" >/dev/null
-done
+# --- migrations, by the runner ------------------------------------------------
+ok "vclctl migrate applies sql/" "$ROOT/bin/vclctl" --quiet migrate --sql-dir "$SQL_DIR"
 is "$(psql_val "SELECT count(*) > 0 FROM pg_proc WHERE proname = 'claim' AND pronamespace = 'vcl'::regnamespace")" t \
    "vcl.claim exists"
 
@@ -443,8 +436,8 @@ is "$(psql_val "SELECT current_stage || ' ' || worker FROM vcl.running_jobs")" "
 is "$(psql_val "SELECT string_agg(operation || ':' || state || ':' || reservations, ',' ORDER BY operation, state) FROM vcl.queue_summary")" \
    "noop:done:1,noop:running:1" "queue_summary counts per operation and state"
 is "$(psql_val "SELECT count(*) FROM pg_description d JOIN pg_class c ON c.oid = d.objoid AND d.objsubid = 0
-                WHERE c.relnamespace = 'vcl'::regnamespace AND c.relkind IN ('r', 'v') AND c.relname <> 'schema_migrations'")" \
-   "$(psql_val "SELECT count(*) FROM pg_class WHERE relnamespace = 'vcl'::regnamespace AND relkind IN ('r', 'v') AND relname <> 'schema_migrations'")" \
+                WHERE c.relnamespace = 'vcl'::regnamespace AND c.relkind IN ('r', 'v')")" \
+   "$(psql_val "SELECT count(*) FROM pg_class WHERE relnamespace = 'vcl'::regnamespace AND relkind IN ('r', 'v')")" \
    "every table and view has a COMMENT"
 is "$(psql_val "SELECT count(*) FROM pg_roles WHERE rolname IN ('vcl_worker', 'vcl_reader') AND NOT rolcanlogin")" 2 \
    "roles vcl_worker and vcl_reader exist (NOLOGIN)"

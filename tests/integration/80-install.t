@@ -24,8 +24,8 @@ expected_files() {
             f=${f##*/}
             printf '644 %s\n' "$root$p/lib/vcl-worker/drivers/${f%.c}.so"
         done
-        for f in "$ROOT"/sql/*.sql; do
-            printf '644 %s\n' "$root$p/share/vcl-worker/sql/${f##*/}"
+        for f in "$ROOT"/sql/*.sql "$ROOT"/sql/functions/ORDER "$ROOT"/sql/functions/*.sql; do
+            printf '644 %s\n' "$root$p/share/vcl-worker/${f#"$ROOT"/}"
         done
         printf '644 %s\n' "$root$p/share/doc/vcl-worker/examples/vcl-worker.yaml" \
             "$root$p/share/man/man1/vclctl.1" "$root$p/share/man/man8/vcl-worker.8" \
@@ -85,6 +85,9 @@ drivers from $root$p/lib/vcl-worker/drivers: kvm qemu" \
     is "$(PGDATABASE=$db psql_val "SELECT string_agg(version::text, ' ' ORDER BY version) FROM vcl.schema_migrations")" \
        "$(ls "$ROOT"/sql/*.sql | sed 's|.*/0*\([0-9]*\)_.*|\1|' | paste -sd' ')" \
        "$what: all $n migrations applied from the installed SQL"
+    is "$(PGDATABASE=$db psql_val "SELECT string_agg(name, ' ' ORDER BY name) FROM vcl.schema_live_files")" \
+       "$(cd "$ROOT/sql" && ls functions/*.sql | sort | paste -sd' ')" \
+       "$what: every live SQL file applied from the installed SQL"
     is "$(PGDATABASE=$db psql_val "SELECT count(*) FROM pg_views WHERE schemaname = 'vcl' AND viewname = 'queue_summary'")" 1 \
        "$what: the migrated schema has its views"
 
@@ -161,6 +164,11 @@ unit_parses() {
 
 # --- 1. DESTDIR install from this tree ---------------------------------------
 D=$WORLD/destdir
+# An older install's SQL (a migration since squashed into the baseline, a
+# retired live file): install removes it, or migrate would apply it.
+mkdir -p "$D/usr/local/share/vcl-worker/sql/functions"
+echo "CREATE TABLE vcl.stale (a int);" >"$D/usr/local/share/vcl-worker/sql/005_capture.sql"
+echo "SELECT 1;" >"$D/usr/local/share/vcl-worker/sql/functions/retired.sql"
 ok "make install DESTDIR=\$D PREFIX=/usr/local" "${MAKE[@]}" -C "$ROOT" install DESTDIR="$D" PREFIX=/usr/local
 check_install "$D" /usr/local destdir
 ok "unit parses (sections and Key=Value lines)" unit_parses "$D/usr/local/lib/systemd/system/vcl-worker.service"
