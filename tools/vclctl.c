@@ -2878,7 +2878,7 @@ typedef struct follow {
     char est_src[64][12];
     bool est_read;                   /* estimates read ... */
     long long est_lease;             /* ... under this lease */
-    bool est_failed;                 /* vcl.reservation_estimates missing (sql/008 not applied) */
+    bool est_failed;                 /* vcl.reservation_estimates missing (schema not migrated) */
     char printed_state[1400];        /* line mode: last reservation state line */
     int tty_lines;                   /* tty mode: lines drawn by the last frame */
 } follow;
@@ -3507,7 +3507,7 @@ static int cmd_help(ctl *c, const args *a);
 
 static const command COMMANDS[] = {
     { "migrate", cmd_migrate, NULL, OPTS_MIGRATE, 0, 0, "[--sql-dir DIR]",
-      "apply the SQL migrations not yet applied, then every live SQL file (one transaction)" },
+      "apply new migrations and re-apply the live SQL (one transaction)" },
     { "node", NULL, NODE_CMDS, NULL, 0, 0, "add|list|set ...", "manage hypervisor nodes" },
     { "image", NULL, IMAGE_CMDS, NULL, 0, 0, "add|revision-add|list|exists|size ...",
       "manage images and their revisions" },
@@ -3557,6 +3557,17 @@ typedef struct command_notes {
 } command_notes;
 
 static const command_notes NOTES[] = {
+    { "migrate",
+      "One transaction: the numbered migrations DIR/NNN_name.sql not applied yet, in\n"
+      "order, then every live file of DIR/functions/ (functions, views, triggers,\n"
+      "grants) in the order DIR/functions/ORDER lists them; all of it or nothing.\n"
+      "Prints each file it applied (a live file whose sha256 differs from the one\n"
+      "applied last time is marked changed). vcl.schema_migrations keeps each\n"
+      "migration's sha256: an applied migration whose file changed, was renamed or\n"
+      "is missing, or a new one numbered below an applied one, is an error naming\n"
+      "the file (and both checksums), and nothing is applied. Safe to run again,\n"
+      "and while workers run: each lock is waited for at most 10 s (a deadlock or a\n"
+      "lock timeout is tried again twice)." },
     { "load",
       "IMAGE without :REV loads the highest production revision, else the highest revision.\n"
       "Only the id is printed, so this works: id=$(vclctl load vclv1 win7)" },
@@ -3832,12 +3843,13 @@ static void print_man(FILE *f)
     roff_item(f, "B", "VCL_DATABASE",
               "conninfo used without --db; else libpq's PG* variables (PGHOST, PGDATABASE, "
               "PGUSER, ...)");
-    roff_item(f, "B", "VCL_SQL_DIR", "migrations for migrate without --sql-dir");
+    roff_item(f, "B", "VCL_SQL_DIR", "the SQL directory of migrate without --sql-dir");
     roff_item(f, "B", "VCL_SSH_KEY, VCL_SSH_KNOWN_HOSTS",
               "defaults of --ssh-key and --known-hosts");
     fputs(".SH FILES\n", f);
     roff_item(f, "I", VCL_PREFIX "/share/vcl-worker/sql/",
-              "the migrations NNN_name.sql, found next to the binary "
+              "the schema: numbered migrations NNN_name.sql and the live SQL in functions/ "
+              "(in the order of functions/ORDER), found next to the binary "
               "(<bin>/../share/vcl-worker/sql) first");
     fputs(".SH SEE ALSO\n", f);
     fputs(".BR vcl-worker (8),\n.BR psql (1)\n", f);

@@ -117,10 +117,10 @@ bool job_write_status(job *j, const char *status, const char *reason, bool set_r
  * checkpoint = stage: a rescue after a crash never sets it again. */
 bool job_set_maintenance(job *j, const char *stage, vcl_error *e);
 
-/* Progress of the running stage (vcl.stage_progress, sql/008): detail of
- * the stage row while it runs; the finish replaces it. Never fails the
- * stage: a write that cannot be made is logged (once per reporter) and
- * skipped; a lost lease is left for the stage's next fenced write to find.
+/* Progress of the running stage (vcl.stage_progress,
+ * sql/functions/progress.sql): detail of the stage row while it runs; the
+ * finish replaces it. Never fails the stage: a write that cannot be made is
+ * logged (once per reporter) and skipped; a lost lease is left for the stage's next fenced write to find.
  * false when nothing was written. */
 bool job_progress(job *j, const char *detail);
 

@@ -134,7 +134,8 @@ static void usage_man(FILE *f)
     roff_item(f, "I", VCL_PREFIX "/lib/vcl-worker/drivers/",
               "hypervisor driver modules (kvm.so, qemu.so)");
     roff_item(f, "I", VCL_PREFIX "/share/vcl-worker/sql/",
-              "the SQL migrations, applied by vclctl migrate");
+              "the schema: numbered migrations NNN_name.sql and the live SQL in functions/ "
+              "(functions, views, triggers, grants), applied by vclctl migrate");
     roff_item(f, "I", VCL_PREFIX "/share/doc/vcl-worker/examples/vcl-worker.yaml",
               "an annotated configuration with every option at its default");
     fputs(".SH SEE ALSO\n", f);

@@ -15,7 +15,7 @@
  * worker dies after that write but before the reservation is completed, the
  * claim, which otherwise skips computers in maintenance, rescues this
  * operation once its lease expires and completes it without running a
- * stage: vcl.claimable in sql/007_claim_fast.sql.) */
+ * stage: vcl.claimable in sql/functions/views.sql.) */
 #include "job.h"
 #include "log.h"
 #include "op_common.h"

@@ -128,7 +128,7 @@
 #define SQL_IMAGE_LOCK   "SELECT pg_try_advisory_lock($1::int, $2::int)"
 #define SQL_IMAGE_UNLOCK "SELECT pg_advisory_unlock($1::int, $2::int)"
 
-/* capture (op_capture.c; the target is recorded in vcl.capture, sql/005).
+/* capture (op_capture.c; the target is recorded in vcl.capture, sql/001_baseline.sql).
  * $1 reservation id, $2 a fallback source revision (0 = none): the args,
  * the source revision and image, and the recorded target if any. */
 #define SQL_CAPTURE_FACTS \

@@ -147,7 +147,7 @@ done <<<"$calls"
 is "$bad_fn" "" "calling any of the $n_fn write functions (vcl.claim, ...) as dba_login: permission denied"
 ((n_fn >= 11)) || fail "found only $n_fn write functions in vcl"
 like "$(as_val dba_login "SELECT source FROM vcl.stage_estimate('load', 1, 'define')" 2>&1)" "^(node|operation|default)$" \
-     "the read-only estimates (sql/008) run as dba_login"
+     "the read-only estimates (sql/functions/progress.sql) run as dba_login"
 # the real thing, with real arguments, is refused too
 rid=${ids[-1]}
 like "$(as_val dba_login "SELECT * FROM vcl.claim(1, 10, 30)" 2>&1)" "permission denied for function claim" "vcl.claim refused for dba_login"
