@@ -14,7 +14,8 @@
 #      a migrate killed with SIGKILL in the middle applied nothing, and the
 #      next run applies it all;
 #   4. the baseline followed by later numbers with a gap (001, then 010, 011);
-#   5. SQUASH PROOF: the baseline and live files as first committed make
+#   5. migrate again and again while two workers drain 3000 reservations;
+#   6. SQUASH PROOF: the baseline and live files as first committed make
 #      exactly the schema the nine migrations 001-009 (commit ca28f34) made.
 . "$(dirname "$0")/../lib/world.sh"
 world_init
@@ -293,7 +294,60 @@ same_schema "baseline + later numbers: fresh and upgraded dump the same" later_f
 out=$(migrate later_fresh --sql-dir "$L" 2>&1)
 like "$out" "applied 0 migration\(s\).*schema at version $((10#$G2))" "and again: nothing to apply"
 
-# --- 5. SQUASH PROOF ----------------------------------------------------------------------
+# --- 5. migrate while workers run --------------------------------------------------------
+# Every migrate re-applies the live files (views dropped and made again,
+# functions replaced, triggers on the queue table) while workers claim and
+# complete through them. 2 workers x 4 slots drain 3000 noop reservations
+# while migrate runs again and again: every migrate succeeds (a deadlock it
+# loses is tried again) and every reservation ends done, once.
+newdb busy
+ok "busy: migrate" migrate busy
+T="t${WORLD##*.}"
+(
+    export PGDATABASE=busy
+    "$VCLCTL" --quiet node add "$T-n1" --uri test:///default --master-dir "$WORLD" --cow-dir "$WORLD" \
+        --xml-dir "$WORLD" &&
+    psql_val "INSERT INTO vcl.computer (name, node_id, mac0)
+              SELECT format('$T-c%s', g), n.id, format('52:54:00:dd:00:%s', lpad(to_hex(g), 2, '0'))
+                FROM generate_series(1, 30) g, vcl.node n"
+) >/dev/null || bail "busy: inventory"
+pids=()
+for w in w1 w2; do
+    world_config "$w" "slots: 4" "log_level: info" "database: \"dbname=busy\"" >/dev/null
+    world_worker "$w"
+    pids+=("$WORLD_WORKER_PID")
+done
+dbval busy "INSERT INTO vcl.reservation (computer_id, operation)
+            SELECT c.id, 'noop' FROM generate_series(1, 100) g, vcl.computer c ORDER BY g, c.id" >/dev/null
+fails=0
+runs=0
+ndone() { dbval busy "SELECT count(*) FROM vcl.reservation WHERE state = 'done'"; }
+done0=$(ndone)
+busy_done() { [[ $(dbval busy "SELECT count(*) FROM vcl.reservation WHERE state <> 'done'") == 0 ]]; }
+while ! busy_done && ((runs < 40)); do
+    runs=$((runs + 1))
+    migrate busy --quiet >"$WORLD/busy-migrate.log" 2>&1 || {
+        fails=$((fails + 1))
+        diag "migrate $runs: $(cat "$WORLD/busy-migrate.log")"
+    }
+done
+done1=$(ndone)
+diag "$runs migrates ran while the workers completed $((done1 - done0)) reservations ($done0 done before, $done1 after)"
+ok "the workers completed reservations while the migrates ran" test "$done1" -gt "$done0"
+is "$fails" 0 "$runs migrates while 2 workers drained the queue: every one succeeded"
+ok "every reservation ends done" wait_for "the queue to drain" 120 busy_done
+is "$(dbval busy "SELECT count(*) || ' ' || count(DISTINCT lease_token) FROM vcl.reservation WHERE state = 'done'")" \
+   "3000 3000" "3000 done, each under its own lease"
+for pid in "${pids[@]}"; do kill -TERM "$pid"; done
+for i in 0 1; do
+    rc=0
+    world_worker_wait "${pids[i]}" 30 || rc=$?
+    is "$rc" 0 "worker w$((i + 1)) exits 0 on SIGTERM"
+done
+unlike "$(cat "$WORLD/w1.log" "$WORLD/w2.log")" "level=(error|fatal)" "no error in the workers' logs" ||
+    diag "$(grep -h 'level=\(error\|fatal\)' "$WORLD/w1.log" "$WORLD/w2.log" | head -n 5)"
+
+# --- 6. SQUASH PROOF ----------------------------------------------------------------------
 # The baseline replaced the nine migrations 001_schema.sql .. 009_role_grants.sql
 # of commit ca28f34. A database migrated with those (the way their runner did:
 # each file in its own transaction, in name order) and one migrated with the
