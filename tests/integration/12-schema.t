@@ -224,6 +224,8 @@ rm "$X/functions/t_unlisted.sql"
 cp "$X/functions/ORDER" "$WORLD/ORDER.orig"
 printf 't_missing.sql\n' >>"$X/functions/ORDER"
 refused "ORDER lists a file that is not there" "functions/t_missing.sql: cannot open"
+{ cat "$WORLD/ORDER.orig"; printf '  queue.sql   # again\n'; } >"$X/functions/ORDER"
+refused "ORDER lists a file twice" "$X/functions/ORDER lists queue.sql twice"
 # a live file that fails, after a new numbered migration in the same run
 printf 'CREATE TABLE vcl.t_more (a int);\n' >"$X/${N3}_t_more.sql"
 printf -- '-- fails on its third line\n\nSELECT t_no_such_column FROM vcl.node;\n' >"$X/functions/t_fail.sql"
