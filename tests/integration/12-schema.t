@@ -23,6 +23,7 @@ world_pg
 
 VCLCTL="$ROOT/bin/vclctl"
 SQL="$ROOT/sql"
+export VCL_SQL_DIR=$SQL   # "migrate" without --sql-dir: this tree's
 export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
 
 newdb() {
@@ -77,13 +78,39 @@ same_schema() {
 }
 # The numbered migrations of a directory, in order.
 numbered() { (cd "$1" && ls | grep -E '^[0-9]{3}_.*\.sql$' | sort); }
-# A copy of sql/ with only its first K numbered migrations (and the live files).
+git_() { git -c safe.directory="*" -C "$ROOT" "$@"; }
+# The commit whose live files a database at version K was migrated with: the
+# newest commit whose numbered migrations are exactly today's first K (by
+# name) and that has sql/functions/ORDER. Empty when there is none (no git
+# history here, or no commit had exactly those, as when one commit added two
+# migrations): today's live files stand in then.
+live_commit() {
+    local k=$1 want c
+    want=$(numbered "$SQL" | head -n "$k")
+    git_ rev-parse --git-dir >/dev/null 2>&1 || return 0
+    for c in $(git_ log --full-history --format=%H -- sql/); do
+        [[ $(git_ ls-tree --name-only "$c" sql/ | sed 's|^sql/||' | grep -E '^[0-9]{3}_.*\.sql$') == "$want" ]] &&
+            git_ cat-file -e "$c:sql/functions/ORDER" 2>/dev/null && { echo "$c"; return 0; }
+    done
+}
+# A directory holding today's first K numbered migrations and the live files
+# of version K: those of live_commit K, today's for the last K (an upgrade
+# from K runs after a migrate that used the live files of its day, and
+# today's may need a column a later migration adds).
 sql_upto() {
-    local k=$1 dir=$WORLD/sql-upto-$1
+    local k=$1 dir=$WORLD/sql-upto-$1 c="" f
     rm -rf "$dir"
-    mkdir -p "$dir"
-    cp -r "$SQL/functions" "$dir/"
+    mkdir -p "$dir/functions"
     numbered "$SQL" | head -n "$k" | while read -r f; do cp "$SQL/$f" "$dir/"; done
+    ((k < ${#NUM[@]})) && c=$(live_commit "$k")
+    if [[ -n $c ]]; then
+        for f in $(git_ ls-tree --name-only "$c" sql/functions/); do
+            git_ show "$c:$f" >"$dir/functions/${f#sql/functions/}"
+        done
+        diag "version $k: the live files of ${c:0:12}"
+    else
+        cp "$SQL"/functions/* "$dir/functions/"
+    fi
     printf '%s\n' "$dir"
 }
 # The object and version counts that say "nothing changed".
@@ -357,16 +384,16 @@ unlike "$(cat "$WORLD/w1.log" "$WORLD/w2.log")" "level=(error|fatal)" "no error 
 # (live files change later; the schema of that moment is what the squash
 # promised), dump the same schema, but for the runner's own tables.
 OLD=ca28f34
-if ! git -c safe.directory="*" -C "$ROOT" cat-file -e "$OLD^{commit}" 2>/dev/null; then
+if ! git_ cat-file -e "$OLD^{commit}" 2>/dev/null; then
     skip "squash proof: no git history here (commit $OLD)" 3
 else
-    SQUASH=$(git -c safe.directory="*" -C "$ROOT" log --diff-filter=A --format=%H -- sql/001_baseline.sql | tail -n 1)
+    SQUASH=$(git_ log --diff-filter=A --format=%H -- sql/001_baseline.sql | tail -n 1)
     mkdir -p "$WORLD/old-sql" "$WORLD/squash-sql/functions"
-    for f in $(git -c safe.directory="*" -C "$ROOT" ls-tree --name-only "$OLD" sql/); do
-        git -c safe.directory="*" -C "$ROOT" show "$OLD:$f" >"$WORLD/old-sql/${f#sql/}"
+    for f in $(git_ ls-tree --name-only "$OLD" sql/); do
+        git_ show "$OLD:$f" >"$WORLD/old-sql/${f#sql/}"
     done
-    for f in $(git -c safe.directory="*" -C "$ROOT" ls-tree -r --name-only "${SQUASH:-HEAD}" sql/); do
-        git -c safe.directory="*" -C "$ROOT" show "${SQUASH:-HEAD}:$f" >"$WORLD/squash-sql/${f#sql/}"
+    for f in $(git_ ls-tree -r --name-only "${SQUASH:-HEAD}" sql/); do
+        git_ show "${SQUASH:-HEAD}:$f" >"$WORLD/squash-sql/${f#sql/}"
     done
     is "$(ls "$WORLD/old-sql" | paste -sd' ')" \
        "001_schema.sql 002_queue_functions.sql 003_views.sql 004_roles.sql 005_capture.sql 006_repository_location.sql 007_claim_fast.sql 008_progress.sql 009_role_grants.sql" \
