@@ -340,6 +340,7 @@ bool db_exec_script(db_conn *db, const char *sql, int *err_line, vcl_error *e)
         db->broken = true;
         return vcl_error_set(e, VCL_ERR_RETRYABLE, "database connection lost");
     }
+    log_debug("sql script: %zu bytes, %.*s", strlen(sql), (int)strcspn(sql, "\n"), sql);
     PGresult *r = PQexec(db->pg, sql);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY) {
