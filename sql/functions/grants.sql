@@ -52,6 +52,9 @@ BEGIN
     END IF;
 END;
 $$;
+-- Trigger functions keep PUBLIC's EXECUTE (only their triggers call them),
+-- but for this one, closed since it came (002_node_cpu).
+REVOKE EXECUTE ON FUNCTION vcl.node_cpu_mode_changed() FROM PUBLIC;
 
 DO $$
 BEGIN
@@ -79,6 +82,8 @@ BEGIN
     -- on it; the view is security_invoker, so the caller's own table
     -- privileges still apply underneath)
     GRANT UPDATE ON vcl.claimable TO vcl_worker;
+    -- what a CPU probe found (the node row is otherwise the operators')
+    GRANT UPDATE (cpu_mode_resolved, cpu_probe, cpu_probed_at) ON vcl.node TO vcl_worker;
     GRANT USAGE, SELECT ON SEQUENCE vcl.lease_token_seq TO vcl_worker;
     GRANT USAGE ON ALL SEQUENCES IN SCHEMA vcl TO vcl_worker;
 END;
