@@ -1,9 +1,11 @@
 /* config.c: the worker's YAML configuration; see config.h.
  *
  * Every option is one row of opts[] (PgBouncer style): key, type, offset in
- * vcl_config, default, bounds, extra check, help. Defaults, loading, range
- * checks, config_validate, config_print and config_print_help all walk that
- * table; adding an option means adding a field to vcl_config and a row here.
+ * vcl_config, default, bounds, extra check, help, and whether a SIGHUP can
+ * apply it (.restart = true when not: PgBouncer's CF_NO_RELOAD). Defaults,
+ * loading, range checks, config_validate, config_print, config_print_help and
+ * config_reload_merge all walk that table; adding an option means adding a
+ * field to vcl_config and a row here (reloadable unless marked .restart).
  *
  * Loading uses the libyaml event API (not the document API) because events
  * carry the line and column of every scalar, which go into the error text.

@@ -1,6 +1,7 @@
 /* config.h: the worker's YAML configuration (libyaml).
- * Every option is declared once in a table (key, type, default, bounds, help):
- * loading, defaults, range checks, --print-config and --help walk it.
+ * Every option is declared once in a table (key, type, default, bounds, help,
+ * restart-only or not): loading, defaults, range checks, --print-config,
+ * --help and the SIGHUP reload walk it.
  * Errors name file:line:column; unknown keys are errors. */
 #ifndef VCL_CONFIG_H
 #define VCL_CONFIG_H
