@@ -9,9 +9,9 @@
 . "$(dirname "$0")/../lib/world.sh"
 world_init
 
-# Nested makes here must not inherit this run's flags (make check passes
-# DEVELOPER=1 down through MAKEFLAGS).
-mk() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make --no-print-directory "$@"; }
+# Nested makes here must not inherit this run's flags (`make check
+# DEVELOPER=1` passes DEVELOPER down through MAKEFLAGS and the environment).
+mk() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u DEVELOPER -u VCL_VERSION make --no-print-directory "$@"; }
 default_version=$(sed -n 's/^VERSION *= *//p' "$ROOT/Makefile")
 like "$default_version" '^[0-9]+\.[0-9]+\.[0-9]+$' "the Makefile has a VERSION default ($default_version)"
 
@@ -25,6 +25,10 @@ else
     want=$default_version
 fi
 is "$version" "$want" "make version: from git describe ($version)"
+# The programs say the version they were built with (build/.version): the
+# tree may have changed since (a commit, an edit: -dirty).
+built=$(cat "$ROOT/build/.version")
+[[ $built == "$version" ]] || diag "the tree changed since the build ($built), now $version"
 
 check_version() {   # PROG BINARY VERSION WHAT
     local out rc=0
@@ -35,13 +39,13 @@ check_version() {   # PROG BINARY VERSION WHAT
          "$4: $1 --version: the libraries on the second line"
     is "$(wc -l <<<"$out")" 2 "$4: $1 --version: two lines"
 }
-check_version vcl-worker "$ROOT/bin/vcl-worker" "$version" "tree"
-check_version vclctl "$ROOT/bin/vclctl" "$version" "tree"
+check_version vcl-worker "$ROOT/bin/vcl-worker" "$built" "tree"
+check_version vclctl "$ROOT/bin/vclctl" "$built" "tree"
 like "$("$ROOT/bin/vcl-worker" --help)" $'\n  +--version +print the version' "vcl-worker --help lists --version"
 like "$("$ROOT/bin/vclctl" --help)" $'\n  +--version +print the version' "vclctl --help lists --version"
 for page in "$ROOT/build/man/vcl-worker.8" "$ROOT/build/man/vclctl.1"; do
     prog=$(basename "${page%.*}")
-    like "$(grep '^\.TH ' "$page")" "\"$prog $version\"" "$prog's man page: .TH names the version"
+    like "$(grep '^\.TH ' "$page")" "\"$prog $built\"" "$prog's man page: .TH names the version"
     ok "$prog's man page lists --version" grep -qF -- '\-\-version' "$page"
 done
 
