@@ -1070,6 +1070,9 @@ bool config_validate(const vcl_config *c, vcl_error *e)
 
 /* ---- reload --------------------------------------------------------------- */
 
+/* Every type is listed, no default: a new option type that these two do not
+ * handle is a -Wswitch warning (an error with DEVELOPER=1), not a value
+ * compared or copied as the wrong type. */
 static bool option_equal(const vcl_config *a, const vcl_config *b, const opt_def *o)
 {
     switch (o->type) {
@@ -1087,9 +1090,11 @@ static bool option_equal(const vcl_config *a, const vcl_config *b, const opt_def
     }
     case OPT_STRING:
     case OPT_ENUM:
-    default:
         return strcmp(field_str_get(a, o), field_str_get(b, o)) == 0;
+    case OPT__COUNT:
+        break;
     }
+    return false;
 }
 
 /* dst's value of o becomes a copy of src's. */
@@ -1109,14 +1114,15 @@ static void option_copy(vcl_config *dst, const vcl_config *src, const opt_def *o
         break;
     }
     case OPT_STRING:
-    case OPT_ENUM:
-    default: {
+    case OPT_ENUM: {
         char **f = field_str(dst, o);
         char *v = xstrdup(field_str_get(src, o));
         free(*f);
         *f = v;
         break;
     }
+    case OPT__COUNT:
+        break;
     }
 }
 
