@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # SIGHUP, again and again, on a real worker with jobs running: 70 reloads
 # (past the old cap of 64 configs) each reloaded and logged, the slots count
-# changing between them, node_status jobs started under one config finishing
-# under another; then a reloadable option (log_level) takes effect at once,
+# changing between them, node_status jobs running meanwhile, and one job held
+# in its stage for all 70 (its node's libvirt "daemon" accepts and never
+# answers) that finishes only afterwards, under the config it started with
+# (retired 70 times over, freed only once its slot is done); then a reloadable option (log_level) takes effect at once,
 # restart-only ones (worker_name, database) warn "KEY changed in FILE but
 # takes effect only after a restart" and keep the running value (the worker
 # stays registered under its name and keeps working on its database), a
@@ -26,6 +28,21 @@ for i in 1 2 3 4; do
     ok "computer $T-pc$i" "$VCLCTL" computer add "$T-pc$i" --node n1 \
         --mac "52:54:00:$(printf %02x $((RANDOM % 256))):72:0$i" --memory 128 --vcpus 1
 done
+# A node whose libvirtd accepts connections and never answers: a job on it
+# stays in its stage until this listener goes away.
+perl -MIO::Socket::INET -e '$| = 1;
+    my $s = IO::Socket::INET->new(Listen => 16, LocalAddr => "127.0.0.1", LocalPort => 0,
+                                  ReuseAddr => 1) or die "listen: $!";
+    print $s->sockport, "\n";
+    my @held;
+    while (my $c = $s->accept) { push @held, $c }' >"$WORLD/silent.port" &
+SILENT=$!
+world_track_pid $SILENT
+wait_for "the silent listener" 10 test -s "$WORLD/silent.port" || bail "no silent listener"
+ok "node add silent" "$VCLCTL" node add silent --uri "qemu+tcp://127.0.0.1:$(cat "$WORLD/silent.port")/system" \
+    --master-dir "$WORLD/master" --cow-dir "$WORLD/cow" --xml-dir "$WORLD/xml" --repo "$WORLD/repo"
+ok "computer $T-held" "$VCLCTL" computer add "$T-held" --node silent \
+    --mac "52:54:00:$(printf %02x $((RANDOM % 256))):72:09" --memory 128 --vcpus 1
 
 # The worker's configuration, rewritten between SIGHUPs (same path); log_level
 # info unless the arguments set it.
@@ -47,6 +64,7 @@ reloads() { grep -c "SIGHUP: configuration reloaded" "$LOG"; }
 at_least() { (($("$@") >= want)); }
 
 # --- 1. 70 reloads while jobs run --------------------------------------------
+held_running() { grep -q "reservation=$held .*running node_status" "$LOG"; }
 ids=()
 for r in $(seq 1 10); do
     for i in 1 2 3 4; do
@@ -61,17 +79,31 @@ for ((k = 1; k <= N_RELOADS; k++)); do
     # while one is pending coalesce)
     want=$k
     wait_for "reload $k" 30 at_least reloads || break
+    if ((k == 1)); then
+        # started under the first reloaded config (the one the worker started
+        # with is kept until exit anyway): the next reload retires it
+        held=$("$VCLCTL" enqueue "$T-held" node_status --max-attempts 1)
+        ok "the held job starts after reload 1" wait_for "reservation $held to start" 30 held_running
+    fi
 done
 is "$(reloads)" "$N_RELOADS" "$N_RELOADS SIGHUPs, $N_RELOADS reloads logged"
 is "$(grep -c "no config file to reload" "$LOG")" 0 "never 'no config file to reload'"
 like "$(grep "SIGHUP: configuration reloaded" "$LOG" | tail -1)" "slots $((N_RELOADS % 2 + 1)),.*changed: slots, claim_batch" \
      "the last reload applied its slots (and claim_batch, which follows it)"
 ok "the worker is alive after $N_RELOADS reloads" kill -0 "$W"
+is "$(psql_val "SELECT state FROM vcl.reservation WHERE id = $held")" running \
+   "the held job is still running after $N_RELOADS reloads"
+kill "$SILENT"
+held_ended() { [[ $(psql_val "SELECT state FROM vcl.reservation WHERE id = $held") == failed ]]; }
+ok "the node answers at last (connection closed): the held job ends, failed (one attempt)" \
+    wait_for "reservation $held to end" 60 held_ended
+like "$(grep "reservation=$held " "$LOG" | grep "reservation failed")" "reservation failed in stage" \
+     "its slot recorded the outcome after the reloads (with the config it started with)"
 all_done() {
-    [[ $(psql_val "SELECT count(*) FROM vcl.reservation WHERE operation = 'node_status' AND state = 'done'") == 40 ]]
+    [[ $(psql_val "SELECT count(*) FROM vcl.reservation WHERE operation = 'node_status' AND state = 'done' AND id <> $held") == 40 ]]
 }
 wait_for "the 40 node_status jobs to finish" 120 all_done
-is "$(psql_val "SELECT state || ' ' || count(*) FROM vcl.reservation WHERE operation = 'node_status' GROUP BY state")" "done 40" \
+is "$(psql_val "SELECT state || ' ' || count(*) FROM vcl.reservation WHERE operation = 'node_status' AND id <> $held GROUP BY state")" "done 40" \
    "every job run across the reloads is done"
 is "$(psql_val "SELECT count(DISTINCT node_status) || ' ' || min(node_status) FROM vcl.computer WHERE name LIKE '$T-pc%'")" "1 RELOAD" \
    "and wrote node_status (no domain: RELOAD)"
