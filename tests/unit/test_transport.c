@@ -334,50 +334,6 @@ static void test_copy_in(vcl_transport *t)
 }
 
 
-/* Write s to path (plain libc: the test plants files the worker must not trust). */
-static void put(const char *path, const char *s)
-{
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fputs(s, f);
-        fclose(f);
-    }
-}
-
-/* Content of a small file ("" when unreadable); static buffer. */
-static const char *slurp(const char *path)
-{
-    static char buf[256];
-    buf[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (f) {
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        buf[n] = '\0';
-        fclose(f);
-    }
-    return buf;
-}
-
-static long long mtime_ns(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) < 0)
-        return -1;
-    return (long long)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
-}
-
-/* A watchdog: a call that blocks on a FIFO would hang the test; SIGALRM ends
- * it with a "not ok" visible to prove. */
-static void on_alarm(int sig)
-{
-    (void)sig;
-    static const char msg[] = "not ok - a file operation blocked (watchdog fired)\n";
-    if (write(STDOUT_FILENO, msg, sizeof msg - 1) < 0) {
-        /* nothing to do */
-    }
-    _exit(1);
-}
-
 /* Files planted where the worker reads or writes: a symbolic link and a FIFO
  * are refused (permanent, naming the path and what is there), nothing blocks
  * and a link's target is never changed. */
@@ -406,51 +362,51 @@ static void test_planted_files(vcl_transport *t)
     vcl_error_clear(&e);
     ok(!transport_read_file(t, lnk, &data, &len, &e) && !data, "read_file refuses a symbolic link");
     is_int(e.cls, VCL_ERR_PERMANENT, "permanent");
-    ok(strstr(e.msg, lnk) && strstr(e.msg, "is a symbolic link, not a regular file"),
+    ok_after(strstr(e.msg, lnk) && strstr(e.msg, "is a symbolic link, not a regular file"),
        "message names the path and says a link is there: %s", e.msg);
     double t0 = now_s();
     vcl_error_clear(&e);
     ok(!transport_read_file(t, fifo, &data, &len, &e) && !data, "read_file refuses a FIFO");
     ok(now_s() - t0 < 5, "without blocking (%.2f s)", now_s() - t0);
-    ok(e.cls == VCL_ERR_PERMANENT && strstr(e.msg, "is a FIFO, not a regular file") &&
+    ok_after(e.cls == VCL_ERR_PERMANENT && strstr(e.msg, "is a FIFO, not a regular file") &&
            strstr(e.msg, fifo), "message: %s", e.msg);
     vcl_error_clear(&e);
-    ok(!transport_read_file(t, dir, &data, &len, &e) && strstr(e.msg, "is a directory"),
+    ok_after(!transport_read_file(t, dir, &data, &len, &e) && strstr(e.msg, "is a directory"),
        "read_file refuses a directory: %s", e.msg);
 
     /* write_file (temp + rename) */
     vcl_error_clear(&e);
     ok(!transport_write_file(t, lnk, "evil", 4, 0644, &e), "write_file refuses to replace a link");
-    ok(e.cls == VCL_ERR_PERMANENT && strstr(e.msg, "symbolic link") && strstr(e.msg, lnk),
+    ok_after(e.cls == VCL_ERR_PERMANENT && strstr(e.msg, "symbolic link") && strstr(e.msg, lnk),
        "message: %s", e.msg);
     vcl_error_clear(&e);
     t0 = now_s();
-    ok(!transport_write_file(t, fifo, "evil", 4, 0644, &e) && strstr(e.msg, "is a FIFO"),
+    ok_after(!transport_write_file(t, fifo, "evil", 4, 0644, &e) && strstr(e.msg, "is a FIFO"),
        "write_file refuses to replace a FIFO (%.2f s): %s", now_s() - t0, e.msg);
 
     /* copy_in (destination on the node) and copy_out (source on the node) */
     path_of(src, sizeof src, "source.img");
     put(src, "image bytes\n");
     vcl_error_clear(&e);
-    ok(!transport_copy_in(t, src, lnk, NULL, NULL, &e) && strstr(e.msg, "symbolic link"),
+    ok_after(!transport_copy_in(t, src, lnk, NULL, NULL, &e) && strstr(e.msg, "symbolic link"),
        "copy_in refuses a link as destination: %s", e.msg);
     vcl_error_clear(&e);
     t0 = now_s();
-    ok(!transport_copy_in(t, src, fifo, NULL, NULL, &e) && strstr(e.msg, "is a FIFO"),
+    ok_after(!transport_copy_in(t, src, fifo, NULL, NULL, &e) && strstr(e.msg, "is a FIFO"),
        "copy_in refuses a FIFO as destination (%.2f s): %s", now_s() - t0, e.msg);
     path_of(hard, sizeof hard, "hard.img");
     ok(link(target, hard) == 0, "a hard link to the secret planted at %s", hard);
     vcl_error_clear(&e);
-    ok(!transport_copy_in(t, src, hard, NULL, NULL, &e) && strstr(e.msg, "hard links"),
+    ok_after(!transport_copy_in(t, src, hard, NULL, NULL, &e) && strstr(e.msg, "hard links"),
        "copy_in refuses a destination with another name: %s", e.msg);
     unlink(hard);
     path_of(p, sizeof p, "copy-out.img");
     vcl_error_clear(&e);
-    ok(!transport_copy_out(t, lnk, p, NULL, NULL, &e) && strstr(e.msg, "symbolic link"),
+    ok_after(!transport_copy_out(t, lnk, p, NULL, NULL, &e) && strstr(e.msg, "symbolic link"),
        "copy_out refuses a link as source: %s", e.msg);
     vcl_error_clear(&e);
     t0 = now_s();
-    ok(!transport_copy_out(t, fifo, p, NULL, NULL, &e) && strstr(e.msg, "is a FIFO"),
+    ok_after(!transport_copy_out(t, fifo, p, NULL, NULL, &e) && strstr(e.msg, "is a FIFO"),
        "copy_out refuses a FIFO as source (%.2f s): %s", now_s() - t0, e.msg);
 
     is_str(slurp(target), "do not touch\n", "the link's target kept its content");
@@ -475,7 +431,7 @@ static void test_planted_files(vcl_transport *t)
     path_of(p, sizeof p, "not-there");
     ok(transport_check_file(t, p, &exists, &e) && !exists, "check_file: a missing file is fine");
     vcl_error_clear(&e);
-    ok(!transport_check_file(t, lnk, &exists, &e) && e.cls == VCL_ERR_PERMANENT &&
+    ok_after(!transport_check_file(t, lnk, &exists, &e) && e.cls == VCL_ERR_PERMANENT &&
            strstr(e.msg, "symbolic link"), "check_file: a link is refused: %s", e.msg);
     vcl_error_clear(&e);
     ok(!transport_check_file(t, fifo, NULL, &e) && strstr(e.msg, "FIFO"), "check_file: a FIFO is refused");
@@ -510,18 +466,18 @@ static void test_dirs(vcl_transport *t)
     ok(mkdir(p, 0755) == 0 && chmod(p, 0777) == 0, "a world-writable directory");
     ok(transport_dir_check(t, p, &v, &e), "dir_check ww");
     ok(v.exists && v.is_dir && !v.safe && v.mode == 0777, "not safe, mode 0777");
-    ok(strstr(v.problem, "world-writable without the sticky bit") && strstr(v.problem, p),
+    ok_after(strstr(v.problem, "world-writable without the sticky bit") && strstr(v.problem, p),
        "problem: %s", v.problem);
     snprintf(want, sizeof want, "chmod o-w %s", p);
     is_str(v.fix, want, "fix");
     path_of(q, sizeof q, "ww/inner");
     ok(mkdir(q, 0755) == 0, "a directory inside it");
-    ok(transport_dir_check(t, q, &v, &e) && v.exists && !v.safe && strstr(v.problem, p),
+    ok_after(transport_dir_check(t, q, &v, &e) && v.exists && !v.safe && strstr(v.problem, p),
        "below a world-writable directory: not safe either (%s)", v.problem);
     path_of(q, sizeof q, "ww/new/dir");
     vcl_error_clear(&e);
     ok(!transport_mkdir_p(t, q, 0755, &e) && e.cls == VCL_ERR_PERMANENT, "mkdir_p below it: refused");
-    ok(strstr(e.msg, "world-writable") && strstr(e.msg, want), "error says why and how to fix it: %s", e.msg);
+    ok_after(strstr(e.msg, "world-writable") && strstr(e.msg, want), "error says why and how to fix it: %s", e.msg);
     ok(!exists("ww/new"), "nothing was created");
     path_of(p, sizeof p, "sticky");
     ok(mkdir(p, 0755) == 0 && chmod(p, 01777) == 0, "a world-writable directory with the sticky bit");
@@ -533,13 +489,13 @@ static void test_dirs(vcl_transport *t)
         ok(mkdir(p, 0755) == 0 && chown(p, 65534, 65534) == 0, "a directory owned by uid 65534");
         ok(transport_dir_check(t, p, &v, &e) && v.exists && !v.safe && v.uid == 65534,
            "dir_check: not safe, uid 65534");
-        ok(strstr(v.problem, "owned by") && strstr(v.problem, "uid 65534") && strstr(v.problem, p),
+        ok_after(strstr(v.problem, "owned by") && strstr(v.problem, "uid 65534") && strstr(v.problem, p),
            "problem: %s", v.problem);
         snprintf(want, sizeof want, "chown root %s", p);
         is_str(v.fix, want, "fix");
         path_of(q, sizeof q, "nobodys/xml");
         vcl_error_clear(&e);
-        ok(!transport_mkdir_p(t, q, 0755, &e) && e.cls == VCL_ERR_PERMANENT &&
+        ok_after(!transport_mkdir_p(t, q, 0755, &e) && e.cls == VCL_ERR_PERMANENT &&
                strstr(e.msg, "uid 65534") && strstr(e.msg, want),
            "mkdir_p below it: refused with the fix: %s", e.msg);
         ok(!exists("nobodys/xml"), "nothing was created");
@@ -553,10 +509,10 @@ static void test_dirs(vcl_transport *t)
     path_of(p, sizeof p, "real");
     path_of(q, sizeof q, "link-to-real");
     ok(mkdir(p, 0755) == 0 && symlink(p, q) == 0, "a link to a directory");
-    ok(transport_dir_check(t, q, &v, &e) && v.exists && !v.is_dir && !v.safe &&
+    ok_after(transport_dir_check(t, q, &v, &e) && v.exists && !v.is_dir && !v.safe &&
            strstr(v.problem, "symbolic link"), "the directory is a link: not safe (%s)", v.problem);
     vcl_error_clear(&e);
-    ok(!transport_mkdir_p(t, q, 0755, &e) && strstr(e.msg, "symbolic link"), "mkdir_p refuses it: %s", e.msg);
+    ok_after(!transport_mkdir_p(t, q, 0755, &e) && strstr(e.msg, "symbolic link"), "mkdir_p refuses it: %s", e.msg);
     path_of(q, sizeof q, "link-to-real/sub");
     ok(transport_mkdir_p(t, q, 0755, &e), "a directory through a link on the way: fine");
     ok(stat(q, &sb) == 0 && S_ISDIR(sb.st_mode) && exists("real/sub"), "made in the real directory");
@@ -564,7 +520,7 @@ static void test_dirs(vcl_transport *t)
     path_of(q, sizeof q, "link-to-ww-inner");
     ok(symlink(p, q) == 0, "a link into a world-writable directory");
     path_of(q, sizeof q, "link-to-ww-inner/x");
-    ok(transport_dir_check(t, q, &v, &e) && !v.safe && strstr(v.problem, "world-writable"),
+    ok_after(transport_dir_check(t, q, &v, &e) && !v.safe && strstr(v.problem, "world-writable"),
        "a link on the way into an unsafe tree: not safe (%s)", v.problem);
 
     /* what mkdir_p makes: exactly the mode asked, whatever the umask, ours */
@@ -584,7 +540,7 @@ static void test_dirs(vcl_transport *t)
 
     /* a file on the way */
     path_of(p, sizeof p, "secret/sub");
-    ok(transport_dir_check(t, p, &v, &e) && !v.safe && !v.exists && strstr(v.problem, "regular file"),
+    ok_after(transport_dir_check(t, p, &v, &e) && !v.safe && !v.exists && strstr(v.problem, "regular file"),
        "a file on the way: not safe (%s)", v.problem);
     vcl_error_clear(&e);
     ok(!transport_dir_check(t, "relative/dir", &v, &e) || (!v.safe && v.problem[0]),
