@@ -186,7 +186,47 @@ stage_ok "$id_pc6" pre_define "after chown"
 is "$(stat -c '%a %U' "$WORLD/ww/xml")" "755 root" "the XML dir the worker made is 0755, the node user's"
 is "$(stat -c '%a %U' "$WORLD/nob/cow")" "755 root" "the COW dir the worker made is 0755, the node user's"
 
-# --- 3. ssh node -------------------------------------------------------------
+# --- 3. a FIFO put at the console log while post_load reads it ----------------
+# Needs a running domain: on a host where QEMU cannot start, skipped.
+ok "image linux (post_load waits for a ready line)" "$VCLCTL" image add "$T-lin" --os-type linux
+cp "$WORLD/repo/$T-blank-v1.qcow2" "$WORLD/repo/$T-lin-v1.qcow2"
+ok "revision lin:1" "$VCLCTL" image revision-add "$T-lin" --revision 1 --file-stem "$T-lin-v1"
+computer "$T-pc10" node1
+pcfg=$(world_config wp "post_load_timeout_seconds: 240")
+id_pl=$(psql_val "INSERT INTO vcl.reservation (computer_id, image_revision_id, max_attempts)
+                  SELECT c.id, ir.id, 1 FROM vcl.computer c JOIN vcl.image_revision ir ON true
+                    JOIN vcl.image i ON i.id = ir.image_id
+                   WHERE c.name = '$T-pc10' AND i.name = '$T-lin' RETURNING id")
+world_worker wp
+pl_state() {
+    psql_val "SELECT CASE WHEN r.state IN ('failed', 'done') THEN r.state
+                          WHEN EXISTS (SELECT 1 FROM vcl.reservation_stage s WHERE s.reservation_id = r.id
+                                          AND s.stage = 'post_load' AND s.outcome = 'running') THEN 'post_load'
+                          ELSE 'busy' END FROM vcl.reservation r WHERE r.id = $id_pl"
+}
+pl_reached() { [ "$(pl_state)" != busy ]; }
+pl_failed() { [ "$(pl_state)" = failed ]; }
+wait_for "the load of $T-pc10 reaches post_load or ends" 180 pl_reached || true
+if [ "$(pl_state)" = post_load ]; then
+    log10=$WORLD/xml/$T-pc10_$(psql_val "SELECT id FROM vcl.image WHERE name = '$T-lin'")-v1.console.log
+    rm -f "$log10"
+    mkfifo "$log10"
+    t0=$SECONDS
+    ok "post_load gives up on the FIFO" wait_for "reservation $id_pl to fail" 60 pl_failed
+    ok "within seconds, not at the post_load timeout ($((SECONDS - t0)) s)" test $((SECONDS - t0)) -lt 60
+    like "$(psql_val "SELECT last_error FROM vcl.reservation WHERE id = $id_pl")" \
+         "refusing to use '$log10': it is a FIFO, not a regular file" "post_load: the error names the FIFO"
+    is "$(psql_val "SELECT stage FROM vcl.reservation_stage WHERE reservation_id = $id_pl AND outcome = 'failed'")" \
+       post_load "post_load is the stage that failed"
+    ok "the worker is still alive (it never blocked on the FIFO)" kill -0 "$WORLD_WORKER_PID"
+else
+    diag "post_load never ran here ($(psql_val "SELECT state || ': ' || coalesce(last_error, '') FROM vcl.reservation WHERE id = $id_pl" | head -n 1))"
+    skip "no running domain on this host: the FIFO under post_load" 5
+fi
+kill -TERM "$WORLD_WORKER_PID" 2>/dev/null
+world_worker_wait "$WORLD_WORKER_PID" 60 >/dev/null || true
+
+# --- 4. ssh node -------------------------------------------------------------
 if world_sshd; then
     N=$WORLD/node
     for d in master cow xml repo; do mkdir -p "$N/$d"; done
