@@ -1071,7 +1071,8 @@ static int cmd_migrate(ctl *c, const args *a)
     { "ssh-user", "USER", 0, "ssh: user" },                                                 \
     { "master-dir", "DIR", 0, "master image directory on the node" },                       \
     { "cow-dir", "DIR", 0, "copy-on-write disk directory on the node" },                    \
-    { "xml-dir", "DIR", 0, "domain XML directory on the node (default /tmp/vcl)" },         \
+    { "xml-dir", "DIR", 0, "domain XML and console log directory on the node (default "    \
+                           "/var/lib/vcl-worker/xml; made 0755, must not be world-writable)" }, \
     { "repo", "PATH", OPT_MULTI, "image repository path searched for masters; repeat for " \
                                  "several (node set: replaces the list)" },                 \
     { "max-loads", "N", 0, "at most N loads at once on this node" },                        \
