@@ -1,4 +1,4 @@
--- 011_node_xml_dir.sql: the default XML directory of a node moves out of /tmp.
+-- 003_node_xml_dir.sql: the default XML directory of a node moves out of /tmp.
 --
 -- VCL wrote domain definitions to /tmp/vcl. In a world-writable /tmp any
 -- user of the node can create /tmp/vcl first (or plant a link or FIFO in a
