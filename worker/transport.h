@@ -46,6 +46,14 @@ vcl_transport *transport_new(const char *kind, const transport_opts *opts, vcl_e
 void transport_free(vcl_transport *t);
 const char *transport_kind(const vcl_transport *t);
 
+/* A check made before every call that may change something (exec, write,
+ * rename, remove, mkdir, copies): false + e refuses the call. A job sets it
+ * to job_check_ours, so a thread that lost its job (lease gone, or stage
+ * deadline passed while it was stuck on a hung node) never acts on the node
+ * again. NULL = none (the default). */
+typedef bool (*transport_guard_fn)(void *ctx, vcl_error *e);
+void transport_set_guard(vcl_transport *t, transport_guard_fn fn, void *ctx);
+
 /* Run argv[0] with args (argv NULL-terminated). true when the command ran (its
  * exit status is in res->status, possibly non-zero); false when it could not
  * be run or timed out (killed; retryable). timeout_s 0 = none. */

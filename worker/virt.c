@@ -4,6 +4,7 @@
 #include "metrics.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,7 @@ static void xml_generic_error(void *ctx, const char *fmt, ...)
 
 static pthread_once_t virt_once = PTHREAD_ONCE_INIT;
 static bool virt_events;
+static _Atomic int ka_interval = 5, ka_count = 3;
 
 /* The process's libvirt event loop: runs until the process exits. */
 static void *virt_event_loop(void *arg)
@@ -144,6 +146,12 @@ bool virt_error(vcl_error *e, int *code, const char *fmt, ...)
     return false;
 }
 
+void virt_set_keepalive(int interval_s, int count)
+{
+    atomic_store(&ka_interval, interval_s > 0 ? interval_s : 0);
+    atomic_store(&ka_count, count > 0 ? count : 1);
+}
+
 virConnectPtr virt_open(const char *uri, vcl_error *e)
 {
     virt_init();
@@ -151,6 +159,17 @@ virConnectPtr virt_open(const char *uri, vcl_error *e)
     if (!c) {
         virt_error(e, NULL, "cannot connect to libvirt at %s", uri);
         e->cls = VCL_ERR_RETRYABLE; /* the node may come back */
+        return NULL;
+    }
+    int interval = atomic_load(&ka_interval), count = atomic_load(&ka_count);
+    if (interval > 0 && virConnectSetKeepAlive(c, interval, (unsigned)count) < 0) {
+        /* In-process drivers (test:///) have no keepalive; anything else is
+         * worth a line, but the connection still works. */
+        virErrorPtr err = virGetLastError();
+        if (!err || err->code != VIR_ERR_NO_SUPPORT)
+            log_warn("libvirt keepalive on %s not enabled: %s", uri,
+                     err && err->message ? err->message : "unknown error");
+        virResetLastError();
     }
     return c;
 }
