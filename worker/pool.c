@@ -181,23 +181,33 @@ typedef struct hook_ctx {
  * committed, before the stage runs), "finish" (after the stage ran, just
  * before its checkpoint is written). "<stage>:stop-start" / "<stage>:stop-finish" instead
  * SIGSTOP the process there (a zombie worker; the test sends SIGCONT).
- * VCL_FAULT_NODE=<node> limits the fault to jobs on that node. */
+ * VCL_FAULT_NODE=<node> limits the fault to jobs on that node;
+ * VCL_FAULT_ONCE=1 to its first hit in this process. */
 static void fault_point(const char *stage, const char *point, const char *node)
 {
-    const char *f = getenv("VCL_FAULT"), *only = getenv("VCL_FAULT_NODE");
+    static atomic_int hits;
+    const char *f = getenv("VCL_FAULT"), *only = getenv("VCL_FAULT_NODE"),
+               *once = getenv("VCL_FAULT_ONCE"), *hf = getenv("VCL_FAULT_HANG");
     if (!f || !stage)
-        return;
-    if (only && only[0] && (!node || strcmp(node, only) != 0))
         return;
     size_t sl = strlen(stage);
     if (strncmp(f, stage, sl) != 0 || f[sl] != ':')
         return;
     const char *want = f + sl + 1;
-    if (strcmp(want, point) == 0) {
+    bool kill_it = strcmp(want, point) == 0;
+    bool stop_it = strncmp(want, "stop-", 5) == 0 && strcmp(want + 5, point) == 0;
+    bool hang_it = strncmp(want, "hang-", 5) == 0 && strcmp(want + 5, point) == 0 && hf && hf[0];
+    if (!kill_it && !stop_it && !hang_it)
+        return;
+    if (only && only[0] && (!node || strcmp(node, only) != 0))
+        return;
+    if (once && strcmp(once, "1") == 0 && atomic_fetch_add(&hits, 1) > 0)
+        return;
+    if (kill_it) {
         log_warn("VCL_FAULT=%s: killing this worker with SIGKILL", f);
         raise(SIGKILL);
     }
-    if (strncmp(want, "stop-", 5) == 0 && strcmp(want + 5, point) == 0) {
+    if (stop_it) {
         log_warn("VCL_FAULT=%s: stopping this worker with SIGSTOP", f);
         raise(SIGSTOP);
         log_warn("VCL_FAULT=%s: continued", f);
@@ -205,8 +215,7 @@ static void fault_point(const char *stage, const char *point, const char *node)
     /* "hang-<point>": only this job's thread hangs (as in a call to a node
      * that never answers) while the file $VCL_FAULT_HANG exists, at most an
      * hour; the rest of the worker goes on. */
-    const char *hf = getenv("VCL_FAULT_HANG");
-    if (strncmp(want, "hang-", 5) == 0 && strcmp(want + 5, point) == 0 && hf && hf[0]) {
+    if (hang_it) {
         log_warn("VCL_FAULT=%s: this job's thread hangs while %s exists", f, hf);
         for (int i = 0; i < 36000 && access(hf, F_OK) == 0; i++)
             usleep(100 * 1000);
