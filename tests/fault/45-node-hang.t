@@ -32,10 +32,11 @@ command -v runuser >/dev/null || skip_all "needs runuser"
 
 # --- processes we stop are always continued --------------------------------------
 STOPPED_LIST=$WORLD/stopped.pids
+WATCHDOGS=$WORLD/watchdog.pids
 cont_all() {
     local p
-    [[ -f $STOPPED_LIST ]] || return 0
-    while read -r p; do kill -CONT "$p" 2>/dev/null; done <"$STOPPED_LIST"
+    [[ -f $STOPPED_LIST ]] && while read -r p; do kill -CONT "$p" 2>/dev/null; done <"$STOPPED_LIST"
+    [[ -f $WATCHDOGS ]] && while read -r p; do kill "$p" 2>/dev/null; done <"$WATCHDOGS"
     return 0
 }
 world_on_exit cont_all
@@ -46,6 +47,7 @@ stop_pids() { # PID...: SIGSTOP them; continued on exit, and by a watchdog after
         kill -STOP "$p"
     done
     setsid bash -c "sleep 150; kill -CONT $* 2>/dev/null" </dev/null >/dev/null 2>&1 &
+    echo $! >>"$WATCHDOGS"
 }
 cont_pids() { local p; for p in "$@"; do kill -CONT "$p" 2>/dev/null; done; }
 stopped() { [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = T ]; }
@@ -72,6 +74,7 @@ U=vclhang
 id "$U" >/dev/null 2>&1 || useradd -m -s /bin/bash "$U" >/dev/null 2>&1 ||
     skip_all "cannot create the user $U for a second libvirtd"
 getent group kvm >/dev/null && usermod -a -G kvm "$U" 2>/dev/null
+usermod -p '*' "$U" 2>/dev/null # no password, but not locked: sshd refuses locked accounts
 UH=$(getent passwd "$U" | cut -d: -f6)
 V2() { timeout 60 runuser -u "$U" -- env -i HOME="$UH" PATH=/usr/sbin:/usr/bin:/sbin:/bin virsh -q -c qemu:///session "$@"; }
 V() { timeout 30 virsh -q -c "$URI" "$@"; }
@@ -188,7 +191,7 @@ like "$(col "$ida1" last_error)" "^node $T-n1 did not answer within 8 s \(stage 
 ok "A: a3 (n2) loads in the same worker while libvirtd is stopped" \
     wait_for "a3 done" 60 is_state "$ida3" done || diag "$(col "$ida3" last_error) $(tail -n 5 "$WORLD/wa.log")"
 is "$(psql_val "SELECT count(DISTINCT worker_id) || ' ' || bool_and(worker_id = $(wa_id))
-                FROM vcl.reservation_stage WHERE reservation_id IN ($ida1, $ida3)")" "1 t" \
+                FROM vcl.reservation_stage WHERE reservation_id IN ($ida1, $ida3)")" "1 true" \
    "A: a1 and a3 ran in the same worker (slots: 1): the slot was freed"
 ok "A: libvirtd was stopped all along" stopped "$LVPID"
 
