@@ -23,6 +23,9 @@ typedef struct transport_opts {
     const char *private_key;   /* ssh only: config ssh_private_key (required) */
     const char *known_hosts;   /* ssh only: config ssh_known_hosts (required) */
     int connect_timeout_s;     /* ssh only: TCP connect + handshake + auth; 0 = 15 */
+    int keepalive_s;           /* ssh only: keepalive period while a command runs; 0 = 15. No
+                                * byte from the node for 4 periods: it stopped answering (the
+                                * command fails as retryable) */
 } transport_opts;
 
 typedef struct transport_result {
