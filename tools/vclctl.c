@@ -40,6 +40,9 @@
 #include "nodestatus.h"
 #include "roff.h"
 #include "virt.h"
+#include "cpumode.h"
+#include "config.h"
+#include "nodecheck.h"
 #include "domxml.h"
 #include "progress.h"
 #include "stage.h"
@@ -1035,7 +1038,10 @@ static int cmd_migrate(ctl *c, const args *a)
     { "max-loads", "N", 0, "at most N loads at once on this node" },                        \
     { "repo-location", "node|management", 0, "where the --repo paths are: on the node "     \
                                               "(default) or on the worker's host" },         \
-    { "network", "NAME", 0, "libvirt network the NICs attach to" }
+    { "network", "NAME", 0, "libvirt network the NICs attach to" },                       \
+    { "cpu-mode", "MODE", 0, "guest CPU: auto (default: probed once on the node), "         \
+                             "host-passthrough, host-model or custom:MODEL (e.g. "          \
+                             "custom:EPYC, custom:qemu64)" }
 
 static const optspec OPTS_NODE_ADD[] = {
     { "uri", "URI", OPT_REQUIRED, "libvirt connection URI (qemu:///system, "
@@ -1073,6 +1079,13 @@ static int node_fields(ctl *c, const args *a, colset *s, num *port, num *loads, 
         return rc;
     if (opt_str(a, "network") && (rc = check_name(c, "network", opt_str(a, "network"))))
         return rc;
+    if (opt_str(a, "cpu-mode")) {
+        cpu_mode m;
+        vcl_error e;
+        vcl_error_clear(&e);
+        if (!cpu_mode_parse(opt_str(a, "cpu-mode"), &m, &e))
+            return usage_error(c, "--cpu-mode: %s", e.msg);
+    }
     repos[0] = '\0';
     for (int i = 0, o = 0; i < a->nmulti; i++) {
         if ((rc = check_repo(c, a->multi[i])) != EXIT_OK)
@@ -1095,6 +1108,7 @@ static int node_fields(ctl *c, const args *a, colset *s, num *port, num *loads, 
     colset_add_expr(s, "max_concurrent_loads", "?::int", NUM_PARAM(*loads));
     colset_add(s, "repository_location", opt_str(a, "repo-location"));
     colset_add(s, "network", opt_str(a, "network"));
+    colset_add(s, "cpu_mode", opt_str(a, "cpu-mode"));
     return EXIT_OK;
 }
 
@@ -1196,7 +1210,8 @@ static int cmd_node_set(ctl *c, const args *a)
 #define NODE_ROWS                                                                          \
     "SELECT n.id, n.name, n.state, n.transport, n.libvirt_uri, n.ssh_host, n.ssh_port,"    \
     " n.ssh_user, n.master_image_dir, n.cow_dir, n.xml_dir, n.repository_paths,"           \
-    " n.max_concurrent_loads, n.network,"                                                  \
+    " n.max_concurrent_loads, n.network, n.cpu_mode, n.cpu_mode_resolved, n.cpu_probe,"     \
+    " n.cpu_probed_at,"                                                                     \
     " (SELECT count(*) FROM vcl.computer c WHERE c.node_id = n.id) AS computers"           \
     " FROM vcl.node n ORDER BY n.name"
 
@@ -1212,6 +1227,8 @@ static int cmd_node_list(ctl *c, const args *a)
         "SELECT name, state, transport, libvirt_uri AS uri,"
         " CASE WHEN transport = 'ssh' THEN concat(ssh_user || '@', ssh_host, ':' || ssh_port)"
         " END AS ssh, max_concurrent_loads AS max_loads, network, computers,"
+        " CASE WHEN cpu_mode = 'auto' THEN 'auto: ' || coalesce(cpu_mode_resolved, 'not probed yet')"
+        " ELSE cpu_mode END AS cpu, cpu_probe,"
         " master_image_dir AS master_dir, cow_dir, xml_dir,"
         " nullif(array_to_string(repository_paths, ','), '') AS repos"
         " FROM (" NODE_ROWS ") t",
@@ -2689,6 +2706,148 @@ static int cmd_maintenance(ctl *c, const args *a)
     return queue_op(c, a, a->pos[0], "maintenance", NULL, NULL, NULL);
 }
 
+/* ---- node check ---- */
+
+static const optspec OPTS_NODE_CHECK[] = {
+    { "config", "FILE", 0, "the worker's config file: drivers_dir, driver_order, qemu_emulator "
+                           "and, unless --ssh-key/--known-hosts say otherwise, its ssh key and "
+                           "known_hosts" },
+    { NULL, NULL, 0, NULL },
+};
+
+/* Node-originated text reaches a terminal: no control characters. */
+static void printable(char *s)
+{
+    for (unsigned char *p = (unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+}
+
+#define NODE_CHECK_ROWS                                                                    \
+    "SELECT t.item, t.ok::boolean AS ok, t.detail, nullif(t.fix, '') AS fix"              \
+    " FROM unnest(string_to_array($1, E'\\x1f'), string_to_array($2, E'\\x1f'),"          \
+    "             string_to_array($3, E'\\x1f'), string_to_array($4, E'\\x1f'))"          \
+    "      WITH ORDINALITY AS t(item, ok, detail, fix, ord) ORDER BY t.ord"
+
+/* Everything a load needs from the node, through its real transport and
+ * libvirt (nodecheck.h); the CPU probe's result is recorded on the node row
+ * (what auto resolves to, and why the other modes were rejected). */
+static int cmd_node_check(ctl *c, const args *a)
+{
+    const char *name = a->pos[0], *cfg_path = opt_str(a, "config");
+    vcl_config cfg;
+    hvdriver_set *drivers = NULL;
+    PGresult *r = NULL;
+    vcl_error e;
+    int rc;
+
+    if ((rc = check_name(c, "node", name)) != EXIT_OK)
+        return rc;
+    config_defaults(&cfg);
+    vcl_error_clear(&e);
+    if (cfg_path && (!config_load(&cfg, cfg_path, &e) || !config_validate(&cfg, &e))) {
+        config_clear(&cfg);
+        return fail("%s", e.msg);
+    }
+    if (!ctl_db(c)) {
+        config_clear(&cfg);
+        return EXIT_FAIL;
+    }
+    const char *p1[1] = { name };
+    if (!(r = db_exec(c->db,
+                      "SELECT id, libvirt_uri, transport, coalesce(ssh_host, ''), coalesce(ssh_port, 22),"
+                      " coalesce(ssh_user, ''), master_image_dir, cow_dir, xml_dir, cpu_mode"
+                      " FROM vcl.node WHERE name = $1", 1, p1, &e))) {
+        config_clear(&cfg);
+        return db_fail(c, &e, "cannot read node '%s'", name);
+    }
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        config_clear(&cfg);
+        return fail("no node named '%s' (see: %s node list)", name, PROG);
+    }
+    vcl_error_clear(&e);
+    if (!hvdriver_load_all(cfg.drivers_dir, cfg.driver_order, cfg.n_driver_order, &drivers, &e))
+        note(c, "no hypervisor drivers: %s", e.msg);
+    transport_opts to = {
+        .host = PQgetvalue(r, 0, 3), .port = atoi(PQgetvalue(r, 0, 4)),
+        .user = PQgetvalue(r, 0, 5)[0] ? PQgetvalue(r, 0, 5) : NULL,
+        .private_key = c->ssh_key ? c->ssh_key : cfg.ssh_private_key,
+        .known_hosts = c->known_hosts ? c->known_hosts : cfg.ssh_known_hosts,
+    };
+    node_check_target t = {
+        .name = name, .libvirt_uri = PQgetvalue(r, 0, 1), .transport = PQgetvalue(r, 0, 2),
+        .topts = &to, .master_dir = PQgetvalue(r, 0, 6), .cow_dir = PQgetvalue(r, 0, 7),
+        .xml_dir = PQgetvalue(r, 0, 8), .cpu_mode = PQgetvalue(r, 0, 9), .drivers = drivers,
+        .emulator = cfg.qemu_emulator && cfg.qemu_emulator[0] ? cfg.qemu_emulator : NULL,
+    };
+    node_check_report *rep = calloc(1, sizeof *rep);
+    if (!rep) {
+        rc = fail("out of memory");
+        goto cleanup;
+    }
+    node_check_run(&t, rep);
+
+    if (rep->cpu_probed) {
+        char report[1024];
+        cpu_probe_report(&rep->cpu, report, sizeof report);
+        printable(report);
+        const char *pp[3] = { PQgetvalue(r, 0, 0), rep->cpu.chosen, report };
+        vcl_error_clear(&e);
+        if (!db_run(c->db,
+                    "UPDATE vcl.node SET cpu_probe = $3, cpu_probed_at = now(),"
+                    " cpu_mode_resolved = CASE WHEN cpu_mode = 'auto' THEN nullif($2, '')"
+                    " ELSE cpu_mode_resolved END WHERE id = $1::bigint", 3, pp, &e))
+            note(c, "could not record the CPU probe on node %s: %s", name, db_msg(&e));
+    }
+
+    if (c->json) {
+        size_t cap = (size_t)rep->n * (sizeof rep->items[0].detail + sizeof rep->items[0].fix + 64);
+        char *cols[4];
+        size_t off[4] = { 0 };
+        for (int k = 0; k < 4; k++)
+            cols[k] = calloc(1, cap);
+        for (int i = 0; i < rep->n && cols[0] && cols[1] && cols[2] && cols[3]; i++) {
+            node_check_item *it = &rep->items[i];
+            printable(it->detail);
+            printable(it->fix);
+            const char *v[4] = { it->item, it->ok ? "true" : "false", it->detail, it->fix };
+            for (int k = 0; k < 4; k++)
+                off[k] += (size_t)snprintf(cols[k] + off[k], cap - off[k], "%s%s", i ? "\x1f" : "", v[k]);
+        }
+        const char *pp[4] = { cols[0], cols[1], cols[2], cols[3] };
+        rc = cols[0] && cols[1] && cols[2] && cols[3]
+                 ? print_json(c, JSON_ARRAY(NODE_CHECK_ROWS), 4, pp, "the check")
+                 : fail("out of memory");
+        for (int k = 0; k < 4; k++)
+            free(cols[k]);
+        if (rc == EXIT_OK && rep->failed)
+            rc = EXIT_FAIL;
+        goto cleanup;
+    }
+    printf("node %s: %s (%s), cpu_mode %s\n", name, t.libvirt_uri, t.transport, t.cpu_mode);
+    for (int i = 0; i < rep->n; i++) {
+        node_check_item *it = &rep->items[i];
+        printable(it->detail);
+        printable(it->fix);
+        printf("  %-4s  %-11s %s\n", it->ok ? "ok" : "FAIL", it->item, it->detail);
+        if (!it->ok && it->fix[0])
+            printf("        %-11s fix: %s\n", "", it->fix);
+    }
+    if (rep->failed)
+        printf("%s: %d of %d checks failed\n", name, rep->failed, rep->n);
+    else
+        printf("%s: all %d checks passed; loads use CPU mode %s\n", name, rep->n, rep->cpu_use);
+    rc = rep->failed ? EXIT_FAIL : EXIT_OK;
+
+cleanup:
+    free(rep);
+    PQclear(r);
+    hvdriver_set_free(drivers);
+    config_clear(&cfg);
+    return rc;
+}
+
 /* Every domain on a node, with its state and the computer that owns it
  * (by the <metadata> the worker writes, or by the UUID a computer row
  * records). A domain no computer of this node owns is a stranger. */
@@ -3431,9 +3590,12 @@ static const command NODE_CMDS[] = {
     { "add", cmd_node_add, NULL, OPTS_NODE_ADD, 1, 1,
       "NAME --uri URI [--transport local|ssh] [--ssh-host H --ssh-port P --ssh-user U] "
       "[--master-dir D] [--cow-dir D] [--xml-dir D] [--repo PATH]... "
-      "[--repo-location node|management] [--max-loads N] [--network NAME]",
+      "[--repo-location node|management] [--max-loads N] [--network NAME] [--cpu-mode MODE]",
       "add a hypervisor node" },
-    { "list", cmd_node_list, NULL, NULL, 0, 0, "", "list the nodes" },
+    { "list", cmd_node_list, NULL, NULL, 0, 0, "", "list the nodes (with each one's CPU mode)" },
+    { "check", cmd_node_check, NULL, OPTS_NODE_CHECK, 1, 1, "NAME [--config FILE]",
+      "preflight a node: libvirt, driver, QEMU, qemu-img, directories, which CPU modes start a "
+      "guest (recorded on the node); exit 1 when an item fails" },
     { "set", cmd_node_set, NULL, OPTS_NODE_SET, 1, 1,
       "NAME [--state available|maintenance] [--uri URI] [other node add options]",
       "change a node (state, URI, directories, ...)" },
@@ -3470,7 +3632,7 @@ static int cmd_help(ctl *c, const args *a);
 static const command COMMANDS[] = {
     { "migrate", cmd_migrate, NULL, OPTS_MIGRATE, 0, 0, "[--sql-dir DIR]",
       "apply the SQL migrations not yet applied" },
-    { "node", NULL, NODE_CMDS, NULL, 0, 0, "add|list|set ...", "manage hypervisor nodes" },
+    { "node", NULL, NODE_CMDS, NULL, 0, 0, "add|list|set|check ...", "manage hypervisor nodes" },
     { "image", NULL, IMAGE_CMDS, NULL, 0, 0, "add|revision-add|list|exists|size ...",
       "manage images and their revisions" },
     { "computer", NULL, COMPUTER_CMDS, NULL, 0, 0, "add|list|set ...", "manage computers" },

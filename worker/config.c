@@ -84,6 +84,14 @@ static const char *const log_level_choices[] = { "debug", "info", "warn", "error
 static const char *const log_format_choices[] = { "logfmt", "json", NULL };
 static const char *const on_off_choices[] = { "on", "off", NULL };
 
+static bool emulator_check(const char *v, char *why, size_t why_len)
+{
+    if (!v[0] || (v[0] == '/' && !strstr(v, "/../") && !strpbrk(v, "\n\r\t")))
+        return true;
+    snprintf(why, why_len, "'%s' is not an absolute path", v);
+    return false;
+}
+
 static const opt_def opts[] = {
     { .key = "database", .type = OPT_STRING, .offset = offsetof(vcl_config, database),
       .def_str = "", .secret = true,
@@ -175,6 +183,10 @@ static const opt_def opts[] = {
     { .key = "ssh_known_hosts", .type = OPT_STRING,
       .offset = offsetof(vcl_config, ssh_known_hosts), .def_str = "",
       .help = "known_hosts file that verifies ssh nodes' host keys" },
+    { .key = "qemu_emulator", .type = OPT_STRING, .offset = offsetof(vcl_config, qemu_emulator),
+      .def_str = "", .check = emulator_check, .check_text = "\"\" or an absolute path",
+      .help = "QEMU binary on the nodes, written as the domains' <emulator> (and used by the "
+              "CPU probe); \"\" = libvirt's default for the domain type" },
     { .key = "metrics_listen", .type = OPT_STRING, .offset = offsetof(vcl_config, metrics_listen),
       .def_str = "", .check = metrics_check_listen,
       .check_text = "\"\", HOST:PORT, [IPV6]:PORT, :PORT or PORT",

@@ -43,6 +43,7 @@ typedef struct vcl_config {
     char *ssh_private_key;     /* ssh nodes: libssh2 transport_ssh.c (libvirt takes its own
                                   keyfile= from the node's URI); default "" */
     char *ssh_known_hosts;     /* verifies ssh nodes' host keys; default "" */
+    char *qemu_emulator;       /* <emulator> of every domain; "" = libvirt's default */
     char *metrics_listen;      /* Prometheus endpoint (metrics.c); "" = off */
     char *log_format;          /* logfmt|json, default logfmt */
     char *prepared_statements; /* on|off (db.c statement cache), default on */

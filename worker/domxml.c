@@ -106,6 +106,18 @@ static bool uuid_valid(const char *u)
     return true;
 }
 
+/* An absolute path of printable characters, no "..". */
+static bool emulator_ok(const char *p)
+{
+    if (p[0] != '/' || strlen(p) >= PATH_MAX || strstr(p, "/../") ||
+        (strlen(p) >= 3 && strcmp(p + strlen(p) - 3, "/..") == 0))
+        return false;
+    for (const unsigned char *c = (const unsigned char *)p; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            return false;
+    return true;
+}
+
 static bool spec_check(const domxml_spec *s, vcl_error *e)
 {
     if (!s)
@@ -121,6 +133,14 @@ static bool spec_check(const domxml_spec *s, vcl_error *e)
         !check_str("serial_log", s->serial_log, false, e) ||
         !check_str("computer", s->computer, true, e) || !check_str("file_stem", s->file_stem, true, e))
         return false;
+    if (!s->cpu || s->cpu->kind == CPU_MODE_AUTO || s->cpu->kind >= CPU_MODE__COUNT)
+        return vcl_error_set(e, VCL_ERR_PERMANENT,
+                             "domain XML for '%.128s': no concrete CPU mode (auto is resolved first)",
+                             s->name);
+    if (s->emulator && !emulator_ok(s->emulator))
+        return vcl_error_set(e, VCL_ERR_PERMANENT,
+                             "domain XML for '%.128s': emulator '%.128s' is not an absolute path",
+                             s->name, s->emulator);
     if (!uuid_valid(s->uuid))
         return vcl_error_set(e, VCL_ERR_PERMANENT,
                              "domain XML for '%.128s': uuid '%.64s' is not in the form "
@@ -190,15 +210,9 @@ static void build_cpu(xmlNodePtr root, const domxml_spec *s, bool *ok)
     unsigned sockets = 0, cores = 0, threads = 0;
     xmlNodePtr cpu = el(root, "cpu", NULL, ok), n;
 
-    if (strcmp(s->domain_type, "kvm") == 0) {
-        attr(cpu, "mode", "host-passthrough", ok);
-        attr(cpu, "check", "none", ok);
-    } else {
-        attr(cpu, "mode", "custom", ok);
-        attr(cpu, "match", "exact", ok);
-        n = el(cpu, "model", "qemu64", ok);
-        attr(n, "fallback", "allow", ok);
-    }
+    cpu_mode_fill_xml(cpu, s->cpu, ok);
+    if (s->vcpus == 0)
+        return;   /* the CPU probe's domain: no topology */
     domxml_topology(s->vcpus, &sockets, &cores, &threads);
     n = el(cpu, "topology", NULL, ok);
     attr_num(n, "sockets", sockets, ok);
@@ -210,7 +224,10 @@ static void build_devices(xmlNodePtr root, const domxml_spec *s, bool *ok)
 {
     xmlNodePtr dev = el(root, "devices", NULL, ok), disk, n, bs, iface, serial, g;
 
-    /* No <emulator>: libvirt picks the right binary for the domain type. */
+    /* No <emulator> unless configured: libvirt picks the right binary for
+     * the domain type. */
+    if (s->emulator)
+        el(dev, "emulator", s->emulator, ok);
     disk = el(dev, "disk", NULL, ok);
     attr(disk, "type", "file", ok);
     attr(disk, "device", "disk", ok);
@@ -345,6 +362,59 @@ cleanup:
         vcl_error_set(e, VCL_ERR_RETRYABLE, "domain XML for '%.128s': out of memory building the document",
                       spec->name);
     if (!ok || !root) {
+        xmlFreeDoc(doc);
+        doc = NULL;
+    }
+    return doc;
+}
+
+xmlDocPtr domxml_build_probe(const char *name, const char *uuid, const char *domain_type,
+                             const cpu_mode *cpu, const char *emulator, vcl_error *e)
+{
+    xmlDocPtr doc = NULL;
+    xmlNodePtr root = NULL, n;
+    bool ok = true;
+    /* the same checks as a real domain's, on the fields a probe has */
+    domxml_spec s = { .name = name, .uuid = uuid, .domain_type = domain_type, .memory_mb = 32,
+                      .vcpus = 1, .disk_path = "/", .disk_driver = "qemu", .disk_format = "raw",
+                      .mac0 = "52:54:00:00:00:01", .cpu = cpu, .emulator = emulator,
+                      .computer = "probe", .file_stem = "probe" };
+
+    domxml_init();
+    if (!spec_check(&s, e))
+        return NULL;
+    doc = xmlNewDoc(BAD_CAST "1.0");
+    root = doc ? xmlNewNode(NULL, BAD_CAST "domain") : NULL;
+    if (!root) {
+        ok = false;
+        goto cleanup;
+    }
+    xmlDocSetRootElement(doc, root);
+    attr(root, "type", domain_type, &ok);
+    el(root, "name", name, &ok);
+    el(root, "uuid", uuid, &ok);
+    n = el_num(root, "memory", s.memory_mb, &ok);
+    attr(n, "unit", "MiB", &ok);
+    el_num(root, "vcpu", 1, &ok);
+    n = el(root, "os", NULL, &ok);
+    n = el(n, "type", "hvm", &ok);
+    attr(n, "arch", "x86_64", &ok);
+    attr(n, "machine", "pc", &ok);
+    s.vcpus = 0;   /* no <topology> */
+    build_cpu(root, &s, &ok);
+    el(root, "on_poweroff", "destroy", &ok);
+    el(root, "on_reboot", "destroy", &ok);
+    el(root, "on_crash", "destroy", &ok);
+    n = el(root, "devices", NULL, &ok);
+    if (emulator)
+        el(n, "emulator", emulator, &ok);
+    /* no default USB controller, no memballoon: nothing QEMU must set up */
+    n = el(n, "memballoon", NULL, &ok);
+    attr(n, "model", "none", &ok);
+
+cleanup:
+    if (!ok) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "probe domain XML '%.128s': out of memory", name);
         xmlFreeDoc(doc);
         doc = NULL;
     }

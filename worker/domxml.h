@@ -5,6 +5,7 @@
 #define VCL_DOMXML_H
 #include <stdbool.h>
 #include <libxml/tree.h>
+#include "cpumode.h"
 #include "error.h"
 
 #define VCL_XML_NS     "http://vcl-worker.apache.invalid/xmlns/domain/1"
@@ -24,6 +25,9 @@ typedef struct domxml_spec {
     const char *mac0;          /* "52:54:00:..." */
     const char *network;       /* libvirt network name, or NULL for user-mode networking */
     const char *serial_log;    /* file to log the serial console to, or NULL */
+    const cpu_mode *cpu;       /* the node's concrete CPU mode (never auto) */
+    const char *emulator;      /* absolute path of the QEMU binary on the node, or NULL
+                                * (libvirt's default for the domain type) */
     /* ownership metadata */
     const char *computer;
     long long reservation_id;
@@ -43,6 +47,10 @@ typedef struct domxml_owner {
 bool domxml_topology(unsigned vcpus, unsigned *sockets, unsigned *cores, unsigned *threads);
 /* Build the document; NULL + permanent error on bad spec. Free with xmlFreeDoc. */
 xmlDocPtr domxml_build(const domxml_spec *spec, vcl_error *e);
+/* The CPU probe's throwaway domain: no disk, no NIC, no console, 32 MiB,
+ * one vCPU, the given CPU mode (cpuprobe.h). */
+xmlDocPtr domxml_build_probe(const char *name, const char *uuid, const char *domain_type,
+                             const cpu_mode *cpu, const char *emulator, vcl_error *e);
 /* Serialise (malloc'd, free with free()). */
 char *domxml_to_string(xmlDocPtr doc);
 /* Read the owner metadata back from a domain XML (as from virDomainGetXMLDesc).

@@ -1,5 +1,6 @@
 /* job.c: see job.h. */
 #include "job.h"
+#include "cpuprobe.h"
 #include "log.h"
 #include "statements.h"
 #include "virt.h"
@@ -87,6 +88,8 @@ bool job_load(job *j, db_conn *db, long long id, long long token, vcl_error *e)
     j->ssh_port = (int)db_get_ll(r, 0, c++);
     COPY(j->ssh_user, db_get_str(r, 0, c++));
     COPY(j->repo_location, db_get_str(r, 0, c++));
+    COPY(j->cpu_mode, db_get_str(r, 0, c++));
+    COPY(j->cpu_mode_resolved, db_get_str(r, 0, c++));
 
     if (repos && repos[0]) {
         size_t n = 1;
@@ -176,6 +179,69 @@ bool job_prepare(job *j, vcl_error *e)
     }
     j->prepared = true;
     return true;
+}
+
+static bool record_cpu_probe(job *j, const char *chosen, const char *report, bool forget,
+                             vcl_error *e)
+{
+    db_params p;
+    db_params_init(&p);
+    db_param_ll(&p, j->node_id);
+    db_param_str(&p, chosen);
+    db_param_str(&p, report);
+    db_param_str(&p, forget ? "true" : "false");
+    return db_run(j->db, SQL_NODE_CPU_PROBED, p.n, p.v, e);
+}
+
+bool job_cpu_mode(job *j, cpu_mode *out, vcl_error *e)
+{
+    if (!cpu_mode_parse(j->cpu_mode, out, e))
+        return vcl_error_prefix(e, "node %s", j->node);
+    if (out->kind != CPU_MODE_AUTO)
+        return true;
+    if (j->cpu_mode_resolved[0] && cpu_mode_parse(j->cpu_mode_resolved, out, &(vcl_error){ 0 }) &&
+        out->kind != CPU_MODE_AUTO)
+        return true;
+    if (!job_prepare(j, e))
+        return false;
+    const char *type = j->drv->domain_type ? j->drv->domain_type(0) : "qemu";
+    const char *emu = j->cfg && j->cfg->qemu_emulator && j->cfg->qemu_emulator[0]
+                          ? j->cfg->qemu_emulator : NULL;
+    cpu_probe_result pr;
+    char report[1024];
+    log_info("node %s: cpu_mode auto, not probed yet: probing which CPU mode starts a guest",
+             j->node);
+    if (!cpu_probe_auto(j->conn, type, emu, false, &pr, e))
+        return vcl_error_prefix(e, "node %s", j->node);
+    cpu_probe_report(&pr, report, sizeof report);
+    vcl_error we;
+    vcl_error_clear(&we);
+    if (j->db && !record_cpu_probe(j, pr.chosen, report, false, &we))
+        log_warn("node %s: recording the CPU probe failed: %s", j->node, we.msg);
+    if (!pr.chosen[0])
+        return vcl_error_set(e, VCL_ERR_PERMANENT,
+                             "node %s: no CPU mode starts a guest (%s); run `vclctl node check %s`",
+                             j->node, report, j->node);
+    log_info("node %s: cpu_mode auto resolved to %s (%s)", j->node, pr.chosen, report);
+    snprintf(j->cpu_mode_resolved, sizeof j->cpu_mode_resolved, "%s", pr.chosen);
+    return cpu_mode_parse(pr.chosen, out, e);
+}
+
+void job_cpu_start_failed(job *j, const char *domain_xml, vcl_error *e)
+{
+    char used[CPU_MODE_STR_MAX];
+    cpu_mode_from_domain_xml(domain_xml, used, sizeof used);
+    if (!cpu_start_error(e, 0, j->node, used))
+        return;
+    if (strcmp(j->cpu_mode, "auto") == 0 && j->db) {
+        char report[512];
+        vcl_error we;
+        vcl_error_clear(&we);
+        snprintf(report, sizeof report, "%s: chosen by the probe, then a guest failed to start "
+                 "with it (reservation %lld); probed again at the next load", used, j->id);
+        if (!record_cpu_probe(j, "", report, true, &we))
+            log_warn("node %s: forgetting the CPU probe failed: %s", j->node, we.msg);
+    }
 }
 
 bool job_check_ours(job *j, vcl_error *e)

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <libvirt/libvirt.h>
 #include "config.h"
+#include "cpumode.h"
 #include "db.h"
 #include "driver.h"
 #include "error.h"
@@ -51,6 +52,8 @@ typedef struct job {
     char network[128];         /* "" = user-mode networking */
     char **repo_paths;
     size_t n_repo;
+    char cpu_mode[80];         /* node.cpu_mode: auto, host-passthrough, host-model, custom:M */
+    char cpu_mode_resolved[80];/* what auto resolved to ("" = not probed yet) */
     char repo_location[16];    /* "node": repo_paths are on the node; "management": on this host */
     /* image (loads) */
     long long image_id;
@@ -100,6 +103,16 @@ const transport_opts *job_transport_opts(job *j);
  * on the node (use j->t), else a local transport owned by the job (freed by
  * job_clear). false + e only when it cannot be made. */
 bool job_repo_transport(job *j, vcl_transport **out, vcl_error *e);
+
+/* The concrete CPU mode for a new domain on the job's node: the forced
+ * mode, or what auto resolved to, probing the node first (and recording the
+ * result on the node row) when it never was. A node where nothing starts is
+ * a permanent error naming each rejection. */
+bool job_cpu_mode(job *j, cpu_mode *out, vcl_error *e);
+/* A start (or define) of a domain (its XML: domain_xml) failed: when the CPU is why,
+ * make e the permanent "cannot start a guest with CPU mode" error with the
+ * `vclctl node check` hint, and have auto probe again next time. */
+void job_cpu_start_failed(job *j, const char *domain_xml, vcl_error *e);
 
 /* Fenced writes (condition: this reservation still runs under our token).
  * false + e->cls NONE when fenced out. */

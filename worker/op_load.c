@@ -110,6 +110,9 @@ static bool st_generate_xml(void *opaque, char *detail, size_t dlen, vcl_error *
         return false;
     if (!mac_check(j->mac0, e))
         return vcl_error_prefix(e, "computer %s", j->computer);
+    cpu_mode cpu;
+    if (!job_cpu_mode(j, &cpu, e))
+        return false;
     char serial[PATH_MAX + 32];
     snprintf(serial, sizeof serial, "%s/%s.console.log", j->xml_dir, j->names.file_base);
     domxml_spec spec = {
@@ -126,6 +129,9 @@ static bool st_generate_xml(void *opaque, char *detail, size_t dlen, vcl_error *
         .mac0 = j->mac0,
         .network = j->network[0] ? j->network : NULL,
         .serial_log = serial,
+        .cpu = &cpu,
+        .emulator = j->cfg && j->cfg->qemu_emulator && j->cfg->qemu_emulator[0] ? j->cfg->qemu_emulator
+                                                                                : NULL,
         .computer = j->computer,
         .reservation_id = j->id,
         .image_revision_id = j->revision_id,
@@ -144,8 +150,11 @@ static bool st_generate_xml(void *opaque, char *detail, size_t dlen, vcl_error *
     }
     if (!job_store_xml(j, xml, e))
         goto cleanup;
-    snprintf(detail, dlen, "driver=%s type=%s domain=%s uuid=%s vcpus=%d memory=%dMiB", j->drv->name,
-             spec.domain_type, j->names.domain, j->domain_uuid, j->vcpus, j->memory_mb);
+    char cpu_s[CPU_MODE_STR_MAX];
+    cpu_mode_format(&cpu, cpu_s, sizeof cpu_s);
+    snprintf(detail, dlen, "driver=%s type=%s domain=%s uuid=%s vcpus=%d memory=%dMiB cpu=%s",
+             j->drv->name, spec.domain_type, j->names.domain, j->domain_uuid, j->vcpus,
+             j->memory_mb, cpu_s);
     ok = true;
 cleanup:
     free(xml);
@@ -244,8 +253,11 @@ static bool st_define(void *opaque, char *detail, size_t dlen, vcl_error *e)
     if (!job_check_ours(j, e))
         return false;
     virDomainPtr dom = virDomainDefineXML(j->conn, j->domain_xml);
-    if (!dom)
-        return virt_error(e, NULL, "defining domain %s on node %s", j->names.domain, j->node);
+    if (!dom) {
+        virt_error(e, NULL, "defining domain %s on node %s", j->names.domain, j->node);
+        job_cpu_start_failed(j, j->domain_xml, e);
+        return false;
+    }
     virDomainFree(dom);
     snprintf(detail, dlen, "defined %s (uuid %s)", j->names.domain, j->domain_uuid);
     return true;
@@ -283,6 +295,8 @@ static bool st_power_on(void *opaque, char *detail, size_t dlen, vcl_error *e)
     int before = 0;
     bool ok = virt_domain_state(dom, &before, e) && job_check_ours(j, e) &&
               virt_domain_start(dom, e);
+    if (!ok)
+        job_cpu_start_failed(j, j->domain_xml, e);
     if (ok)
         snprintf(detail, dlen, "%s%s", redefined ? "redefined, " : "",
                  before == VIR_DOMAIN_RUNNING ? "already running" : "started");

@@ -56,6 +56,11 @@ static bool st_power_on(void *opaque, char *detail, size_t dlen, vcl_error *e)
     const char *name = virDomainGetName(dom);
     bool ok = virt_domain_state(dom, &before, e) && job_check_ours(j, e) &&
               virt_domain_start(dom, e);
+    if (!ok) {
+        char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
+        job_cpu_start_failed(j, xml, e);
+        free(xml);
+    }
     if (ok)
         snprintf(detail, dlen, "%s %s", name,
                  before == VIR_DOMAIN_RUNNING || before == VIR_DOMAIN_BLOCKED

@@ -49,13 +49,22 @@
     "       coalesce(r.args->>'snapshot', ''), coalesce(r.args->>'description', '')," \
     "       coalesce(r.args->>'timeout', '')," \
     "       coalesce(n.ssh_host, ''), coalesce(n.ssh_port, 22), coalesce(n.ssh_user, '')," \
-    "       n.repository_location" \
+    "       n.repository_location, n.cpu_mode, coalesce(n.cpu_mode_resolved, '')" \
     "  FROM vcl.reservation r" \
     "  JOIN vcl.computer c ON c.id = r.computer_id" \
     "  JOIN vcl.node n ON n.id = c.node_id" \
     "  LEFT JOIN vcl.image_revision ir ON ir.id = r.image_revision_id" \
     "  LEFT JOIN vcl.image i ON i.id = ir.image_id" \
     " WHERE r.id = $1"
+
+/* What auto resolved to on a node (the first probe wins; a concurrent probe
+ * of the same node found the same facts). $4 true: forget a resolved mode
+ * that then failed to start a real guest, so the next load probes again. */
+#define SQL_NODE_CPU_PROBED \
+    "UPDATE vcl.node SET cpu_mode_resolved = CASE WHEN $4 THEN NULL" \
+    "                        ELSE coalesce(cpu_mode_resolved, nullif($2, '')) END," \
+    "       cpu_probe = $3, cpu_probed_at = now()" \
+    " WHERE id = $1 AND cpu_mode = 'auto'"
 
 #define SQL_STORE_XML \
     "UPDATE vcl.reservation r SET domain_xml = $3 WHERE " SQL_FENCE

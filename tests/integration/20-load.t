@@ -24,6 +24,7 @@ qemu-img create -q -f qcow2 "$WORLD/repo/$T-blank-v1.qcow2" 64M
 qemu-img create -q -f qcow2 "$WORLD/repo/$T-blank-v2.qcow2" 64M
 ok "node add" "$VCLCTL" node add node1 --uri "$URI" --master-dir "$WORLD/master" \
     --cow-dir "$WORLD/cow" --xml-dir "$WORLD/xml" --repo "$WORLD/repo" --max-loads 3
+ok "node check node1 (preflight; probes the guest CPU once)" "$VCLCTL" node check node1
 ok "image add" "$VCLCTL" image add $T-blank --os-type none
 ok "revision 1" "$VCLCTL" image revision-add $T-blank --revision 1 --file-stem $T-blank-v1
 ok "revision 2" "$VCLCTL" image revision-add $T-blank --revision 2 --file-stem $T-blank-v2

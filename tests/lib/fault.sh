@@ -62,6 +62,13 @@ fault_world() {
             "$VCLCTL" image add "$T-blank" --os-type none &&
             "$VCLCTL" image revision-add "$T-blank" --revision 1 --file-stem "$T-blank-v1"
     } >>"$WORLD/setup.log" 2>&1 || bail "setup failed: $(tail -n 3 "$WORLD/setup.log")"
+    # The preflight, as an operator runs it after node add: it also settles
+    # the node's guest CPU mode (cpu_mode auto) before any worker starts, so
+    # no stage of a fault test waits for the probe.
+    if [ "$VCL_TEST_LIBVIRT" = real ]; then
+        "$VCLCTL" node check "$T-n1" >>"$WORLD/setup.log" 2>&1 ||
+            bail "vclctl node check $T-n1 failed: $(grep -E 'FAIL|fix:' "$WORLD/setup.log" | head -n 4)"
+    fi
     RESCUE_CFG=$(world_config rescue "slots: 32" "lease_seconds: 5" "heartbeat_seconds: 1")
 }
 

@@ -13,6 +13,10 @@
 #define COW    "/var/lib/libvirt/images/vclv99-197_234-v3.qcow2"
 #define MASTER "/var/lib/vcl/masters/win7-base-v3.qcow2"
 
+static const cpu_mode CPU_PASSTHROUGH = { .kind = CPU_MODE_HOST_PASSTHROUGH };
+static const cpu_mode CPU_HOST_MODEL = { .kind = CPU_MODE_HOST_MODEL };
+static const cpu_mode CPU_QEMU64 = { .kind = CPU_MODE_CUSTOM, .model = "qemu64" };
+
 static domxml_spec base_spec(void)
 {
     domxml_spec s = {
@@ -33,6 +37,7 @@ static domxml_spec base_spec(void)
         .reservation_id = 42,
         .image_revision_id = 234,
         .file_stem = "win7-base-v3",
+        .cpu = &CPU_PASSTHROUGH,
     };
     return s;
 }
@@ -185,18 +190,69 @@ static void test_variants(void)
     domxml_spec s = base_spec();
     xmlDocPtr d;
 
-    /* qemu (TCG): a custom CPU model. */
+    /* qemu (TCG) with custom:qemu64: check none, fallback allow. */
     s.domain_type = "qemu";
+    s.cpu = &CPU_QEMU64;
     d = roundtrip(&s, NULL);
     ok(d != NULL, "qemu spec builds");
     is_str(xs(d, "/domain/@type"), "qemu", "qemu domain type");
-    is_str(xs(d, "/domain/cpu/@mode"), "custom", "qemu cpu mode");
-    is_str(xs(d, "/domain/cpu/@match"), "exact", "qemu cpu match");
-    is_str(xs(d, "/domain/cpu/model"), "qemu64", "qemu cpu model");
-    is_str(xs(d, "/domain/cpu/model/@fallback"), "allow", "qemu cpu model fallback");
-    is_int(xn(d, "count(/domain/cpu/topology)"), 1, "qemu cpu has topology");
-    is_int(xn(d, "count(/domain/cpu/@check)"), 0, "qemu cpu: no check attribute");
+    is_str(xs(d, "/domain/cpu/@mode"), "custom", "custom cpu mode");
+    is_str(xs(d, "/domain/cpu/@match"), "exact", "custom cpu match");
+    is_str(xs(d, "/domain/cpu/model"), "qemu64", "custom cpu model");
+    is_str(xs(d, "/domain/cpu/model/@fallback"), "allow", "custom cpu model fallback");
+    is_int(xn(d, "count(/domain/cpu/topology)"), 1, "custom cpu has topology");
+    is_str(xs(d, "/domain/cpu/@check"), "none", "custom cpu: check none (qemu64 on AMD without svm)");
     xmlFreeDoc(d);
+
+    /* host-model: no model, no check attribute, topology kept */
+    s.domain_type = "kvm";
+    s.cpu = &CPU_HOST_MODEL;
+    d = roundtrip(&s, NULL);
+    is_str(xs(d, "/domain/cpu/@mode"), "host-model", "host-model cpu mode");
+    is_int(xn(d, "count(/domain/cpu/model)"), 0, "host-model: no model element");
+    is_int(xn(d, "count(/domain/cpu/topology)"), 1, "host-model cpu has topology");
+    xmlFreeDoc(d);
+
+    /* no <emulator> unless configured; then exactly the path */
+    s.emulator = "/usr/local/bin/qemu-system-x86_64";
+    d = roundtrip(&s, NULL);
+    is_str(xs(d, "/domain/devices/emulator"), "/usr/local/bin/qemu-system-x86_64", "emulator element");
+    xmlFreeDoc(d);
+    s.emulator = NULL;
+    d = roundtrip(&s, NULL);
+    is_int(xn(d, "count(/domain/devices/emulator)"), 0, "no emulator element by default");
+    xmlFreeDoc(d);
+    {
+        vcl_error e;
+        vcl_error_clear(&e);
+        s.emulator = "qemu-system-x86_64";
+        ok(domxml_build(&s, &e) == NULL && e.cls == VCL_ERR_PERMANENT && strstr(e.msg, "emulator"),
+           "a relative emulator path is refused: %s", e.msg);
+        s.emulator = NULL;
+        static const cpu_mode autom = { .kind = CPU_MODE_AUTO };
+        s.cpu = &autom;
+        vcl_error_clear(&e);
+        ok(domxml_build(&s, &e) == NULL && strstr(e.msg, "CPU mode"), "auto is never written: %s", e.msg);
+        s.cpu = NULL;
+        vcl_error_clear(&e);
+        ok(domxml_build(&s, &e) == NULL && strstr(e.msg, "CPU mode"), "no CPU mode is refused: %s", e.msg);
+        s.cpu = &CPU_PASSTHROUGH;
+    }
+
+    /* the probe domain: no disk, no NIC, one vCPU, no topology, the mode given */
+    {
+        vcl_error e;
+        vcl_error_clear(&e);
+        d = domxml_build_probe("vcl-cpu-probe-0a1b2c3d", "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "kvm",
+                               &CPU_QEMU64, "/usr/bin/qemu-system-x86_64", &e);
+        ok(d != NULL, "probe domain builds: %s", e.msg);
+        is_int(xn(d, "count(/domain/devices/disk)"), 0, "probe: no disk");
+        is_int(xn(d, "count(/domain/devices/interface)"), 0, "probe: no NIC");
+        is_int(xn(d, "count(/domain/cpu/topology)"), 0, "probe: no topology");
+        is_str(xs(d, "/domain/cpu/model"), "qemu64", "probe: the mode's model");
+        is_str(xs(d, "/domain/devices/emulator"), "/usr/bin/qemu-system-x86_64", "probe: emulator");
+        xmlFreeDoc(d);
+    }
 
     /* A libvirt network, a serial log, no backing store. */
     s = base_spec();
