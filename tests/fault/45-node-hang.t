@@ -106,6 +106,11 @@ chmod -R a+rX "$WORLD/n2" "$WORLD/n3"
             --uri "qemu+libssh2://root@127.0.0.1:$PORT/system?$Q" --master-dir "$WORLD/n3/master" \
             --cow-dir "$WORLD/n3/cow" --xml-dir "$WORLD/n3/xml" --repo "$WORLD/n3/repo" --max-loads 8
 } >>"$WORLD/setup.log" 2>&1 || bail "node add failed: $(tail -n 3 "$WORLD/setup.log")"
+# the preflight, as for n1: it settles each node's guest CPU mode before any worker runs
+for n in n2 n3; do
+    "$VCLCTL" node check "$T-$n" >>"$WORLD/setup.log" 2>&1 ||
+        bail "vclctl node check $T-$n failed: $(grep -E 'FAIL|fix:' "$WORLD/setup.log" | head -n 4)"
+done
 
 NC=0
 computer() { # NAME NODE
