@@ -230,6 +230,12 @@ static const opt_def opts[] = {
       .offset = offsetof(vcl_config, libvirt_keepalive_count),
       .def_int = 3, .min = 1, .max = 100,
       .help = "unanswered keepalive pings before a libvirt connection is closed" },
+    { .key = "libvirt_connect_timeout_seconds", .type = OPT_INT,
+      .offset = offsetof(vcl_config, libvirt_connect_timeout_seconds),
+      .def_int = 30, .min = 0, .max = 3600,
+      .help = "opening a libvirt connection (which libvirt itself never gives up) fails as "
+              "retryable after this long: \"libvirt at URI did not answer within N s "
+              "(connecting)\"; 0 = wait forever" },
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 

@@ -54,6 +54,8 @@ typedef struct vcl_config {
     int libvirt_keepalive_interval; /* seconds between keepalive pings: 0 (off)..600, default 5 */
     int libvirt_keepalive_count;    /* unanswered pings before the connection is closed: 1..100,
                                        default 3 */
+    int libvirt_connect_timeout_seconds; /* opening a libvirt connection: 0 (no limit)..3600,
+                                            default 30 */
 } vcl_config;
 
 /* The deadline in seconds of a stage by that name (stage_timeouts, else

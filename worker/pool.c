@@ -1061,6 +1061,7 @@ static void reload_config(pool *p)
         log_warn("SIGHUP: 'metrics_listen' changed; it takes effect on restart");
     metrics_slots_total(c->slots);
     virt_set_keepalive(c->libvirt_keepalive_interval, c->libvirt_keepalive_count);
+    virt_set_connect_timeout(c->libvirt_connect_timeout_seconds);
     p->configs[p->n_configs++] = c;
     p->cfg = c;
     log_info("SIGHUP: configuration reloaded from %s (slots %d, lease %ds, poll %ds)",
@@ -1150,6 +1151,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
 
     virt_init();
     virt_set_keepalive(cfg->libvirt_keepalive_interval, cfg->libvirt_keepalive_count);
+    virt_set_connect_timeout(cfg->libvirt_connect_timeout_seconds);
     if (!hvdriver_load_all(cfg->drivers_dir, cfg->driver_order, cfg->n_driver_order, &p->drivers,
                            &e)) {
         log_error("drivers: %s", e.msg);

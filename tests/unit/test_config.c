@@ -129,7 +129,7 @@ static bool cfg_equal(const vcl_config *a, const vcl_config *b, const char **why
             *why = "stage_timeouts";
             return false;
         }
-    I(libvirt_keepalive_interval) I(libvirt_keepalive_count)
+    I(libvirt_keepalive_interval) I(libvirt_keepalive_count) I(libvirt_connect_timeout_seconds)
 #undef S
 #undef I
     *why = "";
@@ -199,6 +199,7 @@ static void test_defaults(void)
     is_int(c.stage_timeout_seconds, 900, "default stage_timeout_seconds");
     is_int(c.libvirt_keepalive_interval, 5, "default libvirt_keepalive_interval");
     is_int(c.libvirt_keepalive_count, 3, "default libvirt_keepalive_count");
+    is_int(c.libvirt_connect_timeout_seconds, 30, "default libvirt_connect_timeout_seconds");
     is_int(config_stage_deadline(&c, "pre_define"), 7200, "built-in deadline of pre_define");
     is_int(config_stage_deadline(&c, "upload"), 7200, "built-in deadline of upload");
     is_int(config_stage_deadline(&c, "shutdown"), 3900, "built-in deadline of shutdown");
@@ -451,6 +452,8 @@ static const struct {
     { "stage_timeout_seconds", offsetof(vcl_config, stage_timeout_seconds), 0, 604800 },
     { "libvirt_keepalive_interval", offsetof(vcl_config, libvirt_keepalive_interval), 0, 600 },
     { "libvirt_keepalive_count", offsetof(vcl_config, libvirt_keepalive_count), 1, 100 },
+    { "libvirt_connect_timeout_seconds", offsetof(vcl_config, libvirt_connect_timeout_seconds),
+      0, 3600 },
 };
 
 static void test_bounds(void)
@@ -586,7 +589,8 @@ static void test_unknown_key(void)
                       "4:1: unknown option 'Slots'", "keys are case-sensitive");
     vcl_error e;
     load_text("nope: 1\n", NULL, &e);
-    ok(strstr(e.msg, "libvirt_keepalive_count)") != NULL, "known options list ends with the last one");
+    ok(strstr(e.msg, "libvirt_connect_timeout_seconds)") != NULL,
+       "known options list ends with the last one");
     is_int(e.cls, VCL_ERR_PERMANENT, "config errors are permanent");
 }
 
@@ -803,7 +807,8 @@ static void test_print(void)
                            "watch_resync_seconds", "ssh_private_key", "ssh_known_hosts",
                            "metrics_listen", "log_format", "prepared_statements",
                            "stage_timeout_seconds", "stage_timeouts",
-                           "libvirt_keepalive_interval", "libvirt_keepalive_count" };
+                           "libvirt_keepalive_interval", "libvirt_keepalive_count",
+                           "libvirt_connect_timeout_seconds" };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         char line[80];
         snprintf(line, sizeof line, "\n%s: ", keys[i]);
