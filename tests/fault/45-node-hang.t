@@ -7,7 +7,8 @@
 # on another node runs in the same worker while the first node is still
 # stopped; the watcher still delivers that other node's lifecycle events
 # (one thread per node); libvirt keepalive (5 s x 3) ends the stuck call
-# while the node is still stopped. After SIGCONT the reservation is retried
+# while the node is still stopped, and a new connection to it is given up
+# after libvirt_connect_timeout_seconds (5). After SIGCONT the reservation is retried
 # and done: exactly one domain, every stage ok exactly once, stage-log spans
 # that never overlap, and nothing written by the abandoned thread.
 #
@@ -135,11 +136,15 @@ deadline_failed() { # ID NODE: failed at least once at the define deadline, pend
                     AND outcome = 'failed' AND detail = 'node $2 did not answer within 8 s (stage define)'")" -ge 1 ]
 }
 status_is() { [ "$(ccol "$1" node_status)" = "$2" ]; }
+connect_gave_up() { # ID: a stage failed because libvirt did not even take the connection
+    [ "$(psql_val "SELECT count(*) FROM vcl.reservation_stage WHERE reservation_id = $1 AND outcome = 'failed'
+                    AND detail LIKE 'libvirt at % did not answer within 5 s (connecting)'")" -ge 1 ]
+}
 ms() { date +%s%3N; }
 worker_cfg() { # NAME
     world_config "$1" "slots: 1" "lease_seconds: 30" "heartbeat_seconds: 2" \
         "stage_timeout_seconds: 60" "stage_timeouts: {define: 8}" "watch_resync_seconds: 3600" \
-        "libvirt_keepalive_interval: 5" "libvirt_keepalive_count: 3" \
+        "libvirt_keepalive_interval: 5" "libvirt_keepalive_count: 3" "libvirt_connect_timeout_seconds: 5" \
         "ssh_private_key: \"$VCL_SSH_KEY\"" "ssh_known_hosts: \"$VCL_SSH_KNOWN_HOSTS\"" >/dev/null
 }
 # The checks after a reservation that met a stopped node was retried and done.
@@ -211,6 +216,10 @@ is "$(ccol a2 status_reason)" "domain $T-a2:$T-blank-v1 stopped outside vcl-work
 ok "A: libvirt keepalive ended the stuck call while libvirtd was still stopped" \
     wait_for "the abandoned thread returned" 45 grep -q "stage thread returned after its deadline" "$WORLD/wa.log"
 diag "A: the stuck thread returned $(($(ms) - t0)) ms after it met the stopped daemon"
+# a1's retry (claimed once a3 is done) opens a new connection: libvirt would
+# wait forever, libvirt_connect_timeout_seconds gives up after 5 s
+ok "A: a1's retry could not connect to the stopped libvirtd: given up after 5 s" \
+    wait_for "a1's connect timeout" 40 connect_gave_up "$ida1"
 ok "A: libvirtd was stopped all along" stopped "$LVPID"
 is "$(grep -c 'lease of reservation .* lost' "$WORLD/wa.log")" 0 "A: no lease was lost"
 cont_pids "$LVPID"
