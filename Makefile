@@ -3,6 +3,8 @@
 #   make check                   install missing deps, run every test through prove
 #   make demo                    install missing deps, throwaway PostgreSQL + libvirt, a real load
 #   make SANITIZE=address,undefined
+#   make DEVELOPER=1             warnings are errors (-Werror); CI builds so (.ci/run)
+#   make version                 print the version the programs are built with
 #   make install PREFIX=/usr/local [DESTDIR=...]
 PREFIX   ?= /usr/local
 DESTDIR  ?=
@@ -15,10 +17,26 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS   ?= -O2 -g
 # snprintf truncation is deliberate (bounded buffers), so that warning is off.
-WARN      = -std=c11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
+# -Werror only with DEVELOPER=1 (developers, CI): a newer compiler's new
+# warnings must not break a user's build. Command-line variables reach the
+# sub-makes (`make check DEVELOPER=1` runs `$(MAKE) all` with it).
+WARN      = -std=c11 -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
             -Wmissing-prototypes -Wno-unused-parameter -Wvla -Wpointer-arith \
             -Wno-format-truncation
+ifeq ($(DEVELOPER),1)
+WARN     += -Werror
+endif
 DEFS      = -D_GNU_SOURCE -DVCL_PREFIX='"$(PREFIX)"'
+# The version (worker/version.h): in a git tree, `git describe --tags --dirty`
+# (a tag v0.2.0 is shown as 0.2.0: "0.2.0-12-gabcdef0"); before the first tag,
+# VERSION and the commit ("0.2.0-gabcdef0"); outside git (a tarball), VERSION.
+# `make VCL_VERSION=...` sets it outright (packagers).
+VERSION   = 0.2.0
+ifeq ($(origin VCL_VERSION),undefined)
+GIT_TAGGED  := $(if $(wildcard .git),$(shell git describe --tags --dirty 2>/dev/null))
+GIT_COMMIT  := $(if $(wildcard .git),$(shell git describe --always --dirty 2>/dev/null))
+VCL_VERSION := $(or $(patsubst v%,%,$(GIT_TAGGED)),$(if $(GIT_COMMIT),$(VERSION)-g$(GIT_COMMIT)),$(VERSION))
+endif
 ifdef SANITIZE
 CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=$(SANITIZE)
@@ -59,7 +77,7 @@ SQL_SRC    = $(wildcard sql/*.sql)
 MAN        = $(BUILD)/man/vcl-worker.8 $(BUILD)/man/vclctl.1
 UNIT       = $(BUILD)/vcl-worker.service
 
-.PHONY: all check unit demo deps install uninstall clean
+.PHONY: all check unit demo deps install uninstall clean version
 all: bin/vcl-worker bin/vclctl $(DRV_SO) $(UNIT_BIN) $(BENCH_BIN) $(TEST_WORKER) $(MAN)
 
 # Objects depend on the flags they were built with: switching SANITIZE or
@@ -74,6 +92,21 @@ FORCE:
 $(BUILD)/%.o: %.c $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# Only version.o is compiled with the version (it changes with every commit),
+# and it is rebuilt when the version changes: $(VERSION_FILE) is rewritten
+# only then, like $(FLAGS_FILE).
+VERSION_FILE = $(BUILD)/.version
+$(VERSION_FILE): FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(VCL_VERSION)' | cmp -s - $@ || echo '$(VCL_VERSION)' > $@
+
+$(BUILD)/worker/version.o: worker/version.c $(FLAGS_FILE) $(VERSION_FILE)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DVCL_VERSION='"$(VCL_VERSION)"' -c $< -o $@
+
+version:
+	@echo '$(VCL_VERSION)'
 
 $(BUILD)/libvclw.a: $(LIB_OBJ)
 	@rm -f $@

@@ -46,6 +46,7 @@
 #include "domxml.h"
 #include "progress.h"
 #include "stage.h"
+#include "version.h"
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
@@ -1032,7 +1033,8 @@ static int cmd_migrate(ctl *c, const args *a)
     { "ssh-user", "USER", 0, "ssh: user" },                                                 \
     { "master-dir", "DIR", 0, "master image directory on the node" },                       \
     { "cow-dir", "DIR", 0, "copy-on-write disk directory on the node" },                    \
-    { "xml-dir", "DIR", 0, "domain XML directory on the node (default /tmp/vcl)" },         \
+    { "xml-dir", "DIR", 0, "domain XML and console log directory on the node (default "    \
+                           "/var/lib/vcl-worker/xml; made 0755, must not be world-writable)" }, \
     { "repo", "PATH", OPT_MULTI, "image repository path searched for masters; repeat for " \
                                  "several (node set: replaces the list)" },                 \
     { "max-loads", "N", 0, "at most N loads at once on this node" },                        \
@@ -3764,6 +3766,7 @@ static const char GLOBAL_HELP[] =
     "                 (status, image exists/size; default: $VCL_SSH_KEY,\n"
     "                 $VCL_SSH_KNOWN_HOSTS); host keys are always verified,\n"
     "                 unknown ones never accepted\n"
+    "  --version      print the version (and the libraries') and exit\n"
     "exit status: 0 ok, 1 failed, 2 usage error\n";
 
 static void print_usage_line(FILE *f, const command *cmd, const char *path)
@@ -3797,10 +3800,11 @@ static void print_command_help(FILE *f, const command *cmd, const char *path)
 
 static void print_main_help(FILE *f)
 {
-    fprintf(f, "usage: %s [--db CONNINFO] [--json] [--quiet] [-v] COMMAND [ARGS]\n\n"
+    fprintf(f, "usage: %s [--db CONNINFO] [--json] [--quiet] [-v] COMMAND [ARGS]\n"
+               "       %s --version | --help\n\n"
                "vclctl manages vcl-worker's PostgreSQL: inventory, queue, workers.\n\n"
                "commands:\n",
-            PROG);
+            PROG, PROG);
     for (const command *cmd = COMMANDS; cmd->name; cmd++) {
         if (cmd->sub) {
             for (const command *s = cmd->sub; s->name; s++) {
@@ -3923,12 +3927,17 @@ static void man_global_options(FILE *f)
 static void print_man(FILE *f)
 {
     char path[64];
-    roff_header(f, "VCLCTL", "1", NULL, PROG, "vcl-worker");
+    char source[64];
+    snprintf(source, sizeof source, "%s %s", PROG, version_string());
+    roff_header(f, "VCLCTL", "1", NULL, source, "vcl-worker");
     fputs(".SH NAME\n", f);
     roff_line(f, "vclctl - manage vcl-worker's PostgreSQL: inventory, queue, workers");
     fputs(".SH SYNOPSIS\n", f);
     roff_macro(f, "B", PROG);
     roff_line(f, "[--db CONNINFO] [--json] [--quiet] [-v] COMMAND [ARGS]");
+    fputs(".br\n", f);
+    roff_macro(f, "B", PROG);
+    roff_line(f, "--version | --help");
     fputs(".SH DESCRIPTION\n", f);
     roff_line(f, "vclctl applies the SQL migrations, manages the inventory (nodes, images and "
                  "their revisions, computers), queues work for vcl-worker(8) (load and the other "
@@ -4045,6 +4054,10 @@ int main(int argc, char **argv)
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             print_main_help(stdout);
+            return EXIT_OK;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            version_print(stdout, PROG);
             return EXIT_OK;
         }
         if (strcmp(argv[i], "--help-man") == 0) {   /* hidden: make builds vclctl.1 */

@@ -1,9 +1,11 @@
 /* config.c: the worker's YAML configuration; see config.h.
  *
  * Every option is one row of opts[] (PgBouncer style): key, type, offset in
- * vcl_config, default, bounds, extra check, help. Defaults, loading, range
- * checks, config_validate, config_print and config_print_help all walk that
- * table; adding an option means adding a field to vcl_config and a row here.
+ * vcl_config, default, bounds, extra check, help, and whether a SIGHUP can
+ * apply it (.restart = true when not: PgBouncer's CF_NO_RELOAD). Defaults,
+ * loading, range checks, config_validate, config_print, config_print_help and
+ * config_reload_merge all walk that table; adding an option means adding a
+ * field to vcl_config and a row here (reloadable unless marked .restart).
  *
  * Loading uses the libyaml event API (not the document API) because events
  * carry the line and column of every scalar, which go into the error text.
@@ -31,6 +33,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "db.h"
 #include "log.h"
 #include "metrics.h"
 #include "roff.h"
@@ -72,6 +75,9 @@ typedef struct opt_def {
     const char *check_text;   /* what check accepts, for messages and --help */
     bool secret;              /* libpq conninfo: mask passwords when printed */
     const char *help;
+    bool restart;             /* true: read once at start; SIGHUP keeps the running value
+                               * and warns (PgBouncer's CF_NO_RELOAD). false (the
+                               * default): SIGHUP applies it (to jobs started after) */
 } opt_def;
 
 static bool check_worker_name(const char *v, char *why, size_t why_len);
@@ -96,11 +102,13 @@ static const opt_def opts[] = {
     { .key = "database", .type = OPT_STRING, .offset = offsetof(vcl_config, database),
       .def_str = "", .secret = true,
       .help = "libpq conninfo or URI; \"\" = PG* environment variables only "
-              "(PGHOST, PGDATABASE, ...). Passwords are never printed" },
+              "(PGHOST, PGDATABASE, ...). Passwords are never printed",
+      .restart = true },
     { .key = "worker_name", .type = OPT_STRING, .offset = offsetof(vcl_config, worker_name),
       .def_str = "", .check = check_worker_name,
       .check_text = "\"\" or 1..63 of [A-Za-z0-9._-]",
-      .help = "name in vcl.worker and in logs; \"\" = <hostname>-<pid>" },
+      .help = "name in vcl.worker and in logs; \"\" = <hostname>-<pid>",
+      .restart = true },
     { .key = "slots", .type = OPT_INT, .offset = offsetof(vcl_config, slots),
       .def_int = 4, .min = 1, .max = 256,
       .help = "jobs this worker runs at once" },
@@ -125,13 +133,15 @@ static const opt_def opts[] = {
       .def_fn = default_drivers_dir, .min = 1,
       .help = "directory of driver modules (*.so); default $VCL_DRIVERS_DIR, else "
               "<dir of the executable>/../lib/vcl-worker/drivers if it exists, else "
-              VCL_PREFIX "/lib/vcl-worker/drivers" },
+              VCL_PREFIX "/lib/vcl-worker/drivers",
+      .restart = true },
     { .key = "driver_order", .type = OPT_STRLIST, .offset = offsetof(vcl_config, driver_order),
       .count_offset = offsetof(vcl_config, n_driver_order),
       .def_str = "kvm,qemu", .min = 1, .max = CONFIG_MAX_DRIVERS,
       .check = check_driver_name, .check_text = "1..63 of [A-Za-z0-9_-], no leading '-'",
       .help = "drivers tried per node in this order (YAML sequence or \"a,b\"); "
-              "the first whose initialize accepts the node is used" },
+              "the first whose initialize accepts the node is used",
+      .restart = true },
     { .key = "retry_base_seconds", .type = OPT_INT,
       .offset = offsetof(vcl_config, retry_base_seconds),
       .def_int = 5, .min = 1, .max = 3600,
@@ -168,7 +178,8 @@ static const opt_def opts[] = {
       .def_int = 60, .min = 0, .max = 86400,
       .help = "domain watcher: libvirt lifecycle events, plus a full check this often; "
               "a loaded domain stopped outside vcl-worker makes its computer RELOAD; "
-              "0 = no watcher" },
+              "0 = no watcher",
+      .restart = true },
     { .key = "history_retention_seconds", .type = OPT_INT,
       .offset = offsetof(vcl_config, history_retention_seconds),
       .def_int = 604800, .min = 0, .max = 315360000,
@@ -192,7 +203,8 @@ static const opt_def opts[] = {
       .check_text = "\"\", HOST:PORT, [IPV6]:PORT, :PORT or PORT",
       .help = "serve Prometheus metrics at http://<this>/metrics, e.g. \"127.0.0.1:9187\", "
               "\"[::1]:9187\"; \":9187\" or \"9187\" = loopback; \"0.0.0.0:9187\" = every "
-              "interface; \"\" = off. Read at start (SIGHUP does not move it)" },
+              "interface; \"\" = off",
+      .restart = true },
     { .key = "log_format", .type = OPT_ENUM, .offset = offsetof(vcl_config, log_format),
       .def_str = "logfmt", .choices = log_format_choices,
       .help = "stderr lines: logfmt (key=value) or json (one object per line, same keys)" },
@@ -201,7 +213,8 @@ static const opt_def opts[] = {
       .def_str = "on", .choices = on_off_choices,
       .help = "prepare a statement the second time a connection runs it (protocol level, "
               "named vclw_N); \"off\" behind PgBouncer in transaction mode before 1.21 "
-              "(or without max_prepared_statements)" },
+              "(or without max_prepared_statements)",
+      .restart = true },
     { .key = "stage_timeout_seconds", .type = OPT_INT,
       .offset = offsetof(vcl_config, stage_timeout_seconds),
       .def_int = 900, .min = 0, .max = 604800,
@@ -238,6 +251,7 @@ static const opt_def opts[] = {
               "(connecting)\"; 0 = wait forever" },
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
+_Static_assert(N_OPTS <= CONFIG_MAX_OPTIONS, "config_changes cannot list every option");
 
 static const char *const type_names[OPT__COUNT] = { "string", "integer", "list", "enum",
                                                     "mapping" };
@@ -1273,6 +1287,110 @@ bool config_validate(const vcl_config *c, vcl_error *e)
     return true;
 }
 
+/* ---- reload --------------------------------------------------------------- */
+
+/* Every type is listed, no default: a new option type that these two do not
+ * handle is a -Wswitch warning (an error with DEVELOPER=1), not a value
+ * compared or copied as the wrong type. */
+static bool option_equal(const vcl_config *a, const vcl_config *b, const opt_def *o)
+{
+    switch (o->type) {
+    case OPT_INT:
+        return field_int_get(a, o) == field_int_get(b, o);
+    case OPT_STRLIST: {
+        int n = field_count_get(a, o);
+        char *const *x = field_list_get(a, o), *const *y = field_list_get(b, o);
+        if (n != field_count_get(b, o))
+            return false;
+        for (int i = 0; i < n; i++)
+            if (strcmp(x[i] ? x[i] : "", y[i] ? y[i] : "") != 0)
+                return false;
+        return true;
+    }
+    case OPT_SECMAP: {
+        /* the same stages with the same seconds, in any order */
+        int n = field_count_get(a, o);
+        const config_stage_timeout *x = field_map_get(a, o), *y = field_map_get(b, o);
+        if (n != field_count_get(b, o))
+            return false;
+        for (int i = 0; i < n; i++) {
+            bool found = false;
+            for (int k = 0; k < n && !found; k++)
+                found = strcmp(x[i].stage, y[k].stage) == 0 && x[i].seconds == y[k].seconds;
+            if (!found)
+                return false;
+        }
+        return true;
+    }
+    case OPT_STRING:
+    case OPT_ENUM:
+        return strcmp(field_str_get(a, o), field_str_get(b, o)) == 0;
+    case OPT__COUNT:
+        break;
+    }
+    return false;
+}
+
+/* dst's value of o becomes a copy of src's. */
+static void option_copy(vcl_config *dst, const vcl_config *src, const opt_def *o)
+{
+    switch (o->type) {
+    case OPT_INT:
+        *field_int(dst, o) = field_int_get(src, o);
+        break;
+    case OPT_STRLIST: {
+        char *items[CONFIG_MAX_DRIVERS];
+        int n = field_count_get(src, o);
+        char *const *from = field_list_get(src, o);
+        for (int i = 0; i < n && i < o->max; i++)
+            items[i] = xstrdup(from[i]);
+        list_set(dst, o, items, n < o->max ? n : o->max);
+        break;
+    }
+    case OPT_SECMAP:
+        memcpy(field_map(dst, o), field_map_get(src, o),
+               sizeof(config_stage_timeout) * CONFIG_MAX_STAGE_TIMEOUTS);
+        *field_count(dst, o) = field_count_get(src, o);
+        break;
+    case OPT_STRING:
+    case OPT_ENUM: {
+        char **f = field_str(dst, o);
+        char *v = xstrdup(field_str_get(src, o));
+        free(*f);
+        *f = v;
+        break;
+    }
+    case OPT__COUNT:
+        break;
+    }
+}
+
+void config_reload_merge(vcl_config *next, const vcl_config *running, config_changes *ch)
+{
+    memset(ch, 0, sizeof *ch);
+    if (!next || !running)
+        return;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const opt_def *o = &opts[i];
+        if (option_equal(next, running, o))
+            continue;
+        if (o->restart) {
+            option_copy(next, running, o);
+            ch->kept[ch->n_kept++] = o->key;
+        } else {
+            ch->applied[ch->n_applied++] = o->key;
+        }
+    }
+}
+
+bool config_needs_restart(const char *key)
+{
+    for (size_t i = 0; key && i < N_OPTS; i++)
+        if (strcmp(opts[i].key, key) == 0)
+            return opts[i].restart;
+    return false;
+}
+
 /* ---- printing ----------------------------------------------------------- */
 
 /* A YAML double-quoted scalar that libyaml reads back to the same bytes.
@@ -1308,133 +1426,6 @@ static void print_quoted(FILE *f, const char *s)
             fputc(*p, f);
     }
     fputc('"', f);
-}
-
-static bool is_secret_key(const char *k, size_t n)
-{
-    return (n == 8 && strncmp(k, "password", 8) == 0) ||
-           (n == 11 && strncmp(k, "sslpassword", 11) == 0);
-}
-
-/* postgresql://user:secret@host/db?password=x&sslpassword=y -> secrets ****. */
-static void mask_uri(const char *s, size_t scheme_len, char *out, size_t *o)
-{
-    const char *p = s + scheme_len;
-    size_t auth_len = strcspn(p, "/?#");
-    const char *at = NULL;
-
-    memcpy(out + *o, s, scheme_len);
-    *o += scheme_len;
-    for (size_t i = 0; i < auth_len; i++)
-        if (p[i] == '@')
-            at = p + i; /* the last '@' ends the user info */
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        size_t keep = colon ? (size_t)(colon - p) + 1 : (size_t)(at - p);
-        memcpy(out + *o, p, keep);
-        *o += keep;
-        if (colon) {
-            memcpy(out + *o, "****", 4);
-            *o += 4;
-        }
-        p = at;
-    }
-    /* the rest: copy, masking secret query parameters */
-    const char *q = strchr(p, '?');
-    size_t head = q ? (size_t)(q - p) : strlen(p);
-    memcpy(out + *o, p, head);
-    *o += head;
-    if (!q)
-        return;
-    p = q;
-    while (*p) {
-        out[(*o)++] = *p++; /* '?' or '&' */
-        size_t plen = strcspn(p, "&");
-        const char *eq = memchr(p, '=', plen);
-        if (eq && is_secret_key(p, (size_t)(eq - p))) {
-            size_t klen = (size_t)(eq - p) + 1;
-            memcpy(out + *o, p, klen);
-            *o += klen;
-            memcpy(out + *o, "****", 4);
-            *o += 4;
-        } else {
-            memcpy(out + *o, p, plen);
-            *o += plen;
-        }
-        p += plen;
-    }
-}
-
-/* "host=db password='a b' user=x" -> "host=db password=**** user=x". Values
- * are parsed as libpq does (single quotes, backslash escapes). */
-static void mask_kv(const char *s, char *out, size_t *o)
-{
-    const char *p = s;
-    while (*p) {
-        /* whitespace */
-        while (*p && isspace((unsigned char)*p))
-            out[(*o)++] = *p++;
-        if (!*p)
-            break;
-        /* keyword */
-        const char *k = p;
-        while (*p && !isspace((unsigned char)*p) && *p != '=')
-            p++;
-        size_t klen = (size_t)(p - k);
-        memcpy(out + *o, k, klen);
-        *o += klen;
-        while (*p && isspace((unsigned char)*p))
-            out[(*o)++] = *p++;
-        if (*p != '=')
-            continue; /* malformed: libpq will say so; nothing to mask */
-        out[(*o)++] = *p++;
-        while (*p && isspace((unsigned char)*p))
-            out[(*o)++] = *p++;
-        /* value */
-        const char *v = p;
-        if (*p == '\'') {
-            p++;
-            while (*p && *p != '\'') {
-                if (*p == '\\' && p[1])
-                    p++;
-                p++;
-            }
-            if (*p == '\'')
-                p++;
-        } else {
-            while (*p && !isspace((unsigned char)*p)) {
-                if (*p == '\\' && p[1])
-                    p++;
-                p++;
-            }
-        }
-        if (is_secret_key(k, klen)) {
-            memcpy(out + *o, "****", 4);
-            *o += 4;
-        } else {
-            memcpy(out + *o, v, (size_t)(p - v));
-            *o += (size_t)(p - v);
-        }
-    }
-}
-
-/* A copy of a conninfo with every password replaced by ****. malloc'd. */
-static char *conninfo_mask(const char *s)
-{
-    size_t n = strlen(s), o = 0;
-    /* every replacement adds at most 4 bytes per secret, and a secret takes
-     * at least 9 input bytes ("password=" or ":@") */
-    char *out = malloc(3 * n + 16);
-    if (!out)
-        return NULL;
-    if (strncmp(s, "postgresql://", 13) == 0)
-        mask_uri(s, 13, out, &o);
-    else if (strncmp(s, "postgres://", 11) == 0)
-        mask_uri(s, 11, out, &o);
-    else
-        mask_kv(s, out, &o);
-    out[o] = '\0';
-    return out;
 }
 
 void config_print(const vcl_config *c, FILE *f)
@@ -1477,7 +1468,7 @@ void config_print(const vcl_config *c, FILE *f)
         case OPT_ENUM:
         default:
             if (o->secret) {
-                char *masked = conninfo_mask(field_str_get(c, o));
+                char *masked = db_conninfo_mask(field_str_get(c, o));
                 /* out of memory: print nothing rather than the secret */
                 print_quoted(f, masked ? masked : "");
                 free(masked);
@@ -1541,10 +1532,16 @@ static void help_range(const opt_def *o, char *out, size_t out_len)
     }
 }
 
+/* The SIGHUP column of --help: what a reload does with the option. */
+static const char *reload_word(const opt_def *o)
+{
+    return o->restart ? "restart" : "reload";
+}
+
 void config_print_help(FILE *f)
 {
     int wk = (int)strlen("OPTION"), wt = (int)strlen("TYPE"), wd = (int)strlen("DEFAULT"),
-        wr = (int)strlen("RANGE");
+        wr = (int)strlen("RANGE"), ws = (int)strlen("SIGHUP");
     char def[PATH_MAX + 16], range[128];
 
     if (!f)
@@ -1557,15 +1554,16 @@ void config_print_help(FILE *f)
         if ((int)strlen(type_names[o->type]) > wt) wt = (int)strlen(type_names[o->type]);
         if ((int)strlen(def) > wd) wd = (int)strlen(def);
         if ((int)strlen(range) > wr) wr = (int)strlen(range);
+        if ((int)strlen(reload_word(o)) > ws) ws = (int)strlen(reload_word(o));
     }
-    fprintf(f, "%-*s  %-*s  %-*s  %-*s  %s\n", wk, "OPTION", wt, "TYPE", wd, "DEFAULT", wr,
-            "RANGE", "DESCRIPTION");
+    fprintf(f, "%-*s  %-*s  %-*s  %-*s  %-*s  %s\n", wk, "OPTION", wt, "TYPE", wd, "DEFAULT",
+            wr, "RANGE", ws, "SIGHUP", "DESCRIPTION");
     for (size_t i = 0; i < N_OPTS; i++) {
         const opt_def *o = &opts[i];
         help_default(o, def, sizeof def);
         help_range(o, range, sizeof range);
-        fprintf(f, "%-*s  %-*s  %-*s  %-*s  %s\n", wk, o->key, wt, type_names[o->type], wd, def,
-                wr, range, o->help);
+        fprintf(f, "%-*s  %-*s  %-*s  %-*s  %-*s  %s\n", wk, o->key, wt, type_names[o->type], wd,
+                def, wr, range, ws, reload_word(o), o->help);
     }
 }
 
@@ -1587,7 +1585,10 @@ void config_print_man(FILE *f)
         help_range(o, range, sizeof range);
         fputs(".TP\n", f);
         roff_macro(f, "B", o->key);
-        snprintf(line, sizeof line, "%s, default %s, %s.", type_names[o->type], def, range);
+        snprintf(line, sizeof line, "%s, default %s, %s; %s.", type_names[o->type], def, range,
+                 o->restart ? "takes effect only after a restart (SIGHUP keeps the running "
+                              "value)"
+                            : "SIGHUP applies it");
         roff_line(f, line);
         fputs(".br\n", f);
         roff_line(f, o->help);

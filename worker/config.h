@@ -1,6 +1,7 @@
 /* config.h: the worker's YAML configuration (libyaml).
- * Every option is declared once in a table (key, type, default, bounds, help):
- * loading, defaults, range checks, --print-config and --help walk it.
+ * Every option is declared once in a table (key, type, default, bounds, help,
+ * restart-only or not): loading, defaults, range checks, --print-config,
+ * --help and the SIGHUP reload walk it.
  * Errors name file:line:column; unknown keys are errors. */
 #ifndef VCL_CONFIG_H
 #define VCL_CONFIG_H
@@ -9,6 +10,8 @@
 #include "error.h"
 
 #define CONFIG_MAX_DRIVERS 16
+/* At most this many options in the table (checked when config.c compiles). */
+#define CONFIG_MAX_OPTIONS 64
 #define CONFIG_MAX_STAGE_TIMEOUTS 32
 #define CONFIG_STAGE_NAME_MAX 31
 
@@ -69,9 +72,27 @@ bool config_load(vcl_config *c, const char *path, vcl_error *e);
 /* Cross-field checks (heartbeat < lease, ...). */
 bool config_validate(const vcl_config *c, vcl_error *e);
 void config_clear(vcl_config *c);
+/* What a SIGHUP reload changed, from config_reload_merge. The keys are the
+ * option table's own strings (never freed). */
+typedef struct config_changes {
+    const char *kept[CONFIG_MAX_OPTIONS];    /* restart-only options whose value changed in
+                                              * the file: the running value stays */
+    int n_kept;
+    const char *applied[CONFIG_MAX_OPTIONS]; /* reloadable options whose value changed */
+    int n_applied;
+} config_changes;
+
+/* A SIGHUP reload: next (loaded and validated from the file) is about to
+ * replace running. Every restart-only option (--help column SIGHUP) whose
+ * value differs gets running's value back in next and is listed in kept;
+ * every other option that differs is listed in applied. */
+void config_reload_merge(vcl_config *next, const vcl_config *running, config_changes *ch);
+/* Does option key take effect only after a restart? false for unknown keys. */
+bool config_needs_restart(const char *key);
 /* Every option with its current value, as YAML that config_load accepts. */
 void config_print(const vcl_config *c, FILE *f);
-/* Every option with type, default, bounds and help, for --help. */
+/* Every option with type, default, bounds, what SIGHUP does with it (reload or
+ * restart) and help, for --help. */
 void config_print_help(FILE *f);
 /* The option table as man(7) tagged paragraphs (the CONFIGURATION section). */
 void config_print_man(FILE *f);

@@ -181,3 +181,16 @@ bool cpu_start_error(vcl_error *e, int code, const char *node, const char *mode)
                   node, mode && mode[0] ? mode : "(unknown)", why, node, node);
     return true;
 }
+
+bool cpu_start_unexplained(const char *msg)
+{
+    char why[8];
+    if (!msg || cpu_start_failure(0, msg, why, sizeof why))
+        return false;
+    const char *m = strcasestr(msg, "monitor");
+    if (!m)
+        return false;
+    /* QEMU said something of its own ("qemu-system-x86_64: ..." or an
+     * "error:" line after the monitor words): the reason is there already */
+    return !strstr(m, "qemu-system") && !strstr(m, "error:") && !strstr(m, "Could not");
+}

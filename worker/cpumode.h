@@ -56,6 +56,13 @@ void cpu_mode_from_domain_xml(const char *xml, char *buf, size_t cap);
  * gets the shortest useful line of the message. */
 bool cpu_start_failure(int code, const char *msg, char *why, size_t cap);
 
+/* A start that failed because QEMU died before libvirt could read why
+ * ("failed to connect to monitor socket: Connection refused", "process
+ * exited while connecting to monitor" with no QEMU line after it): a race
+ * between QEMU's exit and libvirt's monitor connection that hides the reason
+ * (e.g. the MSR crash). Starting again once usually shows the real message. */
+bool cpu_start_unexplained(const char *msg);
+
 /* Turn e (a failed start or define on node with cpu mode `mode`) into the
  * permanent error operators need when cpu_start_failure says so:
  * "node N cannot start a guest with CPU mode M: <why>; run `vclctl node check

@@ -44,7 +44,7 @@ static void rejection(const virError *err, char *why, size_t cap)
     snprintf(why, cap, "%.*s", nl ? (int)(nl - msg) : (int)strlen(msg), msg);
 }
 
-static void probe_name(char *name, size_t ncap, char *uuid, size_t ucap)
+static void probe_name(const char *node, char *name, size_t ncap, char *uuid, size_t ucap)
 {
     unsigned char r[16];
     if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
@@ -59,13 +59,32 @@ static void probe_name(char *name, size_t ncap, char *uuid, size_t ucap)
              "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1],
              r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
              r[15]);
-    snprintf(name, ncap, "vcl-cpu-probe-%.8s", uuid);
+    snprintf(name, ncap, "vcl-cpu-probe-%s-%.8s", node, uuid);
 }
 
-bool cpu_probe_one(virConnectPtr conn, const char *domain_type, const char *emulator,
-                   const cpu_mode *m, cpu_probe_try *t, vcl_error *e)
+static bool probe_once(const cpu_probe_target *pt, const cpu_mode *m, cpu_probe_try *t, vcl_error *e);
+
+/* A probe whose QEMU died before libvirt could say why runs once more (see
+ * cpu_start_unexplained): the second start usually shows the real reason,
+ * and a mode that only lost a race gets its fair chance. */
+bool cpu_probe_one(const cpu_probe_target *pt, const cpu_mode *m, cpu_probe_try *t, vcl_error *e)
 {
-    char name[64], uuid[40];
+    if (!probe_once(pt, m, t, e))
+        return false;
+    if (t->ok || !cpu_start_unexplained(t->why))
+        return true;
+    log_debug("CPU probe: %s: QEMU died without a reason (%s): once more", t->mode, t->why);
+    int first_ms = t->ms;
+    if (!probe_once(pt, m, t, e))
+        return false;
+    t->ms += first_ms;
+    return true;
+}
+
+static bool probe_once(const cpu_probe_target *pt, const cpu_mode *m, cpu_probe_try *t, vcl_error *e)
+{
+    virConnectPtr conn = pt->conn;
+    char name[160], uuid[40];
     bool ran = false;
     char *xml = NULL;
     xmlDocPtr doc = NULL;
@@ -73,8 +92,8 @@ bool cpu_probe_one(virConnectPtr conn, const char *domain_type, const char *emul
 
     memset(t, 0, sizeof *t);
     cpu_mode_format(m, t->mode, sizeof t->mode);
-    probe_name(name, sizeof name, uuid, sizeof uuid);
-    if (!(doc = domxml_build_probe(name, uuid, domain_type, m, emulator, e)) ||
+    probe_name(pt->node, name, sizeof name, uuid, sizeof uuid);
+    if (!(doc = domxml_build_probe(name, uuid, pt->domain_type, m, pt->emulator, e)) ||
         !(xml = domxml_to_string(doc))) {
         if (doc)
             vcl_error_set(e, VCL_ERR_RETRYABLE, "CPU probe: serialising the probe domain failed");
@@ -222,8 +241,7 @@ cleanup:
     free(base);
 }
 
-bool cpu_probe_auto(virConnectPtr conn, const char *domain_type, const char *emulator, bool all,
-                    cpu_probe_result *r, vcl_error *e)
+bool cpu_probe_auto(const cpu_probe_target *pt, bool all, cpu_probe_result *r, vcl_error *e)
 {
     cpu_mode cands[CPU_PROBE_MAX];
     int n = 0;
@@ -232,7 +250,7 @@ bool cpu_probe_auto(virConnectPtr conn, const char *domain_type, const char *emu
     memset(r, 0, sizeof *r);
     cands[n++] = (cpu_mode){ .kind = CPU_MODE_HOST_PASSTHROUGH };
     cands[n++] = (cpu_mode){ .kind = CPU_MODE_HOST_MODEL };
-    baseline_model(conn, domain_type, emulator, base, sizeof base);
+    baseline_model(pt->conn, pt->domain_type, pt->emulator, base, sizeof base);
     if (base[0] && strcmp(base, "qemu64") != 0) {
         cands[n] = (cpu_mode){ .kind = CPU_MODE_CUSTOM };
         snprintf(cands[n].model, sizeof cands[n].model, "%s", base);
@@ -244,7 +262,7 @@ bool cpu_probe_auto(virConnectPtr conn, const char *domain_type, const char *emu
 
     for (int i = 0; i < n; i++) {
         cpu_probe_try *t = &r->tries[r->n];
-        if (!cpu_probe_one(conn, domain_type, emulator, &cands[i], t, e))
+        if (!cpu_probe_one(pt, &cands[i], t, e))
             return false;
         r->n++;
         log_debug("CPU probe: %s %s in %d ms%s%s", t->mode, t->ok ? "started" : "rejected", t->ms,

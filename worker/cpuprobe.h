@@ -33,15 +33,22 @@ typedef struct cpu_probe_result {
     char chosen[CPU_MODE_STR_MAX]; /* first mode that started; "" when none */
 } cpu_probe_result;
 
+/* Where a probe runs. */
+typedef struct cpu_probe_target {
+    virConnectPtr conn;
+    const char *node;          /* node.name (checked): probe domains are named
+                                * vcl-cpu-probe-<node>-<8 hex> */
+    const char *domain_type;   /* the driver's: "kvm" or "qemu" */
+    const char *emulator;      /* config qemu_emulator, or NULL */
+} cpu_probe_target;
+
 /* Probe one mode (never auto). true when the probe ran (t->ok says how it
  * went); false + e (retryable) when libvirt could not be asked. */
-bool cpu_probe_one(virConnectPtr conn, const char *domain_type, const char *emulator,
-                   const cpu_mode *m, cpu_probe_try *t, vcl_error *e);
+bool cpu_probe_one(const cpu_probe_target *pt, const cpu_mode *m, cpu_probe_try *t, vcl_error *e);
 /* Try the auto candidates in order; stop at the first that starts unless
  * all (vclctl node check reports each). true when the probe ran, even when
  * nothing started (r->chosen ""). */
-bool cpu_probe_auto(virConnectPtr conn, const char *domain_type, const char *emulator, bool all,
-                    cpu_probe_result *r, vcl_error *e);
+bool cpu_probe_auto(const cpu_probe_target *pt, bool all, cpu_probe_result *r, vcl_error *e);
 /* "host-passthrough: rejected (failed to set MSR 0x10a to 0x69); host-model:
  * rejected (...); custom:kvm64: ok" */
 void cpu_probe_report(const cpu_probe_result *r, char *buf, size_t cap);

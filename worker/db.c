@@ -462,3 +462,86 @@ const char *db_default_sql_dir(void)
     }
     return VCL_PREFIX "/share/vcl-worker/sql";
 }
+
+/* ---- conninfo masking ---------------------------------------------------- */
+
+#define DB_MASK "****"
+
+/* Append "key=value" (value quoted as libpq's key=value syntax wants when it
+ * is empty or holds blanks, quotes or backslashes) to out at *len. out was
+ * sized by the caller for the worst case. */
+static void mask_append(char *out, size_t *len, const char *key, const char *value)
+{
+    bool quote = !*value || strpbrk(value, " \t\n\r\f\v'\\") != NULL;
+    size_t n = *len;
+    if (n)
+        out[n++] = ' ';
+    memcpy(out + n, key, strlen(key));
+    n += strlen(key);
+    out[n++] = '=';
+    if (quote)
+        out[n++] = '\'';
+    for (const char *v = value; *v; v++) {
+        if (quote && (*v == '\'' || *v == '\\'))
+            out[n++] = '\\';
+        out[n++] = *v;
+    }
+    if (quote)
+        out[n++] = '\'';
+    out[n] = '\0';
+    *len = n;
+}
+
+/* Where a URI's user:password@ can spill over: an '@' in the password that
+ * was not written %40 ends the user info early for libpq, and the rest of
+ * the password lands in the host or port ("u:se@cret@h" -> host "cret@h").
+ * A host or port with an '@' is masked along with the password. */
+static bool is_authority(const char *keyword)
+{
+    return strcmp(keyword, "host") == 0 || strcmp(keyword, "hostaddr") == 0 ||
+           strcmp(keyword, "port") == 0;
+}
+
+char *db_conninfo_mask(const char *conninfo)
+{
+    const char *s = conninfo ? conninfo : "";
+    char *err = NULL, *out = NULL;
+    PQconninfoOption *opts = PQconninfoParse(s, &err);
+    bool secret = false, misread = false;
+    size_t cap = 1, len = 0;
+
+    if (!opts) {
+        /* Not a conninfo libpq can read: nothing in it can be told apart
+         * from a password, so none of it is shown. */
+        PQfreemem(err);
+        return strdup(DB_MASK);
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val)
+            continue;
+        bool hide = o->dispchar && strchr(o->dispchar, '*');
+        secret |= hide;
+        misread |= is_authority(o->keyword) && strchr(o->val, '@');
+        /* key, '=', value with every byte escaped, two quotes, a blank */
+        cap += strlen(o->keyword) + 4 + (hide ? strlen(DB_MASK) : 2 * strlen(o->val));
+    }
+    if (!secret) {
+        out = strdup(s);
+        goto cleanup;
+    }
+    out = malloc(cap);
+    if (!out)
+        goto cleanup;
+    out[0] = '\0';
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val)
+            continue;
+        bool hide = (o->dispchar && strchr(o->dispchar, '*')) ||
+                    (misread && is_authority(o->keyword));
+        mask_append(out, &len, o->keyword, hide ? DB_MASK : o->val);
+    }
+
+cleanup:
+    PQconninfoFree(opts);
+    return out;
+}

@@ -62,6 +62,15 @@ long long db_get_ll(const PGresult *r, int row, int col);
 const char *db_get_str(const PGresult *r, int row, int col); /* NULL when SQL NULL */
 bool db_get_bool(const PGresult *r, int row, int col);
 
+/* A conninfo fit to print (--print-config, logs): unchanged when it holds no
+ * secret; with one, rebuilt as key=value pairs from what libpq's
+ * PQconninfoParse read (key=value strings and postgresql:// URIs alike:
+ * percent-encoded keys and values, user:password@ in the URI) with every
+ * secret option (password, sslpassword: libpq's dispchar "*") as ****, and
+ * host and port too when one holds an '@' (a URI password with a raw '@'
+ * spills into them); "****" for a string libpq cannot parse. malloc'd; NULL when out of memory. */
+char *db_conninfo_mask(const char *conninfo);
+
 /* Apply sql/NNN_*.sql from dir that are not yet in vcl.schema_migrations,
  * each in its own transaction, under an advisory lock. *applied counts them. */
 bool db_migrate(db_conn *db, const char *sql_dir, int *applied, vcl_error *e);

@@ -434,10 +434,17 @@ static bool repo_search(const image_req *r, char *found, size_t found_len, bool 
                 goto cleanup;
             for (size_t k = 0; k < n; k++) {
                 transport_stat_info st;
-                if (!transport_stat(repo_tp(r), paths[k], &st, e))
+                if (!transport_lstat(repo_tp(r), paths[k], &st, e))
                     goto cleanup;
                 if (!st.exists || st.is_dir)
                     continue;
+                /* qemu-img would follow a link anywhere (a raw "image" of any
+                 * file on the host) or hang on a FIFO: refused, never used */
+                if (!st.is_reg) {
+                    transport_check_file(repo_tp(r), paths[k], NULL, e);
+                    vcl_error_prefix(e, "repository image");
+                    goto cleanup;
+                }
                 if (strlen(paths[k]) >= found_len) {
                     vcl_error_set(e, VCL_ERR_PERMANENT, "repository path too long: '%s'", paths[k]);
                     goto cleanup;
@@ -524,9 +531,9 @@ static bool vmdk_extents(const image_req *r, image_location *loc, vcl_error *e)
             continue;
         if (snprintf(p, sizeof p, "%s/%s", strcmp(dir, "/") ? dir : "", names[i]) >= (int)sizeof p)
             continue;
-        if (!transport_stat(repo_tp(r), p, &st, e))
+        if (!transport_lstat(repo_tp(r), p, &st, e))
             goto cleanup;
-        if (!st.exists || st.is_dir)
+        if (!st.exists || !st.is_reg)
             continue;
         loc->n_files++;
         loc->size_bytes += st.size;
@@ -554,10 +561,11 @@ bool image_locate(const image_req *r, image_location *loc, vcl_error *e)
     if (!loc || !req_ok(r, false, e))
         return loc ? false : vcl_error_set(e, VCL_ERR_PERMANENT, "image_locate: bad arguments");
 
-    /* 1. the node: the master a load would use */
-    if (!transport_stat(r->t, r->master_path, &st, e))
+    /* 1. the node: the master a load would use (a regular file: a load
+     * refuses anything else there) */
+    if (!transport_lstat(r->t, r->master_path, &st, e))
         return false;
-    if (st.exists && !st.is_dir) {
+    if (st.exists && st.is_reg) {
         loc->at = IMAGE_AT_NODE;
         snprintf(loc->path, sizeof loc->path, "%s", r->master_path);
         loc->n_files = 1;
@@ -572,7 +580,7 @@ bool image_locate(const image_req *r, image_location *loc, vcl_error *e)
         loc->path[0] = '\0';
         return true;
     }
-    if (!transport_stat(repo_tp(r), loc->path, &st, e))
+    if (!transport_lstat(repo_tp(r), loc->path, &st, e))
         return false;
     loc->at = IMAGE_AT_REPOSITORY;
     loc->n_files = 1;
@@ -631,16 +639,14 @@ bool image_size(const image_req *r, long long *bytes, long long *mb, image_locat
  * operator must look). */
 static bool master_present(const image_req *r, bool *good, vcl_error *e)
 {
-    transport_stat_info st;
-    bool passed = false;
+    bool passed = false, exists = false;
 
     *good = false;
-    if (!transport_stat(r->t, r->master_path, &st, e))
-        return false;
-    if (!st.exists)
+    /* a link, FIFO or directory at the master path is refused, never used */
+    if (!transport_check_file(r->t, r->master_path, &exists, e))
+        return vcl_error_prefix(e, "master image");
+    if (!exists)
         return true;
-    if (st.is_dir)
-        return vcl_error_set(e, VCL_ERR_PERMANENT, "master image path %s is a directory", r->master_path);
     /* -U: running VMs hold the master open as their backing file. */
     if (!qimg_check(r, r->master_path, req_format(r), true, &passed, e))
         return false;
@@ -770,7 +776,7 @@ static bool master_build(const image_req *r, vcl_error *e)
     vcl_error e2;
 
     if (!image_find_in_repository(r, src, sizeof src, e))
-        goto cleanup;
+        goto cleanup;       /* a regular file: repo_search refuses anything else */
     /* Probe the source once and name its format explicitly afterwards, so a
      * raw file's content is never reinterpreted. */
     if (!qimg_info_get(rt, src, &si, e)) {
@@ -950,7 +956,7 @@ bool image_ensure_cow(const image_req *r, vcl_error *e)
     bool ok = false, tmp_made = false;
     char tmp[PATH_MAX], dir[PATH_MAX];
     const char *base;
-    transport_stat_info st;
+    bool exists = false;
     const char *fmt = req_format(r);
     vcl_error e2;
 
@@ -959,24 +965,26 @@ bool image_ensure_cow(const image_req *r, vcl_error *e)
     if (strcmp(r->cow_path, r->master_path) == 0)
         return vcl_error_set(e, VCL_ERR_PERMANENT, "COW path equals the master path %s", r->master_path);
 
-    if (!transport_stat(r->t, r->master_path, &st, e))
+    /* qemu-img reads the master and writes next to the COW: both must be
+     * regular files (or missing), never a link or FIFO planted there */
+    if (!transport_check_file(r->t, r->master_path, &exists, e)) {
+        vcl_error_prefix(e, "master image");
         goto cleanup;
-    if (!st.exists) {
+    }
+    if (!exists) {
         vcl_error_set(e, VCL_ERR_RETRYABLE, "master image %s is missing: cannot create the COW disk %s",
                       r->master_path, r->cow_path);
         goto cleanup;
     }
 
-    if (!transport_stat(r->t, r->cow_path, &st, e))
+    if (!transport_check_file(r->t, r->cow_path, &exists, e)) {
+        vcl_error_prefix(e, "COW disk");
         goto cleanup;
-    if (st.exists) {
+    }
+    if (exists) {
         qimg_info qi;
         vcl_error ie;
         vcl_error_clear(&ie);
-        if (st.is_dir) {
-            vcl_error_set(e, VCL_ERR_PERMANENT, "COW path %s is a directory", r->cow_path);
-            goto cleanup;
-        }
         if (qimg_info_get(r->t, r->cow_path, &qi, &ie) && strcmp(qi.format, fmt) == 0 &&
             strcmp(qi.backing_file, r->master_path) == 0 && strcmp(qi.backing_format, fmt) == 0) {
             log_debug("COW %s already backed by %s: kept", r->cow_path, r->master_path);

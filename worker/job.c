@@ -211,7 +211,8 @@ bool job_cpu_mode(job *j, cpu_mode *out, vcl_error *e)
     char report[1024];
     log_info("node %s: cpu_mode auto, not probed yet: probing which CPU mode starts a guest",
              j->node);
-    if (!cpu_probe_auto(j->conn, type, emu, false, &pr, e))
+    cpu_probe_target pt = { .conn = j->conn, .node = j->node, .domain_type = type, .emulator = emu };
+    if (!cpu_probe_auto(&pt, false, &pr, e))
         return vcl_error_prefix(e, "node %s", j->node);
     cpu_probe_report(&pr, report, sizeof report);
     vcl_error we;

@@ -6,6 +6,7 @@
 #include "pool.h"
 #include "roff.h"
 #include "stage.h"
+#include "version.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -25,13 +26,14 @@ typedef struct cli_opt {
     const char *help;         /* NULL: hidden (not in --help nor the manual) */
 } cli_opt;
 
-enum { OPT_CHECK = 256, OPT_PRINT, OPT_DRAIN, OPT_HELP_MAN };
+enum { OPT_CHECK = 256, OPT_PRINT, OPT_DRAIN, OPT_VERSION, OPT_HELP_MAN };
 
 static const cli_opt cli_opts[] = {
     { "config", 'c', "FILE", "YAML configuration (see config/vcl-worker.yaml)" },
     { "check-config", OPT_CHECK, NULL, "validate the configuration, load the drivers, exit (0 ok, 1 bad)" },
     { "print-config", OPT_PRINT, NULL, "print the effective configuration as YAML and exit" },
     { "drain", OPT_DRAIN, NULL, "exit once nothing is claimable and no job runs" },
+    { "version", OPT_VERSION, NULL, "print the version (and the libraries') and exit" },
     { "help", 'h', NULL, "this help" },
     /* the manual page, vcl-worker(8), in man(7) roff (make builds it) */
     { "help-man", OPT_HELP_MAN, NULL, NULL },
@@ -39,17 +41,22 @@ static const cli_opt cli_opts[] = {
 };
 
 static const char SYNOPSIS[] = "--config FILE [--check-config] [--print-config] [--drain]";
+static const char SYNOPSIS_INFO[] = "--version | --help";
 static const char ABOUT[] =
     "A provisioning worker for a virtual computing lab: claims reservation rows\n"
     "from PostgreSQL (FOR UPDATE SKIP LOCKED), runs each operation as\n"
     "checkpointed stages on a libvirt node, and writes node_status back.\n";
 static const char SIGNALS[] =
     "Signals: SIGTERM/SIGINT stop claiming, let running stages finish, hand\n"
-    "unfinished jobs back and exit 0; SIGHUP reloads the configuration.\n";
+    "unfinished jobs back and exit 0; SIGHUP reloads the configuration: jobs\n"
+    "started after it use the new values, except for options marked \"restart\"\n"
+    "(column SIGHUP), which keep their running value until a restart (a warning\n"
+    "names each one that changed).\n";
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: vcl-worker %s\n\n%s\n", SYNOPSIS, ABOUT);
+    fprintf(f, "usage: vcl-worker %s\n       vcl-worker %s\n\n%s\n", SYNOPSIS, SYNOPSIS_INFO,
+            ABOUT);
     for (const cli_opt *o = cli_opts; o->name; o++) {
         char shortopt[8] = "    ", left[64];
         if (!o->help)
@@ -74,12 +81,16 @@ static void usage(FILE *f)
 static void usage_man(FILE *f)
 {
     char buf[512];
-    roff_header(f, "VCL-WORKER", "8", NULL, "vcl-worker", "System Administration");
+    snprintf(buf, sizeof buf, "vcl-worker %s", version_string());
+    roff_header(f, "VCL-WORKER", "8", NULL, buf, "System Administration");
     fputs(".SH NAME\n", f);
     roff_line(f, "vcl-worker - provision lab VMs on KVM/QEMU nodes from a PostgreSQL queue");
     fputs(".SH SYNOPSIS\n", f);
     roff_macro(f, "B", "vcl-worker");
     roff_line(f, SYNOPSIS);
+    fputs(".br\n", f);
+    roff_macro(f, "B", "vcl-worker");
+    roff_line(f, SYNOPSIS_INFO);
     fputs(".SH DESCRIPTION\n", f);
     roff_line(f, ABOUT);
     fputs(".PP\n", f);
@@ -157,6 +168,7 @@ int main(int argc, char **argv)
         case OPT_CHECK: check = true; break;
         case OPT_PRINT: print = true; break;
         case OPT_DRAIN: drain = true; break;
+        case OPT_VERSION: version_print(stdout, "vcl-worker"); return 0;
         case 'h': usage(stdout); return 0;
         case OPT_HELP_MAN: usage_man(stdout); return 0;
         default: usage(stderr); return 2;

@@ -270,6 +270,13 @@ bool names_build(const char *computer, long long image_id, int revision, const c
                       shown, PATH_MAX - 1);
         goto cleanup;
     }
+    if (!join_path(out->console_path, sizeof out->console_path, xml_dir, out->file_base,
+                   "console.log")) {
+        show(xml_dir, shown, sizeof shown);
+        vcl_error_set(e, VCL_ERR_PERMANENT, "console log path for '%s' under '%s' would exceed %d bytes",
+                      out->file_base, shown, PATH_MAX - 1);
+        goto cleanup;
+    }
     if (!join_path(out->cow_path, sizeof out->cow_path, cow_dir, out->file_base, disk_ext)) {
         show(cow_dir, shown, sizeof shown);
         vcl_error_set(e, VCL_ERR_PERMANENT, "COW disk path for '%s' under '%s' would exceed %d bytes", out->file_base,

@@ -5,6 +5,7 @@
  *   domain name:  <computer>:<revision file stem>
  *   file base:    <computer>_<image id>-v<revision>
  *   XML file:     <xml dir>/<file base>.xml
+ *   console log:  <xml dir>/<file base>.console.log (the guest's serial port)
  *   COW disk:     <cow dir>/<file base>.<ext>
  *   master image: <master image dir>/<file stem>.<ext> */
 #ifndef VCL_NAMES_H
@@ -29,6 +30,7 @@ typedef struct vcl_names {
     char domain[2 * NAME_MAX_LEN + 2];
     char file_base[NAME_MAX_LEN + 64];
     char xml_path[PATH_MAX];
+    char console_path[PATH_MAX];
     char cow_path[PATH_MAX];
     char master_path[PATH_MAX];
 } vcl_names;

@@ -214,28 +214,50 @@ static void check_qemu_img(node_check_report *r, vcl_transport *tr)
     transport_result_clear(&res);
 }
 
+static void fmt_free(long long bytes, char *buf, size_t cap)
+{
+    if (bytes < 0)
+        snprintf(buf, cap, "free space unknown");
+    else
+        snprintf(buf, cap, "%.1f GiB free", bytes / (1024.0 * 1024 * 1024));
+}
+
+/* transport_dir_check's verdict as an item: missing is fine when the worker
+ * can create the directory itself (transport_mkdir_p, 0755, the node user's),
+ * a failure when it cannot. */
 static void check_dir(node_check_report *r, vcl_transport *tr, const char *what, const char *dir)
 {
-    char name[24], fix[512];
+    char name[24], fix[512], free_s[48];
     snprintf(name, sizeof name, "%s dir", what);
     node_check_item *it = item(r, name);
     if (!tr) {
         say(it, false, NULL, "%s: not checked: needs the transport (above)", dir);
         return;
     }
-    transport_stat_info st;
+    transport_dir_verdict v;
     vcl_error e;
     vcl_error_clear(&e);
-    if (!transport_stat(tr, dir, &st, &e)) {
+    if (!transport_dir_check(tr, dir, &v, &e)) {
         say(it, false, NULL, "%s: %s", dir, e.msg);
-    } else if (!st.exists) {
-        snprintf(fix, sizeof fix, "mkdir -p -m 0755 %s", dir);
-        say(it, false, fix, "%s does not exist", dir);
-    } else if (!st.is_dir) {
+        return;
+    }
+    fmt_free(v.free_bytes, free_s, sizeof free_s);
+    if (!v.safe || v.problem[0]) {
+        say(it, false, v.fix[0] ? v.fix : NULL, "%s: %s", dir,
+            v.problem[0] ? v.problem : "unsafe");
+    } else if (v.exists && !v.is_dir) {
         snprintf(fix, sizeof fix, "move it away, then: mkdir -p -m 0755 %s", dir);
         say(it, false, fix, "%s is not a directory", dir);
+    } else if (!v.writable) {
+        snprintf(fix, sizeof fix, "chown NODE_USER %s (the user the worker runs as on the node)",
+                 v.exists ? dir : "its nearest existing parent");
+        say(it, false, fix, "%s %s not writable by the node user", dir,
+            v.exists ? "is" : "does not exist and its parent is");
+    } else if (!v.exists) {
+        say(it, true, NULL, "%s does not exist yet: the worker creates it (0755) at the first "
+            "load; %s", dir, free_s);
     } else {
-        say(it, true, NULL, "%s", dir);
+        say(it, true, NULL, "%s (mode %04o, owner uid %u, %s)", dir, v.mode & 07777, v.uid, free_s);
     }
 }
 
@@ -256,11 +278,12 @@ static void check_cpu(const node_check_target *t, node_check_report *r, virConne
     }
     const char *type = drv->domain_type ? drv->domain_type(0) : "qemu";
     cpu_probe_try ft = { .ok = false };
-    if (forced.kind != CPU_MODE_AUTO && !cpu_probe_one(conn, type, t->emulator, &forced, &ft, &e)) {
+    cpu_probe_target pt = { .conn = conn, .node = t->name, .domain_type = type, .emulator = t->emulator };
+    if (forced.kind != CPU_MODE_AUTO && !cpu_probe_one(&pt, &forced, &ft, &e)) {
         say(it, false, NULL, "the probe could not run: %s", e.msg);
         return;
     }
-    if (!cpu_probe_auto(conn, type, t->emulator, true, &r->cpu, &e)) {
+    if (!cpu_probe_auto(&pt, true, &r->cpu, &e)) {
         say(it, false, NULL, "the probe could not run: %s", e.msg);
         return;
     }

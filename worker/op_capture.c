@@ -539,7 +539,8 @@ static bool st_flatten(void *opaque, char *detail, size_t dlen, vcl_error *e)
     if (!op_shutdown_domain(j, dom, f.shutdown_timeout, how, sizeof how, e) ||
         !domain_first_disk(j, dom, disk, sizeof disk, e))
         goto cleanup;
-    if (!qimg_info_get(j->t, disk, &src, e)) {
+    /* qemu-img reads it: a regular file, never a link or FIFO put there */
+    if (!transport_check_file(j->t, disk, NULL, e) || !qimg_info_get(j->t, disk, &src, e)) {
         vcl_error_prefix(e, "the disk to capture");
         goto cleanup;
     }

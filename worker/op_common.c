@@ -42,7 +42,8 @@ static bool owned_file(const job *j, const char *path, const char *dir)
 static bool remove_file(job *j, const char *path, op_cleanup_stats *s, vcl_error *e)
 {
     transport_stat_info st;
-    if (!transport_stat(j->t, path, &st, e))
+    /* lstat: a link planted there is removed itself (unlink never follows) */
+    if (!transport_lstat(j->t, path, &st, e))
         return false;
     if (!st.exists)
         return true;
@@ -233,8 +234,8 @@ bool op_wait_booted(job *j, char *detail, size_t dlen, vcl_error *e)
         snprintf(detail, dlen, "os_type none: nothing to wait for");
         return true;
     }
-    char log[PATH_MAX + 32], tail[256] = "no console log yet";
-    snprintf(log, sizeof log, "%s/%s.console.log", j->xml_dir, j->names.file_base);
+    char tail[256] = "no console log yet";
+    const char *log = j->names.console_path;
     int timeout = j->cfg ? j->cfg->post_load_timeout_seconds : 300;
     time_t start = time(NULL);
     for (;;) {
@@ -242,7 +243,18 @@ bool op_wait_booted(job *j, char *detail, size_t dlen, vcl_error *e)
         size_t len = 0;
         vcl_error re;
         vcl_error_clear(&re);
-        if (transport_read_file(j->t, log, &data, &len, &re)) {
+        bool got_log = transport_read_file(j->t, log, &data, &len, &re);
+        /* Not there yet is normal (and a node that does not answer now may
+         * later); a link or FIFO planted there is not. */
+        vcl_error ce;
+        vcl_error_clear(&ce);
+        if (!got_log && !transport_check_file(j->t, log, NULL, &ce) &&
+            ce.cls == VCL_ERR_PERMANENT) {
+            if (e)
+                *e = ce;
+            return false;
+        }
+        if (got_log) {
             bool ready = op_console_ready(data, len, line, sizeof line);
             console_tail(true, data, len, tail, sizeof tail);
             free(data);

@@ -113,8 +113,6 @@ static bool st_generate_xml(void *opaque, char *detail, size_t dlen, vcl_error *
     cpu_mode cpu;
     if (!job_cpu_mode(j, &cpu, e))
         return false;
-    char serial[PATH_MAX + 32];
-    snprintf(serial, sizeof serial, "%s/%s.console.log", j->xml_dir, j->names.file_base);
     domxml_spec spec = {
         .name = j->names.domain,
         .uuid = j->domain_uuid,
@@ -128,7 +126,7 @@ static bool st_generate_xml(void *opaque, char *detail, size_t dlen, vcl_error *
         .backing_format = j->drv->disk_format ? j->drv->disk_format(0) : "qcow2",
         .mac0 = j->mac0,
         .network = j->network[0] ? j->network : NULL,
-        .serial_log = serial,
+        .serial_log = j->names.console_path,
         .cpu = &cpu,
         .emulator = j->cfg && j->cfg->qemu_emulator && j->cfg->qemu_emulator[0] ? j->cfg->qemu_emulator
                                                                                 : NULL,
@@ -220,7 +218,11 @@ static bool st_write_xml(void *opaque, char *detail, size_t dlen, vcl_error *e)
         return vcl_error_set(e, VCL_ERR_PERMANENT,
                              "no domain XML stored on the reservation (checkpoint past "
                              "generate_xml but domain_xml is empty): retry with --from-start");
+    /* mkdir_p refuses an unsafe directory, write_file anything but a regular
+     * file at the XML path; libvirt (often root) appends to the console log
+     * when the domain starts: nothing planted there may be followed. */
     if (!transport_mkdir_p(j->t, j->xml_dir, 0755, e) ||
+        !transport_check_file(j->t, j->names.console_path, NULL, e) ||
         !transport_write_file(j->t, j->names.xml_path, j->domain_xml, strlen(j->domain_xml), 0644, e))
         return false;
     snprintf(detail, dlen, "%s (%zu bytes)", j->names.xml_path, strlen(j->domain_xml));
@@ -293,6 +295,11 @@ static bool st_power_on(void *opaque, char *detail, size_t dlen, vcl_error *e)
         redefined = true;
     }
     int before = 0;
+    /* libvirt opens the console log at start: look at it right before */
+    if (!transport_check_file(j->t, j->names.console_path, NULL, e)) {
+        virDomainFree(dom);
+        return false;
+    }
     bool ok = virt_domain_state(dom, &before, e) && job_check_ours(j, e) &&
               virt_domain_start(dom, e);
     if (!ok)

@@ -9,6 +9,7 @@
 #include "op_common.h"
 #include "stage.h"
 #include "statements.h"
+#include "version.h"
 #include "virt.h"
 #include "watch.h"
 
@@ -29,7 +30,6 @@
 #define STUCK_EXIT_WAIT_S 3.0
 /* Stop acting on a job this long before its lease could expire by our clock. */
 #define LEASE_MARGIN_S 1.0
-#define VCL_VERSION "0.1"
 
 typedef enum { SLOT_IDLE, SLOT_RUNNING, SLOT_FINISHED } slot_state;
 
@@ -77,10 +77,19 @@ typedef struct slot {
     const vcl_config *cfg;     /* config in force when the job started */
 } slot;
 
+/* Configurations and their lifetime. cfg is the one in force; a slot keeps a
+ * pointer to the one in force when its job started (slot.cfg), so a SIGHUP
+ * cannot free it under a running job. A replaced config is retired and freed
+ * as soon as no running slot uses it (retire_unused, on the main thread,
+ * which alone starts and reaps slots): at most one retired config per slot
+ * is alive, however many SIGHUPs come. The config the worker started with
+ * stays until exit: the watcher holds it (watch_start), and the restart-only
+ * options it has are the ones every later config keeps. */
 struct pool {
-    const vcl_config *cfg;
-    vcl_config *configs[64];   /* every config loaded (SIGHUP), freed at exit */
-    int n_configs;
+    vcl_config *cfg;
+    vcl_config *first;         /* the config at start, freed at exit */
+    vcl_config *retired[MAX_SLOTS + 1];
+    int n_retired;
     const pool_opts *opts;
     char worker_name[128];
     long long worker_id;
@@ -547,8 +556,8 @@ static void *slot_main(void *arg)
     const op_def *op = ops_find(j.operation);
     if (!op) {
         vcl_error_set(&e, VCL_ERR_PERMANENT,
-                      "operation '%s' is not supported by this worker (version " VCL_VERSION ")",
-                      j.operation);
+                      "operation '%s' is not supported by this worker (version %s)",
+                      j.operation, version_string());
         snprintf(failed_stage, sizeof failed_stage, "%s", j.operation);
         slot_finish_job(s, &j, STAGE_RUN_FAILED, failed_stage, &e);
         goto out;
@@ -630,8 +639,41 @@ static void reap_slots(pool *p)
         s->id = s->token = 0;
         s->abandoned = false;
         memset(&s->cur, 0, sizeof s->cur);
+        s->cfg = NULL;
         pthread_mutex_unlock(&p->mu);
     }
+}
+
+/* Free every retired config that no running slot uses. Main thread only. */
+static void retire_unused(pool *p)
+{
+    int kept = 0;
+    for (int k = 0; k < p->n_retired; k++) {
+        vcl_config *c = p->retired[k];
+        bool used = false;
+        pthread_mutex_lock(&p->mu);
+        for (int i = 0; i < MAX_SLOTS && !used; i++)
+            used = p->slots[i].state != SLOT_IDLE && p->slots[i].cfg == c;
+        pthread_mutex_unlock(&p->mu);
+        if (used) {
+            p->retired[kept++] = c;
+        } else {
+            config_clear(c);
+            free(c);
+        }
+    }
+    p->n_retired = kept;
+}
+
+/* c is in force from now on; the config it replaces is retired (the first
+ * one stays until exit). */
+static void config_replace(pool *p, vcl_config *c)
+{
+    retire_unused(p); /* now at most one retired config per running slot */
+    if (p->cfg != p->first)
+        p->retired[p->n_retired++] = p->cfg;
+    p->cfg = c;
+    retire_unused(p);
 }
 
 static bool main_connect(pool *p)
@@ -659,7 +701,7 @@ static bool main_connect(pool *p)
         gethostname(host, sizeof host - 1);
         snprintf(pid, sizeof pid, "%d", (int)getpid());
         snprintf(slots, sizeof slots, "%d", p->cfg->slots);
-        const char *prm[5] = { p->worker_name, host, pid, slots, VCL_VERSION };
+        const char *prm[5] = { p->worker_name, host, pid, slots, version_string() };
         bool isnull = true;
         if (!db_scalar_ll(p->db, SQL_REGISTER_WORKER, 5, prm, &p->worker_id, &isnull, &e) || isnull) {
             log_error("registering the worker: %s", e.msg);
@@ -1032,23 +1074,35 @@ static double next_deadline(pool *p)
 
 static void reload_config(pool *p)
 {
+    const char *path = p->opts->config_path;
+    vcl_config *c = NULL;
+    vcl_error e;
+    config_changes ch;
+
     sig_reload = 0;
-    if (!p->opts->config_path || p->n_configs >= 64) {
-        log_warn("SIGHUP: no config file to reload");
+    vcl_error_clear(&e);
+    if (!path) {
+        log_warn("SIGHUP: no config file to reload (started without --config)");
         return;
     }
-    vcl_config *c = calloc(1, sizeof *c);
-    vcl_error e;
-    vcl_error_clear(&e);
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        log_error("SIGHUP: keeping the running configuration: out of memory");
+        return;
+    }
     config_defaults(c);
-    if (!c || !config_load(c, p->opts->config_path, &e) || !config_validate(c, &e)) {
+    if (!config_load(c, path, &e) || !config_validate(c, &e)) {
         log_error("SIGHUP: keeping the running configuration: %s", e.msg);
         config_clear(c);
         free(c);
         return;
     }
-    if (strcmp(c->database, p->cfg->database) != 0)
-        log_warn("SIGHUP: 'database' changed; it takes effect on restart");
+    /* Restart-only options (the table's restart flag: connections, the
+     * worker's name, drivers, watcher, metrics listener) keep the running
+     * value; a warning names each one the file changed. */
+    config_reload_merge(c, p->cfg, &ch);
+    for (int i = 0; i < ch.n_kept; i++)
+        log_warn("%s changed in %s but takes effect only after a restart", ch.kept[i], path);
     if (c->slots > MAX_SLOTS)
         c->slots = MAX_SLOTS;
     log_level lvl;
@@ -1057,15 +1111,18 @@ static void reload_config(pool *p)
     log_format lf;
     if (log_format_parse(c->log_format, &lf))
         log_set_format(lf);
-    if (strcmp(c->metrics_listen, p->cfg->metrics_listen) != 0)
-        log_warn("SIGHUP: 'metrics_listen' changed; it takes effect on restart");
     metrics_slots_total(c->slots);
     virt_set_keepalive(c->libvirt_keepalive_interval, c->libvirt_keepalive_count);
     virt_set_connect_timeout(c->libvirt_connect_timeout_seconds);
-    p->configs[p->n_configs++] = c;
-    p->cfg = c;
-    log_info("SIGHUP: configuration reloaded from %s (slots %d, lease %ds, poll %ds)",
-             p->opts->config_path, c->slots, c->lease_seconds, c->poll_seconds);
+    config_replace(p, c);
+    char changed[512] = "";
+    size_t n = 0;
+    for (int i = 0; i < ch.n_applied && n < sizeof changed; i++)
+        n += (size_t)snprintf(changed + n, sizeof changed - n, "%s%s", i ? ", " : "",
+                              ch.applied[i]);
+    log_info("SIGHUP: configuration reloaded from %s (slots %d, lease %ds, poll %ds); "
+             "changed: %s", path, c->slots, c->lease_seconds, c->poll_seconds,
+             ch.n_applied ? changed : "nothing");
 }
 
 /* Metrics: queue depth per operation and state, from the database. Only the
@@ -1118,8 +1175,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
     vcl_error e;
     vcl_error_clear(&e);
     memset(p, 0, sizeof *p);
-    p->cfg = cfg;
-    p->configs[p->n_configs++] = cfg;
+    p->cfg = p->first = cfg;
     p->opts = opts;
     pthread_mutex_init(&p->mu, NULL);
     for (int i = 0; i < MAX_SLOTS; i++) {
@@ -1158,7 +1214,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         goto cleanup;
     }
     if (cfg->metrics_listen[0]) {
-        metrics_init(p->worker_name, VCL_VERSION);
+        metrics_init(p->worker_name, version_string());
         for (const op_def *const *op = ops_all(); *op; op++)
             metrics_seed_operation((*op)->name);
         metrics_slots_total(cfg->slots);
@@ -1189,6 +1245,8 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
             log_info("stopping: no new claims; running stages finish, then jobs are handed back");
         }
         reap_slots(p);
+        if (p->n_retired)
+            retire_unused(p);
         enforce_deadlines(p);
         int running = slots_running(p), stuck = slots_stuck(p);
         metrics_slots_stuck(stuck);
@@ -1312,12 +1370,18 @@ cleanup:
         if (p->slots[i].state == SLOT_IDLE)
             db_close(p->slots[i].db);
     db_close(p->db);
+    /* A thread still stuck on a hung node may use its config and the
+     * drivers until the process exits: leave them then. */
     if (stuck_at_exit == 0) {
         hvdriver_set_free(p->drivers);
-        for (int i = 0; i < p->n_configs; i++) {
-            config_clear(p->configs[i]);
-            free(p->configs[i]);
+        /* every slot is reaped: nothing uses a retired config any more */
+        retire_unused(p);
+        if (p->cfg != p->first) {
+            config_clear(p->cfg);
+            free(p->cfg);
         }
+        config_clear(p->first);
+        free(p->first);
     }
     sig_wake_fd = -1;
     close(p->wake_fd[0]);

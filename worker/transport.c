@@ -18,12 +18,14 @@
 #include <glob.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -52,6 +54,110 @@ vcl_err_class transport_errno_class(int err)
 bool transport_errno_error(vcl_error *e, int err, const char *what, const char *path)
 {
     return vcl_error_set(e, transport_errno_class(err), "%s '%s': %s", what, path, strerror(err));
+}
+
+const char *transport_file_kind(unsigned mode)
+{
+    switch (mode & S_IFMT) {
+    case S_IFREG: return "a regular file";
+    case S_IFDIR: return "a directory";
+    case S_IFLNK: return "a symbolic link";
+    case S_IFIFO: return "a FIFO";
+    case S_IFSOCK: return "a socket";
+    case S_IFCHR: return "a character device";
+    case S_IFBLK: return "a block device";
+    default: return "a special file";
+    }
+}
+
+bool transport_not_regular(vcl_error *e, const char *verb, const char *path, const char *where,
+                           unsigned mode)
+{
+    return vcl_error_set(e, VCL_ERR_PERMANENT,
+                         "refusing to %s '%s'%s: it is %s, not a regular file (the worker never "
+                         "follows links or opens special files on a node: remove it and retry)",
+                         verb, path, where ? where : "", transport_file_kind(mode));
+}
+
+void transport_stat_fill(transport_stat_info *st, unsigned mode, unsigned uid, unsigned gid,
+                         long long size, long long mtime)
+{
+    memset(st, 0, sizeof *st);
+    st->exists = true;
+    st->mode = mode;
+    st->is_dir = S_ISDIR(mode);
+    st->is_reg = S_ISREG(mode);
+    st->is_link = S_ISLNK(mode);
+    st->uid = uid;
+    st->gid = gid;
+    st->size = size;
+    st->mtime = mtime;
+}
+
+bool transport_mode_writable(unsigned mode, unsigned owner, unsigned group, unsigned uid,
+                             const unsigned *gids, size_t n_gids)
+{
+    if (uid == 0)
+        return true;
+    if (owner == uid)
+        return (mode & 0300) == 0300;
+    for (size_t i = 0; i < n_gids; i++)
+        if (gids[i] == group)
+            return (mode & 0030) == 0030;
+    return (mode & 0003) == 0003;
+}
+
+/* Open a file on this host that must be a regular file: for reading, or for
+ * writing (created 0644 when missing, truncated only once it is known to be
+ * a regular file with no other name). follow=false: a final symbolic link is
+ * refused, never followed (O_NOFOLLOW); a FIFO never blocks the open
+ * (O_NONBLOCK, cleared afterwards). The fd, or -1 with e set. */
+int transport_open_regular(const char *path, bool write, bool follow, const char *verb,
+                           vcl_error *e)
+{
+    int flags = (write ? O_WRONLY | O_CREAT : O_RDONLY) | O_NONBLOCK | O_CLOEXEC |
+                (follow ? 0 : O_NOFOLLOW);
+    struct stat sb;
+    int fd = open(path, flags, 0644);
+    if (fd < 0) {
+        int err = errno;
+        /* ELOOP: a link (O_NOFOLLOW); ENXIO: a FIFO without a reader or a
+         * device without its driver; EISDIR: a directory opened to write. */
+        if ((err == ELOOP || err == ENXIO || err == EISDIR || err == ENODEV) &&
+            (follow ? stat(path, &sb) : lstat(path, &sb)) == 0 && !S_ISREG(sb.st_mode))
+            transport_not_regular(e, verb, path, "", sb.st_mode);
+        else
+            transport_errno_error(e, err, write ? "cannot create" : "cannot open", path);
+        return -1;
+    }
+    if (fstat(fd, &sb) < 0) {
+        transport_errno_error(e, errno, "cannot stat", path);
+        goto fail;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        transport_not_regular(e, verb, path, "", sb.st_mode);
+        goto fail;
+    }
+    if (write && sb.st_nlink > 1) {
+        vcl_error_set(e, VCL_ERR_PERMANENT,
+                      "refusing to %s '%s': it has %lu hard links (the same file under another "
+                      "name elsewhere): remove it and retry", verb, path,
+                      (unsigned long)sb.st_nlink);
+        goto fail;
+    }
+    if (write && ftruncate(fd, 0) < 0) {
+        transport_errno_error(e, errno, "cannot truncate", path);
+        goto fail;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        transport_errno_error(e, errno, "cannot set blocking mode on", path);
+        goto fail;
+    }
+    return fd;
+fail:
+    close(fd);
+    return -1;
 }
 
 static bool arg_check(const char *what, const char *s, vcl_error *e)
@@ -395,19 +501,19 @@ cleanup:
 
 /* -------------------------------------------------------------- local: files */
 
-static bool local_stat(vcl_transport *t, const char *path, transport_stat_info *st, vcl_error *e)
+static bool local_stat(vcl_transport *t, const char *path, transport_stat_info *st, bool follow,
+                       vcl_error *e)
 {
     struct stat sb;
+    (void)t;
     memset(st, 0, sizeof *st);
-    if (stat(path, &sb) < 0) {
+    if ((follow ? stat(path, &sb) : lstat(path, &sb)) < 0) {
         if (errno == ENOENT || errno == ENOTDIR)
             return true;
         return transport_errno_error(e, errno, "cannot stat", path);
     }
-    st->exists = true;
-    st->is_dir = S_ISDIR(sb.st_mode);
-    st->size = (long long)sb.st_size;
-    st->mtime = (long long)sb.st_mtime;
+    transport_stat_fill(st, (unsigned)sb.st_mode, (unsigned)sb.st_uid, (unsigned)sb.st_gid,
+                        (long long)sb.st_size, (long long)sb.st_mtime);
     return true;
 }
 
@@ -471,6 +577,13 @@ static bool local_write_file(vcl_transport *t, const char *path, const void *dat
     }
     if (!sync_close(&fd, tmp, e))
         goto cleanup;
+    /* rename replaces a link or a FIFO without following it, but something
+     * other than a regular file there was not made by the worker: refuse. */
+    struct stat sb;
+    if (lstat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        transport_not_regular(e, "replace", path, "", (unsigned)sb.st_mode);
+        goto cleanup;
+    }
     if (rename(tmp, path) < 0) {
         transport_errno_error(e, errno, "cannot rename into place", path);
         goto cleanup;
@@ -497,11 +610,9 @@ static bool local_read_file(vcl_transport *t, const char *path, char **data, siz
     *data = NULL;
     if (len)
         *len = 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        transport_errno_error(e, errno, "cannot open", path);
+    fd = transport_open_regular(path, false, false, "read", e);
+    if (fd < 0)
         goto cleanup;
-    }
     for (;;) {
         if (used + 1 >= cap) {
             size_t ncap = cap ? cap * 2 : 8192;
@@ -583,31 +694,74 @@ static bool local_remove(vcl_transport *t, const char *path, vcl_error *e)
     return true;
 }
 
-static bool local_mkdir_p(vcl_transport *t, const char *path, mode_t mode, vcl_error *e)
+static bool local_mkdir(vcl_transport *t, const char *path, mode_t mode, bool *existed,
+                        vcl_error *e)
+{
+    (void)t;
+    *existed = false;
+    if (mkdir(path, mode) < 0) {
+        *existed = errno == EEXIST;
+        return transport_errno_error(e, errno, "cannot create directory", path);
+    }
+    /* exactly mode: the worker's umask does not decide who may read it */
+    if (chmod(path, mode) < 0)
+        return transport_errno_error(e, errno, "cannot chmod", path);
+    return true;
+}
+
+static bool local_user_name(vcl_transport *t, unsigned uid, char *name, size_t name_len)
+{
+    struct passwd pw, *pwp = NULL;
+    char buf[4096];
+    (void)t;
+    if (getpwuid_r((uid_t)uid, &pw, buf, sizeof buf, &pwp) != 0 || !pwp)
+        return false;
+    snprintf(name, name_len, "%s", pwp->pw_name);
+    return true;
+}
+
+static bool local_whoami(vcl_transport *t, unsigned *uid, char *name, size_t name_len,
+                         vcl_error *e)
+{
+    (void)e;
+    *uid = (unsigned)geteuid();
+    if (!local_user_name(t, *uid, name, name_len))
+        snprintf(name, name_len, "%u", *uid);
+    return true;
+}
+
+static bool local_writable(vcl_transport *t, const char *path, bool *writable, vcl_error *e)
+{
+    (void)t;
+    *writable = faccessat(AT_FDCWD, path, W_OK | X_OK, AT_EACCESS) == 0;
+    if (!*writable && errno != EACCES && errno != EROFS && errno != EPERM)
+        return transport_errno_error(e, errno, "cannot check access to", path);
+    return true;
+}
+
+static bool local_fsinfo(vcl_transport *t, const char *path, long long *free_bytes, bool *readonly,
+                         vcl_error *e)
+{
+    struct statvfs sv;
+    (void)t;
+    *free_bytes = -1;
+    *readonly = false;
+    if (statvfs(path, &sv) < 0)
+        return transport_errno_error(e, errno, "cannot statvfs", path);
+    *free_bytes = (long long)sv.f_bavail * (long long)sv.f_frsize;
+    *readonly = (sv.f_flag & ST_RDONLY) != 0;
+    return true;
+}
+
+static bool local_realpath(vcl_transport *t, const char *path, char *out, size_t out_len,
+                           vcl_error *e)
 {
     char buf[PATH_MAX];
     (void)t;
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return vcl_error_set(e, VCL_ERR_PERMANENT, "path too long: '%s'", path);
-    size_t len = strlen(buf);
-    while (len > 1 && buf[len - 1] == '/')
-        buf[--len] = '\0';
-    for (char *p = buf + 1;; p++) {
-        bool end = *p == '\0';
-        if (*p != '/' && !end)
-            continue;
-        *p = '\0';
-        if (mkdir(buf, mode) < 0) {
-            int err = errno;
-            struct stat sb;
-            if (err != EEXIST || stat(buf, &sb) < 0 || !S_ISDIR(sb.st_mode))
-                return transport_errno_error(e, err == EEXIST ? ENOTDIR : err,
-                                             "cannot create directory", buf);
-        }
-        if (end)
-            break;
-        *p = '/';
-    }
+    if (!realpath(path, buf))
+        return transport_errno_error(e, errno, "cannot resolve", path);
+    if (snprintf(out, out_len, "%s", buf) >= (int)out_len)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "path too long: '%s'", buf);
     return true;
 }
 
@@ -679,34 +833,27 @@ static bool all_zero(const char *p, size_t n)
 
 /* Copy keeping holes: walk the data segments (SEEK_DATA/SEEK_HOLE; the whole
  * file when the file system cannot tell), and within them skip blocks that
- * are all zero; ftruncate gives the file its size. */
-static bool local_copy_in(vcl_transport *t, const char *local_src, const char *dst,
-                          transport_progress_fn progress, void *opaque, vcl_error *e)
+ * are all zero; ftruncate gives the file its size. Both ends must be regular
+ * files; src_follow: a link at local_src is followed (copy_in: the source is
+ * the management host's repository), else refused (copy_out: a node file). */
+static bool local_copy(const char *local_src, bool src_follow, const char *dst,
+                       transport_progress_fn progress, void *opaque, vcl_error *e)
 {
     bool ok = false;
     int in = -1, out = -1;
     char *buf = NULL;
     struct stat sb;
-    (void)t;
 
-    in = open(local_src, O_RDONLY | O_CLOEXEC);
-    if (in < 0) {
-        transport_errno_error(e, errno, "cannot open", local_src);
+    in = transport_open_regular(local_src, false, src_follow, "copy", e);
+    if (in < 0)
         goto cleanup;
-    }
     if (fstat(in, &sb) < 0) {
         transport_errno_error(e, errno, "cannot stat", local_src);
         goto cleanup;
     }
-    if (!S_ISREG(sb.st_mode)) {
-        vcl_error_set(e, VCL_ERR_PERMANENT, "cannot copy '%s': not a regular file", local_src);
+    out = transport_open_regular(dst, true, false, "write", e);
+    if (out < 0)
         goto cleanup;
-    }
-    out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (out < 0) {
-        transport_errno_error(e, errno, "cannot create", dst);
-        goto cleanup;
-    }
     buf = malloc(COPY_BLOCK);
     if (!buf) {
         vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory copying '%s'", local_src);
@@ -772,6 +919,20 @@ cleanup:
     return ok;
 }
 
+static bool local_copy_in(vcl_transport *t, const char *local_src, const char *dst,
+                          transport_progress_fn progress, void *opaque, vcl_error *e)
+{
+    (void)t;
+    return local_copy(local_src, true, dst, progress, opaque, e);
+}
+
+static bool local_copy_out(vcl_transport *t, const char *src, const char *local_dst,
+                           transport_progress_fn progress, void *opaque, vcl_error *e)
+{
+    (void)t;
+    return local_copy(src, false, local_dst, progress, opaque, e);
+}
+
 static bool local_glob(vcl_transport *t, const char *pattern, char ***paths, size_t *n,
                        vcl_error *e)
 {
@@ -816,10 +977,15 @@ static const transport_ops local_ops = {
     .rename = local_rename,
     .rename_noreplace = local_rename_noreplace,
     .remove = local_remove,
-    .mkdir_p = local_mkdir_p,
+    .mkdir = local_mkdir,
+    .whoami = local_whoami,
+    .user_name = local_user_name,
+    .writable = local_writable,
+    .fsinfo = local_fsinfo,
+    .realpath = local_realpath,
     .list_dir = local_list_dir,
     .copy_in = local_copy_in,
-    .copy_out = local_copy_in,     /* node and this host are the same: one local copy */
+    .copy_out = local_copy_out,    /* node and this host are the same: one local copy */
     .glob = local_glob,
 };
 
@@ -985,7 +1151,306 @@ bool transport_stat(vcl_transport *t, const char *path, transport_stat_info *st,
         return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_stat: bad arguments");
     if (!arg_check("stat", path, e))
         return false;
-    return t->ops->stat(t, path, st, e);
+    return t->ops->stat(t, path, st, true, e);
+}
+
+bool transport_lstat(vcl_transport *t, const char *path, transport_stat_info *st, vcl_error *e)
+{
+    if (!t || !st)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_lstat: bad arguments");
+    if (!arg_check("stat", path, e))
+        return false;
+    return t->ops->stat(t, path, st, false, e);
+}
+
+bool transport_check_file(vcl_transport *t, const char *path, bool *exists, vcl_error *e)
+{
+    transport_stat_info st;
+    if (exists)
+        *exists = false;
+    if (!transport_lstat(t, path, &st, e))
+        return false;
+    if (!st.exists)
+        return true;
+    if (!st.is_reg)
+        return transport_not_regular(e, "use", path, "", st.mode);
+    if (exists)
+        *exists = true;
+    return true;
+}
+
+/* ------------------------------------------------------- directories: safety
+ *
+ * A directory on the node is safe when nobody but root and the node user
+ * (the transport's user) can change what is in it: it is not world-writable
+ * without the sticky bit and belongs to root or the node user. The same must
+ * hold for every directory above it (whoever can rename an ancestor can swap
+ * the whole tree), and for the real path when a symbolic link is on the way
+ * (the link itself must belong to root or the node user). The directory
+ * itself must not be a symbolic link. Group-writable directories are the
+ * operator's choice and are left alone. */
+
+typedef struct node_user {
+    unsigned uid;
+    char name[64];
+} node_user;
+
+typedef struct dir_walk {
+    bool safe;                  /* nothing unsafe on the way */
+    bool blocked;               /* something other than a directory is on the way */
+    bool exists;                /* the path itself exists (lstat) */
+    transport_stat_info st;     /* its lstat when it exists */
+    char deepest[PATH_MAX];     /* the deepest existing directory on the way */
+    char problem[256];
+    char fix[256];
+} dir_walk;
+
+/* s as one word for a POSIX shell: as is when plain, else single-quoted. */
+static void shell_word(const char *s, char *buf, size_t len)
+{
+    if (*s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:@%+,=-") ==
+                  strlen(s)) {
+        snprintf(buf, len, "%s", s);
+        return;
+    }
+    size_t n = 0;
+    if (len < 3) {
+        if (len)
+            buf[0] = '\0';
+        return;
+    }
+    buf[n++] = '\'';
+    for (; *s && n + 6 < len; s++) {
+        if (*s == '\'') {
+            memcpy(buf + n, "'\\''", 4);
+            n += 4;
+        } else
+            buf[n++] = *s;
+    }
+    buf[n++] = '\'';
+    buf[n] = '\0';
+}
+
+static bool node_user_get(vcl_transport *t, node_user *u, vcl_error *e)
+{
+    memset(u, 0, sizeof *u);
+    return t->ops->whoami(t, &u->uid, u->name, sizeof u->name, e);
+}
+
+static void owner_text(vcl_transport *t, unsigned uid, char *buf, size_t len)
+{
+    char name[64];
+    if (t->ops->user_name && t->ops->user_name(t, uid, name, sizeof name))
+        snprintf(buf, len, "%s (uid %u)", name, uid);
+    else
+        snprintf(buf, len, "uid %u", uid);
+}
+
+/* Is the existing directory dir (st: following a link; via says so) safe
+ * for u? false with w->problem and w->fix filled. */
+static bool dir_judge(vcl_transport *t, const node_user *u, const char *dir, const char *via,
+                      const transport_stat_info *st, dir_walk *w)
+{
+    char q[PATH_MAX + 8], owner[96], uq[80];
+    shell_word(dir, q, sizeof q);
+    shell_word(u->name, uq, sizeof uq);
+    if ((st->mode & S_IWOTH) && !(st->mode & S_ISVTX)) {
+        snprintf(w->problem, sizeof w->problem,
+                 "directory %s%s is world-writable without the sticky bit (mode %04o): any user "
+                 "on the node could replace the files in it", dir, via, st->mode & 07777);
+        snprintf(w->fix, sizeof w->fix, "chmod o-w %s", q);
+        return w->safe = false;
+    }
+    if (st->uid != 0 && st->uid != u->uid) {
+        owner_text(t, st->uid, owner, sizeof owner);
+        snprintf(w->problem, sizeof w->problem,
+                 "directory %s%s is owned by %s, not by root or the node user %s: that user "
+                 "could replace the files in it", dir, via, owner, u->name);
+        snprintf(w->fix, sizeof w->fix, "chown %s %s", uq, q);
+        return w->safe = false;
+    }
+    return true;
+}
+
+/* Walk path (absolute) from "/" down, judging every existing directory on
+ * the way and path itself; stops at the first missing component, problem or
+ * non-directory. *saw_link: a symbolic link was followed on the way. */
+static bool dir_walk_path(vcl_transport *t, const node_user *u, const char *path, dir_walk *w,
+                          bool *saw_link, vcl_error *e)
+{
+    char cur[PATH_MAX], q[PATH_MAX + 8], owner[96], uq[80];
+    transport_stat_info st, tst;
+    const char *p = path;
+
+    memset(w, 0, sizeof *w);
+    w->safe = true;
+    if (!path || path[0] != '/')
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "not an absolute path: '%s'", path ? path : "");
+    snprintf(cur, sizeof cur, "/");
+    snprintf(w->deepest, sizeof w->deepest, "/");
+    if (!t->ops->stat(t, "/", &st, false, e))
+        return false;
+    if (!dir_judge(t, u, "/", "", &st, w))
+        return true;
+    for (;;) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        const char *end = strchr(p, '/');
+        if (!end)
+            end = p + strlen(p);
+        size_t cl = strlen(cur);
+        if (snprintf(cur + cl, sizeof cur - cl, "%s%.*s", cl > 1 ? "/" : "", (int)(end - p), p) >=
+            (int)(sizeof cur - cl))
+            return vcl_error_set(e, VCL_ERR_PERMANENT, "path too long: '%s'", path);
+        p = end;
+        while (*end == '/')
+            end++;
+        bool last = *end == '\0';
+        if (!t->ops->stat(t, cur, &st, false, e))
+            return false;
+        if (!st.exists)
+            return true;
+        if (last) {
+            w->exists = true;
+            w->st = st;
+        }
+        shell_word(cur, q, sizeof q);
+        if (st.is_link) {
+            if (last) {
+                snprintf(w->problem, sizeof w->problem,
+                         "%s is a symbolic link, not a directory: give the node the directory it "
+                         "points to (readlink -f %s) instead", cur, q);
+                w->safe = false;
+                return true;
+            }
+            if (st.uid != 0 && st.uid != u->uid) {
+                owner_text(t, st.uid, owner, sizeof owner);
+                shell_word(u->name, uq, sizeof uq);
+                snprintf(w->problem, sizeof w->problem,
+                         "%s is a symbolic link owned by %s, not by root or the node user %s: "
+                         "that user could point it elsewhere", cur, owner, u->name);
+                snprintf(w->fix, sizeof w->fix, "chown -h %s %s", uq, q);
+                w->safe = false;
+                return true;
+            }
+            if (!t->ops->stat(t, cur, &tst, true, e))
+                return false;
+            if (!tst.exists || !tst.is_dir) {
+                snprintf(w->problem, sizeof w->problem, "%s is a symbolic link to %s, not to a "
+                         "directory", cur, tst.exists ? transport_file_kind(tst.mode) : "nothing");
+                w->blocked = true;
+                w->safe = false;
+                return true;
+            }
+            *saw_link = true;
+            if (!dir_judge(t, u, cur, " (where a symbolic link points)", &tst, w))
+                return true;
+        } else if (!st.is_dir) {
+            snprintf(w->problem, sizeof w->problem, "%s is %s, not a directory", cur,
+                     transport_file_kind(st.mode));
+            w->blocked = true;
+            w->safe = false;
+            return true;
+        } else if (!dir_judge(t, u, cur, "", &st, w)) {
+            return true;
+        }
+        snprintf(w->deepest, sizeof w->deepest, "%s", cur);
+    }
+    return true;
+}
+
+/* dir_walk_path, then, when a link was followed, the same walk over the
+ * real path of the deepest existing directory. */
+static bool dir_walk_run(vcl_transport *t, const node_user *u, const char *path, dir_walk *w,
+                         vcl_error *e)
+{
+    bool saw_link = false, again = false;
+    char real[PATH_MAX];
+    if (!dir_walk_path(t, u, path, w, &saw_link, e))
+        return false;
+    if (!saw_link || !w->safe || w->blocked)
+        return true;
+    if (!t->ops->realpath(t, w->deepest, real, sizeof real, e))
+        return false;
+    dir_walk rw;
+    if (!dir_walk_path(t, u, real, &rw, &again, e))
+        return false;
+    if (!rw.safe) {
+        w->safe = false;
+        w->blocked = rw.blocked;
+        snprintf(w->problem, sizeof w->problem, "%s", rw.problem);
+        snprintf(w->fix, sizeof w->fix, "%s", rw.fix);
+    }
+    return true;
+}
+
+bool transport_dir_check(vcl_transport *t, const char *path, transport_dir_verdict *v,
+                         vcl_error *e)
+{
+    node_user u;
+    dir_walk w;
+    vcl_error we;
+
+    if (!v)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_dir_check: bad arguments");
+    memset(v, 0, sizeof *v);
+    v->free_bytes = -1;
+    if (!t)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_dir_check: bad arguments");
+    if (!arg_check("check", path, e))
+        return false;
+    if (!node_user_get(t, &u, e))
+        return false;
+    vcl_error_clear(&we);
+    if (!dir_walk_run(t, &u, path, &w, &we)) {
+        if (we.cls != VCL_ERR_PERMANENT) {
+            if (e)
+                *e = we;
+            return false;
+        }
+        /* cannot look (permission denied, not absolute...): that is the verdict */
+        snprintf(v->problem, sizeof v->problem, "%s", we.msg);
+        return true;
+    }
+    if (!w.exists && !w.safe) {
+        /* the walk stopped above it: still say what is there */
+        vcl_error_clear(&we);
+        if (!t->ops->stat(t, path, &w.st, false, &we) && we.cls != VCL_ERR_PERMANENT) {
+            if (e)
+                *e = we;
+            return false;
+        }
+        w.exists = w.st.exists;
+    }
+    v->exists = w.exists;
+    if (w.exists) {
+        v->is_dir = w.st.is_dir;
+        v->uid = w.st.uid;
+        v->mode = w.st.mode & 07777;
+    }
+    v->safe = w.safe && !w.blocked;
+    snprintf(v->problem, sizeof v->problem, "%s", w.problem);
+    snprintf(v->fix, sizeof v->fix, "%s", w.fix);
+    /* Writable and free space: of the directory, or where it would be made. */
+    const char *where = w.exists ? (w.st.is_dir ? path : NULL) : (w.blocked ? NULL : w.deepest);
+    if (where) {
+        bool wr = false, ro = false;
+        long long fb = -1;
+        vcl_error_clear(&we);
+        if (!t->ops->writable(t, where, &wr, &we) || !t->ops->fsinfo(t, where, &fb, &ro, &we)) {
+            if (we.cls != VCL_ERR_PERMANENT) {
+                if (e)
+                    *e = we;
+                return false;
+            }
+            log_debug("dir check %s: %s", path, we.msg);
+        }
+        v->writable = wr && !ro;
+        v->free_bytes = fb;
+    }
+    return true;
 }
 
 bool transport_write_file(vcl_transport *t, const char *path, const void *data, size_t len,
@@ -1041,11 +1506,61 @@ bool transport_remove(vcl_transport *t, const char *path, vcl_error *e)
 
 bool transport_mkdir_p(vcl_transport *t, const char *path, mode_t mode, vcl_error *e)
 {
+    node_user u;
+    dir_walk w;
+    char want[PATH_MAX], part[PATH_MAX];
+
     if (!t)
         return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_mkdir_p: bad arguments");
     if (!arg_check("mkdir", path, e) || !guarded(t, e))
         return false;
-    return t->ops->mkdir_p(t, path, mode, e);
+    if (snprintf(want, sizeof want, "%s", path) >= (int)sizeof want)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "path too long: '%s'", path);
+    /* one '/' between components, none at the end */
+    size_t len = 0;
+    for (size_t i = 0; want[i]; i++)
+        if (want[i] != '/' || len == 0 || want[len - 1] != '/')
+            want[len++] = want[i];
+    want[len] = '\0';
+    while (len > 1 && want[len - 1] == '/')
+        want[--len] = '\0';
+    if (!node_user_get(t, &u, e))
+        return false;
+    /* Someone else may create a directory on the way while we do: look again. */
+    for (int round = 0; round < 3; round++) {
+        if (!dir_walk_run(t, &u, want, &w, e))
+            return false;
+        if (w.blocked)
+            return vcl_error_set(e, VCL_ERR_PERMANENT, "cannot create directory '%s': %s", want,
+                                 w.problem);
+        if (!w.safe)
+            return vcl_error_set(e, VCL_ERR_PERMANENT,
+                                 "unsafe directory on the node for '%s': %s%s%s", want, w.problem,
+                                 w.fix[0] ? "; fix it on the node with: " : "", w.fix);
+        if (w.exists)
+            return true;
+        /* Below the deepest existing directory everything is new and ours. */
+        bool raced = false;
+        size_t dl = strlen(w.deepest);
+        for (size_t i = dl + 1; i <= len && !raced; i++) {
+            if (want[i] != '/' && want[i] != '\0')
+                continue;
+            if (want[i] == '/' && (i == 0 || want[i - 1] == '/'))
+                continue;
+            snprintf(part, sizeof part, "%.*s", (int)i, want);
+            bool existed = false;
+            if (!t->ops->mkdir(t, part, mode, &existed, e)) {
+                if (!existed)
+                    return false;
+                vcl_error_clear(e);
+                raced = true;
+            }
+        }
+        if (!raced)
+            return true;
+    }
+    return vcl_error_set(e, VCL_ERR_RETRYABLE,
+                         "cannot create directory '%s': it keeps changing while it is created", want);
 }
 
 bool transport_list_dir(vcl_transport *t, const char *dir, char ***names, size_t *n, vcl_error *e)

@@ -34,12 +34,30 @@ typedef struct transport_result {
     char *err;         /* captured stderr, NUL-terminated (may be truncated at 64 KiB) */
 } transport_result;
 
+/* What stat/lstat found at a path. transport_stat follows symbolic links
+ * (is_link is then always false); transport_lstat does not: a link is
+ * is_link with its own mode and owner, never is_dir or is_reg. */
 typedef struct transport_stat_info {
     bool exists;
     bool is_dir;
+    bool is_reg;       /* a regular file */
+    bool is_link;      /* a symbolic link (transport_lstat only) */
     long long size;
     long long mtime;
+    unsigned mode;     /* st_mode: file type bits and permissions (mode & 07777) */
+    unsigned uid;
+    unsigned gid;
 } transport_stat_info;
+
+/* Verdict on a directory on the node: exists, is a directory (not a symlink), owner, mode,
+ * writable by the transport's user, free bytes (statvfs / `df`), and whether it is safe
+ * (not world-writable without sticky bit, not owned by another non-root user). */
+typedef struct transport_dir_verdict {
+    bool exists, is_dir, writable, safe;
+    unsigned uid; unsigned mode; long long free_bytes;  /* -1 unknown */
+    char problem[256];   /* "" when safe, else what is wrong */
+    char fix[256];       /* "" or the shell command that fixes it */
+} transport_dir_verdict;
 
 /* Progress callback for long copies: bytes done of total (total may be 0 = unknown). */
 typedef void (*transport_progress_fn)(void *opaque, long long done, long long total);
@@ -72,8 +90,36 @@ bool transport_run(vcl_transport *t, const char *const argv[], int timeout_s,
 bool transport_status_error(const char *const argv[], const transport_result *res,
                             vcl_err_class cls, vcl_error *e);
 
+/* A missing path is success with st->exists false. */
 bool transport_stat(vcl_transport *t, const char *path, transport_stat_info *st, vcl_error *e);
-/* Write data to path atomically (temp name in the same dir, fsync, rename). */
+/* stat without following a final symbolic link. */
+bool transport_lstat(vcl_transport *t, const char *path, transport_stat_info *st, vcl_error *e);
+/* "a regular file", "a directory", "a symbolic link", "a FIFO", "a socket",
+ * "a character device", "a block device" or "a special file" for st->mode. */
+const char *transport_file_kind(unsigned mode);
+/* A path the worker is about to create, read or hand to a command on the
+ * node: true when it is missing (*exists false; exists may be NULL) or a
+ * regular file (lstat: a symbolic link is not one). Anything else (a link,
+ * a FIFO, a device, a directory) is a permanent error naming the path and
+ * what is there: nothing planted there is followed, read or written. */
+bool transport_check_file(vcl_transport *t, const char *path, bool *exists, vcl_error *e);
+/* Verdict on a directory on the node: exists, is a directory (not a symlink),
+ * owner, mode, writable by the transport's user, free bytes (statvfs), and
+ * whether it is safe: neither it nor a directory above it is world-writable
+ * without the sticky bit or owned by a user other than root and the
+ * transport's user (who could otherwise swap the files in it), and it is not
+ * a symbolic link. For a missing path, safe, writable and free_bytes are
+ * those of the nearest existing directory above it (where mkdir_p would
+ * create it). problem and fix say what is wrong and the command that fixes
+ * it. false only when the check itself could not run (node unreachable). */
+bool transport_dir_check(vcl_transport *t, const char *path, transport_dir_verdict *v,
+                         vcl_error *e);
+/* Files on the node are never followed through a symbolic link, and must be
+ * regular files: read_file and copy_out refuse a source, write_file and
+ * copy_in a destination, that is a link, a FIFO, a device or a directory
+ * (permanent error naming the path and what is there); a FIFO never blocks.
+ * Write data to path atomically (temp name in the same dir made with an
+ * exclusive create, fsync, rename). */
 bool transport_write_file(vcl_transport *t, const char *path, const void *data, size_t len,
                           mode_t mode, vcl_error *e);
 /* Read a whole (small) file; *data malloc'd and NUL-terminated. */
@@ -81,6 +127,11 @@ bool transport_read_file(vcl_transport *t, const char *path, char **data, size_t
 bool transport_rename(vcl_transport *t, const char *from, const char *to, vcl_error *e);
 /* Remove a file; a missing file is success. */
 bool transport_remove(vcl_transport *t, const char *path, vcl_error *e);
+/* mkdir -p: every directory it creates gets exactly mode (no umask) and
+ * belongs to the transport's user; every existing one on the way must be
+ * safe as transport_dir_check says, and the last one must be a directory,
+ * not a symbolic link to one: otherwise a permanent error with the problem
+ * and the command that fixes it. */
 bool transport_mkdir_p(vcl_transport *t, const char *path, mode_t mode, vcl_error *e);
 /* Names (not paths) in dir, excluding . and ..; *names is a malloc'd array of
  * malloc'd strings; free with transport_names_free. */

@@ -12,7 +12,9 @@ typedef struct transport_ops {
     void (*close)(vcl_transport *t);
     bool (*exec)(vcl_transport *t, const char *const argv[], int timeout_s,
                  transport_result *res, vcl_error *e);
-    bool (*stat)(vcl_transport *t, const char *path, transport_stat_info *st, vcl_error *e);
+    /* follow=false: lstat (a final symbolic link is described, not followed) */
+    bool (*stat)(vcl_transport *t, const char *path, transport_stat_info *st, bool follow,
+                 vcl_error *e);
     bool (*write_file)(vcl_transport *t, const char *path, const void *data, size_t len,
                        mode_t mode, vcl_error *e);
     bool (*read_file)(vcl_transport *t, const char *path, char **data, size_t *len, vcl_error *e);
@@ -20,7 +22,21 @@ typedef struct transport_ops {
     bool (*rename_noreplace)(vcl_transport *t, const char *from, const char *to,
                              bool *existed, vcl_error *e);
     bool (*remove)(vcl_transport *t, const char *path, vcl_error *e);
-    bool (*mkdir_p)(vcl_transport *t, const char *path, mode_t mode, vcl_error *e);
+    /* One directory (its parent exists), given exactly mode (no umask);
+     * *existed (and false) when something is at path already. */
+    bool (*mkdir)(vcl_transport *t, const char *path, mode_t mode, bool *existed, vcl_error *e);
+    /* The node user: the transport's own uid and a name for messages. */
+    bool (*whoami)(vcl_transport *t, unsigned *uid, char *name, size_t name_len, vcl_error *e);
+    /* A name for uid on the node for messages ("nobody"); NULL op or false:
+     * messages show the number only. */
+    bool (*user_name)(vcl_transport *t, unsigned uid, char *name, size_t name_len);
+    /* Can the node user create files in the existing directory path? */
+    bool (*writable)(vcl_transport *t, const char *path, bool *writable, vcl_error *e);
+    /* statvfs: bytes free for the node user (-1 unknown) and a read-only mount. */
+    bool (*fsinfo)(vcl_transport *t, const char *path, long long *free_bytes, bool *readonly,
+                   vcl_error *e);
+    /* The canonical absolute path of an existing path (no links, no . or ..). */
+    bool (*realpath)(vcl_transport *t, const char *path, char *out, size_t out_len, vcl_error *e);
     bool (*list_dir)(vcl_transport *t, const char *dir, char ***names, size_t *n, vcl_error *e);
     bool (*copy_in)(vcl_transport *t, const char *local_src, const char *dst,
                     transport_progress_fn progress, void *opaque, vcl_error *e);
@@ -44,6 +60,25 @@ struct vcl_transport {
 vcl_err_class transport_errno_class(int err);
 /* "<what> '<path>': <strerror(err)>" of that class into e; returns false. */
 bool transport_errno_error(vcl_error *e, int err, const char *what, const char *path);
+/* A node file that is not a regular file where one is needed (permanent):
+ * "refusing to <verb> '<path>'<where>: it is <kind>, not a regular file ..."
+ * (where: "" or " on user@host:port"). Returns false. */
+bool transport_not_regular(vcl_error *e, const char *verb, const char *path, const char *where,
+                           unsigned mode);
+/* Open a file on THIS host that must be a regular file, for reading or for
+ * writing (created 0644 when missing; truncated only after the checks):
+ * never blocks on a FIFO; follow=false refuses a final symbolic link; a file
+ * to write must have no other hard link. The fd (blocking) or -1 with e set
+ * (verb: "read", "write", "copy" for the message). */
+int transport_open_regular(const char *path, bool write, bool follow, const char *verb,
+                           vcl_error *e);
+/* st from a struct stat-like mode, uid, gid, size and mtime. */
+void transport_stat_fill(transport_stat_info *st, unsigned mode, unsigned uid, unsigned gid,
+                         long long size, long long mtime);
+/* Can (uid, gids) write and search a directory with this mode and owner?
+ * uid 0 always can (a read-only mount aside). */
+bool transport_mode_writable(unsigned mode, unsigned owner, unsigned group, unsigned uid,
+                             const unsigned *gids, size_t n_gids);
 
 /* A command's captured stdout or stderr, bounded by cap bytes (always
  * NUL-terminated). */

@@ -125,6 +125,11 @@ struct ssh_pool {
     ssh_conn *idle;
     int n_idle, n_open;
     unsigned long connects, uses, reconnects, serials;
+    /* The node user's ids (`id -u`, `id -G` once per pool, under pools_mu). */
+    bool have_ids;
+    unsigned uid;
+    unsigned gids[64];
+    size_t n_gids;
 };
 
 static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -1180,6 +1185,11 @@ typedef struct path_ctx {
     bool *existed;
     char ***names;
     size_t *n;
+    bool follow;
+    bool *flag;
+    long long *num;
+    char *buf;
+    size_t buf_len;
 } path_ctx;
 
 /* stat on an open session: exists=false for a missing path (true return). */
@@ -1201,22 +1211,53 @@ static bool conn_stat(ssh_conn *c, const char *path, transport_stat_info *st, bo
             return true;
         return conn_fail(c, e, "cannot stat", path);
     }
-    st->exists = true;
-    st->is_dir = (a.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && LIBSSH2_SFTP_S_ISDIR(a.permissions);
-    st->size = (a.flags & LIBSSH2_SFTP_ATTR_SIZE) ? (long long)a.filesize : 0;
-    st->mtime = (a.flags & LIBSSH2_SFTP_ATTR_ACMODTIME) ? (long long)a.mtime : 0;
+    /* SFTP permissions carry the POSIX file type bits (S_IFMT) as well */
+    bool ids = a.flags & LIBSSH2_SFTP_ATTR_UIDGID;
+    transport_stat_fill(st, (a.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) ? (unsigned)a.permissions : 0,
+                        ids ? (unsigned)a.uid : 0, ids ? (unsigned)a.gid : 0,
+                        (a.flags & LIBSSH2_SFTP_ATTR_SIZE) ? (long long)a.filesize : 0,
+                        (a.flags & LIBSSH2_SFTP_ATTR_ACMODTIME) ? (long long)a.mtime : 0);
+    return true;
+}
+
+/* " on user@host:port" for messages. */
+static const char *conn_where(ssh_conn *c, char *buf, size_t len)
+{
+    snprintf(buf, len, " on %s", c->pool->label);
+    return buf;
+}
+
+/* A node file the operation needs to be a regular file (verb: "read",
+ * "write"...): lstat, never following a link. *exists false (and true
+ * returned) when missing and missing_ok; a link, FIFO, device or directory
+ * is refused (permanent). */
+static bool conn_need_regular(ssh_conn *c, const char *path, const char *verb, bool missing_ok,
+                              transport_stat_info *st, vcl_error *e)
+{
+    char where[340];
+    if (!conn_stat(c, path, st, false, e))
+        return false;
+    if (!st->exists) {
+        if (missing_ok)
+            return true;
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "cannot %s '%s'%s: %s", verb, path,
+                             conn_where(c, where, sizeof where), strerror(ENOENT));
+    }
+    if (!st->is_reg)
+        return transport_not_regular(e, verb, path, conn_where(c, where, sizeof where), st->mode);
     return true;
 }
 
 static bool ssh_stat_conn(ssh_conn *c, void *ctx, vcl_error *e)
 {
     path_ctx *x = ctx;
-    return conn_stat(c, x->path, x->st, true, e);
+    return conn_stat(c, x->path, x->st, x->follow, e);
 }
 
-static bool ssh_stat(vcl_transport *t, const char *path, transport_stat_info *st, vcl_error *e)
+static bool ssh_stat(vcl_transport *t, const char *path, transport_stat_info *st, bool follow,
+                     vcl_error *e)
 {
-    path_ctx x = { .path = path, .st = st };
+    path_ctx x = { .path = path, .st = st, .follow = follow };
     return with_conn(t, ssh_stat_conn, &x, e);
 }
 
@@ -1388,6 +1429,11 @@ static bool ssh_write_file_conn(ssh_conn *c, void *ctx, vcl_error *e)
         !conn_fsetstat(c, h, &a, "cannot chmod", tmp, e) || !conn_fsync(c, h, tmp, e) ||
         !conn_close_file(c, &h, tmp, e))
         goto cleanup;
+    /* A rename replaces a link or FIFO without following it, but anything
+     * but a regular file there was not made by the worker: refuse. */
+    transport_stat_info st;
+    if (!conn_need_regular(c, x->path, "replace", true, &st, e))
+        goto cleanup;
     if (!conn_rename(c, tmp, x->path, e))
         goto cleanup;
     made = false;
@@ -1436,7 +1482,11 @@ static bool ssh_read_file_conn(ssh_conn *c, void *ctx, vcl_error *e)
     char *buf = NULL;
     size_t used = 0, cap = 0;
     bool ok = false;
+    transport_stat_info st;
 
+    /* sftp-server opens without O_NOFOLLOW or O_NONBLOCK: look first. */
+    if (!conn_need_regular(c, x->path, "read", false, &st, e))
+        goto cleanup;
     if (!conn_open_file(c, x->path, LIBSSH2_FXF_READ, 0, &h, e))
         goto cleanup;
     for (;;) {
@@ -1536,61 +1586,182 @@ static bool ssh_remove(vcl_transport *t, const char *path, vcl_error *e)
     return with_conn(t, ssh_remove_conn, &x, e);
 }
 
-static bool ssh_mkdir_p_conn(ssh_conn *c, void *ctx, vcl_error *e)
+static bool ssh_mkdir_conn(ssh_conn *c, void *ctx, vcl_error *e)
 {
     path_ctx *x = ctx;
-    char buf[PATH_MAX];
     transport_stat_info st;
-    if (snprintf(buf, sizeof buf, "%s", x->path) >= (int)sizeof buf)
-        return vcl_error_set(e, VCL_ERR_PERMANENT, "path too long: '%s'", x->path);
-    size_t len = strlen(buf);
-    while (len > 1 && buf[len - 1] == '/')
-        buf[--len] = '\0';
-    /* The common case, one round trip: it is there already. */
-    if (!conn_stat(c, buf, &st, true, e))
+    int rc;
+    *x->existed = false;
+    if (!ensure_sftp(c, e))
         return false;
-    if (st.exists) {
-        if (st.is_dir)
-            return true;
-        return vcl_error_set(e, VCL_ERR_PERMANENT, "cannot create directory '%s' on %s: %s", buf,
-                             c->pool->label, strerror(ENOTDIR));
+    c->started = true;
+    SSH_RETRY(c, io_deadline(), rc,
+              libssh2_sftp_mkdir_ex(c->sftp, x->path, (unsigned)strlen(x->path), (long)x->mode));
+    if (rc) {
+        vcl_error e2;
+        long fx = conn_fx(c);
+        if (fx < 0)
+            return conn_fail(c, e, "cannot create directory", x->path);
+        /* sftp-server says "failure" for EEXIST: is something there? */
+        vcl_error_clear(&e2);
+        if (conn_stat(c, x->path, &st, false, &e2) && st.exists)
+            *x->existed = true;
+        return conn_fail(c, e, "cannot create directory", x->path);
     }
-    for (char *p = buf + 1;; p++) {
-        bool end = *p == '\0';
-        if (*p != '/' && !end)
-            continue;
-        *p = '\0';
-        if (!conn_stat(c, buf, &st, true, e))
-            return false;
-        if (!st.exists) {
-            int rc;
-            SSH_RETRY(c, io_deadline(), rc,
-                      libssh2_sftp_mkdir_ex(c->sftp, buf, (unsigned)strlen(buf), (long)x->mode));
-            if (rc) {
-                vcl_error e2;
-                long fx = conn_fx(c);
-                if (fx < 0)
-                    return conn_fail(c, e, "cannot create directory", buf);
-                /* Raced with someone else creating it? */
-                vcl_error_clear(&e2);
-                if (!conn_stat(c, buf, &st, true, &e2) || !st.exists)
-                    return conn_fail(c, e, "cannot create directory", buf);
-            }
-        }
-        if (st.exists && !st.is_dir)
-            return vcl_error_set(e, VCL_ERR_PERMANENT, "cannot create directory '%s' on %s: %s",
-                                 buf, c->pool->label, strerror(ENOTDIR));
-        if (end)
-            break;
-        *p = '/';
-    }
+    /* exactly mode: sftp-server's umask does not decide who may read it */
+    LIBSSH2_SFTP_ATTRIBUTES a = { .flags = LIBSSH2_SFTP_ATTR_PERMISSIONS,
+                                  .permissions = (unsigned long)(x->mode & 07777) };
+    SSH_RETRY(c, io_deadline(), rc,
+              libssh2_sftp_stat_ex(c->sftp, x->path, (unsigned)strlen(x->path),
+                                   LIBSSH2_SFTP_SETSTAT, &a));
+    if (rc)
+        return conn_fail(c, e, "cannot chmod", x->path);
     return true;
 }
 
-static bool ssh_mkdir_p(vcl_transport *t, const char *path, mode_t mode, vcl_error *e)
+static bool ssh_mkdir(vcl_transport *t, const char *path, mode_t mode, bool *existed, vcl_error *e)
 {
-    path_ctx x = { .path = path, .mode = mode };
-    return with_conn(t, ssh_mkdir_p_conn, &x, e);
+    path_ctx x = { .path = path, .mode = mode, .existed = existed };
+    return with_conn(t, ssh_mkdir_conn, &x, e);
+}
+
+/* The node user's uid and groups, asked once per pool (`id -u`, `id -G`). */
+static bool parse_ids(const char *s, unsigned *ids, size_t max, size_t *n)
+{
+    *n = 0;
+    while (s && *s) {
+        while (*s == ' ' || *s == '\n')
+            s++;
+        if (!*s)
+            break;
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (end == s || errno || v > 0xffffffffUL || (*end && *end != ' ' && *end != '\n'))
+            return false;
+        if (*n < max)
+            ids[(*n)++] = (unsigned)v;
+        s = end;
+    }
+    return *n > 0;
+}
+
+static bool pool_ids(vcl_transport *t, unsigned *uid, unsigned *gids, size_t max, size_t *n_gids,
+                     vcl_error *e)
+{
+    ssh_pool *p = t->priv;
+    transport_result ru = { .status = -1 }, rg = { .status = -1 };
+    unsigned u[1], g[64];
+    size_t nu = 0, ng = 0;
+    bool ok = false;
+
+    pthread_mutex_lock(&pools_mu);
+    if (p->have_ids) {
+        *uid = p->uid;
+        *n_gids = p->n_gids < max ? p->n_gids : max;
+        memcpy(gids, p->gids, *n_gids * sizeof *gids);
+        pthread_mutex_unlock(&pools_mu);
+        return true;
+    }
+    pthread_mutex_unlock(&pools_mu);
+    const char *a_u[] = { "id", "-u", NULL }, *a_g[] = { "id", "-G", NULL };
+    if (!transport_run(t, a_u, 30, VCL_ERR_PERMANENT, &ru, e) ||
+        !transport_run(t, a_g, 30, VCL_ERR_PERMANENT, &rg, e))
+        goto cleanup;
+    if (!parse_ids(ru.out, u, 1, &nu) || !parse_ids(rg.out, g, 64, &ng)) {
+        vcl_error_set(e, VCL_ERR_PERMANENT, "cannot tell the ids of %s: `id` printed '%s' / '%s'",
+                      p->label, ru.out ? ru.out : "", rg.out ? rg.out : "");
+        goto cleanup;
+    }
+    pthread_mutex_lock(&pools_mu);
+    p->uid = u[0];
+    memcpy(p->gids, g, ng * sizeof *g);
+    p->n_gids = ng;
+    p->have_ids = true;
+    pthread_mutex_unlock(&pools_mu);
+    *uid = u[0];
+    *n_gids = ng < max ? ng : max;
+    memcpy(gids, g, *n_gids * sizeof *gids);
+    ok = true;
+cleanup:
+    transport_result_clear(&ru);
+    transport_result_clear(&rg);
+    return ok;
+}
+
+static bool ssh_whoami(vcl_transport *t, unsigned *uid, char *name, size_t name_len, vcl_error *e)
+{
+    unsigned g[64];
+    size_t ng = 0;
+    if (!pool_ids(t, uid, g, 64, &ng, e))
+        return false;
+    snprintf(name, name_len, "%s", ((ssh_pool *)t->priv)->user);
+    return true;
+}
+
+static bool ssh_writable(vcl_transport *t, const char *path, bool *writable, vcl_error *e)
+{
+    transport_stat_info st;
+    unsigned uid, g[64];
+    size_t ng = 0;
+    *writable = false;
+    if (!pool_ids(t, &uid, g, 64, &ng, e) || !ssh_stat(t, path, &st, true, e))
+        return false;
+    *writable = st.exists && st.is_dir && transport_mode_writable(st.mode, st.uid, st.gid, uid, g, ng);
+    return true;
+}
+
+static bool ssh_fsinfo_conn(ssh_conn *c, void *ctx, vcl_error *e)
+{
+    path_ctx *x = ctx;
+    LIBSSH2_SFTP_STATVFS sv;
+    int rc;
+    *x->num = -1;
+    *x->flag = false;
+    if (!ensure_sftp(c, e))
+        return false;
+    SSH_RETRY(c, io_deadline(), rc,
+              libssh2_sftp_statvfs(c->sftp, x->path, strlen(x->path), &sv));
+    if (rc) {
+        long fx = conn_fx(c);
+        if (fx == LIBSSH2_FX_OP_UNSUPPORTED || fx == LIBSSH2_FX_FAILURE)
+            return true;        /* no statvfs@openssh.com: free space unknown */
+        return conn_fail(c, e, "cannot statvfs", x->path);
+    }
+    *x->num = (long long)(sv.f_bavail * sv.f_frsize);
+    *x->flag = (sv.f_flag & LIBSSH2_SFTP_ST_RDONLY) != 0;
+    return true;
+}
+
+static bool ssh_fsinfo(vcl_transport *t, const char *path, long long *free_bytes, bool *readonly,
+                       vcl_error *e)
+{
+    path_ctx x = { .path = path, .num = free_bytes, .flag = readonly };
+    return with_conn(t, ssh_fsinfo_conn, &x, e);
+}
+
+static bool ssh_realpath_conn(ssh_conn *c, void *ctx, vcl_error *e)
+{
+    path_ctx *x = ctx;
+    int rc;
+    if (!ensure_sftp(c, e))
+        return false;
+    SSH_RETRY(c, io_deadline(), rc,
+              libssh2_sftp_symlink_ex(c->sftp, x->path, (unsigned)strlen(x->path), x->buf,
+                                      (unsigned)x->buf_len - 1, LIBSSH2_SFTP_REALPATH));
+    if (rc < 0)
+        return conn_fail(c, e, "cannot resolve", x->path);
+    if ((size_t)rc >= x->buf_len)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "path too long: '%s'", x->path);
+    x->buf[rc] = '\0';
+    return true;
+}
+
+static bool ssh_realpath(vcl_transport *t, const char *path, char *out, size_t out_len,
+                         vcl_error *e)
+{
+    path_ctx x = { .path = path, .buf = out, .buf_len = out_len };
+    return with_conn(t, ssh_realpath_conn, &x, e);
 }
 
 /* Names in dir appended to sv (. and .. only when keep_dots: glob). */
@@ -1949,11 +2120,8 @@ static bool ssh_copy_in_conn(ssh_conn *c, void *ctx, vcl_error *e)
     bool ok = false;
     off_t off = 0;
 
-    if (!conn_stat(c, x->dst, &st, true, e))
+    if (!conn_need_regular(c, x->dst, "write", true, &st, e))
         return false;
-    if (st.exists && st.is_dir)
-        return vcl_error_set(e, VCL_ERR_PERMANENT, "cannot copy to '%s' on %s: it is a directory",
-                             x->dst, c->pool->label);
     if (st.exists && st.size > 0 && st.size <= (long long)x->size) {
         bool same = false;
         if (!partial_is_prefix(c, x, st.size, &same, e))
@@ -2072,17 +2240,11 @@ static bool ssh_copy_in(vcl_transport *t, const char *local_src, const char *dst
     bool ok = false;
     int64_t t0 = now_ms();
 
-    x.in = open(local_src, O_RDONLY | O_CLOEXEC);
-    if (x.in < 0) {
-        transport_errno_error(e, errno, "cannot open", local_src);
+    x.in = transport_open_regular(local_src, false, true, "copy", e);
+    if (x.in < 0)
         goto cleanup;
-    }
     if (fstat(x.in, &sb) < 0) {
         transport_errno_error(e, errno, "cannot stat", local_src);
-        goto cleanup;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        vcl_error_set(e, VCL_ERR_PERMANENT, "cannot copy '%s': not a regular file", local_src);
         goto cleanup;
     }
     x.size = sb.st_size;
@@ -2151,14 +2313,8 @@ static bool ssh_copy_out_conn(ssh_conn *c, void *ctx, vcl_error *e)
     bool ok = false;
     long long off = 0, next_report = PROGRESS_EVERY;
 
-    if (!conn_stat(c, x->src, &st, true, e))
+    if (!conn_need_regular(c, x->src, "copy", false, &st, e))
         return false;
-    if (!st.exists)
-        return vcl_error_set(e, VCL_ERR_PERMANENT, "cannot copy '%s' from %s: no such file",
-                             x->src, c->pool->label);
-    if (st.is_dir)
-        return vcl_error_set(e, VCL_ERR_PERMANENT, "cannot copy '%s' from %s: it is a directory",
-                             x->src, c->pool->label);
     if (!conn_open_file(c, x->src, LIBSSH2_FXF_READ, 0, &h, e))
         return false;
     if (ftruncate(x->out, 0) < 0) {
@@ -2212,11 +2368,9 @@ static bool ssh_copy_out(vcl_transport *t, const char *src, const char *local_ds
     bool ok = false;
     int64_t t0 = now_ms();
 
-    x.out = open(local_dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (x.out < 0) {
-        transport_errno_error(e, errno, "cannot create", local_dst);
+    x.out = transport_open_regular(local_dst, true, false, "write", e);
+    if (x.out < 0)
         goto cleanup;
-    }
     x.buf = malloc(COPY_CHUNK);
     if (!x.buf) {
         vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory copying '%s'", src);
@@ -2255,7 +2409,12 @@ const transport_ops transport_ssh_ops = {
     .rename = ssh_rename,
     .rename_noreplace = ssh_rename_noreplace,
     .remove = ssh_remove,
-    .mkdir_p = ssh_mkdir_p,
+    .mkdir = ssh_mkdir,
+    .whoami = ssh_whoami,
+    .user_name = NULL,          /* SFTP gives numbers; messages show "uid N" */
+    .writable = ssh_writable,
+    .fsinfo = ssh_fsinfo,
+    .realpath = ssh_realpath,
     .list_dir = ssh_list_dir,
     .copy_in = ssh_copy_in,
     .copy_out = ssh_copy_out,

@@ -1,5 +1,6 @@
 /* virt.c: see virt.h. */
 #include "virt.h"
+#include "cpumode.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -410,6 +411,16 @@ bool virt_domain_start(virDomainPtr dom, vcl_error *e)
     if (virDomainCreate(dom) == 0)
         return true;
     virt_error(e, NULL, "starting domain %s", name);
+    if (cpu_start_unexplained(e->msg)) {
+        /* QEMU died before libvirt could read why: once more, so the error
+         * that reaches the reservation (and its class) says why */
+        log_info("start of %s: QEMU died without a reason (%s): starting once more", name, e->msg);
+        if (virDomainCreate(dom) == 0) {
+            vcl_error_clear(e);
+            return true;
+        }
+        virt_error(e, NULL, "starting domain %s", name);
+    }
     if (virt_domain_state(dom, &st, &(vcl_error){ 0 }) && st == VIR_DOMAIN_RUNNING) {
         vcl_error_clear(e);
         return true;

@@ -79,7 +79,8 @@ wait_for "the metrics endpoint to answer" 20 scrape
 body=$(scrape)
 like "$body" "# HELP vclw_jobs_claimed_total " "HELP lines"
 like "$body" "# TYPE vclw_stage_duration_seconds histogram" "TYPE lines"
-like "$body" "vclw_worker_info\{version=\"[0-9.]+\",worker=\"w1\"\} 1" "worker info gauge with version and worker name"
+version=$("$WORKER" --version | head -1 | cut -d' ' -f2)
+like "$body" "vclw_worker_info\{version=\"$version\",worker=\"w1\"\} 1" "worker info gauge with version (vcl-worker --version) and worker name"
 is "$(metric vclw_slots_total)" 3 "slots_total matches the config (3)"
 is "$(metric 'vclw_jobs_claimed_total{operation="noop"}')" 0 "counters start at 0"
 is "$(curl -sS -o /dev/null -w '%{http_code}' "$M/other")" 404 "/other is 404"

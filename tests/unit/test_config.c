@@ -3,6 +3,7 @@
  * Runs from the repo top (it loads config/vcl-worker.yaml). Clean under
  * valgrind --leak-check=full. */
 #include "config.h"
+#include "db.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -858,29 +859,78 @@ static void printed_database(const char *db, char *out, size_t out_len)
     config_clear(&c);
 }
 
+/* --print-config and logs mask conninfo passwords with libpq's own parser
+ * (db_conninfo_mask): every form libpq accepts, rebuilt as key=value pairs in
+ * libpq's order when a secret is present, unchanged when none is, and wholly
+ * masked when libpq cannot parse it. */
 static void test_password_masking(void)
 {
     static const struct {
         const char *in, *out, *secret;
     } cases[] = {
-        { "host=db password=s3cret user=x", "\"host=db password=**** user=x\"", "s3cret" },
-        { "password = 'a b\\' c' dbname=x", "\"password = **** dbname=x\"", "a b" },
-        { "dbname=x password=", "\"dbname=x password=****\"", NULL },
-        { "host=x sslpassword=k3y port=5432", "\"host=x sslpassword=**** port=5432\"", "k3y" },
+        /* key=value */
+        { "host=db password=s3cret user=x", "user=x password=**** host=db", "s3cret" },
+        { "password = 'a b\\' c' dbname=x", "password=**** dbname=x", "a b" },
+        { "dbname=x password=", "password=**** dbname=x", NULL },
+        { "host=x sslpassword=k3y port=5432", "host=x port=5432 sslpassword=****", "k3y" },
+        { "host=x password=p4ss application_name='a b' options='-c x=\\'y\\''",
+          "password=**** host=x options='-c x=\\'y\\'' application_name='a b'", "p4ss" },
+        { "host=x password='p?@:w'", "password=**** host=x", "p?@:w" },
+        /* URIs: user info, query parameters, percent-encoding */
         { "postgresql://u:secret@h:5432/db?sslmode=require&password=p2",
-          "\"postgresql://u:****@h:5432/db?sslmode=require&password=****\"", "secret" },
-        { "postgres://u@h/db?password=p2", "\"postgres://u@h/db?password=****\"", "p2" },
-        { "postgresql://u:p%40ss@h,h2:5433/db", "\"postgresql://u:****@h,h2:5433/db\"", "p%40ss" },
-        { "host=x dbname=y", "\"host=x dbname=y\"", NULL },
-        { "passfile=/etc/pgpass host=x", "\"passfile=/etc/pgpass host=x\"", NULL },
+          "user=u password=**** dbname=db host=h port=5432 sslmode=require", "secret" },
+        { "postgresql://u:secret@h:5432/db?sslmode=require&password=p2",
+          "user=u password=**** dbname=db host=h port=5432 sslmode=require", "p2" },
+        { "postgres://u@h/db?password=p2", "user=u password=**** dbname=db host=h", "p2" },
+        { "postgresql://u:p%40ss@h,h2:5433/db",
+          "user=u password=**** dbname=db host=h,h2 port=,5433", "p%40ss" },
+        { "postgresql://h/db?%70assword=pw-enc", "password=**** dbname=db host=h", "pw-enc" },
+        { "postgresql://h/db?%70ass%77ord=pw-enc2", "password=**** dbname=db host=h", "pw-enc2" },
+        { "postgresql://u:a%3Fb%40c%3Ad@h/db", "user=u password=**** dbname=db host=h", "a%3Fb" },
+        { "postgresql://u@h/db?password=q%3Fr%40s%3At", "user=u password=**** dbname=db host=h",
+          "q%3Fr" },
+        { "postgresql://u:se?cret@h/db", "user=u password=**** dbname=db host=h", "se?cret" },
+        { "postgresql://u:se:cret@h/db", "user=u password=**** dbname=db host=h", "cret" },
+        /* a raw '@' in the password: libpq reads "cret@h" as the host */
+        { "postgresql://u:se@cret@h/db", "user=u password=**** dbname=db host=****", "cret" },
+        { "postgresql://u:pw@[::1]:5432/db?sslpassword=k3y&application_name=a%20b",
+          "user=u password=**** dbname=db host=::1 port=5432 application_name='a b' "
+          "sslpassword=****", "k3y" },
+        /* no secret: shown as written */
+        { "host=x dbname=y", "host=x dbname=y", NULL },
+        { "passfile=/etc/pgpass host=x", "passfile=/etc/pgpass host=x", NULL },
+        { "postgresql://u@h:5432/db?sslmode=require", "postgresql://u@h:5432/db?sslmode=require",
+          NULL },
+        { "", "", NULL },
+        /* libpq cannot parse it: nothing is shown */
+        { "host=x bogus=1 password=zz9", "****", "zz9" },
+        { "postgresql://h/db?bogus=1&password=zz9", "****", "zz9" },
+        { "password='unterminated", "****", "unterminated" },
     };
-    char got[512];
+    char got[512], want[512];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        printed_database(cases[i].in, got, sizeof got);
-        is_str(got, cases[i].out, "masked: %s", cases[i].out);
+        char *m = db_conninfo_mask(cases[i].in);
+        is_str(m, cases[i].out, "db_conninfo_mask: %s", cases[i].in);
         if (cases[i].secret)
-            ok(strstr(got, cases[i].secret) == NULL, "secret '%s' not printed", cases[i].secret);
+            ok(m && strstr(m, cases[i].secret) == NULL, "secret '%s' not shown",
+               cases[i].secret);
+        free(m);
+        /* --print-config: the same, as a YAML double-quoted string */
+        printed_database(cases[i].in, got, sizeof got);
+        size_t w = 0;
+        want[w++] = '"';
+        for (const char *c = cases[i].out; *c && w + 3 < sizeof want; c++) {
+            if (*c == '\\' || *c == '"')
+                want[w++] = '\\'; /* YAML double-quoted escapes */
+            want[w++] = *c;
+        }
+        want[w++] = '"';
+        want[w] = '\0';
+        is_str(got, want, "--print-config database: %s", cases[i].in);
     }
+    char *m = db_conninfo_mask(NULL);
+    is_str(m, "", "db_conninfo_mask(NULL) is \"\"");
+    free(m);
 }
 
 static void test_help(void)
@@ -1007,6 +1057,157 @@ static void test_reload(void)
     config_clear(&c);
 }
 
+/* ---- SIGHUP: restart-only options ------------------------------------------ */
+
+/* The options a SIGHUP does not apply, and why (the restart flag in opts[]). */
+static const char *const restart_keys[] = {
+    "database",             /* every connection (main, slots, watcher) uses one conninfo */
+    "worker_name",          /* registered in vcl.worker at start, in every log line */
+    "drivers_dir",          /* driver modules are loaded once */
+    "driver_order",
+    "watch_resync_seconds", /* the watcher thread starts (or not) with it */
+    "metrics_listen",       /* the HTTP listener is bound once */
+    "prepared_statements",  /* connections keep what they prepared */
+};
+#define N_RESTART (sizeof restart_keys / sizeof restart_keys[0])
+
+static void list_keys(const char *const *keys, int n, char *out, size_t len)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (int i = 0; i < n && o < len; i++)
+        o += (size_t)snprintf(out + o, len - o, "%s%s", i ? "," : "", keys[i]);
+}
+
+static void test_reload_merge(void)
+{
+    vcl_config run = { 0 }, next = { 0 };
+    vcl_error e;
+    config_changes ch;
+    char got[1024];
+    const char *a = write_tmp("database: \"dbname=a\"\nworker_name: w1\nslots: 4\n");
+    const char *b = write_tmp("database: \"dbname=b password=x\"\n"
+                              "worker_name: w2\n"
+                              "slots: 8\n"
+                              "lease_seconds: 60\n"
+                              "heartbeat_seconds: 20\n"
+                              "drivers_dir: /other/drivers\n"
+                              "driver_order: [qemu]\n"
+                              "log_level: debug\n"
+                              "watch_resync_seconds: 0\n"
+                              "metrics_listen: \":9187\"\n"
+                              "prepared_statements: \"off\"\n");
+    vcl_error_clear(&e);
+    ok_e(config_load(&run, a, &e), e, "running config loads");
+    ok_e(config_load(&next, a, &e), e, "the same file again");
+    config_reload_merge(&next, &run, &ch);
+    ok(ch.n_kept == 0 && ch.n_applied == 0, "reloading an unchanged file changes nothing");
+
+    ok_e(config_load(&next, b, &e), e, "a file that changes options of both kinds loads");
+    config_reload_merge(&next, &run, &ch);
+    list_keys(ch.kept, ch.n_kept, got, sizeof got);
+    is_str(got, "database,worker_name,drivers_dir,driver_order,watch_resync_seconds,"
+                "metrics_listen,prepared_statements", "warned (restart-only and changed)");
+    list_keys(ch.applied, ch.n_applied, got, sizeof got);
+    is_str(got, "slots,claim_batch,lease_seconds,heartbeat_seconds,log_level",
+           "applied (reloadable and changed; claim_batch follows slots)");
+    is_str(next.database, "dbname=a", "database keeps the running value");
+    is_str(next.worker_name, "w1", "worker_name keeps the running value");
+    is_str(next.drivers_dir, run.drivers_dir, "drivers_dir keeps the running value");
+    is_int(next.n_driver_order, 2, "driver_order keeps the running list");
+    is_str(next.driver_order[0], "kvm", "driver_order[0] is the running one");
+    is_str(next.driver_order[1], "qemu", "driver_order[1] is the running one");
+    is_int(next.watch_resync_seconds, 60, "watch_resync_seconds keeps the running value");
+    is_str(next.metrics_listen, "", "metrics_listen keeps the running value");
+    is_str(next.prepared_statements, "on", "prepared_statements keeps the running value");
+    is_int(next.slots, 8, "slots applies");
+    is_int(next.claim_batch, 8, "claim_batch applies");
+    is_int(next.lease_seconds, 60, "lease_seconds applies");
+    is_str(next.log_level, "debug", "log_level applies");
+    ok_e(config_validate(&next, &e), e, "the merged config validates");
+    config_reload_merge(&next, &run, &ch);
+    ok(ch.n_kept == 0, "merged again: the restart-only options now equal the running ones");
+
+    /* a reload that only changes restart-only options applies nothing */
+    config_clear(&next);
+    const char *c = write_tmp("database: \"dbname=a\"\nworker_name: w3\nslots: 4\n");
+    ok_e(config_load(&next, c, &e), e, "a file that changes only worker_name loads");
+    config_reload_merge(&next, &run, &ch);
+    list_keys(ch.kept, ch.n_kept, got, sizeof got);
+    is_str(got, "worker_name", "only worker_name warns");
+    is_int(ch.n_applied, 0, "nothing else changed");
+    config_clear(&next);
+    config_clear(&run);
+    config_reload_merge(NULL, NULL, &ch);
+    ok(ch.n_kept == 0 && ch.n_applied == 0, "NULL configs: no changes");
+
+    for (size_t i = 0; i < N_RESTART; i++)
+        ok(config_needs_restart(restart_keys[i]), "%s needs a restart", restart_keys[i]);
+    const char *reloadable[] = { "slots", "claim_batch", "lease_seconds", "heartbeat_seconds",
+                                 "poll_seconds", "log_level", "log_format",
+                                 "retry_base_seconds", "command_timeout_seconds",
+                                 "ssh_private_key", "history_retention_seconds" };
+    for (size_t i = 0; i < sizeof reloadable / sizeof reloadable[0]; i++)
+        ok(!config_needs_restart(reloadable[i]), "%s is reloadable", reloadable[i]);
+    ok(!config_needs_restart("no_such_option") && !config_needs_restart(NULL),
+       "unknown keys are not restart-only");
+}
+
+/* --help's SIGHUP column and the man page say which options need a restart. */
+static void test_help_reload_column(void)
+{
+    FILE *f = tmpfile();
+    char line[4096];
+    int sighup_col = -1, rows = 0, right = 0;
+    config_print_help(f);
+    rewind(f);
+    while (fgets(line, sizeof line, f)) {
+        if (sighup_col < 0) {
+            char *h = strstr(line, "SIGHUP");
+            sighup_col = h ? (int)(h - line) : -1;
+            ok(h != NULL, "help header has a SIGHUP column");
+            if (!h)
+                break;
+            continue;
+        }
+        char key[128];
+        if (sscanf(line, "%127s", key) != 1 || (int)strlen(line) <= sighup_col)
+            continue;
+        rows++;
+        const char *want = config_needs_restart(key) ? "restart" : "reload ";
+        if (strncmp(line + sighup_col, want, strlen(want)) == 0)
+            right++;
+        else
+            diag("help row %s: SIGHUP column is not '%s'", key, want);
+    }
+    fclose(f);
+    ok(rows > 20 && right == rows, "every help row says reload or restart as the table does "
+       "(%d of %d)", right, rows);
+
+    f = tmpfile();
+    config_print_man(f);
+    long len = ftell(f);
+    rewind(f);
+    char *man = calloc(1, (size_t)len + 1);
+    if (fread(man, 1, (size_t)len, f) != (size_t)len)
+        diag("short read of the man text");
+    fclose(f);
+    for (size_t i = 0; i < N_RESTART; i++) {
+        char head[160];
+        snprintf(head, sizeof head, ".B %s\n", restart_keys[i]);
+        const char *at = strstr(man, head);
+        const char *next = at ? strstr(at + 1, ".TP") : NULL;
+        const char *says = at ? strstr(at, "takes effect only after a restart") : NULL;
+        ok(says && (!next || says < next), "man page: %s takes effect only after a restart",
+           restart_keys[i]);
+    }
+    const char *at = strstr(man, ".B log_level\n");
+    const char *next = at ? strstr(at + 1, ".TP") : NULL;
+    const char *says = at ? strstr(at, "SIGHUP applies it") : NULL;
+    ok(says && (!next || says < next), "man page: SIGHUP applies log_level");
+    free(man);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--print-drivers-dir") == 0) {
@@ -1033,6 +1234,8 @@ int main(int argc, char **argv)
     test_help();
     test_stage_timeouts();
     test_reload();
+    test_reload_merge();
+    test_help_reload_column();
     remove_tmps();
     return done_testing();
 }

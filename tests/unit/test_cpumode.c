@@ -100,6 +100,22 @@ static void test_failures(void)
            strstr(e.msg, "Broken pipe"), "other failures stay as they were (retryable)");
 }
 
+static void test_unexplained(void)
+{
+    ok(cpu_start_unexplained("starting domain x: internal error: failed to connect to monitor socket: "
+                             "Connection refused"), "monitor race: unexplained");
+    ok(cpu_start_unexplained("internal error: process exited while connecting to monitor: "),
+       "exited while connecting, nothing after: unexplained");
+    ok(!cpu_start_unexplained("internal error: process exited while connecting to monitor: "
+                              "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69"),
+       "the MSR line is there: explained");
+    ok(!cpu_start_unexplained("internal error: qemu unexpectedly closed the monitor: 2026-12-06T04:19:03Z "
+                              "qemu-system-x86_64: -drive file=/x: Could not open '/x': Permission denied"),
+       "QEMU said why: explained");
+    ok(!cpu_start_unexplained("Cannot write data: Broken pipe"), "not a monitor message");
+    ok(!cpu_start_unexplained(NULL), "NULL");
+}
+
 static void test_report(void)
 {
     cpu_probe_result r = { .n = 3 };
@@ -123,6 +139,7 @@ int main(void)
     test_parse();
     test_from_xml();
     test_failures();
+    test_unexplained();
     test_report();
     xmlCleanupParser();
     return done_testing();

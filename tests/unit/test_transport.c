@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -332,6 +333,220 @@ static void test_copy_in(vcl_transport *t)
     ok(!transport_copy_in(t, src, dst, NULL, NULL, &e) && e.cls == VCL_ERR_PERMANENT, "missing source: permanent");
 }
 
+
+/* Files planted where the worker reads or writes: a symbolic link and a FIFO
+ * are refused (permanent, naming the path and what is there), nothing blocks
+ * and a link's target is never changed. */
+static void test_planted_files(vcl_transport *t)
+{
+    vcl_error e;
+    char target[512], lnk[512], fifo[512], p[512], src[512], hard[512];
+    char *data = NULL;
+    size_t len = 0;
+    transport_stat_info st;
+    bool exists = true;
+
+    signal(SIGALRM, on_alarm);
+    alarm(60);
+    path_of(target, sizeof target, "secret");
+    put(target, "do not touch\n");
+    struct timespec old[2] = { { 1000000000, 0 }, { 1000000000, 0 } };
+    utimensat(AT_FDCWD, target, old, 0);
+    long long target_mtime = mtime_ns(target);
+    path_of(lnk, sizeof lnk, "planted.console.log");
+    ok(symlink(target, lnk) == 0, "a symbolic link planted at %s", lnk);
+    path_of(fifo, sizeof fifo, "planted.fifo");
+    ok(mkfifo(fifo, 0644) == 0, "a FIFO planted at %s", fifo);
+
+    /* read_file */
+    vcl_error_clear(&e);
+    ok(!transport_read_file(t, lnk, &data, &len, &e) && !data, "read_file refuses a symbolic link");
+    is_int(e.cls, VCL_ERR_PERMANENT, "permanent");
+    ok_after(strstr(e.msg, lnk) && strstr(e.msg, "is a symbolic link, not a regular file"),
+       "message names the path and says a link is there: %s", e.msg);
+    double t0 = now_s();
+    vcl_error_clear(&e);
+    ok(!transport_read_file(t, fifo, &data, &len, &e) && !data, "read_file refuses a FIFO");
+    ok(now_s() - t0 < 5, "without blocking (%.2f s)", now_s() - t0);
+    ok_after(e.cls == VCL_ERR_PERMANENT && strstr(e.msg, "is a FIFO, not a regular file") &&
+           strstr(e.msg, fifo), "message: %s", e.msg);
+    vcl_error_clear(&e);
+    ok_after(!transport_read_file(t, dir, &data, &len, &e) && strstr(e.msg, "is a directory"),
+       "read_file refuses a directory: %s", e.msg);
+
+    /* write_file (temp + rename) */
+    vcl_error_clear(&e);
+    ok(!transport_write_file(t, lnk, "evil", 4, 0644, &e), "write_file refuses to replace a link");
+    ok_after(e.cls == VCL_ERR_PERMANENT && strstr(e.msg, "symbolic link") && strstr(e.msg, lnk),
+       "message: %s", e.msg);
+    vcl_error_clear(&e);
+    t0 = now_s();
+    ok_after(!transport_write_file(t, fifo, "evil", 4, 0644, &e) && strstr(e.msg, "is a FIFO"),
+       "write_file refuses to replace a FIFO (%.2f s): %s", now_s() - t0, e.msg);
+
+    /* copy_in (destination on the node) and copy_out (source on the node) */
+    path_of(src, sizeof src, "source.img");
+    put(src, "image bytes\n");
+    vcl_error_clear(&e);
+    ok_after(!transport_copy_in(t, src, lnk, NULL, NULL, &e) && strstr(e.msg, "symbolic link"),
+       "copy_in refuses a link as destination: %s", e.msg);
+    vcl_error_clear(&e);
+    t0 = now_s();
+    ok_after(!transport_copy_in(t, src, fifo, NULL, NULL, &e) && strstr(e.msg, "is a FIFO"),
+       "copy_in refuses a FIFO as destination (%.2f s): %s", now_s() - t0, e.msg);
+    path_of(hard, sizeof hard, "hard.img");
+    ok(link(target, hard) == 0, "a hard link to the secret planted at %s", hard);
+    vcl_error_clear(&e);
+    ok_after(!transport_copy_in(t, src, hard, NULL, NULL, &e) && strstr(e.msg, "hard links"),
+       "copy_in refuses a destination with another name: %s", e.msg);
+    unlink(hard);
+    path_of(p, sizeof p, "copy-out.img");
+    vcl_error_clear(&e);
+    ok_after(!transport_copy_out(t, lnk, p, NULL, NULL, &e) && strstr(e.msg, "symbolic link"),
+       "copy_out refuses a link as source: %s", e.msg);
+    vcl_error_clear(&e);
+    t0 = now_s();
+    ok_after(!transport_copy_out(t, fifo, p, NULL, NULL, &e) && strstr(e.msg, "is a FIFO"),
+       "copy_out refuses a FIFO as source (%.2f s): %s", now_s() - t0, e.msg);
+
+    is_str(slurp(target), "do not touch\n", "the link's target kept its content");
+    is_int(mtime_ns(target), target_mtime, "and its mtime");
+    ok(lstat(lnk, &(struct stat){ 0 }) == 0 && lstat(fifo, &(struct stat){ 0 }) == 0,
+       "the planted link and FIFO are left for the operator to see");
+
+    /* lstat and check_file */
+    vcl_error_clear(&e);
+    ok(transport_lstat(t, lnk, &st, &e) && st.exists && st.is_link && !st.is_reg && !st.is_dir,
+       "lstat: a link is a link");
+    ok(transport_stat(t, lnk, &st, &e) && st.exists && st.is_reg && !st.is_link,
+       "stat: follows it to a regular file");
+    ok(transport_lstat(t, fifo, &st, &e) && st.exists && !st.is_reg && S_ISFIFO(st.mode),
+       "lstat: a FIFO, with its type in mode");
+    struct stat tsb;
+    ok(lstat(target, &tsb) == 0 && transport_lstat(t, target, &st, &e) && st.is_reg &&
+           st.mode == (unsigned)tsb.st_mode && st.uid == (unsigned)geteuid() && st.size == 13,
+       "lstat: mode, owner and size of a file");
+    is_str(transport_file_kind(st.mode), "a regular file", "file kind");
+    ok(transport_check_file(t, target, &exists, &e) && exists, "check_file: a regular file is fine");
+    path_of(p, sizeof p, "not-there");
+    ok(transport_check_file(t, p, &exists, &e) && !exists, "check_file: a missing file is fine");
+    vcl_error_clear(&e);
+    ok_after(!transport_check_file(t, lnk, &exists, &e) && e.cls == VCL_ERR_PERMANENT &&
+           strstr(e.msg, "symbolic link"), "check_file: a link is refused: %s", e.msg);
+    vcl_error_clear(&e);
+    ok(!transport_check_file(t, fifo, NULL, &e) && strstr(e.msg, "FIFO"), "check_file: a FIFO is refused");
+    alarm(0);
+}
+
+/* transport_dir_check and what transport_mkdir_p refuses and makes. */
+static void test_dirs(vcl_transport *t)
+{
+    vcl_error e;
+    transport_dir_verdict v;
+    char p[512], q[512], want[700];
+    struct stat sb;
+    bool root = geteuid() == 0;
+
+    vcl_error_clear(&e);
+    ok(transport_dir_check(t, dir, &v, &e), "dir_check of the test dir");
+    ok(v.exists && v.is_dir && v.safe && v.writable, "exists, a directory, safe, writable");
+    is_int(v.uid, geteuid(), "owner");
+    is_int(v.mode, 0700, "mode 0700");
+    ok(v.free_bytes > 0, "free bytes known (%lld)", v.free_bytes);
+    is_str(v.problem, "", "no problem");
+    is_str(v.fix, "", "nothing to fix");
+
+    path_of(p, sizeof p, "not/yet/there");
+    ok(transport_dir_check(t, p, &v, &e), "dir_check of a missing path");
+    ok(!v.exists && !v.is_dir && v.safe && v.writable && v.free_bytes > 0,
+       "missing: safe and creatable where it would be made");
+
+    /* world-writable without the sticky bit: refused, here and below */
+    path_of(p, sizeof p, "ww");
+    ok(mkdir(p, 0755) == 0 && chmod(p, 0777) == 0, "a world-writable directory");
+    ok(transport_dir_check(t, p, &v, &e), "dir_check ww");
+    ok(v.exists && v.is_dir && !v.safe && v.mode == 0777, "not safe, mode 0777");
+    ok_after(strstr(v.problem, "world-writable without the sticky bit") && strstr(v.problem, p),
+       "problem: %s", v.problem);
+    snprintf(want, sizeof want, "chmod o-w %s", p);
+    is_str(v.fix, want, "fix");
+    path_of(q, sizeof q, "ww/inner");
+    ok(mkdir(q, 0755) == 0, "a directory inside it");
+    ok_after(transport_dir_check(t, q, &v, &e) && v.exists && !v.safe && strstr(v.problem, p),
+       "below a world-writable directory: not safe either (%s)", v.problem);
+    path_of(q, sizeof q, "ww/new/dir");
+    vcl_error_clear(&e);
+    ok(!transport_mkdir_p(t, q, 0755, &e) && e.cls == VCL_ERR_PERMANENT, "mkdir_p below it: refused");
+    ok_after(strstr(e.msg, "world-writable") && strstr(e.msg, want), "error says why and how to fix it: %s", e.msg);
+    ok(!exists("ww/new"), "nothing was created");
+    path_of(p, sizeof p, "sticky");
+    ok(mkdir(p, 0755) == 0 && chmod(p, 01777) == 0, "a world-writable directory with the sticky bit");
+    ok(transport_dir_check(t, p, &v, &e) && v.safe && v.mode == 01777, "is safe (like /tmp)");
+
+    /* owned by another non-root user */
+    if (root) {
+        path_of(p, sizeof p, "nobodys");
+        ok(mkdir(p, 0755) == 0 && chown(p, 65534, 65534) == 0, "a directory owned by uid 65534");
+        ok(transport_dir_check(t, p, &v, &e) && v.exists && !v.safe && v.uid == 65534,
+           "dir_check: not safe, uid 65534");
+        ok_after(strstr(v.problem, "owned by") && strstr(v.problem, "uid 65534") && strstr(v.problem, p),
+           "problem: %s", v.problem);
+        snprintf(want, sizeof want, "chown root %s", p);
+        is_str(v.fix, want, "fix");
+        path_of(q, sizeof q, "nobodys/xml");
+        vcl_error_clear(&e);
+        ok_after(!transport_mkdir_p(t, q, 0755, &e) && e.cls == VCL_ERR_PERMANENT &&
+               strstr(e.msg, "uid 65534") && strstr(e.msg, want),
+           "mkdir_p below it: refused with the fix: %s", e.msg);
+        ok(!exists("nobodys/xml"), "nothing was created");
+        ok(chown(p, 0, 0) == 0 && transport_mkdir_p(t, q, 0755, &e), "after the fix: fine");
+    } else {
+        diag("not root: the directory owned by another user is not tested");
+    }
+
+    /* symbolic links: the directory itself must not be one; on the way, one
+     * owned by root or the node user is followed and its target judged */
+    path_of(p, sizeof p, "real");
+    path_of(q, sizeof q, "link-to-real");
+    ok(mkdir(p, 0755) == 0 && symlink(p, q) == 0, "a link to a directory");
+    ok_after(transport_dir_check(t, q, &v, &e) && v.exists && !v.is_dir && !v.safe &&
+           strstr(v.problem, "symbolic link"), "the directory is a link: not safe (%s)", v.problem);
+    vcl_error_clear(&e);
+    ok_after(!transport_mkdir_p(t, q, 0755, &e) && strstr(e.msg, "symbolic link"), "mkdir_p refuses it: %s", e.msg);
+    path_of(q, sizeof q, "link-to-real/sub");
+    ok(transport_mkdir_p(t, q, 0755, &e), "a directory through a link on the way: fine");
+    ok(stat(q, &sb) == 0 && S_ISDIR(sb.st_mode) && exists("real/sub"), "made in the real directory");
+    path_of(p, sizeof p, "ww/inner");
+    path_of(q, sizeof q, "link-to-ww-inner");
+    ok(symlink(p, q) == 0, "a link into a world-writable directory");
+    path_of(q, sizeof q, "link-to-ww-inner/x");
+    ok_after(transport_dir_check(t, q, &v, &e) && !v.safe && strstr(v.problem, "world-writable"),
+       "a link on the way into an unsafe tree: not safe (%s)", v.problem);
+
+    /* what mkdir_p makes: exactly the mode asked, whatever the umask, ours */
+    mode_t old = umask(077);
+    path_of(p, sizeof p, "made/by/mkdir");
+    ok(transport_mkdir_p(t, p, 0755, &e), "mkdir_p with umask 077");
+    umask(old);
+    path_of(q, sizeof q, "made");
+    ok(stat(q, &sb) == 0 && (sb.st_mode & 07777) == 0755 && sb.st_uid == geteuid(),
+       "made: 0755, owned by the node user");
+    ok(stat(p, &sb) == 0 && (sb.st_mode & 07777) == 0755 && sb.st_uid == geteuid(),
+       "made/by/mkdir: 0755, owned by the node user");
+    ok(transport_dir_check(t, p, &v, &e) && v.safe && v.mode == 0755 && v.uid == (unsigned)geteuid(),
+       "and dir_check finds it safe");
+    path_of(p, sizeof p, "made//by///mkdir2/");
+    ok(transport_mkdir_p(t, p, 0755, &e) && exists("made/by/mkdir2"), "doubled and trailing slashes");
+
+    /* a file on the way */
+    path_of(p, sizeof p, "secret/sub");
+    ok_after(transport_dir_check(t, p, &v, &e) && !v.safe && !v.exists && strstr(v.problem, "regular file"),
+       "a file on the way: not safe (%s)", v.problem);
+    vcl_error_clear(&e);
+    ok(!transport_dir_check(t, "relative/dir", &v, &e) || (!v.safe && v.problem[0]),
+       "a relative path is not judged safe");
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) {
@@ -349,6 +564,8 @@ int main(void)
     test_timeout(t);
     test_files(t);
     test_copy_in(t);
+    test_planted_files(t);
+    test_dirs(t);
     transport_free(t);
     if (chdir("/") != 0)
         diag("chdir /: %s", strerror(errno));

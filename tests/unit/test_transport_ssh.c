@@ -27,8 +27,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Like ok(), but the condition runs first, so the name can show e.msg. */
-#define ok_after(cond, ...) do { bool c_ = (cond); ok(c_, __VA_ARGS__); } while (0)
 
 static char dir[] = "/tmp/vclw-ssh-XXXXXX";
 static transport_opts opts;
@@ -243,6 +241,118 @@ static void test_files(vcl_transport *t)
     vcl_error_clear(&e);
     ok_after(!transport_mkdir_p(t, p, 0755, &e) && e.cls == VCL_ERR_PERMANENT,
        "mkdir -p under a file: permanent (%s)", e.msg);
+}
+
+/* Files planted where the worker reads or writes over SFTP: a symbolic link
+ * and a FIFO are refused without blocking (sftp-server itself opens without
+ * O_NOFOLLOW: the transport lstats first), the link's target unchanged;
+ * transport_dir_check and mkdir_p judge directories as for a local node. */
+static void test_planted(vcl_transport *t)
+{
+    vcl_error e;
+    char target[512], lnk[512], fifo[512], p[512], q[512], src[512], want[700];
+    char *data = NULL;
+    size_t len = 0;
+    transport_dir_verdict v;
+    transport_stat_info st;
+    struct stat sb;
+
+    signal(SIGALRM, on_alarm);
+    alarm(120);
+    path_of(target, sizeof target, "secret");
+    put(target, "do not touch\n");
+    struct timespec old[2] = { { 1000000000, 0 }, { 1000000000, 0 } };
+    utimensat(AT_FDCWD, target, old, 0);
+    long long target_mtime = mtime_ns(target);
+    path_of(lnk, sizeof lnk, "planted.xml");
+    path_of(fifo, sizeof fifo, "planted.console.log");
+    ok(symlink(target, lnk) == 0 && mkfifo(fifo, 0644) == 0, "a link and a FIFO planted");
+
+    vcl_error_clear(&e);
+    ok_after(!transport_read_file(t, lnk, &data, &len, &e) && e.cls == VCL_ERR_PERMANENT &&
+                 strstr(e.msg, "is a symbolic link, not a regular file") && strstr(e.msg, lnk),
+             "read_file over SFTP refuses a link (%s)", e.msg);
+    double t0 = now_s();
+    vcl_error_clear(&e);
+    ok_after(!transport_read_file(t, fifo, &data, &len, &e) && strstr(e.msg, "is a FIFO") &&
+                 now_s() - t0 < 30,
+             "read_file over SFTP refuses a FIFO without blocking (%s)", e.msg);
+    vcl_error_clear(&e);
+    ok_after(!transport_write_file(t, lnk, "evil", 4, 0644, &e) && strstr(e.msg, "symbolic link"),
+             "write_file refuses to replace a link (%s)", e.msg);
+    vcl_error_clear(&e);
+    ok_after(!transport_write_file(t, fifo, "evil", 4, 0644, &e) && strstr(e.msg, "FIFO"),
+             "write_file refuses to replace a FIFO (%s)", e.msg);
+    path_of(src, sizeof src, "source.img");
+    put(src, "image bytes\n");
+    vcl_error_clear(&e);
+    ok_after(!transport_copy_in(t, src, lnk, NULL, NULL, &e) && strstr(e.msg, "symbolic link"),
+             "copy_in refuses a link as destination (%s)", e.msg);
+    vcl_error_clear(&e);
+    ok_after(!transport_copy_in(t, src, fifo, NULL, NULL, &e) && strstr(e.msg, "FIFO"),
+             "copy_in refuses a FIFO as destination (%s)", e.msg);
+    path_of(p, sizeof p, "out.img");
+    vcl_error_clear(&e);
+    ok_after(!transport_copy_out(t, lnk, p, NULL, NULL, &e) && strstr(e.msg, "symbolic link"),
+             "copy_out refuses a link as source (%s)", e.msg);
+    vcl_error_clear(&e);
+    ok_after(!transport_copy_out(t, fifo, p, NULL, NULL, &e) && strstr(e.msg, "FIFO"),
+             "copy_out refuses a FIFO as source (%s)", e.msg);
+    is_str(slurp(target), "do not touch\n", "the link's target kept its content");
+    is_int(mtime_ns(target), target_mtime, "and its mtime");
+    ok(transport_lstat(t, lnk, &st, &e) && st.is_link && !st.is_reg, "lstat over SFTP: a link");
+    ok(transport_lstat(t, fifo, &st, &e) && S_ISFIFO(st.mode), "lstat over SFTP: a FIFO");
+    ok(transport_stat(t, target, &st, &e) && st.is_reg && st.uid == 0 && st.size == 13,
+       "stat over SFTP: owner and size");
+    vcl_error_clear(&e);
+    ok_after(!transport_check_file(t, lnk, NULL, &e) && strstr(e.msg, "symbolic link"),
+             "check_file over SFTP refuses a link (%s)", e.msg);
+    alarm(0);
+
+    /* directories */
+    vcl_error_clear(&e);
+    ok_after(transport_dir_check(t, dir, &v, &e), "dir_check over SFTP (%s)", e.msg);
+    ok(v.exists && v.is_dir && v.safe && v.writable && v.uid == 0 && v.mode == 0700 &&
+           v.free_bytes > 0 && !v.problem[0],
+       "the test dir: safe, writable, root's, 0700, %lld bytes free", v.free_bytes);
+    path_of(p, sizeof p, "ww");
+    ok(mkdir(p, 0755) == 0 && chmod(p, 0777) == 0, "a world-writable directory");
+    ok_after(transport_dir_check(t, p, &v, &e) && !v.safe && strstr(v.problem, "world-writable"),
+       "dir_check: not safe (%s)", v.problem);
+    snprintf(want, sizeof want, "chmod o-w %s", p);
+    is_str(v.fix, want, "fix");
+    path_of(q, sizeof q, "ww/xml");
+    vcl_error_clear(&e);
+    ok_after(!transport_mkdir_p(t, q, 0755, &e) && e.cls == VCL_ERR_PERMANENT && strstr(e.msg, want),
+             "mkdir_p below it is refused (%s)", e.msg);
+    path_of(p, sizeof p, "nobodys");
+    ok(mkdir(p, 0755) == 0 && chown(p, 65534, 65534) == 0, "a directory owned by uid 65534");
+    ok_after(transport_dir_check(t, p, &v, &e) && !v.safe && strstr(v.problem, "uid 65534"),
+       "dir_check: not safe (%s)", v.problem);
+    snprintf(want, sizeof want, "chown root %s", p);
+    is_str(v.fix, want, "fix names the ssh user");
+    path_of(q, sizeof q, "nobodys/xml");
+    vcl_error_clear(&e);
+    ok_after(!transport_mkdir_p(t, q, 0755, &e) && strstr(e.msg, want) && !exists("nobodys/xml"),
+             "mkdir_p below it is refused, nothing made (%s)", e.msg);
+    path_of(p, sizeof p, "real");
+    path_of(q, sizeof q, "link-dir");
+    ok(mkdir(p, 0755) == 0 && symlink(p, q) == 0, "a link to a directory");
+    vcl_error_clear(&e);
+    ok_after(!transport_mkdir_p(t, q, 0755, &e) && strstr(e.msg, "symbolic link"),
+             "mkdir_p refuses a link as the directory (%s)", e.msg);
+    path_of(q, sizeof q, "link-dir/sub/deeper");
+    ok_after(transport_mkdir_p(t, q, 0755, &e), "through a link on the way: fine (%s)", e.msg);
+    ok(stat(q, &sb) == 0 && S_ISDIR(sb.st_mode) && (sb.st_mode & 07777) == 0755 && sb.st_uid == 0,
+       "made 0755, owned by the ssh user");
+    path_of(p, sizeof p, "made/by/sftp");
+    ok_after(transport_mkdir_p(t, p, 0711, &e), "mkdir_p mode 0711 (%s)", e.msg);
+    path_of(q, sizeof q, "made");
+    ok(stat(q, &sb) == 0 && (sb.st_mode & 07777) == 0711 && stat(p, &sb) == 0 &&
+           (sb.st_mode & 07777) == 0711, "exactly the mode asked, at every level");
+    path_of(p, sizeof p, "absent/dir");
+    ok(transport_dir_check(t, p, &v, &e) && !v.exists && v.safe && v.writable,
+       "a missing directory: safe and creatable");
 }
 
 static bool same_list(char **a, size_t na, char **b, size_t nb)
@@ -695,6 +805,7 @@ int main(void)
     is_str(transport_kind(t), "ssh", "kind is ssh");
     test_exec(t);
     test_files(t);
+    test_planted(t);
     test_glob(t);
     test_copy_in(t);
     test_threads(t, pid ? atol(pid) : 0);
