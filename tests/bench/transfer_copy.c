@@ -2,8 +2,8 @@
  * tests/bench/transfer; not a test). Prints the seconds it took on stdout.
  *   transfer_copy SRC DST    with VCL_SSH_PORT, VCL_SSH_KEY, VCL_SSH_KNOWN_HOSTS
  *                            (host 127.0.0.1, user root; VCL_SSH_HOST/USER override) */
-#include "transport.h"
-#include "log.h"
+#include "node/transport.h"
+#include "base/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Wake-ups instead of polling (sql/007_claim_fast.sql, worker/pool.c): a real
+# Wake-ups instead of polling (sql/007_claim_fast.sql, worker/queue/pool.c): a real
 # worker whose poll_seconds is an hour still claims promptly when
 #   - a row is inserted (NOTIFY per INSERT statement),
 #   - a row's run_at comes due (vcl.next_due() told the worker when),

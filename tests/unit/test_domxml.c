@@ -7,7 +7,7 @@
 #include <libxml/xpath.h>
 #include <libxml/xpathInternals.h>
 
-#include "domxml.h"
+#include "node/domxml.h"
 #include "tap.h"
 
 #define COW    "/var/lib/libvirt/images/vclv99-197_234-v3.qcow2"

@@ -1,7 +1,7 @@
 /* test_transport.c: the "local" transport, for real, in a temp dir. */
 #include "tap.h"
-#include "transport.h"
-#include "error.h"
+#include "node/transport.h"
+#include "base/error.h"
 
 #include <errno.h>
 #include <fcntl.h>

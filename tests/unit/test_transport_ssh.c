@@ -11,9 +11,9 @@
  * the node dropped the sessions, unknown and changed host keys
  * (VCL_SSH_KH_UNKNOWN, VCL_SSH_KH_CHANGED). */
 #include "tap.h"
-#include "transport.h"
-#include "transport_impl.h"
-#include "error.h"
+#include "node/transport.h"
+#include "node/transport_impl.h"
+#include "base/error.h"
 
 #include <dirent.h>
 #include <errno.h>
