@@ -37,6 +37,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/roff.h"
+#include "base/util.h"
 
 #ifndef VCL_PREFIX
 #define VCL_PREFIX "/usr/local"
@@ -155,7 +156,7 @@ static const opt_def opts[] = {
       .help = "least severe level logged" },
     { .key = "command_timeout_seconds", .type = OPT_INT,
       .offset = offsetof(vcl_config, command_timeout_seconds),
-      .def_int = 7200, .min = 1, .max = 86400,
+      .def_int = CONFIG_COMMAND_TIMEOUT_DEFAULT_S, .min = 1, .max = 86400,
       .help = "timeout of one command on a node (qemu-img, image copies)" },
     { .key = "post_load_timeout_seconds", .type = OPT_INT,
       .offset = offsetof(vcl_config, post_load_timeout_seconds),
@@ -435,18 +436,17 @@ static char *default_drivers_dir(void)
 
     if (env && *env)
         return xstrdup(env);
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            snprintf(cand, sizeof cand, "%s/../lib/vcl-worker/drivers", exe);
-            if (realpath(cand, real) && stat(real, &st) == 0 && S_ISDIR(st.st_mode))
-                return xstrdup(real);
-        }
+    if (util_exe_dir(exe, sizeof exe)) {
+        snprintf(cand, sizeof cand, "%s/../lib/vcl-worker/drivers", exe);
+        if (realpath(cand, real) && stat(real, &st) == 0 && S_ISDIR(st.st_mode))
+            return xstrdup(real);
     }
     return xstrdup(VCL_PREFIX "/lib/vcl-worker/drivers");
+}
+
+int config_command_timeout(int seconds)
+{
+    return seconds > 0 ? seconds : CONFIG_COMMAND_TIMEOUT_DEFAULT_S;
 }
 
 /* Split "a, b,c" into trimmed items. False (why filled) on an empty item or

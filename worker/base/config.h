@@ -75,4 +75,10 @@ void config_print(const vcl_config *c, FILE *f);
 void config_print_help(FILE *f);
 /* The option table as man(7) tagged paragraphs (the CONFIGURATION section). */
 void config_print_man(FILE *f);
+
+/* The timeout of one command on a node: seconds when above zero, else the
+ * default of command_timeout_seconds (for a job without a config, or an
+ * image_req that leaves it 0). */
+#define CONFIG_COMMAND_TIMEOUT_DEFAULT_S 7200
+int config_command_timeout(int seconds);
 #endif

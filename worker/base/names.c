@@ -4,6 +4,7 @@
  * value (made printable and shortened: it may be hostile) and says why it was
  * refused, so the operator reading the reservation knows what to fix. */
 #include "base/names.h"
+#include "base/util.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -217,16 +218,6 @@ bool mac_check(const char *mac, vcl_error *e)
     return vcl_error_set(e, VCL_ERR_PERMANENT, "invalid MAC address '%s': %s", shown, p);
 }
 
-/* out = dir + '/' + base + (ext ? '.' + ext : ""), without doubling a trailing
- * '/' on dir. false when it would not fit. */
-static bool join_path(char *out, size_t size, const char *dir, const char *base, const char *ext)
-{
-    size_t dlen = strlen(dir);
-    const char *sep = (dlen > 0 && dir[dlen - 1] == '/') ? "" : "/";
-    int w = snprintf(out, size, "%s%s%s%s%s", dir, sep, base, ext ? "." : "", ext ? ext : "");
-    return w >= 0 && (size_t)w < size;
-}
-
 bool names_build(const char *computer, long long image_id, int revision, const char *file_stem,
                  const char *xml_dir, const char *cow_dir, const char *master_dir,
                  const char *disk_ext, vcl_names *out, vcl_error *e)
@@ -264,26 +255,26 @@ bool names_build(const char *computer, long long image_id, int revision, const c
         vcl_error_set(e, VCL_ERR_PERMANENT, "file base name for computer '%s' would be too long", computer);
         goto cleanup;
     }
-    if (!join_path(out->xml_path, sizeof out->xml_path, xml_dir, out->file_base, "xml")) {
+    if (!util_join_path(out->xml_path, sizeof out->xml_path, xml_dir, out->file_base, "xml")) {
         show(xml_dir, shown, sizeof shown);
         vcl_error_set(e, VCL_ERR_PERMANENT, "XML path for '%s' under '%s' would exceed %d bytes", out->file_base,
                       shown, PATH_MAX - 1);
         goto cleanup;
     }
-    if (!join_path(out->console_path, sizeof out->console_path, xml_dir, out->file_base,
+    if (!util_join_path(out->console_path, sizeof out->console_path, xml_dir, out->file_base,
                    "console.log")) {
         show(xml_dir, shown, sizeof shown);
         vcl_error_set(e, VCL_ERR_PERMANENT, "console log path for '%s' under '%s' would exceed %d bytes",
                       out->file_base, shown, PATH_MAX - 1);
         goto cleanup;
     }
-    if (!join_path(out->cow_path, sizeof out->cow_path, cow_dir, out->file_base, disk_ext)) {
+    if (!util_join_path(out->cow_path, sizeof out->cow_path, cow_dir, out->file_base, disk_ext)) {
         show(cow_dir, shown, sizeof shown);
         vcl_error_set(e, VCL_ERR_PERMANENT, "COW disk path for '%s' under '%s' would exceed %d bytes", out->file_base,
                       shown, PATH_MAX - 1);
         goto cleanup;
     }
-    if (!join_path(out->master_path, sizeof out->master_path, master_dir, file_stem, disk_ext)) {
+    if (!util_join_path(out->master_path, sizeof out->master_path, master_dir, file_stem, disk_ext)) {
         show(master_dir, shown, sizeof shown);
         vcl_error_set(e, VCL_ERR_PERMANENT, "master image path for '%s' under '%s' would exceed %d bytes", file_stem,
                       shown, PATH_MAX - 1);

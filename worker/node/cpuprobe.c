@@ -3,6 +3,7 @@
 #include "node/domxml.h"
 #include "base/log.h"
 #include "node/virt.h"
+#include "base/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,13 +17,6 @@
 /* How long a started probe must keep running to count (QEMU that dies while
  * its vCPUs come up is gone well within this). */
 #define PROBE_SETTLE_MS 300
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 /* Errors that say nothing about the mode: libvirt itself cannot be asked. */
 static bool connection_error(const virError *err)
@@ -49,7 +43,7 @@ static void probe_name(const char *node, char *name, size_t ncap, char *uuid, si
     unsigned char r[16];
     if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
         /* no entropy: time and address still keep concurrent probes apart */
-        unsigned long long t = (unsigned long long)mono_ms() ^ (unsigned long long)(size_t)name;
+        unsigned long long t = (unsigned long long)util_mono_ms() ^ (unsigned long long)(size_t)name;
         for (size_t i = 0; i < sizeof r; i++)
             r[i] = (unsigned char)(t >> (8 * (i % 8))) ^ (unsigned char)i;
     }
@@ -99,7 +93,7 @@ static bool probe_once(const cpu_probe_target *pt, const cpu_mode *m, cpu_probe_
             vcl_error_set(e, VCL_ERR_RETRYABLE, "CPU probe: serialising the probe domain failed");
         goto cleanup;
     }
-    long long t0 = mono_ms();
+    long long t0 = util_mono_ms();
     virResetLastError();
     dom = virDomainCreateXML(conn, xml, VIR_DOMAIN_START_AUTODESTROY);
     if (!dom) {
@@ -118,7 +112,7 @@ static bool probe_once(const cpu_probe_target *pt, const cpu_mode *m, cpu_probe_
                 goto cleanup;
             }
             rejection(err, t->why, sizeof t->why);
-            t->ms = (int)(mono_ms() - t0);
+            t->ms = (int)(util_mono_ms() - t0);
             ran = true;
             goto cleanup;
         }
@@ -143,7 +137,7 @@ static bool probe_once(const cpu_probe_target *pt, const cpu_mode *m, cpu_probe_
     } else {
         t->ok = true;
     }
-    t->ms = (int)(mono_ms() - t0);
+    t->ms = (int)(util_mono_ms() - t0);
     ran = true;
 
 cleanup:

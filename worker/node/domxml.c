@@ -24,6 +24,7 @@
 #include <libxml/parser.h>
 
 #include "base/names.h"
+#include "base/util.h"
 
 #define PARSE_OPTS (XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
 
@@ -606,7 +607,7 @@ bool domxml_disk_files(const char *xml, char ***paths, size_t *n)
 cleanup:
     xmlFreeDoc(doc);
     if (!ok) {
-        domxml_strings_free(v, count);
+        util_strv_free(v, count);
         return false;
     }
     *paths = v;
@@ -614,11 +615,3 @@ cleanup:
     return true;
 }
 
-void domxml_strings_free(char **v, size_t n)
-{
-    if (!v)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}

@@ -57,7 +57,7 @@ char *domxml_to_string(xmlDocPtr doc);
  * false when absent or unparsable. */
 bool domxml_read_owner(const char *xml, domxml_owner *out);
 /* File paths of every <disk type='file'> <source file=...> (top images only,
- * not backing stores). *paths malloc'd array of malloc'd strings. */
+ * not backing stores). *paths malloc'd array of malloc'd strings (free with
+ * util_strv_free, base/util.h). */
 bool domxml_disk_files(const char *xml, char ***paths, size_t *n);
-void domxml_strings_free(char **v, size_t n);
 #endif

@@ -3,6 +3,7 @@
 #include "node/image.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/util.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -29,11 +30,6 @@ struct hvdriver_set {
 };
 
 /* ------------------------------------------------------------------ loading */
-
-static int cmp_name(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 static int cmp_entry(const void *a, const void *b)
 {
@@ -130,7 +126,7 @@ bool hvdriver_load_all(const char *dir, char *const *order, int n_order, hvdrive
         n_names++;
     }
     if (n_names > 1)
-        qsort(names, n_names, sizeof *names, cmp_name);
+        qsort(names, n_names, sizeof *names, util_cmp_str);
 
     if (!(s = calloc(1, sizeof *s)) || (n_names && !(s->v = calloc(n_names, sizeof *s->v))))
         goto oom;
@@ -187,9 +183,7 @@ oom:
 cleanup:
     if (d)
         closedir(d);
-    for (size_t i = 0; i < n_names; i++)
-        free(names[i]);
-    free(names);
+    util_strv_free(names, n_names);
     hvdriver_set_free(s);
     return ok;
 }

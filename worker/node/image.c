@@ -22,7 +22,9 @@
  *   create -q -f FMT -F FMT -b MASTER -- COW
  *                                       -F is required with -b since QEMU 6.1 */
 #include "node/image.h"
+#include "base/config.h"
 #include "base/log.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -35,7 +37,6 @@
 #include <time.h>
 #include <yaml.h>
 
-#define DEFAULT_COMMAND_TIMEOUT_S 7200
 #define INFO_TIMEOUT_S 120
 /* How long to wait for another worker copying the same master. Past it the
  * stage fails retryable and the job comes back later instead of holding a
@@ -234,11 +235,6 @@ cleanup:
 
 /* ------------------------------------------------------------------ helpers */
 
-static int cmd_timeout(const image_req *r)
-{
-    return r->command_timeout_s > 0 ? r->command_timeout_s : DEFAULT_COMMAND_TIMEOUT_S;
-}
-
 static const char *req_format(const image_req *r)
 {
     return r->disk_format && r->disk_format[0] ? r->disk_format : "qcow2";
@@ -325,7 +321,7 @@ static bool remove_temps(vcl_transport *t, const char *path, vcl_error *e)
     }
     ok = true;
 cleanup:
-    transport_names_free(names, n);
+    util_strv_free(names, n);
     return ok;
 }
 
@@ -353,7 +349,7 @@ static bool qimg_check(const image_req *r, const char *path, const char *fmt, bo
     argv[i++] = path;
     argv[i] = NULL;
 
-    if (!transport_exec(r->t, argv, cmd_timeout(r), &res, e))
+    if (!transport_exec(r->t, argv, config_command_timeout(r->command_timeout_s), &res, e))
         goto cleanup;
     ok = true;
     if (res.status == 0 || res.status == 3 || res.status == 63) {
@@ -455,14 +451,14 @@ static bool repo_search(const image_req *r, char *found, size_t found_len, bool 
                 ok = true;
                 goto cleanup;
             }
-            transport_names_free(paths, n);
+            util_strv_free(paths, n);
             paths = NULL;
             n = 0;
         }
     }
     ok = true;
 cleanup:
-    transport_names_free(paths, n);
+    util_strv_free(paths, n);
     return ok;
 }
 
@@ -540,7 +536,7 @@ static bool vmdk_extents(const image_req *r, image_location *loc, vcl_error *e)
     }
     ok = true;
 cleanup:
-    transport_names_free(names, n);
+    util_strv_free(names, n);
     return ok;
 }
 
@@ -739,7 +735,8 @@ static bool node_convert(const image_req *r, const char *sfmt, const char *src, 
         pthread_cond_init(&w.cv, NULL);
         watching = pthread_create(&th, NULL, convert_watch_main, &w) == 0;
     }
-    bool ok = transport_run(r->t, conv, cmd_timeout(r), VCL_ERR_RETRYABLE, NULL, e);
+    bool ok = transport_run(r->t, conv, config_command_timeout(r->command_timeout_s),
+                            VCL_ERR_RETRYABLE, NULL, e);
     if (watching) {
         pthread_mutex_lock(&w.mu);
         atomic_store(&w.stop, 1);
@@ -783,7 +780,8 @@ static bool master_build(const image_req *r, vcl_error *e)
         vcl_error_prefix(e, "repository image %s", src);
         goto cleanup;
     }
-    if (!qimg_check_path(rt, src, si.format, false, cmd_timeout(r), &passed, e))
+    if (!qimg_check_path(rt, src, si.format, false, config_command_timeout(r->command_timeout_s),
+                         &passed, e))
         goto cleanup;
     if (!passed) {
         vcl_error_prefix(e, "repository image %s is damaged (qemu-img check failed); "
@@ -1015,7 +1013,8 @@ bool image_ensure_cow(const image_req *r, vcl_error *e)
     const char *argv[] = { "qemu-img", "create", "-q", "-f", fmt, "-F", fmt, "-b", r->master_path,
                            "--", tmp, NULL };
     tmp_made = true;
-    if (!transport_run(r->t, argv, cmd_timeout(r), VCL_ERR_RETRYABLE, NULL, e))
+    if (!transport_run(r->t, argv, config_command_timeout(r->command_timeout_s), VCL_ERR_RETRYABLE,
+                       NULL, e))
         goto cleanup;
     if (!transport_rename(r->t, tmp, r->cow_path, e))
         goto cleanup;

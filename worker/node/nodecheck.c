@@ -1,6 +1,7 @@
 /* nodecheck.c: see nodecheck.h. */
 #include "node/nodecheck.h"
 #include "node/virt.h"
+#include "base/util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,13 +10,6 @@
 #include <time.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
-
-static double mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
-}
 
 static node_check_item *item(node_check_report *r, const char *name)
 {
@@ -75,7 +69,7 @@ static void check_libvirt(const node_check_target *t, node_check_report *r, virC
     node_check_item *it = item(r, "libvirt");
     vcl_error e;
     vcl_error_clear(&e);
-    double t0 = mono_ms();
+    double t0 = util_mono_s();
     if (!(*conn = virt_open(t->libvirt_uri, &e))) {
         char fix[512];
         snprintf(fix, sizeof fix,
@@ -86,15 +80,15 @@ static void check_libvirt(const node_check_target *t, node_check_report *r, virC
         say(it, false, fix, "%s", e.msg);
         return;
     }
-    double connect_ms = mono_ms() - t0;
+    double connect_ms = (util_mono_s() - t0) * 1000;
     unsigned long lib = 0, hv = 0;
     char libs[32] = "?", hvs[32] = "?";
     const char *type = virConnectGetType(*conn);
-    double rt0 = mono_ms();
+    double rt0 = util_mono_s();
     int rt_ok = 0;
     for (int i = 0; i < 3; i++)
         rt_ok += virConnectGetLibVersion(*conn, &lib) == 0;
-    double rt = (mono_ms() - rt0) / 3;
+    double rt = (util_mono_s() - rt0) * 1000 / 3;
     if (rt_ok)
         version_str(lib, libs, sizeof libs);
     if (virConnectGetVersion(*conn, &hv) == 0)
@@ -108,7 +102,7 @@ static void check_transport(const node_check_target *t, node_check_report *r, vc
     node_check_item *it = item(r, "transport");
     vcl_error e;
     vcl_error_clear(&e);
-    double t0 = mono_ms();
+    double t0 = util_mono_s();
     static const char *const argv[] = { "true", NULL };
     transport_result res = { 0 };
     if (!(*tr = transport_new(t->transport, t->topts, &e)) ||
@@ -126,9 +120,10 @@ static void check_transport(const node_check_target *t, node_check_report *r, vc
     if (strcmp(t->transport, "ssh") == 0)
         say(it, true, NULL, "ssh %s%s%s:%d answers in %.0f ms", t->topts && t->topts->user ? t->topts->user : "",
             t->topts && t->topts->user ? "@" : "", t->topts ? t->topts->host : "?",
-            t->topts && t->topts->port ? t->topts->port : 22, mono_ms() - t0);
+            t->topts && t->topts->port ? t->topts->port : 22, (util_mono_s() - t0) * 1000);
     else
-        say(it, true, NULL, "local (commands run on this host) in %.0f ms", mono_ms() - t0);
+        say(it, true, NULL, "local (commands run on this host) in %.0f ms",
+            (util_mono_s() - t0) * 1000);
 }
 
 static const vcl_driver_ops *check_driver(const node_check_target *t, node_check_report *r,

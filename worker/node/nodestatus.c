@@ -6,6 +6,7 @@
 #include "base/names.h"
 #include "queue/statements.h"
 #include "node/virt.h"
+#include "base/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,7 +76,7 @@ bool node_status_gather(virConnectPtr conn, vcl_transport *t, const char *uuid, 
     }
     ok = true;
 cleanup:
-    domxml_strings_free(disks, nd);
+    util_strv_free(disks, nd);
     free(xml);
     virDomainFree(dom);
     return ok;

@@ -11,6 +11,7 @@
 #include "node/transport.h"
 #include "node/transport_impl.h"
 #include "base/log.h"
+#include "base/util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -167,13 +168,6 @@ static bool arg_check(const char *what, const char *s, vcl_error *e)
     return true;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void close_fd(int *fd)
 {
     if (*fd >= 0) {
@@ -225,15 +219,10 @@ static void fsync_parent(const char *path)
     fsync_dir(dir);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 void transport_names_sort(char **names, size_t n)
 {
     if (n > 1)
-        qsort(names, n, sizeof *names, cmp_str);
+        qsort(names, n, sizeof *names, util_cmp_str);
 }
 
 /* ------------------------------------------------------------- local: exec */
@@ -365,7 +354,7 @@ static bool local_exec(vcl_transport *t, const char *const argv[], int timeout_s
     close_fd(&err_p[1]);
     close_fd(&rep_p[1]);
 
-    int64_t deadline = timeout_s > 0 ? now_ms() + (int64_t)timeout_s * 1000 : 0;
+    int64_t deadline = timeout_s > 0 ? util_mono_ms() + (int64_t)timeout_s * 1000 : 0;
     struct pollfd pfd[3] = {
         { .fd = out_p[0], .events = POLLIN },
         { .fd = err_p[0], .events = POLLIN },
@@ -378,7 +367,7 @@ static bool local_exec(vcl_transport *t, const char *const argv[], int timeout_s
     while (pfd[0].fd >= 0 || pfd[1].fd >= 0 || pfd[2].fd >= 0) {
         int wait_ms = -1;
         if (deadline) {
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - util_mono_ms();
             if (left <= 0) {
                 timed_out = true;
                 break;
@@ -442,7 +431,7 @@ static bool local_exec(vcl_transport *t, const char *const argv[], int timeout_s
             goto cleanup;
         }
         if (w == 0) {
-            if (now_ms() >= deadline)
+            if (util_mono_ms() >= deadline)
                 timed_out = true;
             else {
                 struct timespec ts = { 0, 10 * 1000 * 1000 };
@@ -529,22 +518,6 @@ static bool write_all(int fd, const void *data, size_t len)
         }
         p += n;
         len -= (size_t)n;
-    }
-    return true;
-}
-
-static bool pwrite_all(int fd, const char *p, size_t len, off_t off)
-{
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return false;
-        }
-        p += n;
-        len -= (size_t)n;
-        off += n;
     }
     return true;
 }
@@ -821,14 +794,8 @@ static bool local_list_dir(vcl_transport *t, const char *dir, char ***names, siz
 cleanup:
     if (d)
         closedir(d);
-    transport_names_free(sv.v, sv.n);
+    util_strv_free(sv.v, sv.n);
     return ok;
-}
-
-static bool all_zero(const char *p, size_t n)
-{
-    /* First byte zero and every byte equal to the previous one. */
-    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
 /* Copy keeping holes: walk the data segments (SEEK_DATA/SEEK_HOLE; the whole
@@ -891,7 +858,7 @@ static bool local_copy(const char *local_src, bool src_follow, const char *dst,
                 hole = size = off;
                 break;
             }
-            if (!all_zero(buf, (size_t)n) && !pwrite_all(out, buf, (size_t)n, off)) {
+            if (!util_all_zero(buf, (size_t)n) && !util_pwrite_all(out, buf, (size_t)n, off)) {
                 transport_errno_error(e, errno, "cannot write", dst);
                 goto cleanup;
             }
@@ -962,7 +929,7 @@ static bool local_glob(vcl_transport *t, const char *pattern, char ***paths, siz
     ok = true;
 cleanup:
     globfree(&g);
-    transport_names_free(sv.v, sv.n);
+    util_strv_free(sv.v, sv.n);
     return ok;
 }
 
@@ -1558,15 +1525,6 @@ bool transport_list_dir(vcl_transport *t, const char *dir, char ***names, size_t
     if (!arg_check("list", dir, e))
         return false;
     return t->ops->list_dir(t, dir, names, n, e);
-}
-
-void transport_names_free(char **names, size_t n)
-{
-    if (!names)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
 }
 
 bool transport_copy_in(vcl_transport *t, const char *local_src, const char *dst,

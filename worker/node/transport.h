@@ -123,9 +123,8 @@ bool transport_remove(vcl_transport *t, const char *path, vcl_error *e);
  * and the command that fixes it. */
 bool transport_mkdir_p(vcl_transport *t, const char *path, mode_t mode, vcl_error *e);
 /* Names (not paths) in dir, excluding . and ..; *names is a malloc'd array of
- * malloc'd strings; free with transport_names_free. */
+ * malloc'd strings; free with util_strv_free (base/util.h). */
 bool transport_list_dir(vcl_transport *t, const char *dir, char ***names, size_t *n, vcl_error *e);
-void transport_names_free(char **names, size_t n);
 /* Copy a file from this host onto the node (local: a plain copy keeping
  * sparseness). Writes dst directly; callers use a temp name and rename.
  * ssh: streamed over SFTP with holes kept (SEEK_HOLE and all-zero 64 KiB
@@ -149,6 +148,6 @@ bool transport_rename_noreplace(vcl_transport *t, const char *from, const char *
                                 bool *existed, vcl_error *e);
 /* Expand a glob(7) pattern on the node (repository paths may hold wildcards).
  * *paths is a sorted, malloc'd array of malloc'd paths (free with
- * transport_names_free); no match is success with *n == 0. */
+ * util_strv_free); no match is success with *n == 0. */
 bool transport_glob(vcl_transport *t, const char *pattern, char ***paths, size_t *n, vcl_error *e);
 #endif

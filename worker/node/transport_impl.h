@@ -91,7 +91,7 @@ bool transport_capbuf_init(transport_capbuf *b, size_t cap, bool keep_tail);
 void transport_capbuf_add(transport_capbuf *b, const char *data, size_t n);
 
 /* Growable array of strings for list_dir and glob; starts as { 0 }, freed
- * with transport_names_free(v, n). */
+ * with util_strv_free(v, n). */
 typedef struct transport_strvec {
     char **v;
     size_t n, cap;

@@ -39,6 +39,7 @@
  * libssh2 does not speak posix-rename@openssh.com). */
 #include "node/transport_impl.h"
 #include "base/log.h"
+#include "base/util.h"
 
 #include <libssh2.h>
 #include <libssh2_sftp.h>
@@ -134,13 +135,6 @@ static void ssh_global_init(void)
 {
     ssh_init_rc = libssh2_init(0);
     atexit(transport_ssh_close_idle);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static bool str_eq(const char *a, const char *b)
@@ -274,7 +268,7 @@ static bool conn_wait(ssh_conn *c, int64_t deadline)
     }
     int wait = 1000;
     if (deadline) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - util_mono_ms();
         if (left <= 0) {
             c->timed_out = true;
             return false;
@@ -305,7 +299,7 @@ static bool conn_wait(ssh_conn *c, int64_t deadline)
 
 static int64_t io_deadline(void)
 {
-    return now_ms() + (int64_t)SSH_IO_TIMEOUT_S * 1000;
+    return util_mono_ms() + (int64_t)SSH_IO_TIMEOUT_S * 1000;
 }
 
 /* ---------------------------------------------------------------- errors */
@@ -436,7 +430,7 @@ static int tcp_connect(const char *host, int port, int64_t deadline, const char 
         if (err == EINPROGRESS) {
             struct pollfd pfd = { .fd = fd, .events = POLLOUT };
             for (;;) {
-                int64_t left = deadline - now_ms();
+                int64_t left = deadline - util_mono_ms();
                 if (left <= 0) {
                     err = ETIMEDOUT;
                     break;
@@ -610,7 +604,7 @@ static ssh_conn *conn_open(ssh_pool *p, unsigned long serial, vcl_error *e)
     c->pool = p;
     c->sock = -1;
     c->serial = serial;
-    int64_t t0 = now_ms();
+    int64_t t0 = util_mono_ms();
     int64_t deadline = t0 + (int64_t)(p->connect_timeout_s > 0 ? p->connect_timeout_s
                                                               : SSH_CONNECT_TIMEOUT_S) * 1000;
 
@@ -682,7 +676,7 @@ static ssh_conn *conn_open(ssh_pool *p, unsigned long serial, vcl_error *e)
     const char *cipher = libssh2_session_methods(c->s, LIBSSH2_METHOD_CRYPT_CS),
                *mac = libssh2_session_methods(c->s, LIBSSH2_METHOD_MAC_CS);
     log_debug("ssh %s: session #%lu open in %lld ms (%s, %s)", p->label, serial,
-              (long long)(now_ms() - t0), cipher ? cipher : "?", mac ? mac : "?");
+              (long long)(util_mono_ms() - t0), cipher ? cipher : "?", mac ? mac : "?");
     return c;
 fail:
     if (kh)
@@ -698,7 +692,7 @@ static ssh_conn *pool_get(ssh_pool *p, bool *fresh, vcl_error *e)
     ssh_conn *c = NULL, *expired = NULL;
     unsigned long serial = 0;
     pthread_mutex_lock(&pools_mu);
-    pools_expire_locked(now_ms(), &expired);
+    pools_expire_locked(util_mono_ms(), &expired);
     if (p->idle) {
         c = p->idle;
         p->idle = c->next;
@@ -737,7 +731,7 @@ static void pool_put(ssh_conn *c)
     bool keep = false;
     pthread_mutex_lock(&pools_mu);
     if (!c->broken && p->n_idle < SSH_IDLE_KEEP) {
-        c->idle_since_ms = now_ms();
+        c->idle_since_ms = util_mono_ms();
         c->next = p->idle;
         p->idle = c;
         p->n_idle++;
@@ -957,7 +951,7 @@ static bool ssh_exec_conn(ssh_conn *c, void *ctx, vcl_error *e)
     transport_capbuf out = { 0 }, err = { 0 };
     bool ok = false;
     int rc;
-    int64_t start = now_ms();
+    int64_t start = util_mono_ms();
     int64_t deadline = x->timeout_s > 0
                            ? start + (int64_t)(x->timeout_s + SSH_KILL_GRACE_S + SSH_WAIT_GRACE_S) * 1000
                            : 0;
@@ -1016,7 +1010,7 @@ static bool ssh_exec_conn(ssh_conn *c, void *ctx, vcl_error *e)
         conn_fail(c, e, "closing the channel of", x->argv[0]);
         goto cleanup;
     }
-    x->elapsed_ms = now_ms() - start;
+    x->elapsed_ms = util_mono_ms() - start;
     char *signame = NULL;
     libssh2_channel_get_exit_signal(ch, &signame, NULL, NULL, NULL, NULL, NULL);
     if (signame) {
@@ -1036,7 +1030,7 @@ cleanup:
     if (ch) {
         if (!ok && !c->broken) {
             /* Leave the session usable: close our side, do not wait long. */
-            int64_t d = now_ms() + 2000;
+            int64_t d = util_mono_ms() + 2000;
             SSH_RETRY(c, d, rc, libssh2_channel_close(ch));
             if (rc)
                 c->broken = true;
@@ -1766,7 +1760,7 @@ static bool ssh_list_dir_conn(ssh_conn *c, void *ctx, vcl_error *e)
     path_ctx *x = ctx;
     transport_strvec sv = { 0 };
     if (!conn_list(c, x->path, &sv, false, e)) {
-        transport_names_free(sv.v, sv.n);
+        util_strv_free(sv.v, sv.n);
         return false;
     }
     transport_names_sort(sv.v, sv.n);
@@ -1851,7 +1845,7 @@ static bool ssh_glob_conn(ssh_conn *c, void *ctx, vcl_error *e)
             vcl_error le;
             vcl_error_clear(&le);
             if (!conn_list(c, cur.v[i][0] ? cur.v[i] : ".", &names, true, &le)) {
-                transport_names_free(names.v, names.n);
+                util_strv_free(names.v, names.n);
                 if (c->broken) {
                     *e = le;
                     goto cleanup;
@@ -1865,15 +1859,15 @@ static bool ssh_glob_conn(ssh_conn *c, void *ctx, vcl_error *e)
                 char *j = path_join(cur.v[i], names.v[k], strlen(names.v[k]));
                 if (!j || !transport_strvec_push(&next, j)) {
                     free(j);
-                    transport_names_free(names.v, names.n);
+                    util_strv_free(names.v, names.n);
                     vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory expanding '%s'", pat);
                     goto cleanup;
                 }
                 free(j);
             }
-            transport_names_free(names.v, names.n);
+            util_strv_free(names.v, names.n);
         }
-        transport_names_free(cur.v, cur.n);
+        util_strv_free(cur.v, cur.n);
         cur = next;
         next = (transport_strvec){ 0 };
         p += clen;
@@ -1898,12 +1892,12 @@ static bool ssh_glob_conn(ssh_conn *c, void *ctx, vcl_error *e)
                 goto cleanup;
             }
         }
-        transport_names_free(cur.v, cur.n);
+        util_strv_free(cur.v, cur.n);
         cur = next;
         next = (transport_strvec){ 0 };
     }
     if (cur.n == 1 && !strcmp(cur.v[0], "/") && strcmp(pat, "/") != 0) {
-        transport_names_free(cur.v, cur.n);
+        util_strv_free(cur.v, cur.n);
         cur = (transport_strvec){ 0 };
     }
     transport_names_sort(cur.v, cur.n);
@@ -1912,8 +1906,8 @@ static bool ssh_glob_conn(ssh_conn *c, void *ctx, vcl_error *e)
     cur = (transport_strvec){ 0 };
     ok = true;
 cleanup:
-    transport_names_free(cur.v, cur.n);
-    transport_names_free(next.v, next.n);
+    util_strv_free(cur.v, cur.n);
+    util_strv_free(next.v, next.n);
     return ok;
 }
 
@@ -1938,11 +1932,6 @@ typedef struct copy_ctx {
     long long resumed_from;
     long long sent;       /* bytes sent over the wire (data, not holes) */
 } copy_ctx;
-
-static bool all_zero(const char *p, size_t n)
-{
-    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
 
 /* A write stream over an SFTP handle that keeps libssh2's pipeline full
  * across calls (conn_write_all waits for every byte to be acknowledged, so
@@ -2132,14 +2121,14 @@ static bool ssh_copy_in_conn(ssh_conn *c, void *ctx, vcl_error *e)
             /* Runs of non-zero blocks are written; zero blocks become holes. */
             for (size_t i = 0; i < got;) {
                 size_t blk = got - i < SPARSE_BLOCK ? got - i : SPARSE_BLOCK;
-                if (all_zero(x->buf + i, blk)) {
+                if (util_all_zero(x->buf + i, blk)) {
                     i += blk;
                     continue;
                 }
                 size_t j = i + blk;
                 while (j < got) {
                     size_t b2 = got - j < SPARSE_BLOCK ? got - j : SPARSE_BLOCK;
-                    if (all_zero(x->buf + j, b2))
+                    if (util_all_zero(x->buf + j, b2))
                         break;
                     j += b2;
                 }
@@ -2194,7 +2183,7 @@ static bool ssh_copy_in(vcl_transport *t, const char *local_src, const char *dst
                    .in = -1 };
     struct stat sb;
     bool ok = false;
-    int64_t t0 = now_ms();
+    int64_t t0 = util_mono_ms();
 
     x.in = transport_open_regular(local_src, false, true, "copy", e);
     if (x.in < 0)
@@ -2214,7 +2203,7 @@ static bool ssh_copy_in(vcl_transport *t, const char *local_src, const char *dst
     }
     if (!with_conn(t, ssh_copy_in_conn, &x, e))
         goto cleanup;
-    int64_t ms = now_ms() - t0;
+    int64_t ms = util_mono_ms() - t0;
     log_info("sftp copy %s: %s -> %s: %lld bytes (%lld sent%s) in %lld ms",
              ((ssh_pool *)t->priv)->label, local_src, dst, (long long)x.size, x.sent,
              x.resumed_from ? ", resumed" : "", (long long)ms);
@@ -2245,22 +2234,6 @@ typedef struct copy_out_ctx {
     long long size;       /* bytes copied */
 } copy_out_ctx;
 
-static bool local_pwrite_all(int fd, const char *p, size_t len, off_t off)
-{
-    while (len > 0) {
-        ssize_t w = pwrite(fd, p, len, off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return false;
-        }
-        p += w;
-        len -= (size_t)w;
-        off += w;
-    }
-    return true;
-}
-
 static bool ssh_copy_out_conn(ssh_conn *c, void *ctx, vcl_error *e)
 {
     copy_out_ctx *x = ctx;
@@ -2288,7 +2261,7 @@ static bool ssh_copy_out_conn(ssh_conn *c, void *ctx, vcl_error *e)
         }
         if (r == 0)
             break;
-        if (!all_zero(x->buf, (size_t)r) && !local_pwrite_all(x->out, x->buf, (size_t)r, (off_t)off)) {
+        if (!util_all_zero(x->buf, (size_t)r) && !util_pwrite_all(x->out, x->buf, (size_t)r, (off_t)off)) {
             transport_errno_error(e, errno, "cannot write", x->dst);
             goto cleanup;
         }
@@ -2322,7 +2295,7 @@ static bool ssh_copy_out(vcl_transport *t, const char *src, const char *local_ds
     copy_out_ctx x = { .src = src, .dst = local_dst, .progress = progress, .opaque = opaque,
                        .out = -1 };
     bool ok = false;
-    int64_t t0 = now_ms();
+    int64_t t0 = util_mono_ms();
 
     x.out = transport_open_regular(local_dst, true, false, "write", e);
     if (x.out < 0)
@@ -2345,7 +2318,7 @@ static bool ssh_copy_out(vcl_transport *t, const char *src, const char *local_ds
     }
     x.out = -1;
     log_info("sftp copy %s: %s -> (this host) %s: %lld bytes in %lld ms",
-             ((ssh_pool *)t->priv)->label, src, local_dst, x.size, (long long)(now_ms() - t0));
+             ((ssh_pool *)t->priv)->label, src, local_dst, x.size, (long long)(util_mono_ms() - t0));
     ok = true;
 cleanup:
     if (x.out >= 0)

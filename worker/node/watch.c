@@ -4,6 +4,7 @@
 #include "base/log.h"
 #include "queue/statements.h"
 #include "node/virt.h"
+#include "base/util.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -66,13 +67,6 @@ static struct {
     watch_node *nodes[WATCH_MAX_NODES];
     int n_nodes;
 } W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 void watch_reason(const char *domain, const char *kind, const char *detail, char *out,
                   size_t outlen)
@@ -193,7 +187,7 @@ static bool node_ensure_ex(watch_node *n, bool *opened)
 {
     if (n->conn)
         return true;
-    double now = mono_s();
+    double now = util_mono_s();
     if (now < n->next_try)
         return false;
     vcl_error e;
@@ -476,21 +470,6 @@ static bool db_ready(void)
     return false;
 }
 
-/* NOTIFY vcl_node arrived (read from the socket: no query). */
-static bool nodes_notified(void)
-{
-    PGconn *c = db_pg(W.db);
-    bool any = false;
-    if (!PQconsumeInput(c))
-        return false; /* a broken connection: db_ready() reconnects */
-    PGnotify *n;
-    while ((n = PQnotifies(c))) {
-        any = true;
-        PQfreemem(n);
-    }
-    return any;
-}
-
 static void *work_main(void *arg)
 {
     (void)arg;
@@ -506,9 +485,10 @@ static void *work_main(void *arg)
                 usleep(100000);
             continue;
         }
-        double now = mono_s();
+        double now = util_mono_s();
         bool overflow = false;
-        if (nodes_notified())
+        /* NOTIFY vcl_node arrived (a broken connection: db_ready() reconnects) */
+        if (db_notified(W.db))
             W.nodes_dirty = true;
         /* The database is read for the node list only when it changed (or
          * at the resync, which re-reads it anyway); failed connections are
@@ -521,12 +501,12 @@ static void *work_main(void *arg)
                 nodes_reopen(&opened);
             if (opened)
                 next_resync = now; /* a node (re)connected: look at its computers now */
-            next_nodes = mono_s() + nodes_every;
+            next_nodes = util_mono_s() + nodes_every;
         }
         if (now >= next_resync) {
             resync();
-            next_resync = mono_s() + period;
-            next_nodes = mono_s() + nodes_every;
+            next_resync = util_mono_s() + period;
+            next_nodes = util_mono_s() + nodes_every;
         }
         /* wait for events, the next resync or stop */
         watch_event batch[64];
@@ -535,7 +515,7 @@ static void *work_main(void *arg)
         if (W.qlen == 0 && !W.overflow && !atomic_load(&W.stop)) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            double wait = (next_resync < next_nodes ? next_resync : next_nodes) - mono_s();
+            double wait = (next_resync < next_nodes ? next_resync : next_nodes) - util_mono_s();
             if (wait > 1)
                 wait = 1; /* also re-check stop and the DB connection */
             if (wait < 0)

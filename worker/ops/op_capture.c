@@ -41,6 +41,7 @@
 #include "queue/stage.h"
 #include "queue/statements.h"
 #include "node/virt.h"
+#include "base/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,19 +76,6 @@ typedef struct capture_facts {
     char tmp[PATH_MAX];          /* <final>.tmp-<reservation id> */
 } capture_facts;
 
-static int cmd_timeout(const job *j)
-{
-    return j->cfg && j->cfg->command_timeout_seconds > 0 ? j->cfg->command_timeout_seconds : 7200;
-}
-
-static void join_path(char *out, size_t len, const char *dir, const char *name, const char *ext)
-{
-    size_t dl = strlen(dir);
-    while (dl > 1 && dir[dl - 1] == '/')
-        dl--;
-    snprintf(out, len, "%.*s/%s%s%s", (int)dl, dir, name, ext ? "." : "", ext ? ext : "");
-}
-
 /* The args, checked: bad input is a permanent error that changes nothing. */
 static bool parse_args(job *j, capture_facts *f, const char *after, const char *stem,
                        const char *timeout, vcl_error *e)
@@ -116,10 +104,24 @@ static bool parse_args(job *j, capture_facts *f, const char *after, const char *
     return true;
 }
 
-static void set_paths(job *j, capture_facts *f)
+/* <dir>/<stem>.<ext> into final and its temporary name <final>.tmp-<id>
+ * into tmp (both PATH_MAX bytes). A path that does not fit is a permanent
+ * error, never a truncated path. */
+static bool target_paths(const job *j, const char *dir, const char *stem, const char *ext,
+                         char *final, char *tmp, vcl_error *e)
 {
-    join_path(f->final, sizeof f->final, j->master_dir, f->stem, f->ext);
-    snprintf(f->tmp, sizeof f->tmp, "%s.tmp-%lld", f->final, j->id);
+    int w;
+    if (!util_join_path(final, PATH_MAX, dir, stem, ext) ||
+        (w = snprintf(tmp, PATH_MAX, "%s.tmp-%lld", final, j->id)) < 0 || w >= PATH_MAX)
+        return vcl_error_set(e, VCL_ERR_PERMANENT,
+                             "the path of '%s.%s' under '%.200s' would exceed %d bytes", stem, ext,
+                             dir, PATH_MAX - 1);
+    return true;
+}
+
+static bool set_paths(job *j, capture_facts *f, vcl_error *e)
+{
+    return target_paths(j, j->master_dir, f->stem, f->ext, f->final, f->tmp, e);
 }
 
 /* Read the capture's rows. fallback_revision_id: the revision named by the
@@ -157,9 +159,8 @@ static bool load_facts(job *j, capture_facts *f, long long fallback_revision_id,
     if (!parse_args(j, f, after, stem, timeout, e))
         return false;
     if (f->planned) {
-        if (!name_check("capture file stem", f->stem, e))
+        if (!name_check("capture file stem", f->stem, e) || !set_paths(j, f, e))
             return false;
-        set_paths(j, f);
     }
     return true;
 }
@@ -189,7 +190,7 @@ static bool domain_first_disk(job *j, virDomainPtr dom, char *disk, size_t len, 
     bool ok = domxml_disk_files(xml, &disks, &n);
     free(xml);
     if (!ok || n == 0) {
-        domxml_strings_free(disks, n);
+        util_strv_free(disks, n);
         return vcl_error_set(e, VCL_ERR_PERMANENT, "domain %s of computer %s has no disk file to "
                              "capture", virDomainGetName(dom), j->computer);
     }
@@ -197,7 +198,7 @@ static bool domain_first_disk(job *j, virDomainPtr dom, char *disk, size_t len, 
         log_warn("domain %s has %zu disks: capturing the first, %s", virDomainGetName(dom), n,
                  disks[0]);
     snprintf(disk, len, "%s", disks[0]);
-    domxml_strings_free(disks, n);
+    util_strv_free(disks, n);
     return true;
 }
 
@@ -227,7 +228,7 @@ static bool master_verify_on(job *j, vcl_transport *tp, const char *path, const 
     vcl_error_clear(&ce);
     *good = false;
     why[0] = '\0';
-    if (!qimg_check_path(tp, path, fmt, true, cmd_timeout(j), &passed, &ce)) {
+    if (!qimg_check_path(tp, path, fmt, true, op_command_timeout(j), &passed, &ce)) {
         *e = ce;
         return false;
     }
@@ -309,13 +310,13 @@ static bool repo_dir(job *j, char *dir, size_t len, vcl_error *e)
     for (size_t i = 0; i < n && !dir[0]; i++) {
         transport_stat_info st;
         if (!transport_stat(rt, paths[i], &st, e)) {
-            transport_names_free(paths, n);
+            util_strv_free(paths, n);
             return false;
         }
         if (st.exists && st.is_dir)
             snprintf(dir, len, "%s", paths[i]);
     }
-    transport_names_free(paths, n);
+    util_strv_free(paths, n);
     if (!dir[0])
         return vcl_error_set(e, VCL_ERR_PERMANENT,
                              "the first repository path of node %s, %s, matches no directory: "
@@ -368,9 +369,8 @@ static bool plan_try(job *j, capture_facts *f, bool *lost, vcl_error *e)
                              "the file stem %s-v%d would be longer than %d characters: name one "
                              "(args {\"file_stem\": ...}, vclctl capture --file-stem)",
                              f->image, f->revision, NAME_MAX_LEN);
-    if (!name_check("capture file stem", f->stem, e))
+    if (!name_check("capture file stem", f->stem, e) || !set_paths(j, f, e))
         return false;
-    set_paths(j, f);
 
     /* the stem must be new in the database ... */
     char used[256] = "";
@@ -556,7 +556,7 @@ static bool st_flatten(void *opaque, char *detail, size_t dlen, vcl_error *e)
     const char *conv[] = { "qemu-img", "convert", "-t", "writeback", "-f", src.format, "-O", f.fmt,
                            "--", disk, f.tmp, NULL };
     tmp_made = true;
-    if (!transport_run(j->t, conv, cmd_timeout(j), VCL_ERR_RETRYABLE, NULL, e))
+    if (!transport_run(j->t, conv, op_command_timeout(j), VCL_ERR_RETRYABLE, NULL, e))
         goto cleanup;
     tmp_made = false;
     snprintf(detail, dlen, "%s; flattened %s (backing %s) into %s", how, disk,
@@ -671,8 +671,8 @@ static bool upload_to_management(job *j, capture_facts *f, const char *dir, char
 
     if (!job_repo_transport(j, &rt, e))
         return false;
-    join_path(dst, sizeof dst, dir, f->stem, f->ext);
-    snprintf(tmp, sizeof tmp, "%s.tmp-%lld", dst, j->id);
+    if (!target_paths(j, dir, f->stem, f->ext, dst, tmp, e))
+        return false;
     if (!qimg_info_get(j->t, f->final, &mq, e))
         return vcl_error_prefix(e, "the published master");
     if (!transport_stat(rt, dst, &ls, e))
@@ -754,8 +754,8 @@ static bool st_upload(void *opaque, char *detail, size_t dlen, vcl_error *e)
     }
     if (strcmp(j->repo_location, "management") == 0)
         return upload_to_management(j, &f, dir, detail, dlen, e);
-    join_path(dst, sizeof dst, dir, f.stem, f.ext);
-    snprintf(tmp, sizeof tmp, "%s.tmp-%lld", dst, j->id);
+    if (!target_paths(j, dir, f.stem, f.ext, dst, tmp, e))
+        return false;
     if (!qimg_info_get(j->t, f.final, &mq, e))
         return vcl_error_prefix(e, "the published master");
     if (!file_exists(j, dst, &exists, e))
@@ -786,7 +786,7 @@ static bool st_upload(void *opaque, char *detail, size_t dlen, vcl_error *e)
     snprintf(line, sizeof line, "converting %s (virtual size) into the repository with qemu-img "
              "convert on the node", sz);
     job_copy_progress_note(&prog, line);
-    if (!transport_run(j->t, conv, cmd_timeout(j), VCL_ERR_RETRYABLE, NULL, e))
+    if (!transport_run(j->t, conv, op_command_timeout(j), VCL_ERR_RETRYABLE, NULL, e))
         goto cleanup;
     job_copy_progress_fn(&prog, mq.virtual_size, mq.virtual_size);
     if (!master_verify(j, tmp, f.fmt, mq.virtual_size, &good, &rq, why, sizeof why, e))

@@ -4,6 +4,7 @@
 #include "node/domxml.h"
 #include "base/log.h"
 #include "node/virt.h"
+#include "base/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,7 +106,7 @@ bool op_remove_computer_domains(job *j, op_cleanup_stats *s, vcl_error *e)
                 log_warn("domain %s uses %s, outside this computer's files: left alone", name,
                          disks[k]);
         }
-        domxml_strings_free(disks, nd);
+        util_strv_free(disks, nd);
         if (!step) {
             vcl_error_prefix(e, "removing domain %s", name);
             goto cleanup;
@@ -287,6 +288,11 @@ bool op_wait_booted(job *j, char *detail, size_t dlen, vcl_error *e)
     }
 }
 
+int op_command_timeout(const job *j)
+{
+    return config_command_timeout(j->cfg ? j->cfg->command_timeout_seconds : 0);
+}
+
 bool op_recorded_domain(job *j, virDomainPtr *dom, vcl_error *e)
 {
     *dom = NULL;
@@ -313,13 +319,6 @@ bool op_require_domain(job *j, virDomainPtr *dom, vcl_error *e)
 
 /* ---- graceful shutdown ---- */
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Any state in which the domain holds its resources and may still run. */
 static bool domain_is_on(int st)
 {
@@ -340,9 +339,9 @@ bool op_shutdown_domain(job *j, virDomainPtr dom, int timeout_s, char *detail, s
         snprintf(detail, dlen, "%s was already %s", name, virt_state_name(st));
         return true;
     }
-    double start = mono_s(), last = -1e9;
+    double start = util_mono_s(), last = -1e9;
     while (st == VIR_DOMAIN_RUNNING || st == VIR_DOMAIN_BLOCKED || st == VIR_DOMAIN_SHUTDOWN) {
-        double now = mono_s();
+        double now = util_mono_s();
         if (now - start >= timeout_s)
             break;
         if (now - last >= OP_SHUTDOWN_RESEND_S) {
@@ -362,7 +361,7 @@ bool op_shutdown_domain(job *j, virDomainPtr dom, int timeout_s, char *detail, s
     }
     if (st == VIR_DOMAIN_SHUTOFF) {
         snprintf(detail, dlen, "%s shut down after %.0f s (%d ACPI request(s))", name,
-                 mono_s() - start, sent);
+                 util_mono_s() - start, sent);
         return true;
     }
     log_warn("computer %s: domain %s still %s after %d ACPI shutdown request(s) in %d s: "

@@ -52,6 +52,10 @@ bool op_require_domain(job *j, virDomainPtr *dom, vcl_error *e);
 bool op_shutdown_domain(job *j, virDomainPtr dom, int timeout_s, char *detail, size_t dlen,
                         vcl_error *e);
 
+/* The job's timeout for one command on the node (qemu-img, copies):
+ * command_timeout_seconds, or its default for a job without a config. */
+int op_command_timeout(const job *j);
+
 /* Stage functions shared by several operations' tables:
  * remove every domain of the computer with its disks, then RELOAD with no
  * image (load's cleanup, delete, maintenance); */

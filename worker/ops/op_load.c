@@ -69,7 +69,7 @@ static bool fill_image_req(job *j, image_req *r, vcl_error *e)
     r->reservation_id = j->id;
     r->lock = image_lock;
     r->lock_opaque = j;
-    r->command_timeout_s = j->cfg ? j->cfg->command_timeout_seconds : 7200;
+    r->command_timeout_s = op_command_timeout(j);
     return true;
 }
 

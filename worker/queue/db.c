@@ -2,6 +2,7 @@
 #include "queue/db.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -195,6 +196,19 @@ bool db_is_broken(const db_conn *db)
 PGconn *db_pg(db_conn *db) { return db ? db->pg : NULL; }
 const char *db_sqlstate(const db_conn *db) { return db ? db->sqlstate : ""; }
 
+bool db_notified(db_conn *db)
+{
+    bool any = false;
+    if (!db || !PQconsumeInput(db->pg))
+        return false;
+    PGnotify *n;
+    while ((n = PQnotifies(db->pg))) {
+        any = true;
+        PQfreemem(n);
+    }
+    return any;
+}
+
 PGresult *db_exec(db_conn *db, const char *sql, int nparams, const char *const *params,
                   vcl_error *e)
 {
@@ -311,11 +325,6 @@ bool db_get_bool(const PGresult *r, int row, int col)
 
 /* ---- migrations ---- */
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static char *read_all(const char *path, vcl_error *e)
 {
     FILE *f = fopen(path, "r");
@@ -375,7 +384,7 @@ bool db_migrate(db_conn *db, const char *sql_dir, int *applied, vcl_error *e)
         }
         files[n++] = strdup(de->d_name);
     }
-    qsort(files, n, sizeof *files, cmp_str);
+    qsort(files, n, sizeof *files, util_cmp_str);
 
     for (size_t i = 0; i < n; i++) {
         int version = atoi(files[i]);
@@ -426,9 +435,7 @@ bool db_migrate(db_conn *db, const char *sql_dir, int *applied, vcl_error *e)
     }
     ok = true;
 cleanup:
-    for (size_t i = 0; i < n; i++)
-        free(files[i]);
-    free(files);
+    util_strv_free(files, n);
     closedir(d);
     return ok;
 }
@@ -446,19 +453,13 @@ const char *db_default_sql_dir(void)
     if (env && *env)
         return env;
     char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            snprintf(buf, sizeof buf, "%s/../sql", exe);
-            if (dir_exists(buf))
-                return buf;
-            snprintf(buf, sizeof buf, "%s/../share/vcl-worker/sql", exe);
-            if (dir_exists(buf))
-                return buf;
-        }
+    if (util_exe_dir(exe, sizeof exe)) {
+        snprintf(buf, sizeof buf, "%s/../sql", exe);
+        if (dir_exists(buf))
+            return buf;
+        snprintf(buf, sizeof buf, "%s/../share/vcl-worker/sql", exe);
+        if (dir_exists(buf))
+            return buf;
     }
     return VCL_PREFIX "/share/vcl-worker/sql";
 }

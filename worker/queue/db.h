@@ -30,6 +30,11 @@ void db_set_prepare(bool on);
 PGconn *db_pg(db_conn *db);
 /* SQLSTATE of the last failed statement ("" if none). */
 const char *db_sqlstate(const db_conn *db);
+/* NOTIFYs for a LISTENing connection: read what arrived on its socket (no
+ * query is sent) and drop the notifications. true when at least one came;
+ * false when none did or the connection failed (the caller's next statement
+ * finds it broken and reconnects). */
+bool db_notified(db_conn *db);
 
 /* Execute with text parameters (NULL entries are SQL NULL). Returns the
  * result (PGRES_TUPLES_OK / COMMAND_OK) or NULL with e filled: lost

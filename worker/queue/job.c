@@ -4,6 +4,7 @@
 #include "base/log.h"
 #include "queue/statements.h"
 #include "node/virt.h"
+#include "base/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -338,13 +339,6 @@ bool job_set_maintenance(job *j, const char *stage, vcl_error *e)
 
 /* ---------------- progress of the running stage ---------------- */
 
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static bool progress_write(job *j, const char *detail, bool *warned)
 {
     if (!j || !j->db || db_is_broken(j->db))
@@ -378,14 +372,14 @@ void job_copy_progress_init(job_copy_progress *p, job *j, const char *what)
     p->j = j;
     COPY(p->what, what);
     p->from = -1;
-    progress_meter_init(&p->m, mono_now(), 1.0);
+    progress_meter_init(&p->m, util_mono_s(), 1.0);
 }
 
 void job_copy_progress_phase(job_copy_progress *p, const char *what)
 {
     COPY(p->what, what);
     p->from = -1;
-    progress_meter_init(&p->m, mono_now(), 1.0);
+    progress_meter_init(&p->m, util_mono_s(), 1.0);
 }
 
 void job_copy_progress_note(job_copy_progress *p, const char *line)
@@ -398,7 +392,7 @@ void job_copy_progress_note(job_copy_progress *p, const char *line)
 void job_copy_progress_fn(void *opaque, long long done, long long total)
 {
     job_copy_progress *p = opaque;
-    double now = mono_now();
+    double now = util_mono_s();
     if (!progress_meter_due(&p->m, now, done, total))
         return;
     char line[512];

@@ -12,6 +12,7 @@
 #include "base/version.h"
 #include "node/virt.h"
 #include "node/watch.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -79,9 +80,9 @@ struct pool {
     pthread_mutex_t mu;
     int wake_fd[2];
     double last_heartbeat_ok;
-    double next_heartbeat;     /* now_s() time of the next heartbeat */
+    double next_heartbeat;     /* util_mono_s() time of the next heartbeat */
     done_queue done;           /* claimed jobs with nothing to run, to complete */
-    double next_due;           /* now_s() time vcl.next_due() named after the last claim
+    double next_due;           /* util_mono_s() time vcl.next_due() named after the last claim
                                 * that left the queue drained; 0 = nothing scheduled */
 };
 
@@ -101,13 +102,6 @@ static void on_signal(int sig)
         (void)w;
     }
     errno = saved;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void wake(pool *p)
@@ -148,14 +142,14 @@ static PGresult *slot_exec(slot *s, const char *sql, db_params *prm, vcl_error *
 static bool lease_deadline_holds(void *ctx)
 {
     slot *s = ctx;
-    return now_s() <= atomic_load(&s->lease_until);
+    return util_mono_s() <= atomic_load(&s->lease_until);
 }
 
 /* For destructive steps inside a stage: is the job still ours right now? */
 static bool job_still_ours(void *ctx)
 {
     slot *s = ctx;
-    return !atomic_load(&s->lost) && now_s() <= atomic_load(&s->lease_until);
+    return !atomic_load(&s->lost) && util_mono_s() <= atomic_load(&s->lease_until);
 }
 
 typedef struct hook_ctx {
@@ -253,7 +247,7 @@ static int hook_check(void *ctx)
     hook_ctx *h = ctx;
     if (atomic_load(&h->s->lost))
         return 1;
-    if (now_s() > atomic_load(&h->s->lease_until)) {
+    if (util_mono_s() > atomic_load(&h->s->lease_until)) {
         if (!atomic_exchange(&h->s->lost, 1))
             log_warn("our lease may have expired (no renewal for %d s): stopping before touching "
                      "the node again", h->s->cfg->lease_seconds);
@@ -585,7 +579,7 @@ static void done_add(pool *p, long long id, long long token, const char *op)
     if (d->n == DONE_BATCH)
         return; /* cannot happen: flushed before it fills; the lease expires and a rescue completes it */
     if (d->n == 0)
-        d->first_at = now_s();
+        d->first_at = util_mono_s();
     d->id[d->n] = id;
     d->token[d->n] = token;
     d->op[d->n++] = op;
@@ -690,7 +684,7 @@ static int claim(pool *p, int want)
     db_param_ll(&prm, p->cfg->lease_seconds);
     if (p->done.n + want > DONE_BATCH)
         done_flush(p);
-    double sent_at = now_s(); /* the lease runs from (no earlier than) here */
+    double sent_at = util_mono_s(); /* the lease runs from (no earlier than) here */
     PGresult *r = db_exec(p->db, SQL_CLAIM, prm.n, prm.v, &e);
     if (!r) {
         if (strcmp(db_sqlstate(p->db), "23505") == 0) {
@@ -716,8 +710,8 @@ static int claim(pool *p, int want)
     PQclear(r);
     /* an idle worker heartbeats less often: the leases it now holds need
      * the usual pace */
-    if (started > 0 && p->next_heartbeat > now_s() + p->cfg->heartbeat_seconds)
-        p->next_heartbeat = now_s() + p->cfg->heartbeat_seconds;
+    if (started > 0 && p->next_heartbeat > util_mono_s() + p->cfg->heartbeat_seconds)
+        p->next_heartbeat = util_mono_s() + p->cfg->heartbeat_seconds;
     if (got < want)
         read_next_due(p, sent_at);
     return got;
@@ -778,11 +772,11 @@ static void heartbeat(pool *p)
     db_param_str(&prm, ids);
     db_param_str(&prm, toks);
     db_param_ll(&prm, p->cfg->lease_seconds);
-    double sent_at = now_s();
+    double sent_at = util_mono_s();
     PGresult *r = db_exec(p->db, SQL_HEARTBEAT, prm.n, prm.v, &e);
     if (!r) {
         log_warn("heartbeat failed: %s", e.msg);
-        if (now_s() - p->last_heartbeat_ok > p->cfg->lease_seconds) {
+        if (util_mono_s() - p->last_heartbeat_ok > p->cfg->lease_seconds) {
             /* We cannot renew: our leases are gone; stop touching the jobs. */
             pthread_mutex_lock(&p->mu);
             for (int i = 0; i < MAX_SLOTS; i++)
@@ -793,7 +787,7 @@ static void heartbeat(pool *p)
         }
         return;
     }
-    p->last_heartbeat_ok = now_s();
+    p->last_heartbeat_ok = util_mono_s();
     int got = PQntuples(r);
     pthread_mutex_lock(&p->mu);
     for (int k = 0; k < n; k++) {
@@ -902,19 +896,6 @@ static void sample_queue(pool *p)
     PQclear(r);
 }
 
-static bool drain_notifies(pool *p)
-{
-    bool any = false;
-    if (!PQconsumeInput(db_pg(p->db)))
-        return false;
-    PGnotify *n;
-    while ((n = PQnotifies(db_pg(p->db)))) {
-        any = true;
-        PQfreemem(n);
-    }
-    return any;
-}
-
 int pool_run(vcl_config *cfg, const pool_opts *opts)
 {
     static pool P;
@@ -971,14 +952,14 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
     }
     if (!main_connect(p))
         goto cleanup;
-    p->last_heartbeat_ok = now_s();
+    p->last_heartbeat_ok = util_mono_s();
     /* Between reservations, notice domains that stop outside vcl-worker.
      * Not for --drain runs (scripts and tests that exit when idle). */
     if (!opts->drain && !watch_start(cfg, p->worker_name, &e))
         log_warn("domain watcher not started: %s", e.msg);
 
-    p->next_heartbeat = now_s() + p->cfg->heartbeat_seconds;
-    double next_prune = now_s() + 5;
+    p->next_heartbeat = util_mono_s() + p->cfg->heartbeat_seconds;
+    double next_prune = util_mono_s() + 5;
     double next_poll = 0;
     double next_queue_sample = 0;
     bool want_claim = true;
@@ -997,7 +978,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         if (atomic_load(&stopping) && running == 0)
             break;
 
-        double now = now_s();
+        double now = util_mono_s();
         if (db_is_broken(p->db)) {
             log_warn("lost the database connection; reconnecting");
             if (!main_connect(p)) {
@@ -1031,7 +1012,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
             int want = free_slots < p->cfg->claim_batch ? free_slots : p->cfg->claim_batch;
             p->next_due = 0;
             int got = claim(p, want);
-            next_poll = now_s() + p->cfg->poll_seconds;
+            next_poll = util_mono_s() + p->cfg->poll_seconds;
             if (p->next_due > 0 && p->next_due < next_poll)
                 next_poll = p->next_due;
             /* a full batch: there may be more; when draining, keep claiming
@@ -1049,7 +1030,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
                 break;
             }
             if (opts->drain && got == 0 && running == 0)
-                next_poll = now_s() + 0.2;
+                next_poll = util_mono_s() + 0.2;
             if (got > 0)
                 continue;
         }
@@ -1060,7 +1041,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
             until = next_poll;
         if (metrics_enabled() && next_queue_sample < until)
             until = next_queue_sample;
-        int timeout_ms = (int)((until - now_s()) * 1000);
+        int timeout_ms = (int)((until - util_mono_s()) * 1000);
         if (timeout_ms < 0)
             timeout_ms = 0;
         struct pollfd fds[2] = {
@@ -1075,7 +1056,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
             want_claim = true; /* a slot freed up, or a signal */
         }
         if (pr > 0 && fds[1].fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-            if (drain_notifies(p))
+            if (db_notified(p->db))
                 want_claim = true;
         }
     }

@@ -2,17 +2,11 @@
 #include "queue/stage.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/util.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 const char *stage_run_result_name(stage_run_result r)
 {
@@ -83,9 +77,9 @@ stage_run_result stage_run(const op_def *op, const char *checkpoint, void *job,
         char detail[STAGE_DETAIL_LEN] = "";
         vcl_error serr;
         vcl_error_clear(&serr);
-        double t0 = mono_s();
+        double t0 = util_mono_s();
         bool ok = st->fn(job, detail, sizeof detail, &serr);
-        double took = mono_s() - t0;
+        double took = util_mono_s() - t0;
         if (!ok && serr.cls == VCL_ERR_NONE)
             vcl_error_set(&serr, VCL_ERR_RETRYABLE, "stage %s failed without a reason", st->name);
         if (!ok && !detail[0])
