@@ -94,8 +94,8 @@ static void test_clock(void)
 {
     double s0 = util_mono_s();
     int64_t m0 = util_mono_ms();
-    struct timespec d = { 0, 50 * 1000 * 1000 };
-    nanosleep(&d, NULL);
+    struct timespec nap = { 0, 50 * 1000 * 1000 };
+    nanosleep(&nap, NULL);
     double s1 = util_mono_s();
     int64_t m1 = util_mono_ms();
     ok(s1 - s0 >= 0.049, "util_mono_s advances across a 50 ms sleep (%.3f s)", s1 - s0);
@@ -103,6 +103,16 @@ static void test_clock(void)
     /* the same clock: seconds and milliseconds agree (generous bound: a
      * loaded machine may be descheduled between the two calls) */
     ok(m1 / 1000.0 - s1 > -1 && m1 / 1000.0 - s1 < 1, "ms and s read the same clock");
+
+    struct timespec now, in;
+    clock_gettime(CLOCK_REALTIME, &now);
+    in = util_realtime_in(2.75);
+    double d = (double)(in.tv_sec - now.tv_sec) + (double)(in.tv_nsec - now.tv_nsec) / 1e9;
+    ok(d > 2.7 && d < 3.75, "util_realtime_in(2.75) is 2.75 s from now (%.3f)", d);
+    ok(in.tv_nsec >= 0 && in.tv_nsec < 1000000000L, "tv_nsec normalised (%ld)", in.tv_nsec);
+    in = util_realtime_in(-5);
+    d = (double)(in.tv_sec - now.tv_sec) + (double)(in.tv_nsec - now.tv_nsec) / 1e9;
+    ok(d >= 0 && d < 1, "a negative wait is now (%.3f)", d);
 }
 
 static void test_exe_dir(void)

@@ -1,8 +1,9 @@
 /* util.h: the small helpers more than one module needs, each defined once
  * here instead of copied into every file that wants it: the monotonic clock,
- * the qsort comparator for C strings, freeing a vector of strings, a zero
- * block test, a pwrite that writes everything, joining a directory and a
- * file name with a length check, and where the running program lives.
+ * condvar deadlines, the qsort comparator for C strings, freeing a vector of
+ * strings, a zero block test, a pwrite that writes everything, joining a
+ * directory and a file name with a length check, and where the running
+ * program lives.
  *
  * What belongs here: pure, dependency-free helpers (libc only, no locks, no
  * global state, no logging, no vcl_error) whose behaviour is the same for
@@ -18,11 +19,16 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* CLOCK_MONOTONIC, for deadlines and durations (never for wall-clock time):
  * in seconds with a fraction, and in whole milliseconds. */
 double util_mono_s(void);
 int64_t util_mono_ms(void);
+
+/* The CLOCK_REALTIME time seconds from now (a negative wait is now), as the
+ * absolute deadline pthread_cond_timedwait and pthread_timedjoin_np take. */
+struct timespec util_realtime_in(double seconds);
 
 /* qsort comparator for an array of char * (strcmp order). */
 int util_cmp_str(const void *a, const void *b);

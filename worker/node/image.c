@@ -690,9 +690,7 @@ static void *convert_watch_main(void *arg)
     convert_watch *w = arg;
     pthread_mutex_lock(&w->mu);
     while (!atomic_load(&w->stop)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
+        struct timespec ts = util_realtime_in(1);
         pthread_cond_timedwait(&w->cv, &w->mu, &ts);
         if (atomic_load(&w->stop))
             break;

@@ -3,6 +3,7 @@
 #include "node/cpumode.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/util.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -248,9 +249,7 @@ static virConnectPtr open_bounded(const char *uri, int limit_s, vcl_error *e)
             virt_error(e, NULL, "cannot connect to libvirt at %s", uri);
         return c;
     }
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += limit_s;
+    struct timespec until = util_realtime_in(limit_s);
     virConnectPtr c = NULL;
     pthread_mutex_lock(&oc->mu);
     while (!oc->done && pthread_cond_timedwait(&oc->cv, &oc->mu, &until) == 0)

@@ -112,22 +112,6 @@ static struct {
     int n_retired;
 } W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
-/* An absolute CLOCK_REALTIME time wait seconds from now (condvars). */
-static struct timespec abs_in(double wait)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (wait < 0)
-        wait = 0;
-    ts.tv_sec += (time_t)wait;
-    ts.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 void watch_reason(const char *domain, const char *kind, const char *detail, char *out,
                   size_t outlen)
 {
@@ -424,7 +408,7 @@ static void *node_main(void *arg)
         if (n->qlen == 0 && !n->checks && !n->closed && !n->overflow && !atomic_load(&n->stop) &&
             !atomic_load(&W.stop)) {
             /* at most a second: also retry the connection, see stop */
-            struct timespec ts = abs_in(1.0);
+            struct timespec ts = util_realtime_in(1.0);
             pthread_cond_timedwait(&n->cv, &W.mu, &ts);
         }
         while (n->qlen > 0 && nb < 32) {
@@ -683,7 +667,7 @@ static void nodes_stop_all(void)
     memcpy(all, W.nodes, sizeof(watch_node *) * (size_t)n);
     W.n_nodes = 0;
     pthread_mutex_unlock(&W.mu);
-    struct timespec until = abs_in(WATCH_JOIN_WAIT_S);
+    struct timespec until = util_realtime_in(WATCH_JOIN_WAIT_S);
     int left = 0;
     for (int i = 0; i < n; i++) {
         if (pthread_timedjoin_np(all[i]->th, NULL, &until) == 0) {
@@ -748,7 +732,7 @@ static void *work_main(void *arg)
             double wait = next_resync - util_mono_s();
             if (wait > 1)
                 wait = 1; /* also re-check stop, NOTIFY and the DB connection */
-            struct timespec ts = abs_in(wait);
+            struct timespec ts = util_realtime_in(wait);
             pthread_cond_timedwait(&W.cv, &W.mu, &ts);
         }
         while (W.mlen > 0 && nb < 64) {
