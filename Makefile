@@ -27,7 +27,7 @@ ifeq ($(DEVELOPER),1)
 WARN     += -Werror
 endif
 DEFS      = -D_GNU_SOURCE -DVCL_PREFIX='"$(PREFIX)"'
-# The version (worker/version.h): in a git tree, `git describe --tags --dirty`
+# The version (worker/base/version.h): in a git tree, `git describe --tags --dirty`
 # (a tag v0.2.0 is shown as 0.2.0: "0.2.0-12-gabcdef0"); before the first tag,
 # VERSION and the commit ("0.2.0-gabcdef0"); outside git (a tarball), VERSION.
 # `make VCL_VERSION=...` sets it outright (packagers).
@@ -44,8 +44,11 @@ endif
 ALL_CFLAGS = $(WARN) $(DEFS) $(CFLAGS) -Iworker -Idrivers -Itests $(PKG_CFLAGS) -fPIC -MMD -MP
 LIBS      = $(PKG_LIBS) -lpthread -ldl -lm
 
+# worker/ by concern (README "Layout"): main.c at the top, the library in
+# four folders. Includes name the folder: #include "queue/job.h" (-Iworker).
 WORKER_MAIN = worker/main.c
-LIB_SRC   = $(filter-out $(WORKER_MAIN),$(wildcard worker/*.c))
+WORKER_DIRS = queue ops node base
+LIB_SRC   = $(wildcard $(WORKER_DIRS:%=worker/%/*.c))
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
 DRV_COMMON = $(wildcard drivers/common/*.c)
 DRV_SRC   = $(wildcard drivers/*.c)
@@ -103,7 +106,7 @@ $(VERSION_FILE): FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(VCL_VERSION)' | cmp -s - $@ || echo '$(VCL_VERSION)' > $@
 
-$(BUILD)/worker/version.o: worker/version.c $(FLAGS_FILE) $(VERSION_FILE)
+$(BUILD)/worker/base/version.o: worker/base/version.c $(FLAGS_FILE) $(VERSION_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DVCL_VERSION='"$(VCL_VERSION)"' -c $< -o $@
 
@@ -120,7 +123,7 @@ bin/vcl-worker: $(BUILD)/worker/main.o $(BUILD)/libvclw.a
 
 # The worker for fault tests: the same code plus test-only hooks (VCL_FAULT),
 # never installed. Its pool.o comes first, so the archive's is not linked.
-$(BUILD)/test/pool.o: worker/pool.c $(FLAGS_FILE)
+$(BUILD)/test/pool.o: worker/queue/pool.c $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DVCL_TEST_HOOKS -c $< -o $@
 
@@ -206,4 +209,8 @@ uninstall:
 clean:
 	rm -rf $(BUILD) bin lib
 
+# A .d file from before a source moved (git pull across the worker/ split)
+# names the old path; without this rule make stops at "No rule to make
+# target worker/pool.c" instead of rebuilding the object and its .d.
+%.c: ;
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

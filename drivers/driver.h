@@ -14,7 +14,7 @@
 #define VCL_DRIVER_H
 #include <stdbool.h>
 #include <stddef.h>
-#include "error.h"
+#include "base/error.h"
 
 #define VCL_DRIVER_ABI_VERSION 1u
 #define VCL_DRIVER_ENTRY_SYMBOL "vcl_driver_entry"

@@ -9,7 +9,7 @@
 --
 -- Numbered migrations (this file, and 002_... after it) hold tables, indexes,
 -- types, sequences and data changes only, and are frozen once released: the
--- runner (worker/migrate.c) records each file's sha256 and refuses to go on
+-- runner (worker/queue/migrate.c) records each file's sha256 and refuses to go on
 -- when an applied file has changed. Functions, views, triggers and grants
 -- are not here: they live once each in sql/functions/ (see its ORDER file)
 -- and are re-applied by every `vclctl migrate`, after the numbered files, in
@@ -23,7 +23,7 @@
 -- Every object is schema-qualified; nothing depends on search_path.
 
 -- ---------------------------------------------------------------------------
--- Domains: the same strict patterns as worker/names.c, so a bad name is a
+-- Domains: the same strict patterns as worker/base/names.c, so a bad name is a
 -- readable constraint error at INSERT time, long before it could reach a
 -- path, a command line, a domain name or XML on a node.
 -- ---------------------------------------------------------------------------
@@ -438,7 +438,7 @@ COMMENT ON COLUMN vcl.reservation_stage.duration_ms IS 'finished_at - started_at
 -- ---------------------------------------------------------------------------
 
 -- What a capture reservation is making, reserved before any file is written
--- (worker/op_capture.c). A capture turns a computer's disk into a new
+-- (worker/ops/op_capture.c). A capture turns a computer's disk into a new
 -- revision of its image. Its first stage picks the target (revision = max + 1
 -- for the image, file stem "<image>-v<revision>" unless the reservation's
 -- args name one) and records it here, in the same fenced statement family as

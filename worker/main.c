@@ -1,12 +1,12 @@
 /* main.c: vcl-worker, the daemon. Options, config, then the pool. */
-#include "config.h"
-#include "db.h"
-#include "hvdriver.h"
-#include "log.h"
-#include "pool.h"
-#include "roff.h"
-#include "stage.h"
-#include "version.h"
+#include "base/config.h"
+#include "queue/db.h"
+#include "node/hvdriver.h"
+#include "base/log.h"
+#include "queue/pool.h"
+#include "base/roff.h"
+#include "queue/stage.h"
+#include "base/version.h"
 
 #include <getopt.h>
 #include <stdio.h>

@@ -8,7 +8,7 @@
 #define VCL_QEMU_FAMILY_H
 #include <stdbool.h>
 #include "driver.h"
-#include "error.h"
+#include "base/error.h"
 
 #define QF_HIDDEN __attribute__((visibility("hidden")))
 

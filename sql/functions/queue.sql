@@ -1,5 +1,5 @@
 -- functions/queue.sql: the queue contract as SQL functions (called by name
--- from worker/statements.h with parameters), and the triggers of the DBA's
+-- from worker/queue/statements.h with parameters), and the triggers of the DBA's
 -- plain-SQL retry: claim, heartbeat, complete, fail, release, cancel,
 -- next_due, prune_history.
 --

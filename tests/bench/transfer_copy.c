@@ -2,19 +2,12 @@
  * tests/bench/transfer; not a test). Prints the seconds it took on stdout.
  *   transfer_copy SRC DST    with VCL_SSH_PORT, VCL_SSH_KEY, VCL_SSH_KNOWN_HOSTS
  *                            (host 127.0.0.1, user root; VCL_SSH_HOST/USER override) */
-#include "transport.h"
-#include "log.h"
+#include "node/transport.h"
+#include "base/log.h"
+#include "base/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void progress(void *opaque, long long done, long long total)
 {
@@ -44,9 +37,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "transfer_copy: %s\n", e.msg);
         return 1;
     }
-    double t0 = now_s();
+    double t0 = util_mono_s();
     bool ok = transport_copy_in(t, argv[1], argv[2], progress, NULL, &e);
-    double dt = now_s() - t0;
+    double dt = util_mono_s() - t0;
     transport_free(t);
     if (!ok) {
         fprintf(stderr, "transfer_copy: %s\n", e.msg);

@@ -60,7 +60,7 @@ diag "build from scratch: $(($(date +%s) - t0)) s"
 check_version vcl-worker "$SRC/bin/vcl-worker" "$default_version" "copy"
 check_version vclctl "$SRC/bin/vclctl" "$default_version" "copy"
 out=$(mk -C "$SRC" -j2 VCL_VERSION=9.8.7-test bin/vcl-worker bin/vclctl 2>&1)
-is "$(grep -E '^cc .* -c ' <<<"$out" | sed 's/.* -c \([^ ]*\) .*/\1/')" "worker/version.c" \
+is "$(grep -E '^cc .* -c ' <<<"$out" | sed 's/.* -c \([^ ]*\) .*/\1/')" "worker/base/version.c" \
    "VCL_VERSION changed: version.c is the only file compiled again" || diag "$out"
 check_version vcl-worker "$SRC/bin/vcl-worker" 9.8.7-test "VCL_VERSION=9.8.7-test"
 check_version vclctl "$SRC/bin/vclctl" 9.8.7-test "VCL_VERSION=9.8.7-test"
@@ -68,8 +68,8 @@ out=$(mk -C "$SRC" VCL_VERSION=9.8.7-test bin/vcl-worker bin/vclctl 2>&1)
 is "$(grep -cE '^cc ' <<<"$out")" 0 "the same version again: nothing is compiled"
 
 # --- 3. -Werror only with DEVELOPER=1 -------------------------------------------------
-unlike "$(mk -n -B -C "$SRC" build/worker/names.o)" "-Werror" "a plain make: no -Werror"
-like "$(mk -n -B -C "$SRC" DEVELOPER=1 build/worker/names.o)" "-Werror" "make DEVELOPER=1: -Werror"
+unlike "$(mk -n -B -C "$SRC" build/worker/base/names.o)" "-Werror" "a plain make: no -Werror"
+like "$(mk -n -B -C "$SRC" DEVELOPER=1 build/worker/base/names.o)" "-Werror" "make DEVELOPER=1: -Werror"
 like "$(cat "$ROOT/.ci/run")" $'\nexec make check DEVELOPER=1 ' "CI (.ci/run) builds with DEVELOPER=1"
 # make check builds through a sub-make ($(MAKE) all); -n still runs it (dry)
 out=$(mk -n -C "$SRC" DEVELOPER=1 check 2>&1)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The schema's layout and its runner (sql/, worker/migrate.c, vclctl migrate),
+# The schema's layout and its runner (sql/, worker/queue/migrate.c, vclctl migrate),
 # against a real PostgreSQL, comparing `pg_dump --schema-only`:
 #   1. a fresh migrate records every file with its sha256 and prints what it
 #      applied; migrating again changes nothing;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Wake-ups instead of polling (sql/functions/notify.sql, vcl.next_due in
-# sql/functions/queue.sql, worker/pool.c): a real worker whose poll_seconds
+# sql/functions/queue.sql, worker/queue/pool.c): a real worker whose poll_seconds
 # is an hour still claims promptly when
 #   - a row is inserted (NOTIFY per INSERT statement),
 #   - a row's run_at comes due (vcl.next_due() told the worker when),

@@ -1,5 +1,5 @@
 /* test_backoff: capped exponential backoff with jitter. */
-#include "backoff.h"
+#include "base/backoff.h"
 #include "tap.h"
 
 int main(void)

@@ -2,8 +2,8 @@
  * bounds, validation, print/load round-trip, password masking, reload.
  * Runs from the repo top (it loads config/vcl-worker.yaml). Clean under
  * valgrind --leak-check=full. */
-#include "config.h"
-#include "db.h"
+#include "base/config.h"
+#include "queue/db.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -3,7 +3,7 @@
  * line quoted by the timeout error. */
 #include <string.h>
 
-#include "op_common.h"
+#include "ops/op_common.h"
 #include "tap.h"
 
 static bool ready(const char *log, char *line, size_t ll)

@@ -5,8 +5,8 @@
 #include <libvirt/virterror.h>
 #include <libxml/parser.h>
 
-#include "cpumode.h"
-#include "cpuprobe.h"
+#include "node/cpumode.h"
+#include "node/cpuprobe.h"
 #include "tap.h"
 
 static void test_parse(void)

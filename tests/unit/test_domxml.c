@@ -7,7 +7,8 @@
 #include <libxml/xpath.h>
 #include <libxml/xpathInternals.h>
 
-#include "domxml.h"
+#include "node/domxml.h"
+#include "base/util.h"
 #include "tap.h"
 
 #define COW    "/var/lib/libvirt/images/vclv99-197_234-v3.qcow2"
@@ -403,7 +404,7 @@ static void test_disk_files(void)
     ok(domxml_disk_files(xml, &paths, &n), "disk files of our own XML");
     is_int(n, 1, "one top-level file");
     is_str(n >= 1 ? paths[0] : NULL, COW, "it is the COW, not the backing master");
-    domxml_strings_free(paths, n);
+    util_strv_free(paths, n);
     free(xml);
 
     const char *several =
@@ -421,18 +422,18 @@ static void test_disk_files(void)
     is_int(n, 2, "two top-level files (block disk, empty cdrom and backing stores skipped)");
     is_str(n >= 1 ? paths[0] : NULL, "/a/top1.qcow2", "first top file");
     is_str(n >= 2 ? paths[1] : NULL, "/a/top2.img", "second top file");
-    domxml_strings_free(paths, n);
+    util_strv_free(paths, n);
 
     ok(domxml_disk_files("<domain><devices/></domain>", &paths, &n) && n == 0 && paths == NULL,
        "no disks: true, none");
-    domxml_strings_free(paths, n);
+    util_strv_free(paths, n);
     ok(domxml_disk_files("<domain/>", &paths, &n) && n == 0, "no devices: true, none");
-    domxml_strings_free(paths, n);
+    util_strv_free(paths, n);
     ok(!domxml_disk_files("garbage", &paths, &n) && n == 0 && paths == NULL, "garbage: false");
     ok(!domxml_disk_files("<notdomain/>", &paths, &n), "wrong root: false");
     ok(!domxml_disk_files(NULL, &paths, &n), "NULL: false");
-    domxml_strings_free(NULL, 0);
-    ok(1, "domxml_strings_free(NULL) is fine");
+    util_strv_free(NULL, 0);
+    ok(1, "util_strv_free(NULL) is fine");
 }
 
 static void expect_bad(const domxml_spec *s, const char *what)
@@ -551,7 +552,7 @@ static void test_escaping(void)
     ok(domxml_read_owner(xml, &o) && strcmp(o.computer, evil_comp) == 0, "read_owner gets the same computer");
     ok(domxml_disk_files(xml, &paths, &n) && n == 1 && strcmp(paths[0], evil_disk) == 0,
        "disk_files gets the same path");
-    domxml_strings_free(paths, n);
+    util_strv_free(paths, n);
     xmlFreeDoc(d);
     free(xml);
 }

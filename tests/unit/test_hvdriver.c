@@ -4,10 +4,10 @@
  * services, and selection against libvirt's test:///default (whose only
  * domain type is "test") and, when a libvirtd answers, qemu:///system. */
 #include "tap.h"
-#include "hvdriver.h"
-#include "image.h"
-#include "transport.h"
-#include "error.h"
+#include "node/hvdriver.h"
+#include "node/image.h"
+#include "node/transport.h"
+#include "base/error.h"
 
 #include <errno.h>
 #include <libgen.h>

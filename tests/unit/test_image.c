@@ -2,9 +2,9 @@
  * the real qemu-img in a temp dir (skipped with a diag when qemu-img is not
  * installed). */
 #include "tap.h"
-#include "image.h"
-#include "transport.h"
-#include "error.h"
+#include "node/image.h"
+#include "node/transport.h"
+#include "base/error.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 /* test_log: log lines in both formats (logfmt, json): fields, job context,
  * and escaping of quotes, backslashes, control characters and bytes that are
  * not UTF-8, so one event is always one parseable line. */
-#include "log.h"
+#include "base/log.h"
 #include "tap.h"
 
 #include <pthread.h>

@@ -1,7 +1,7 @@
 /* test_metrics: metrics_listen parsing, label escaping, and the exposition
  * text (counters, gauges, histogram buckets, queue depth replacement); the
  * HTTP side is tested against a real worker in tests/integration/70-metrics.t. */
-#include "metrics.h"
+#include "base/metrics.h"
 #include "tap.h"
 
 #include <arpa/inet.h>

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "names.h"
+#include "base/names.h"
 #include "tap.h"
 
 /* A string of n copies of c (static buffer, n < 8192). */

@@ -1,7 +1,7 @@
 /* test_progress: the text of progress (byte sizes, durations, bar, ETA, the
  * copy line), the once-a-second rate limit, and a reservation's overall
  * progress from its stages' times and estimates. */
-#include "progress.h"
+#include "base/progress.h"
 #include "tap.h"
 
 #include <math.h>

@@ -1,7 +1,7 @@
 /* test_stage: the stage engine walking tables with fake hooks (no database)
  * and fake stages (no libvirt): order, checkpoints, resume, failure, fencing,
  * shutdown, and the real operation tables. */
-#include "stage.h"
+#include "queue/stage.h"
 #include "tap.h"
 
 #include <stdio.h>

@@ -1,7 +1,8 @@
 /* test_transport.c: the "local" transport, for real, in a temp dir. */
 #include "tap.h"
-#include "transport.h"
-#include "error.h"
+#include "node/transport.h"
+#include "base/error.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,7 +43,7 @@ static void test_kinds(void)
     transport_free(t);
     transport_free(NULL);
     transport_result_clear(NULL);
-    transport_names_free(NULL, 0);
+    util_strv_free(NULL, 0);
 }
 
 static void test_exec(vcl_transport *t)
@@ -216,7 +217,7 @@ static void test_files(vcl_transport *t)
         if (strstr(names[i], ".tmp-"))
             tmp_left = true;
     ok(!tmp_left, "no temp file left behind");
-    transport_names_free(names, n);
+    util_strv_free(names, n);
 
     vcl_error_clear(&e);
     path_of(p2, sizeof p2, "missing-dir/file");
@@ -262,7 +263,7 @@ static void test_files(vcl_transport *t)
         is_str(names[1], "c", "sorted 2");
         is_str(names[2], "zz", "sorted 3");
     }
-    transport_names_free(names, n);
+    util_strv_free(names, n);
     path_of(p, sizeof p, "nope");
     vcl_error_clear(&e);
     ok(!transport_list_dir(t, p, &names, &n, &e) && names == NULL && n == 0, "list of a missing dir fails");
@@ -287,7 +288,7 @@ static void test_files(vcl_transport *t)
         path_of(p2, sizeof p2, "a/b/zz");
         is_str(names[0], p2, "glob result");
     }
-    transport_names_free(names, n);
+    util_strv_free(names, n);
     path_of(p, sizeof p, "a/*/nothing*");
     ok(transport_glob(t, p, &names, &n, &e) && n == 0 && names == NULL, "glob without match: empty");
 }

@@ -12,9 +12,10 @@
  * of a command (its sshd SIGSTOPped), unknown and changed host keys
  * (VCL_SSH_KH_UNKNOWN, VCL_SSH_KH_CHANGED). */
 #include "tap.h"
-#include "transport.h"
-#include "transport_impl.h"
-#include "error.h"
+#include "node/transport.h"
+#include "node/transport_impl.h"
+#include "base/error.h"
+#include "base/util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -201,7 +202,7 @@ static void test_files(vcl_transport *t)
     path_of(d, sizeof d, "x/y/z");
     ok(transport_list_dir(t, d, &names, &n, &e) && n == 1 && strcmp(names[0], "f.xml") == 0,
        "no temporary file left next to it");
-    transport_names_free(names, n);
+    util_strv_free(names, n);
     ok(transport_write_file(t, p, "", 0, 0644, &e), "write an empty file");
     ok(transport_stat(t, p, &st, &e) && st.exists && !st.is_dir && st.size == 0, "stat: empty file");
 
@@ -394,8 +395,8 @@ static void test_glob(vcl_transport *t)
         bool rb = transport_glob(lt, p, &b, &nb, &e);
         ok(ra && rb && same_list(a, na, b, nb), "glob %s: %zu path(s) over ssh, as local glob(3) (%zu)",
            patterns[i], na, nb);
-        transport_names_free(a, na);
-        transport_names_free(b, nb);
+        util_strv_free(a, na);
+        util_strv_free(b, nb);
     }
     transport_free(lt);
 }

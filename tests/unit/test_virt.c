@@ -4,8 +4,8 @@
  * request waits forever) makes virt_open give up after the connect timeout,
  * retryable, naming the URI; a socket nobody listens on fails at once; the
  * attempt given up on ends by itself once the socket goes away. */
-#include "virt.h"
-#include "error.h"
+#include "node/virt.h"
+#include "base/error.h"
 
 #include <limits.h>
 #include <stdio.h>

@@ -1,0 +1,77 @@
+/* stage.h: the stage engine (pg_auto_failover's fsm.c, for provisioning).
+ *
+ * An operation is a fixed, ordered table of stages ending in a sentinel. The
+ * engine walks the table from just after the reservation's checkpoint: before
+ * each stage it writes a fenced stage-start row, runs the function, then a
+ * fenced finish that advances the checkpoint only when the function returned
+ * true. Every stage function must be safe to run again after a crash at any
+ * instant: it inspects the real state first.
+ *
+ * The engine knows nothing about PostgreSQL or libvirt: the hooks connect it
+ * to the queue (and to fakes in unit tests). */
+#ifndef VCL_STAGE_H
+#define VCL_STAGE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include "base/error.h"
+
+#define STAGE_DETAIL_LEN 1024
+
+typedef struct stage_run_ctx stage_run_ctx;
+
+/* A stage function gets the operation's context (opaque to the engine) and a
+ * detail buffer for the stage log ("what it found, what it did"). */
+typedef bool (*stage_fn)(void *job, char *detail, size_t detail_len, vcl_error *e);
+
+typedef struct stage_def {
+    const char *name;
+    stage_fn fn;
+    const char *help;
+} stage_def;
+
+typedef struct op_def {
+    const char *name;
+    const stage_def *stages;   /* ends with { NULL, NULL, NULL } */
+    const char *help;
+} op_def;
+
+typedef struct stage_hooks {
+    /* Write the fenced stage-start row; *row gets its id. false + e when the
+     * write failed (e->cls NONE means fenced out: the lease is lost). */
+    bool (*start)(void *ctx, const char *stage, long long *row, vcl_error *e);
+    /* Fenced finish; checkpoint when ok. false as for start. */
+    bool (*finish)(void *ctx, long long row, const char *stage, bool ok, const char *detail,
+                   vcl_error *e);
+    /* Polled at every stage boundary: 1 = lease lost or job cancelled (stop
+     * touching the job), 2 = shutting down (hand the job back), 0 = go on. */
+    int (*check)(void *ctx);
+    void (*on_stage)(void *ctx, const char *stage); /* may be NULL (logging context) */
+} stage_hooks;
+
+typedef enum {
+    STAGE_RUN_DONE,      /* every stage finished */
+    STAGE_RUN_FAILED,    /* a stage failed: e and failed_stage say which and why */
+    STAGE_RUN_LOST,      /* fenced out or cancelled: abandon, write nothing more */
+    STAGE_RUN_STOPPED,   /* shutdown requested between stages: hand the job back */
+    STAGE_RUN__COUNT
+} stage_run_result;
+
+const char *stage_run_result_name(stage_run_result r);
+
+/* Index of the first stage to run given the checkpoint (name of the last
+ * finished stage; NULL or "" = none). -1 when the checkpoint names no stage of
+ * this operation (a hand-edited row): the caller fails the job permanently. */
+int stage_resume_index(const op_def *op, const char *checkpoint);
+size_t stage_count(const op_def *op);
+
+stage_run_result stage_run(const op_def *op, const char *checkpoint, void *job,
+                           const stage_hooks *hooks, void *ctx, char *failed_stage,
+                           size_t failed_len, vcl_error *e);
+
+/* Operation registry (ops.c). NULL when unknown. */
+const op_def *ops_find(const char *name);
+/* Every operation, NULL-terminated (for --help). */
+const op_def *const *ops_all(void);
+/* Is name a stage of some operation (config stage_timeouts)? */
+bool ops_stage_known(const char *name);
+#endif
