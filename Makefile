@@ -125,7 +125,9 @@ $(BUILD)/test/pool.o: worker/pool.c $(FLAGS_FILE)
 $(TEST_WORKER): $(BUILD)/worker/main.o $(BUILD)/test/pool.o $(BUILD)/libvclw.a
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LIBS)
 
-bin/vclctl: $(BUILD)/tools/vclctl.o $(BUILD)/libvclw.a
+# vclctl: every file of tools/vclctl/ (vclctl.h says which does what).
+VCLCTL_SRC = $(wildcard tools/vclctl/*.c)
+bin/vclctl: $(VCLCTL_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libvclw.a
 	@mkdir -p bin
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LIBS)
 
