@@ -9,7 +9,7 @@
 #include <libxml/parser.h>
 
 #include "config.h"
-#include "cpumode.h"
+#include "cpuprobe.h"
 #include "db.h"
 #include "domxml.h"
 #include "error.h"

@@ -178,10 +178,8 @@
 #define SQL_RESERVATION_STATE "SELECT state FROM vcl.reservation WHERE id = $1::bigint"
 #define SQL_RESERVATION_XML "SELECT domain_xml FROM vcl.reservation WHERE id = $1::bigint"
 
-/* The reservation row for people: names joined in front of r.*. */
-#define SQL_RESERVATION_DETAIL                                                             \
-    "SELECT r.id, c.name AS computer, n.name AS node,"                                     \
-    " i.name || ':' || ir.revision AS image, w.name AS worker, r.*"                        \
+/* Reservation $1 with its computer, node, image revision and worker (show). */
+#define SQL_RESERVATION_FROM                                                               \
     " FROM vcl.reservation r JOIN vcl.computer c ON c.id = r.computer_id"                  \
     " JOIN vcl.node n ON n.id = c.node_id"                                                 \
     " LEFT JOIN vcl.image_revision ir ON ir.id = r.image_revision_id"                      \
@@ -189,18 +187,19 @@
     " LEFT JOIN vcl.worker w ON w.id = r.worker_id"                                        \
     " WHERE r.id = $1::bigint"
 
+/* The reservation row for people: names joined in front of r.*. */
+#define SQL_RESERVATION_DETAIL                                                             \
+    "SELECT r.id, c.name AS computer, n.name AS node,"                                     \
+    " i.name || ':' || ir.revision AS image, w.name AS worker, r.*"                        \
+    SQL_RESERVATION_FROM
+
 #define SQL_RESERVATION_JSON                                                               \
     "SELECT json_build_object('reservation', to_jsonb(r) || jsonb_build_object("           \
     "   'computer', c.name, 'node', n.name, 'worker', w.name,"                             \
     "   'image', i.name || ':' || ir.revision),"                                           \
     " 'stages', (SELECT coalesce(json_agg(s ORDER BY s.id), '[]'::json)"                   \
     "            FROM vcl.reservation_stage s WHERE s.reservation_id = r.id))"             \
-    " FROM vcl.reservation r JOIN vcl.computer c ON c.id = r.computer_id"                  \
-    " JOIN vcl.node n ON n.id = c.node_id"                                                 \
-    " LEFT JOIN vcl.image_revision ir ON ir.id = r.image_revision_id"                      \
-    " LEFT JOIN vcl.image i ON i.id = ir.image_id"                                         \
-    " LEFT JOIN vcl.worker w ON w.id = r.worker_id"                                        \
-    " WHERE r.id = $1::bigint"
+    SQL_RESERVATION_FROM
 
 /* ---- retry, cancel ---- */
 
