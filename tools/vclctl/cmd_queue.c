@@ -11,6 +11,7 @@
 #include "query.h"
 #include "sql.h"
 
+/* The vocabulary shared with the schema's CHECK constraints. */
 static const char *const RESERVATION_STATES[] = { "pending", "running", "done", "failed",
                                                   "cancelled", NULL };
 static const char *const OPERATIONS[] = {
