@@ -37,6 +37,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "roff.h"
+#include "stage.h"
 
 #ifndef VCL_PREFIX
 #define VCL_PREFIX "/usr/local"
@@ -51,6 +52,7 @@ typedef enum {
     OPT_INT,
     OPT_STRLIST,
     OPT_ENUM,
+    OPT_SECMAP,   /* mapping name -> seconds (config_stage_timeout[]), merged over the default */
     OPT__COUNT
 } opt_type;
 
@@ -62,14 +64,14 @@ typedef struct opt_def {
     const char *key;
     opt_type type;
     size_t offset;            /* of the field in vcl_config */
-    size_t count_offset;      /* OPT_STRLIST: of the int item count */
-    const char *def_str;      /* STRING/ENUM default; STRLIST: comma list */
+    size_t count_offset;      /* OPT_STRLIST, OPT_SECMAP: of the int item count */
+    const char *def_str;      /* STRING/ENUM default; STRLIST: comma list; SECMAP: "a=1,b=2" */
     char *(*def_fn)(void);    /* computed STRING default (malloc'd), or NULL */
     int def_int;              /* OPT_INT default */
-    int min, max;             /* INT: value bounds; STRLIST: item count;
+    int min, max;             /* INT, SECMAP: value bounds; STRLIST: item count;
                                * STRING: min is the minimum length */
     const char *const *choices; /* OPT_ENUM, NULL-terminated */
-    opt_check_fn check;       /* STRING, ENUM, STRLIST items; may be NULL */
+    opt_check_fn check;       /* STRING, ENUM, STRLIST items, SECMAP keys; may be NULL */
     const char *check_text;   /* what check accepts, for messages and --help */
     bool secret;              /* libpq conninfo: mask passwords when printed */
     const char *help;
@@ -81,6 +83,7 @@ typedef struct opt_def {
 static bool check_worker_name(const char *v, char *why, size_t why_len);
 static bool check_driver_name(const char *v, char *why, size_t why_len);
 static bool check_log_level(const char *v, char *why, size_t why_len);
+static bool check_stage_name(const char *v, char *why, size_t why_len);
 static char *default_drivers_dir(void);
 
 static const char *const log_level_choices[] = { "debug", "info", "warn", "error", NULL };
@@ -212,11 +215,46 @@ static const opt_def opts[] = {
               "named vclw_N); \"off\" behind PgBouncer in transaction mode before 1.21 "
               "(or without max_prepared_statements)",
       .restart = true },
+    { .key = "stage_timeout_seconds", .type = OPT_INT,
+      .offset = offsetof(vcl_config, stage_timeout_seconds),
+      .def_int = 900, .min = 0, .max = 604800,
+      .help = "deadline of one stage (stage_timeouts overrides it per stage): a stage still "
+              "running after it fails as retryable (\"node X did not answer within N s (stage "
+              "S)\"), its slot is freed at once and its lease no longer renewed, even when its "
+              "thread is stuck in a call to a hung node; 0 = no deadline" },
+    { .key = "stage_timeouts", .type = OPT_SECMAP,
+      .offset = offsetof(vcl_config, stage_timeouts),
+      .count_offset = offsetof(vcl_config, n_stage_timeouts),
+      .def_str = "pre_define=7200,shutdown=3900,flatten=7200,verify=7200,upload=7200",
+      .min = 0, .max = 604800, .check = check_stage_name,
+      .check_text = "a stage name of some operation (vcl-worker --help)",
+      .help = "per-stage deadlines as a YAML mapping {stage: seconds}, e.g. {post_load: 1800}; "
+              "0 = no deadline for that stage; merged over the built-in {pre_define: 7200, "
+              "shutdown: 3900, flatten: 7200, verify: 7200, upload: 7200} (image copies, "
+              "graceful shutdowns); other stages get stage_timeout_seconds" },
+    { .key = "libvirt_keepalive_interval", .type = OPT_INT,
+      .offset = offsetof(vcl_config, libvirt_keepalive_interval),
+      .def_int = 5, .min = 0, .max = 600,
+      .help = "every libvirt connection (jobs, watcher) pings the daemon after this many "
+              "seconds of silence; with libvirt_keepalive_count unanswered pings the "
+              "connection is closed, so a hung or stopped libvirtd turns into an error "
+              "instead of a hang; 0 = no keepalive" },
+    { .key = "libvirt_keepalive_count", .type = OPT_INT,
+      .offset = offsetof(vcl_config, libvirt_keepalive_count),
+      .def_int = 3, .min = 1, .max = 100,
+      .help = "unanswered keepalive pings before a libvirt connection is closed" },
+    { .key = "libvirt_connect_timeout_seconds", .type = OPT_INT,
+      .offset = offsetof(vcl_config, libvirt_connect_timeout_seconds),
+      .def_int = 30, .min = 0, .max = 3600,
+      .help = "opening a libvirt connection (which libvirt itself never gives up) fails as "
+              "retryable after this long: \"libvirt at URI did not answer within N s "
+              "(connecting)\"; 0 = wait forever" },
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 _Static_assert(N_OPTS <= CONFIG_MAX_OPTIONS, "config_changes cannot list every option");
 
-static const char *const type_names[OPT__COUNT] = { "string", "integer", "list", "enum" };
+static const char *const type_names[OPT__COUNT] = { "string", "integer", "list", "enum",
+                                                    "mapping" };
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -271,6 +309,38 @@ static int *field_count(vcl_config *c, const opt_def *o)
 static int field_count_get(const vcl_config *c, const opt_def *o)
 {
     return *(const int *)(const void *)((const char *)c + o->count_offset);
+}
+
+static config_stage_timeout *field_map(vcl_config *c, const opt_def *o)
+{
+    return (config_stage_timeout *)(void *)((char *)c + o->offset);
+}
+
+static const config_stage_timeout *field_map_get(const vcl_config *c, const opt_def *o)
+{
+    return (const config_stage_timeout *)(const void *)((const char *)c + o->offset);
+}
+
+/* Set name's value in a SECMAP option (replace or append). false (why
+ * filled) when the map is full. */
+static bool map_set(vcl_config *c, const opt_def *o, const char *name, int seconds, char *why,
+                    size_t why_len)
+{
+    config_stage_timeout *m = field_map(c, o);
+    int *n = field_count(c, o);
+    for (int i = 0; i < *n; i++)
+        if (strcmp(m[i].stage, name) == 0) {
+            m[i].seconds = seconds;
+            return true;
+        }
+    if (*n >= CONFIG_MAX_STAGE_TIMEOUTS) {
+        snprintf(why, why_len, "more than %d entries", CONFIG_MAX_STAGE_TIMEOUTS);
+        return false;
+    }
+    snprintf(m[*n].stage, sizeof m[*n].stage, "%s", name);
+    m[*n].seconds = seconds;
+    (*n)++;
+    return true;
 }
 
 static const opt_def *opt_find(const char *key)
@@ -332,6 +402,10 @@ static void expect_text(const opt_def *o, char *out, size_t out_len)
         snprintf(out, out_len, "a list of %d to %d names (a YAML sequence or a "
                  "comma-separated string)", o->min, o->max);
         break;
+    case OPT_SECMAP:
+        snprintf(out, out_len, "a mapping of stage names to seconds between %d and %d, e.g. "
+                 "{post_load: 1800}", o->min, o->max);
+        break;
     case OPT_STRING:
     default:
         snprintf(out, out_len, "%s", o->min > 0 ? "a non-empty string" : "a string");
@@ -378,6 +452,18 @@ static bool check_driver_name(const char *v, char *why, size_t why_len)
             snprintf(why, why_len, "a driver name has only letters, digits, '_' and '-'");
             return false;
         }
+    }
+    return true;
+}
+
+/* stage_timeouts keys: a stage of some operation (a typo would otherwise
+ * silently give that stage the default deadline). */
+static bool check_stage_name(const char *v, char *why, size_t why_len)
+{
+    if (strlen(v) > CONFIG_STAGE_NAME_MAX || !ops_stage_known(v)) {
+        snprintf(why, why_len, "no operation has a stage by that name (vcl-worker --help lists "
+                 "them)");
+        return false;
     }
     return true;
 }
@@ -516,6 +602,31 @@ static void defaults_raw(vcl_config *c)
             list_set(c, o, items, n);
             break;
         }
+        case OPT_SECMAP: {
+            /* "name=seconds,..." (built in: a bad one is a bug, caught by the
+             * unit tests) */
+            char why[128];
+            const char *p = o->def_str;
+            while (p && *p) {
+                char name[CONFIG_STAGE_NAME_MAX + 1];
+                size_t nl = strcspn(p, "=");
+                const char *eq = p + nl;
+                if (*eq != '=' || nl == 0 || nl >= sizeof name) {
+                    fprintf(stderr, "vcl-worker: bad built-in default for %s\n", o->key);
+                    abort();
+                }
+                snprintf(name, sizeof name, "%.*s", (int)nl, p);
+                int v = atoi(eq + 1);
+                if (!map_set(c, o, name, v, why, sizeof why)) {
+                    fprintf(stderr, "vcl-worker: bad built-in default for %s: %s\n", o->key, why);
+                    abort();
+                }
+                p = strchr(eq, ',');
+                if (p)
+                    p++;
+            }
+            break;
+        }
         case OPT_STRING:
         case OPT_ENUM:
         default:
@@ -523,6 +634,16 @@ static void defaults_raw(vcl_config *c)
             break;
         }
     }
+}
+
+int config_stage_deadline(const vcl_config *c, const char *stage)
+{
+    if (!c || !stage)
+        return 0;
+    for (int i = 0; i < c->n_stage_timeouts && i < CONFIG_MAX_STAGE_TIMEOUTS; i++)
+        if (strcmp(c->stage_timeouts[i].stage, stage) == 0)
+            return c->stage_timeouts[i].seconds;
+    return c->stage_timeout_seconds;
 }
 
 static void resolve_derived(vcl_config *c)
@@ -577,7 +698,7 @@ static bool ld_fail(loader *ld, yaml_mark_t m, const char *fmt, ...)
 
 static bool ld_fail(loader *ld, yaml_mark_t m, const char *fmt, ...)
 {
-    char msg[900];
+    char msg[1000];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -760,6 +881,11 @@ static bool ld_scalar(loader *ld, const opt_def *o, const yaml_event_t *ev)
             marks[i] = m;
         return ld_store_list(ld, o, items, n, marks, m);
     }
+    case OPT_SECMAP:
+        /* "stage_timeouts:" with no value: the built-in entries stay */
+        if (is_null_scalar(ev))
+            return true;
+        return ld_type_error(ld, o, m, "a scalar");
     case OPT_STRING:
     default: {
         const char *s = is_null_scalar(ev) ? "" : v;
@@ -815,6 +941,63 @@ cleanup:
     return ok;
 }
 
+/* After MAPPING_START of a SECMAP option: "name: seconds" pairs up to
+ * MAPPING_END, each merged over the built-in entries. */
+static bool ld_secmap(loader *ld, const opt_def *o)
+{
+    bool ok = false;
+    yaml_event_t ev = { 0 };
+    char seen[CONFIG_MAX_STAGE_TIMEOUTS][CONFIG_STAGE_NAME_MAX + 1];
+    int n_seen = 0;
+    char why[160] = "";
+
+    for (;;) {
+        char name[CONFIG_STAGE_NAME_MAX + 1];
+        long long v = 0;
+        if (!ld_next(ld, &ev))
+            goto cleanup;
+        if (ev.type == YAML_MAPPING_END_EVENT)
+            break;
+        if (ev.type != YAML_SCALAR_EVENT) {
+            ld_type_error(ld, o, ev.start_mark, "a mapping whose key is not a stage name");
+            goto cleanup;
+        }
+        const char *k = (const char *)ev.data.scalar.value;
+        if (strlen(k) != ev.data.scalar.length || (o->check && !o->check(k, why, sizeof why))) {
+            ld_value_error(ld, o, ev.start_mark, k, why[0] ? why : "contains a NUL character");
+            goto cleanup;
+        }
+        snprintf(name, sizeof name, "%s", k);
+        for (int i = 0; i < n_seen; i++)
+            if (strcmp(seen[i], name) == 0) {
+                ld_value_error(ld, o, ev.start_mark, name, "listed twice");
+                goto cleanup;
+            }
+        if (!ld_next(ld, &ev))
+            goto cleanup;
+        if (ev.type != YAML_SCALAR_EVENT) {
+            ld_type_error(ld, o, ev.start_mark, event_what(&ev));
+            goto cleanup;
+        }
+        const char *val = (const char *)ev.data.scalar.value;
+        if (!parse_int(val, &v) || v < o->min || v > o->max) {
+            ld_value_error(ld, o, ev.start_mark, val, "not a number of seconds in range");
+            goto cleanup;
+        }
+        if (n_seen >= CONFIG_MAX_STAGE_TIMEOUTS ||
+            !map_set(ld->c, o, name, (int)v, why, sizeof why)) {
+            ld_value_error(ld, o, ev.start_mark, name, why[0] ? why : "too many entries");
+            goto cleanup;
+        }
+        snprintf(seen[n_seen++], sizeof seen[0], "%s", name);
+    }
+    ok = true;
+
+cleanup:
+    yaml_event_delete(&ev);
+    return ok;
+}
+
 static bool ld_value(loader *ld, const opt_def *o)
 {
     bool ok = false;
@@ -831,6 +1014,12 @@ static bool ld_value(loader *ld, const opt_def *o)
             ok = ld_sequence(ld, o, ev.start_mark);
         else
             ld_type_error(ld, o, ev.start_mark, "a sequence");
+        break;
+    case YAML_MAPPING_START_EVENT:
+        if (o->type == OPT_SECMAP)
+            ok = ld_secmap(ld, o);
+        else
+            ld_type_error(ld, o, ev.start_mark, "a mapping");
         break;
     case YAML_ALIAS_EVENT:
         ld_fail(ld, ev.start_mark, "option '%s': YAML aliases are not supported", o->key);
@@ -872,7 +1061,7 @@ static bool ld_mapping(loader *ld)
         const char *key = (const char *)ev.data.scalar.value;
         const opt_def *o = opt_find(key);
         if (!o) {
-            char known[700], shown[SHOW_MAX + 8];
+            char known[900], shown[SHOW_MAX + 8];
             known_options(known, sizeof known);
             show_value(key, shown, sizeof shown);
             ld_fail(ld, ev.start_mark, "unknown option '%s' (known options: %s)", shown, known);
@@ -1035,6 +1224,24 @@ static bool validate_option(const vcl_config *c, const opt_def *o, vcl_error *e)
         }
         return true;
     }
+    case OPT_SECMAP: {
+        int n = field_count_get(c, o);
+        const config_stage_timeout *m = field_map_get(c, o);
+        if (n < 0 || n > CONFIG_MAX_STAGE_TIMEOUTS)
+            return vcl_error_set(e, VCL_ERR_PERMANENT, "option '%s' has %d entries (at most %d)",
+                                 o->key, n, CONFIG_MAX_STAGE_TIMEOUTS);
+        for (int i = 0; i < n; i++) {
+            show_value(m[i].stage, shown, sizeof shown);
+            if (o->check && !o->check(m[i].stage, why, sizeof why))
+                return vcl_error_set(e, VCL_ERR_PERMANENT, "option '%s': '%s': %s", o->key,
+                                     shown, why);
+            if (m[i].seconds < o->min || m[i].seconds > o->max)
+                return vcl_error_set(e, VCL_ERR_PERMANENT, "option '%s': '%s': %d seconds is "
+                                     "not between %d and %d", o->key, shown, m[i].seconds,
+                                     o->min, o->max);
+        }
+        return true;
+    }
     case OPT_STRING:
     default: {
         const char *v = field_str_get(c, o);
@@ -1100,6 +1307,21 @@ static bool option_equal(const vcl_config *a, const vcl_config *b, const opt_def
                 return false;
         return true;
     }
+    case OPT_SECMAP: {
+        /* the same stages with the same seconds, in any order */
+        int n = field_count_get(a, o);
+        const config_stage_timeout *x = field_map_get(a, o), *y = field_map_get(b, o);
+        if (n != field_count_get(b, o))
+            return false;
+        for (int i = 0; i < n; i++) {
+            bool found = false;
+            for (int k = 0; k < n && !found; k++)
+                found = strcmp(x[i].stage, y[k].stage) == 0 && x[i].seconds == y[k].seconds;
+            if (!found)
+                return false;
+        }
+        return true;
+    }
     case OPT_STRING:
     case OPT_ENUM:
         return strcmp(field_str_get(a, o), field_str_get(b, o)) == 0;
@@ -1125,6 +1347,11 @@ static void option_copy(vcl_config *dst, const vcl_config *src, const opt_def *o
         list_set(dst, o, items, n < o->max ? n : o->max);
         break;
     }
+    case OPT_SECMAP:
+        memcpy(field_map(dst, o), field_map_get(src, o),
+               sizeof(config_stage_timeout) * CONFIG_MAX_STAGE_TIMEOUTS);
+        *field_count(dst, o) = field_count_get(src, o);
+        break;
     case OPT_STRING:
     case OPT_ENUM: {
         char **f = field_str(dst, o);
@@ -1225,6 +1452,18 @@ void config_print(const vcl_config *c, FILE *f)
             fputc(']', f);
             break;
         }
+        case OPT_SECMAP: {
+            int n = field_count_get(c, o);
+            const config_stage_timeout *m = field_map_get(c, o);
+            fputc('{', f);
+            for (int j = 0; j < n && j < CONFIG_MAX_STAGE_TIMEOUTS; j++) {
+                fputs(j ? ", " : "", f);
+                print_quoted(f, m[j].stage);
+                fprintf(f, ": %d", m[j].seconds);
+            }
+            fputc('}', f);
+            break;
+        }
         case OPT_STRING:
         case OPT_ENUM:
         default:
@@ -1250,6 +1489,9 @@ static void help_default(const opt_def *o, char *out, size_t out_len)
     case OPT_STRLIST:
     case OPT_ENUM:
         snprintf(out, out_len, "%s", o->def_str);
+        break;
+    case OPT_SECMAP:
+        snprintf(out, out_len, "built-in");   /* the help text lists it */
         break;
     case OPT_STRING:
     default:
@@ -1278,6 +1520,9 @@ static void help_range(const opt_def *o, char *out, size_t out_len)
     }
     case OPT_STRLIST:
         snprintf(out, out_len, "%d..%d names", o->min, o->max);
+        break;
+    case OPT_SECMAP:
+        snprintf(out, out_len, "stage: %d..%d", o->min, o->max);
         break;
     case OPT_STRING:
     default:

@@ -12,6 +12,14 @@
 #define CONFIG_MAX_DRIVERS 16
 /* At most this many options in the table (checked when config.c compiles). */
 #define CONFIG_MAX_OPTIONS 64
+#define CONFIG_MAX_STAGE_TIMEOUTS 32
+#define CONFIG_STAGE_NAME_MAX 31
+
+/* One entry of stage_timeouts: a stage name and its deadline (0 = none). */
+typedef struct config_stage_timeout {
+    char stage[CONFIG_STAGE_NAME_MAX + 1];
+    int seconds;
+} config_stage_timeout;
 
 typedef struct vcl_config {
     char *database;            /* libpq conninfo; "" = PG* environment only */
@@ -42,7 +50,20 @@ typedef struct vcl_config {
     char *metrics_listen;      /* Prometheus endpoint (metrics.c); "" = off */
     char *log_format;          /* logfmt|json, default logfmt */
     char *prepared_statements; /* on|off (db.c statement cache), default on */
+    int stage_timeout_seconds; /* deadline of one stage: 0 (none)..604800, default 900 */
+    config_stage_timeout stage_timeouts[CONFIG_MAX_STAGE_TIMEOUTS]; /* per-stage deadlines,
+                                  merged over the built-in ones (pre_define 7200, ...) */
+    int n_stage_timeouts;
+    int libvirt_keepalive_interval; /* seconds between keepalive pings: 0 (off)..600, default 5 */
+    int libvirt_keepalive_count;    /* unanswered pings before the connection is closed: 1..100,
+                                       default 3 */
+    int libvirt_connect_timeout_seconds; /* opening a libvirt connection: 0 (no limit)..3600,
+                                            default 30 */
 } vcl_config;
+
+/* The deadline in seconds of a stage by that name (stage_timeouts, else
+ * stage_timeout_seconds); 0 = none. */
+int config_stage_deadline(const vcl_config *c, const char *stage);
 
 /* Set every option to its default. */
 void config_defaults(vcl_config *c);

@@ -128,6 +128,13 @@ const transport_opts *job_transport_opts(job *j)
     return &j->topts;
 }
 
+/* transport guard: nothing changes on the node (or in the management
+ * repository) once the job may no longer be ours */
+static bool job_guard(void *ctx, vcl_error *e)
+{
+    return job_check_ours(ctx, e);
+}
+
 bool job_repo_transport(job *j, vcl_transport **out, vcl_error *e)
 {
     *out = NULL;
@@ -135,6 +142,7 @@ bool job_repo_transport(job *j, vcl_transport **out, vcl_error *e)
         return true;
     if (!j->repo_t && !(j->repo_t = transport_new("local", NULL, e)))
         return vcl_error_prefix(e, "node %s: the management repository", j->node);
+    transport_set_guard(j->repo_t, job_guard, j);
     *out = j->repo_t;
     return true;
 }
@@ -151,6 +159,7 @@ bool job_prepare(job *j, vcl_error *e)
     if (!j->t) {
         if (!(j->t = transport_new(j->transport_kind, job_transport_opts(j), e)))
             return vcl_error_prefix(e, "node %s", j->node);
+        transport_set_guard(j->t, job_guard, j);
     }
     if (!j->conn && !(j->conn = virt_open(j->libvirt_uri, e)))
         return false;
@@ -240,8 +249,8 @@ bool job_check_ours(job *j, vcl_error *e)
 {
     if (!j->still_ours || j->still_ours(j->still_ours_ctx))
         return true;
-    vcl_error_set(e, VCL_ERR_RETRYABLE, "lease of reservation %lld may have expired: stopped "
-                  "before touching the node", j->id);
+    vcl_error_set(e, VCL_ERR_RETRYABLE, "reservation %lld is no longer ours (lease lost or stage "
+                  "deadline passed): stopped before touching node %s", j->id, j->node);
     return false;
 }
 

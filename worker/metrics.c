@@ -45,6 +45,8 @@ typedef enum {
     M_QUEUE_DEPTH,
     M_SLOTS_BUSY,
     M_SLOTS_TOTAL,
+    M_STAGE_DEADLINE,
+    M_SLOTS_STUCK,
     M_WORKER_INFO,
     M__COUNT
 } metric_id;
@@ -86,6 +88,13 @@ static const metric_def metric_defs[M__COUNT] = {
                        "Slots of this worker running a job now." },
     [M_SLOTS_TOTAL] = { "vclw_slots_total", MT_GAUGE, NULL, NULL,
                         "Slots of this worker (config option slots)." },
+    [M_STAGE_DEADLINE] = { "vclw_stage_deadline_exceeded_total", MT_COUNTER, "operation",
+                           "stage",
+                           "Stages failed because they ran past their deadline "
+                           "(stage_timeout_seconds, stage_timeouts): a node did not answer." },
+    [M_SLOTS_STUCK] = { "vclw_slots_stuck", MT_GAUGE, NULL, NULL,
+                        "Threads of jobs failed at their stage deadline that are still stuck "
+                        "in a call to an unresponsive node (their slots run new jobs)." },
     [M_WORKER_INFO] = { "vclw_worker_info", MT_GAUGE, "version", "worker",
                         "Always 1; the labels say which worker and version this is." },
 };
@@ -287,6 +296,7 @@ void metrics_init(const char *worker_name, const char *version)
     add(M_DB_RECONNECTS, NULL, NULL, 0);
     add(M_LIBVIRT_ERRORS, NULL, NULL, 0);
     add(M_SLOTS_BUSY, NULL, NULL, 0);
+    add(M_SLOTS_STUCK, NULL, NULL, 0);
     add(M_SLOTS_TOTAL, NULL, NULL, 0);
 }
 
@@ -309,6 +319,11 @@ void metrics_db_reconnect(void) { add(M_DB_RECONNECTS, NULL, NULL, 1); }
 void metrics_libvirt_error(void) { add(M_LIBVIRT_ERRORS, NULL, NULL, 1); }
 void metrics_slots_total(int n) { set(M_SLOTS_TOTAL, NULL, NULL, n); }
 void metrics_slot_busy(int delta) { add(M_SLOTS_BUSY, NULL, NULL, delta); }
+void metrics_stage_deadline(const char *op, const char *stage)
+{
+    add(M_STAGE_DEADLINE, op, stage, 1);
+}
+void metrics_slots_stuck(int n) { set(M_SLOTS_STUCK, NULL, NULL, n); }
 
 void metrics_stage_observe(const char *op, const char *stage, double seconds)
 {

@@ -53,6 +53,9 @@ void metrics_db_reconnect(void);
 void metrics_libvirt_error(void);
 void metrics_slots_total(int n);
 void metrics_slot_busy(int delta);
+/* A stage failed at its deadline; threads still stuck after that. */
+void metrics_stage_deadline(const char *operation, const char *stage);
+void metrics_slots_stuck(int n);
 /* Replace every queue depth gauge: n rows of (operation, state, count);
  * operations seen before and absent now drop to 0. */
 void metrics_queue_update(int n, const char *const *operations, const char *const *states,

@@ -335,8 +335,8 @@ bool op_shutdown_domain(job *j, virDomainPtr dom, int timeout_s, char *detail, s
     if (!virt_domain_state(dom, &st, e))
         return false;
     if (!domain_is_on(st)) {
-        if (st != VIR_DOMAIN_SHUTOFF && !virt_domain_stop(dom, e)) /* crashed: release it */
-            return false;
+        if (st != VIR_DOMAIN_SHUTOFF && (!job_check_ours(j, e) || !virt_domain_stop(dom, e)))
+            return false; /* crashed: release it */
         snprintf(detail, dlen, "%s was already %s", name, virt_state_name(st));
         return true;
     }
@@ -346,6 +346,8 @@ bool op_shutdown_domain(job *j, virDomainPtr dom, int timeout_s, char *detail, s
         if (now - start >= timeout_s)
             break;
         if (now - last >= OP_SHUTDOWN_RESEND_S) {
+            if (!job_check_ours(j, e))
+                return false;
             if (virDomainShutdown(dom) == 0)
                 sent++;
             else {
@@ -367,7 +369,7 @@ bool op_shutdown_domain(job *j, virDomainPtr dom, int timeout_s, char *detail, s
     }
     log_warn("computer %s: domain %s still %s after %d ACPI shutdown request(s) in %d s: "
              "destroying it", j->computer, name, virt_state_name(st), sent, timeout_s);
-    if (!virt_domain_stop(dom, e))
+    if (!job_check_ours(j, e) || !virt_domain_stop(dom, e))
         return false;
     snprintf(detail, dlen, "%s did not shut down within %d s (%d ACPI request(s)): destroyed",
              name, timeout_s, sent);

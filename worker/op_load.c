@@ -252,6 +252,8 @@ static bool st_define(void *opaque, char *detail, size_t dlen, vcl_error *e)
             log_info("define: removed %d earlier domain(s) named like this load", s.domains);
         }
     }
+    if (!job_check_ours(j, e))
+        return false;
     virDomainPtr dom = virDomainDefineXML(j->conn, j->domain_xml);
     if (!dom) {
         virt_error(e, NULL, "defining domain %s on node %s", j->names.domain, j->node);
@@ -284,6 +286,8 @@ static bool st_power_on(void *opaque, char *detail, size_t dlen, vcl_error *e)
                                  "domain %s and its COW disk %s vanished from node %s after "
                                  "define; rerun every stage: vclctl retry %lld --from-start",
                                  j->names.domain, j->names.cow_path, j->node, j->id);
+        if (!job_check_ours(j, e))
+            return false;
         if (!(dom = virDomainDefineXML(j->conn, j->domain_xml)))
             return virt_error(e, NULL, "redefining vanished domain %s on node %s",
                               j->names.domain, j->node);
@@ -296,7 +300,8 @@ static bool st_power_on(void *opaque, char *detail, size_t dlen, vcl_error *e)
         virDomainFree(dom);
         return false;
     }
-    bool ok = virt_domain_state(dom, &before, e) && virt_domain_start(dom, e);
+    bool ok = virt_domain_state(dom, &before, e) && job_check_ours(j, e) &&
+              virt_domain_start(dom, e);
     if (!ok)
         job_cpu_start_failed(j, j->domain_xml, e);
     if (ok)

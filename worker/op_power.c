@@ -54,7 +54,8 @@ static bool st_power_on(void *opaque, char *detail, size_t dlen, vcl_error *e)
     if (!job_prepare(j, e) || !op_require_domain(j, &dom, e))
         return false;
     const char *name = virDomainGetName(dom);
-    bool ok = virt_domain_state(dom, &before, e) && virt_domain_start(dom, e);
+    bool ok = virt_domain_state(dom, &before, e) && job_check_ours(j, e) &&
+              virt_domain_start(dom, e);
     if (!ok) {
         char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
         job_cpu_start_failed(j, xml, e);
@@ -70,12 +71,13 @@ static bool st_power_on(void *opaque, char *detail, size_t dlen, vcl_error *e)
 }
 
 /* Destroy dom unless it is off; the detail says which. Frees dom. */
-static bool hard_stop(virDomainPtr dom, const char *destroyed, char *detail, size_t dlen,
+static bool hard_stop(job *j, virDomainPtr dom, const char *destroyed, char *detail, size_t dlen,
                       vcl_error *e)
 {
     int before = 0;
     const char *name = virDomainGetName(dom);
-    bool ok = virt_domain_state(dom, &before, e) && virt_domain_stop(dom, e);
+    bool ok = virt_domain_state(dom, &before, e) && job_check_ours(j, e) &&
+              virt_domain_stop(dom, e);
     if (ok)
         snprintf(detail, dlen, "%s %s", name,
                  before == VIR_DOMAIN_SHUTOFF ? "was already off" : destroyed);
@@ -95,7 +97,7 @@ static bool st_power_off(void *opaque, char *detail, size_t dlen, vcl_error *e)
                  j->computer, j->node);
         return true;
     }
-    return hard_stop(dom, "destroyed (powered off)", detail, dlen, e);
+    return hard_stop(j, dom, "destroyed (powered off)", detail, dlen, e);
 }
 
 /* power_reset, first half: like power_off, but the domain must exist. */
@@ -105,7 +107,7 @@ static bool st_reset_off(void *opaque, char *detail, size_t dlen, vcl_error *e)
     virDomainPtr dom = NULL;
     if (!job_prepare(j, e) || !op_require_domain(j, &dom, e))
         return false;
-    return hard_stop(dom, "destroyed", detail, dlen, e);
+    return hard_stop(j, dom, "destroyed", detail, dlen, e);
 }
 
 /* shutdown: ACPI shutdown, re-sent every few seconds (a guest still booting

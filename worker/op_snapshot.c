@@ -148,6 +148,8 @@ static bool st_create(void *opaque, char *detail, size_t dlen, vcl_error *e)
     bool running = st == VIR_DOMAIN_RUNNING || st == VIR_DOMAIN_BLOCKED || st == VIR_DOMAIN_PAUSED;
     if (!(xml = snapshot_xml(j->arg_snapshot, j->arg_description, running, e)))
         goto cleanup;
+    if (!job_check_ours(j, e))
+        goto cleanup;
     if (!(snap = virDomainSnapshotCreateXML(dom, xml, 0))) {
         virt_error(e, NULL, "creating snapshot %s of domain %s", j->arg_snapshot, name);
         goto cleanup;
@@ -179,6 +181,8 @@ static bool st_delete(void *opaque, char *detail, size_t dlen, vcl_error *e)
         ok = true;
         goto cleanup;
     }
+    if (!job_check_ours(j, e))
+        goto cleanup;
     if (virDomainSnapshotDelete(snap, 0) < 0) {
         int code = 0;
         virt_error(e, &code, "deleting snapshot %s of domain %s", j->arg_snapshot, name);
@@ -216,6 +220,8 @@ static bool st_revert(void *opaque, char *detail, size_t dlen, vcl_error *e)
     if (!virt_domain_state(dom, &st, e))
         goto cleanup;
     bool running = st == VIR_DOMAIN_RUNNING || st == VIR_DOMAIN_BLOCKED;
+    if (!job_check_ours(j, e))
+        goto cleanup;
     if (virDomainRevertToSnapshot(snap, running ? VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING : 0) < 0) {
         virt_error(e, NULL, "reverting domain %s to snapshot %s", name, j->arg_snapshot);
         goto cleanup;

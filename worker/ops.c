@@ -45,3 +45,12 @@ const op_def *const *ops_all(void)
 {
     return all_ops;
 }
+
+bool ops_stage_known(const char *name)
+{
+    for (size_t i = 0; all_ops[i]; i++)
+        for (size_t k = 0; all_ops[i]->stages[k].name; k++)
+            if (strcmp(all_ops[i]->stages[k].name, name) == 0)
+                return true;
+    return false;
+}

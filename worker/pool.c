@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 #define MAX_SLOTS 256
+/* At exit, wait this long for threads stuck on hung nodes to return. */
+#define STUCK_EXIT_WAIT_S 3.0
 /* Stop acting on a job this long before its lease could expire by our clock. */
 #define LEASE_MARGIN_S 1.0
 
@@ -42,12 +44,30 @@ typedef struct done_queue {
     double first_at;
 } done_queue;
 
+/* The stage a slot's thread runs now and what the main thread needs to fail
+ * the job when that stage passes its deadline (guarded by pool.mu; written
+ * by the slot thread, read by the main thread). */
+typedef struct slot_stage {
+    char node[128];            /* the job's node ("" until the job is loaded) */
+    char operation[32];
+    int attempts, max_attempts;
+    char stage[64];            /* the stage running now; "" between stages */
+    long long row;             /* its stage-log row; 0 until written */
+    int limit;                 /* its deadline in seconds; 0 = none */
+    double deadline;           /* now_s() time of that deadline; 0 = none */
+} slot_stage;
+
 typedef struct slot {
     pool *p;
     int index;
     pthread_t th;
     slot_state state;          /* guarded by pool.mu */
     long long id, token;       /* guarded by pool.mu */
+    bool abandoned;            /* guarded by pool.mu: its stage passed its deadline, the main
+                                * thread failed the job, and the slot counts as free; its
+                                * thread (stuck in a call to a hung node) has not returned
+                                * yet, so the struct is not reused until it has (reap_slots) */
+    slot_stage cur;            /* guarded by pool.mu */
     atomic_int lost;           /* set by the heartbeat when the lease is gone */
     _Atomic double lease_until;/* monotonic time our lease surely holds until (claim or
                                 * renewal time + lease - margin); past it the job may
@@ -169,37 +189,86 @@ typedef struct hook_ctx {
  * boundary reliably. point: "start" (just after the stage-start row is
  * committed, before the stage runs), "finish" (after the stage ran, just
  * before its checkpoint is written). "<stage>:stop-start" / "<stage>:stop-finish" instead
- * SIGSTOP the process there (a zombie worker; the test sends SIGCONT). */
-static void fault_point(const char *stage, const char *point)
+ * SIGSTOP the process there (a zombie worker; the test sends SIGCONT).
+ * VCL_FAULT_NODE=<node> limits the fault to jobs on that node;
+ * VCL_FAULT_ONCE=1 to its first hit in this process. */
+static void fault_point(const char *stage, const char *point, const char *node)
 {
-    const char *f = getenv("VCL_FAULT");
+    static atomic_int hits;
+    const char *f = getenv("VCL_FAULT"), *only = getenv("VCL_FAULT_NODE"),
+               *once = getenv("VCL_FAULT_ONCE"), *hf = getenv("VCL_FAULT_HANG");
     if (!f || !stage)
         return;
     size_t sl = strlen(stage);
     if (strncmp(f, stage, sl) != 0 || f[sl] != ':')
         return;
     const char *want = f + sl + 1;
-    if (strcmp(want, point) == 0) {
+    bool kill_it = strcmp(want, point) == 0;
+    bool stop_it = strncmp(want, "stop-", 5) == 0 && strcmp(want + 5, point) == 0;
+    bool hang_it = strncmp(want, "hang-", 5) == 0 && strcmp(want + 5, point) == 0 && hf && hf[0];
+    if (!kill_it && !stop_it && !hang_it)
+        return;
+    if (only && only[0] && (!node || strcmp(node, only) != 0))
+        return;
+    if (once && strcmp(once, "1") == 0 && atomic_fetch_add(&hits, 1) > 0)
+        return;
+    if (kill_it) {
         log_warn("VCL_FAULT=%s: killing this worker with SIGKILL", f);
         raise(SIGKILL);
     }
-    if (strncmp(want, "stop-", 5) == 0 && strcmp(want + 5, point) == 0) {
+    if (stop_it) {
         log_warn("VCL_FAULT=%s: stopping this worker with SIGSTOP", f);
         raise(SIGSTOP);
         log_warn("VCL_FAULT=%s: continued", f);
     }
+    /* "hang-<point>": only this job's thread hangs (as in a call to a node
+     * that never answers) while the file $VCL_FAULT_HANG exists, at most an
+     * hour; the rest of the worker goes on. */
+    if (hang_it) {
+        log_warn("VCL_FAULT=%s: this job's thread hangs while %s exists", f, hf);
+        for (int i = 0; i < 36000 && access(hf, F_OK) == 0; i++)
+            usleep(100 * 1000);
+        log_warn("VCL_FAULT=%s: the hang is over", f);
+    }
 }
 #else
-static void fault_point(const char *stage, const char *point)
+static void fault_point(const char *stage, const char *point, const char *node)
 {
     (void)stage;
     (void)point;
+    (void)node;
 }
 #endif
+
+/* The slot thread enters stage (NULL: between stages, or done): its
+ * deadline starts now (config_stage_deadline of the config in force when
+ * the job started). */
+static void slot_stage_set(slot *s, const char *stage)
+{
+    int limit = stage ? config_stage_deadline(s->cfg, stage) : 0;
+    pthread_mutex_lock(&s->p->mu);
+    snprintf(s->cur.stage, sizeof s->cur.stage, "%s", stage ? stage : "");
+    s->cur.row = 0;
+    s->cur.limit = limit;
+    s->cur.deadline = limit > 0 ? now_s() + limit : 0;
+    pthread_mutex_unlock(&s->p->mu);
+}
+
+/* What the main thread needs to fail the job for this slot. */
+static void slot_publish_job(slot *s, const job *j)
+{
+    pthread_mutex_lock(&s->p->mu);
+    snprintf(s->cur.node, sizeof s->cur.node, "%s", j->node);
+    snprintf(s->cur.operation, sizeof s->cur.operation, "%s", j->operation);
+    s->cur.attempts = j->attempts;
+    s->cur.max_attempts = j->max_attempts;
+    pthread_mutex_unlock(&s->p->mu);
+}
 
 static bool hook_start(void *ctx, const char *stage, long long *row, vcl_error *e)
 {
     hook_ctx *h = ctx;
+    pool *p = h->s->p;
     db_params prm;
     db_params_init(&prm);
     db_param_ll(&prm, h->j->id);
@@ -215,8 +284,11 @@ static bool hook_start(void *ctx, const char *stage, long long *row, vcl_error *
         vcl_error_clear(e);
         return false;
     }
+    pthread_mutex_lock(&p->mu);
+    h->s->cur.row = *row;
+    pthread_mutex_unlock(&p->mu);
     log_info("stage %s started", stage);
-    fault_point(stage, "start");
+    fault_point(stage, "start", h->j->node);
     return true;
 }
 
@@ -224,7 +296,7 @@ static bool hook_finish(void *ctx, long long row, const char *stage, bool ok, co
                         vcl_error *e)
 {
     hook_ctx *h = ctx;
-    fault_point(stage, "finish");
+    fault_point(stage, "finish", h->j->node);
     db_params prm;
     db_params_init(&prm);
     db_param_ll(&prm, h->j->id);
@@ -241,6 +313,7 @@ static bool hook_finish(void *ctx, long long row, const char *stage, bool ok, co
         vcl_error_clear(e);
         return false;
     }
+    slot_stage_set(h->s, NULL);   /* recorded: no deadline until the next stage */
     if (ok)
         log_info("stage %s finished: %s", stage, detail);
     else
@@ -266,7 +339,8 @@ static int hook_check(void *ctx)
 
 static void hook_on_stage(void *ctx, const char *stage)
 {
-    (void)ctx;
+    hook_ctx *h = ctx;
+    slot_stage_set(h->s, stage);
     log_ctx_stage(stage);
 }
 
@@ -335,6 +409,49 @@ static void cleanup_cancelled(slot *s, job *j)
              "file(s)", st.domains, st.files);
 }
 
+/* The parameters of vcl.fail (SQL_FAIL). */
+static void fail_params(db_params *prm, long long id, long long token, const char *msg,
+                        const char *stage, bool permanent, double delay)
+{
+    db_params_init(prm);
+    db_param_ll(prm, id);
+    db_param_ll(prm, token);
+    db_param_str(prm, msg);
+    db_param_str(prm, stage);
+    db_param_bool(prm, permanent);
+    db_param_double(prm, delay);
+}
+
+/* Log and count what vcl.fail answered in r: the row's new state (failed
+ * for good, or pending for a retry), or no row when the lease was lost
+ * meanwhile. r NULL (nothing written) logs nothing here. */
+static void fail_outcome(PGresult *r, const char *operation, const char *stage,
+                         vcl_err_class cls, int attempts, int max_attempts, double delay,
+                         const char *msg)
+{
+    const char *st = r ? db_get_str(r, 0, 0) : NULL;
+    if (st && strcmp(st, "failed") == 0) {
+        log_error("reservation failed in stage %s (%s, attempt %d of %d): %s", stage,
+                  vcl_err_class_name(cls), attempts, max_attempts, msg);
+        metrics_job_failed(operation);
+    } else if (st) {
+        log_warn("stage %s failed (attempt %d of %d), retry in %.1fs: %s", stage, attempts,
+                 max_attempts, delay, msg);
+        metrics_job_retried(operation);
+    } else if (r) {
+        log_warn("stage %s failed, but the lease was lost: %s", stage, msg);
+        metrics_lease_lost();
+    }
+}
+
+static bool slot_is_abandoned(slot *s)
+{
+    pthread_mutex_lock(&s->p->mu);
+    bool a = s->abandoned;
+    pthread_mutex_unlock(&s->p->mu);
+    return a;
+}
+
 static void slot_finish_job(slot *s, job *j, stage_run_result res, const char *failed_stage,
                             vcl_error *err)
 {
@@ -360,33 +477,22 @@ static void slot_finish_job(slot *s, job *j, stage_run_result res, const char *f
         }
         break;
     case STAGE_RUN_FAILED: {
-        bool permanent = err->cls == VCL_ERR_PERMANENT;
         double delay = backoff_seconds(j->attempts, s->cfg->retry_base_seconds,
                                        s->cfg->retry_max_seconds, backoff_random());
-        db_param_ll(&prm, j->id);
-        db_param_ll(&prm, j->token);
-        db_param_str(&prm, err->msg);
-        db_param_str(&prm, failed_stage);
-        db_param_bool(&prm, permanent);
-        db_param_double(&prm, delay);
+        fail_params(&prm, j->id, j->token, err->msg, failed_stage,
+                    err->cls == VCL_ERR_PERMANENT, delay);
         r = slot_exec(s, SQL_FAIL, &prm, &e);
-        const char *st = r ? db_get_str(r, 0, 0) : NULL;
-        if (st && strcmp(st, "failed") == 0) {
-            log_error("reservation failed in stage %s (%s, attempt %d of %d): %s", failed_stage,
-                      vcl_err_class_name(err->cls), j->attempts, j->max_attempts, err->msg);
-            metrics_job_failed(j->operation);
-        } else if (st) {
-            log_warn("stage %s failed (attempt %d of %d), retry in %.1fs: %s", failed_stage,
-                     j->attempts, j->max_attempts, delay, err->msg);
-            metrics_job_retried(j->operation);
-        } else if (r) {
-            log_warn("stage %s failed, but the lease was lost: %s", failed_stage, err->msg);
-            metrics_lease_lost();
-        }
+        fail_outcome(r, j->operation, failed_stage, err->cls, j->attempts, j->max_attempts, delay,
+                     err->msg);
         break;
     }
     case STAGE_RUN_LOST:
-        if (cancelled_by_us(s, j)) {
+        if (slot_is_abandoned(s)) {
+            /* the main thread failed the job at the stage deadline: nothing
+             * more from this thread (a cancel since then is not ours) */
+            log_warn("stage thread returned after its deadline; the job was failed without it "
+                     "and it wrote nothing more");
+        } else if (cancelled_by_us(s, j)) {
             cleanup_cancelled(s, j);
         } else {
             log_warn("lease lost: abandoning the job without touching it further");
@@ -445,6 +551,7 @@ static void *slot_main(void *arg)
     j.drivers = p->drivers;
     j.still_ours = job_still_ours;
     j.still_ours_ctx = s;
+    slot_publish_job(s, &j);
     log_ctx_set(j.id, j.computer, j.node);
     const op_def *op = ops_find(j.operation);
     if (!op) {
@@ -459,28 +566,59 @@ static void *slot_main(void *arg)
              j.checkpoint[0] ? ", checkpoint " : "", j.checkpoint);
     hook_ctx hc = { s, &j };
     res = stage_run(op, j.checkpoint, &j, &engine_hooks, &hc, failed_stage, sizeof failed_stage, &e);
+    slot_stage_set(s, NULL);
     slot_finish_job(s, &j, res, failed_stage, &e);
 out:
     job_clear(&j);
     log_ctx_clear();
-    metrics_slot_busy(-1);
     pthread_mutex_lock(&p->mu);
+    bool abandoned = s->abandoned;
     s->state = SLOT_FINISHED;
     pthread_mutex_unlock(&p->mu);
+    if (!abandoned)
+        metrics_slot_busy(-1);   /* an abandoned slot was counted free already */
     wake(p);
     return NULL;
 }
 
 /* ---------------- main thread ---------------- */
 
+/* Slots running a job (an abandoned slot is not: its job was failed and
+ * the slot counts as free). */
 static int slots_running(pool *p)
 {
     int n = 0;
     pthread_mutex_lock(&p->mu);
     for (int i = 0; i < MAX_SLOTS; i++)
-        n += p->slots[i].state != SLOT_IDLE;
+        n += p->slots[i].state != SLOT_IDLE && !p->slots[i].abandoned;
     pthread_mutex_unlock(&p->mu);
     return n;
+}
+
+/* Abandoned slots whose thread has not returned yet. */
+static int slots_stuck(pool *p)
+{
+    int n = 0;
+    pthread_mutex_lock(&p->mu);
+    for (int i = 0; i < MAX_SLOTS; i++)
+        n += p->slots[i].state != SLOT_IDLE && p->slots[i].abandoned;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+/* Slots free for new jobs. A stuck thread holds its slot struct (and its
+ * connections) until it returns, so new jobs run in other structs; up to
+ * `slots` stuck threads are tolerated on top of the running ones, beyond
+ * that each further one keeps a slot busy (a bound on threads and
+ * connections when many nodes hang at once). */
+static int slots_free(pool *p, int running, int stuck)
+{
+    int over = stuck - p->cfg->slots, free_n = p->cfg->slots - running;
+    if (over > 0)
+        free_n -= over;
+    if (free_n > MAX_SLOTS - running - stuck)
+        free_n = MAX_SLOTS - running - stuck;
+    return free_n > 0 ? free_n : 0;
 }
 
 static void reap_slots(pool *p)
@@ -494,8 +632,13 @@ static void reap_slots(pool *p)
             continue;
         pthread_join(s->th, NULL);
         pthread_mutex_lock(&p->mu);
+        if (s->abandoned)
+            log_info("the thread of reservation %lld, abandoned at its stage deadline, has "
+                     "returned", s->id);
         s->state = SLOT_IDLE;
         s->id = s->token = 0;
+        s->abandoned = false;
+        memset(&s->cur, 0, sizeof s->cur);
         s->cfg = NULL;
         pthread_mutex_unlock(&p->mu);
     }
@@ -632,13 +775,16 @@ static void start_slot(pool *p, long long id, long long token, double claimed_at
 {
     slot *s = NULL;
     pthread_mutex_lock(&p->mu);
-    for (int i = 0; i < p->cfg->slots && i < MAX_SLOTS && !s; i++)
+    /* any idle struct: the first ones may be held by stuck threads */
+    for (int i = 0; i < MAX_SLOTS && !s; i++)
         if (p->slots[i].state == SLOT_IDLE)
             s = &p->slots[i];
     if (s) {
         s->state = SLOT_RUNNING;
         s->id = id;
         s->token = token;
+        s->abandoned = false;
+        memset(&s->cur, 0, sizeof s->cur);
         atomic_store(&s->lost, 0);
         atomic_store(&s->lease_until, claimed_at + p->cfg->lease_seconds - LEASE_MARGIN_S);
         s->cfg = p->cfg;
@@ -757,10 +903,16 @@ static void heartbeat(pool *p)
     char ids[ARRAY_LITERAL_CAP(MAX_SLOTS)], toks[ARRAY_LITERAL_CAP(MAX_SLOTS)];
     long long sent_id[MAX_SLOTS], sent_tok[MAX_SLOTS];
     int n = 0;
+    double now = now_s();
     pthread_mutex_lock(&p->mu);
     for (int i = 0; i < MAX_SLOTS; i++) {
         slot *s = &p->slots[i];
-        if (s->state != SLOT_RUNNING)
+        /* Only while the running stage is inside its deadline: a stage stuck
+         * on a hung node must not hold the job (and its computer and node
+         * load slot) forever. enforce_deadlines() fails it; should that
+         * write fail too, the lease runs out and another worker rescues it. */
+        if (s->state != SLOT_RUNNING || s->abandoned ||
+            (s->cur.deadline > 0 && now > s->cur.deadline))
             continue;
         sent_id[n] = s->id;
         sent_tok[n] = s->token;
@@ -822,6 +974,104 @@ static void heartbeat(pool *p)
     PQclear(r);
 }
 
+/* A stage past its deadline (stage_timeout_seconds, stage_timeouts) is
+ * stuck on a node that does not answer. Its thread cannot be interrupted
+ * (it may be inside a libvirt or libssh2 call), so the main thread gives up
+ * the job for it: the slot is marked lost (job_check_ours() and the
+ * transport guard refuse every node action from then on; hook_check stops
+ * the stage engine at its next boundary) and abandoned (counted free: new
+ * jobs run in another slot struct, this one is reused once its thread has
+ * returned), then the job is failed as retryable, exactly like a failed
+ * stage, with its stage-log row closed. Every write the thread might still
+ * attempt is fenced by its token: from now on the row is no longer running
+ * under that token (vcl.fail), and a new claim brings a new one. */
+typedef struct overdue {
+    long long id, token;
+    slot_stage cur;
+} overdue;
+
+static void enforce_deadlines(pool *p)
+{
+    overdue od[MAX_SLOTS];
+    int n = 0;
+    double now = now_s();
+    pthread_mutex_lock(&p->mu);
+    for (int i = 0; i < MAX_SLOTS; i++) {
+        slot *s = &p->slots[i];
+        if (s->state != SLOT_RUNNING || s->abandoned || s->cur.deadline <= 0 ||
+            now <= s->cur.deadline)
+            continue;
+        s->abandoned = true;
+        atomic_store(&s->lost, 1);
+        od[n].id = s->id;
+        od[n].token = s->token;
+        od[n].cur = s->cur;
+        n++;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (n == 0)
+        return;
+    int stuck = slots_stuck(p);
+    metrics_slots_stuck(stuck);
+    for (int k = 0; k < n; k++) {
+        const slot_stage *c = &od[k].cur;
+        char msg[512];
+        vcl_error e;
+        vcl_error_clear(&e);
+        metrics_slot_busy(-1);
+        metrics_stage_deadline(c->operation, c->stage);
+        snprintf(msg, sizeof msg, "node %s did not answer within %d s (stage %s)", c->node,
+                 c->limit, c->stage);
+        log_ctx_set(od[k].id, NULL, c->node);
+        log_ctx_stage(c->stage);
+        log_warn("%s: failing the job and freeing its slot; its thread is abandoned (it writes "
+                 "nothing and touches the node no more)", msg);
+        if (c->row > 0) {
+            db_params prm;
+            db_params_init(&prm);
+            db_param_ll(&prm, od[k].id);
+            db_param_ll(&prm, od[k].token);
+            db_param_ll(&prm, c->row);
+            db_param_bool(&prm, false);
+            db_param_str(&prm, msg);
+            PQclear(db_exec(p->db, SQL_STAGE_FINISH, prm.n, prm.v, &e));
+        }
+        double delay = backoff_seconds(c->attempts, p->cfg->retry_base_seconds,
+                                       p->cfg->retry_max_seconds, backoff_random());
+        db_params prm;
+        fail_params(&prm, od[k].id, od[k].token, msg, c->stage, false, delay);
+        PGresult *r = db_exec(p->db, SQL_FAIL, prm.n, prm.v, &e);
+        if (r)
+            fail_outcome(r, c->operation, c->stage, VCL_ERR_RETRYABLE, c->attempts,
+                         c->max_attempts, delay, msg);
+        else
+            log_error("could not record the failure (%s): the lease is no longer renewed, so "
+                      "the job is rescued when it expires", e.msg);
+        PQclear(r);
+        log_ctx_clear();
+    }
+    if (stuck > p->cfg->slots)
+        log_warn("%d job thread(s) are stuck on unresponsive nodes, more than slots (%d): "
+                 "each further one keeps its slot busy until it returns", stuck, p->cfg->slots);
+    else
+        log_info("%d job thread(s) stuck on unresponsive nodes; their slots run new jobs", stuck);
+}
+
+/* now_s() time of the earliest running stage deadline; 0 = none. */
+static double next_deadline(pool *p)
+{
+    double first = 0;
+    pthread_mutex_lock(&p->mu);
+    for (int i = 0; i < MAX_SLOTS; i++) {
+        const slot *s = &p->slots[i];
+        if (s->state == SLOT_RUNNING && !s->abandoned && s->cur.deadline > 0 &&
+            (first == 0 || s->cur.deadline < first))
+            first = s->cur.deadline;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return first;
+}
+
 static void reload_config(pool *p)
 {
     const char *path = p->opts->config_path;
@@ -862,6 +1112,8 @@ static void reload_config(pool *p)
     if (log_format_parse(c->log_format, &lf))
         log_set_format(lf);
     metrics_slots_total(c->slots);
+    virt_set_keepalive(c->libvirt_keepalive_interval, c->libvirt_keepalive_count);
+    virt_set_connect_timeout(c->libvirt_connect_timeout_seconds);
     config_replace(p, c);
     char changed[512] = "";
     size_t n = 0;
@@ -954,6 +1206,8 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
     signal(SIGPIPE, SIG_IGN);
 
     virt_init();
+    virt_set_keepalive(cfg->libvirt_keepalive_interval, cfg->libvirt_keepalive_count);
+    virt_set_connect_timeout(cfg->libvirt_connect_timeout_seconds);
     if (!hvdriver_load_all(cfg->drivers_dir, cfg->driver_order, cfg->n_driver_order, &p->drivers,
                            &e)) {
         log_error("drivers: %s", e.msg);
@@ -993,7 +1247,9 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         reap_slots(p);
         if (p->n_retired)
             retire_unused(p);
-        int running = slots_running(p);
+        enforce_deadlines(p);
+        int running = slots_running(p), stuck = slots_stuck(p);
+        metrics_slots_stuck(stuck);
         if (atomic_load(&stopping) && running == 0)
             break;
 
@@ -1026,7 +1282,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         }
         if (p->done.n > 0 && now - p->done.first_at >= DONE_MAX_WAIT_S)
             done_flush(p);
-        int free_slots = p->cfg->slots - running;
+        int free_slots = slots_free(p, running, stuck);
         if (!atomic_load(&stopping) && free_slots > 0 && (want_claim || now >= next_poll)) {
             int want = free_slots < p->cfg->claim_batch ? free_slots : p->cfg->claim_batch;
             p->next_due = 0;
@@ -1060,6 +1316,9 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
             until = next_poll;
         if (metrics_enabled() && next_queue_sample < until)
             until = next_queue_sample;
+        double deadline = next_deadline(p);
+        if (deadline > 0 && deadline + 0.01 < until)
+            until = deadline + 0.01;
         int timeout_ms = (int)((until - now_s()) * 1000);
         if (timeout_ms < 0)
             timeout_ms = 0;
@@ -1084,8 +1343,21 @@ cleanup:
     atomic_store(&stopping, 1);
     while (slots_running(p) > 0) {
         reap_slots(p);
+        enforce_deadlines(p);
         usleep(20000);
     }
+    /* Threads stuck on hung nodes: their jobs were failed already; give
+     * them a moment, then exit without them (they write nothing more). What
+     * they may still touch (their connections, the config, the drivers) is
+     * left to the process exit. */
+    for (double until = now_s() + STUCK_EXIT_WAIT_S; slots_stuck(p) > 0 && now_s() < until;) {
+        reap_slots(p);
+        usleep(20000);
+    }
+    int stuck_at_exit = slots_stuck(p);
+    if (stuck_at_exit > 0)
+        log_warn("exiting with %d job thread(s) still stuck on unresponsive nodes (their jobs "
+                 "were failed and are retried elsewhere)", stuck_at_exit);
     watch_stop();
     metrics_stop();
     if (p->db && p->worker_id) {
@@ -1095,17 +1367,22 @@ cleanup:
         db_run(p->db, SQL_WORKER_STOPPED, prm.n, prm.v, &e);
     }
     for (int i = 0; i < MAX_SLOTS; i++)
-        db_close(p->slots[i].db);
+        if (p->slots[i].state == SLOT_IDLE)
+            db_close(p->slots[i].db);
     db_close(p->db);
-    hvdriver_set_free(p->drivers);
-    /* every slot is reaped: nothing uses a retired config any more */
-    retire_unused(p);
-    if (p->cfg != p->first) {
-        config_clear(p->cfg);
-        free(p->cfg);
+    /* A thread still stuck on a hung node may use its config and the
+     * drivers until the process exits: leave them then. */
+    if (stuck_at_exit == 0) {
+        hvdriver_set_free(p->drivers);
+        /* every slot is reaped: nothing uses a retired config any more */
+        retire_unused(p);
+        if (p->cfg != p->first) {
+            config_clear(p->cfg);
+            free(p->cfg);
+        }
+        config_clear(p->first);
+        free(p->first);
     }
-    config_clear(p->first);
-    free(p->first);
     sig_wake_fd = -1;
     close(p->wake_fd[0]);
     close(p->wake_fd[1]);

@@ -72,4 +72,6 @@ stage_run_result stage_run(const op_def *op, const char *checkpoint, void *job,
 const op_def *ops_find(const char *name);
 /* Every operation, NULL-terminated (for --help). */
 const op_def *const *ops_all(void);
+/* Is name a stage of some operation (config stage_timeouts)? */
+bool ops_stage_known(const char *name);
 #endif

@@ -1049,6 +1049,20 @@ const char *transport_kind(const vcl_transport *t)
     return t ? t->ops->kind : "(none)";
 }
 
+void transport_set_guard(vcl_transport *t, transport_guard_fn fn, void *ctx)
+{
+    if (!t)
+        return;
+    t->guard = fn;
+    t->guard_ctx = ctx;
+}
+
+/* The guard's verdict before a call that changes something. */
+static bool guarded(vcl_transport *t, vcl_error *e)
+{
+    return !t->guard || t->guard(t->guard_ctx, e);
+}
+
 bool transport_exec(vcl_transport *t, const char *const argv[], int timeout_s,
                     transport_result *res, vcl_error *e)
 {
@@ -1060,6 +1074,8 @@ bool transport_exec(vcl_transport *t, const char *const argv[], int timeout_s,
         return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_exec: empty command");
     if (timeout_s < 0)
         timeout_s = 0;
+    if (!guarded(t, e))
+        return false;
     log_debug("exec on %s: %s%s%s", t->ops->kind, argv[0], argv[1] ? " " : "", argv[1] ? argv[1] : "");
     return t->ops->exec(t, argv, timeout_s, res, e);
 }
@@ -1442,7 +1458,7 @@ bool transport_write_file(vcl_transport *t, const char *path, const void *data, 
 {
     if (!t || (!data && len))
         return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_write_file: bad arguments");
-    if (!arg_check("write", path, e))
+    if (!arg_check("write", path, e) || !guarded(t, e))
         return false;
     return t->ops->write_file(t, path, data ? data : "", len, mode, e);
 }
@@ -1460,7 +1476,7 @@ bool transport_rename(vcl_transport *t, const char *from, const char *to, vcl_er
 {
     if (!t)
         return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_rename: bad arguments");
-    if (!arg_check("rename", from, e) || !arg_check("rename", to, e))
+    if (!arg_check("rename", from, e) || !arg_check("rename", to, e) || !guarded(t, e))
         return false;
     return t->ops->rename(t, from, to, e);
 }
@@ -1474,7 +1490,7 @@ bool transport_rename_noreplace(vcl_transport *t, const char *from, const char *
     *existed = false;
     if (!t)
         return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_rename_noreplace: bad arguments");
-    if (!arg_check("rename", from, e) || !arg_check("rename", to, e))
+    if (!arg_check("rename", from, e) || !arg_check("rename", to, e) || !guarded(t, e))
         return false;
     return t->ops->rename_noreplace(t, from, to, existed, e);
 }
@@ -1483,7 +1499,7 @@ bool transport_remove(vcl_transport *t, const char *path, vcl_error *e)
 {
     if (!t)
         return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_remove: bad arguments");
-    if (!arg_check("remove", path, e))
+    if (!arg_check("remove", path, e) || !guarded(t, e))
         return false;
     return t->ops->remove(t, path, e);
 }
@@ -1496,7 +1512,7 @@ bool transport_mkdir_p(vcl_transport *t, const char *path, mode_t mode, vcl_erro
 
     if (!t)
         return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_mkdir_p: bad arguments");
-    if (!arg_check("mkdir", path, e))
+    if (!arg_check("mkdir", path, e) || !guarded(t, e))
         return false;
     if (snprintf(want, sizeof want, "%s", path) >= (int)sizeof want)
         return vcl_error_set(e, VCL_ERR_PERMANENT, "path too long: '%s'", path);
@@ -1574,7 +1590,7 @@ bool transport_copy_in(vcl_transport *t, const char *local_src, const char *dst,
 {
     if (!t)
         return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_copy_in: bad arguments");
-    if (!arg_check("copy", local_src, e) || !arg_check("copy", dst, e))
+    if (!arg_check("copy", local_src, e) || !arg_check("copy", dst, e) || !guarded(t, e))
         return false;
     return t->ops->copy_in(t, local_src, dst, progress, opaque, e);
 }
@@ -1584,7 +1600,7 @@ bool transport_copy_out(vcl_transport *t, const char *src, const char *local_dst
 {
     if (!t)
         return vcl_error_set(e, VCL_ERR_PERMANENT, "transport_copy_out: bad arguments");
-    if (!arg_check("copy", src, e) || !arg_check("copy", local_dst, e))
+    if (!arg_check("copy", src, e) || !arg_check("copy", local_dst, e) || !guarded(t, e))
         return false;
     if (!t->ops->copy_out)
         return vcl_error_set(e, VCL_ERR_PERMANENT, "transport %s cannot copy files off the node",

@@ -23,6 +23,9 @@ typedef struct transport_opts {
     const char *private_key;   /* ssh only: config ssh_private_key (required) */
     const char *known_hosts;   /* ssh only: config ssh_known_hosts (required) */
     int connect_timeout_s;     /* ssh only: TCP connect + handshake + auth; 0 = 15 */
+    int keepalive_s;           /* ssh only: keepalive period while a command runs; 0 = 15. No
+                                * byte from the node for 4 periods: it stopped answering (the
+                                * command fails as retryable) */
 } transport_opts;
 
 typedef struct transport_result {
@@ -63,6 +66,14 @@ typedef void (*transport_progress_fn)(void *opaque, long long done, long long to
 vcl_transport *transport_new(const char *kind, const transport_opts *opts, vcl_error *e);
 void transport_free(vcl_transport *t);
 const char *transport_kind(const vcl_transport *t);
+
+/* A check made before every call that may change something (exec, write,
+ * rename, remove, mkdir, copies): false + e refuses the call. A job sets it
+ * to job_check_ours, so a thread that lost its job (lease gone, or stage
+ * deadline passed while it was stuck on a hung node) never acts on the node
+ * again. NULL = none (the default). */
+typedef bool (*transport_guard_fn)(void *ctx, vcl_error *e);
+void transport_set_guard(vcl_transport *t, transport_guard_fn fn, void *ctx);
 
 /* Run argv[0] with args (argv NULL-terminated). true when the command ran (its
  * exit status is in res->status, possibly non-zero); false when it could not

@@ -48,6 +48,8 @@ typedef struct transport_ops {
 struct vcl_transport {
     const transport_ops *ops;
     void *priv;                 /* per-kind state: NULL for local, the node's session pool for ssh */
+    transport_guard_fn guard;   /* transport_set_guard; NULL = none */
+    void *guard_ctx;
 };
 
 /* ---- helpers both kinds use (transport.c) ---- */

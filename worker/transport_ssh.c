@@ -17,8 +17,10 @@
  * Every session runs libssh2 in non-blocking mode: each call that would block
  * returns EAGAIN and we poll the socket with a deadline, so connect, handshake,
  * authentication, SFTP requests and commands all have timeouts; keepalives
- * (libssh2_keepalive_config) go out while we wait, and TCP_USER_TIMEOUT turns
- * a vanished peer into a socket error.
+ * (libssh2_keepalive_config) go out while a command runs, and when nothing at
+ * all comes back for SSH_SILENT_PERIODS of them (sshd answers every one) the
+ * node has stopped answering: the command fails as retryable long before its
+ * own timeout. TCP_USER_TIMEOUT turns a vanished peer into a socket error.
  *
  * Host keys are checked with libssh2_knownhost_* against the configured
  * known_hosts file (OpenSSH format, "[host]:port" lines for ports other than
@@ -68,7 +70,9 @@
 
 #define SSH_CONNECT_TIMEOUT_S 15      /* default when opts->connect_timeout_s is 0 */
 #define SSH_IO_TIMEOUT_S 120          /* one SFTP request / channel setup without an answer */
-#define SSH_KEEPALIVE_S 15            /* keepalive@openssh.com while waiting */
+#define SSH_KEEPALIVE_S 15            /* keepalive@openssh.com while waiting (opts->keepalive_s 0) */
+#define SSH_SILENT_PERIODS 4          /* nothing received for this many keepalive periods
+                                       * while keepalives go out: the node stopped answering */
 #define SSH_TCP_USER_TIMEOUT_MS 60000 /* unacknowledged data for this long = dead peer */
 #define SSH_KILL_GRACE_S 5            /* timeout -k: SIGKILL this long after SIGTERM */
 #define SSH_WAIT_GRACE_S 30           /* beyond the remote timeout before we give up locally */
@@ -102,6 +106,10 @@ typedef struct ssh_conn {
     bool started;               /* the node may have changed: never retry elsewhere */
     bool timed_out;             /* the last wait hit its deadline */
     bool keepalive;             /* waits may send keepalives (a command is running) */
+    bool silent;                /* the last wait gave up: nothing came back for
+                                 * SSH_SILENT_PERIODS keepalive periods */
+    int keepalive_s;            /* its keepalive period */
+    _Atomic int64_t last_rx_ms; /* when the last byte came from the node (conn_recv) */
 } ssh_conn;
 
 struct ssh_pool {
@@ -112,6 +120,7 @@ struct ssh_pool {
     char *known_hosts;
     int port;
     int connect_timeout_s;
+    int keepalive_s;            /* for sessions opened from now on */
     char label[320];            /* user@host:port, for messages */
     ssh_conn *idle;
     int n_idle, n_open;
@@ -151,7 +160,7 @@ static bool str_eq(const char *a, const char *b)
 /* The pool for these parameters, created on first use. Pools live until exit
  * (one per node and key: a handful). */
 static ssh_pool *pool_find(const char *host, int port, const char *user, const char *key,
-                           const char *known_hosts, int connect_timeout_s)
+                           const char *known_hosts, int connect_timeout_s, int keepalive_s)
 {
     ssh_pool *p;
     pthread_mutex_lock(&pools_mu);
@@ -179,8 +188,10 @@ static ssh_pool *pool_find(const char *host, int port, const char *user, const c
             pools = p;
         }
     }
-    if (p)
+    if (p) {
         p->connect_timeout_s = connect_timeout_s;
+        p->keepalive_s = keepalive_s > 0 ? keepalive_s : SSH_KEEPALIVE_S;
+    }
     pthread_mutex_unlock(&pools_mu);
     return p;
 }
@@ -271,6 +282,15 @@ static bool conn_wait(ssh_conn *c, int64_t deadline)
     if (c->authed && c->keepalive && !(dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)) {
         int next = 0;
         (void)libssh2_keepalive_send(c->s, &next);
+    }
+    /* A command may be silent for hours, but sshd answers every keepalive:
+     * no byte at all for several keepalive periods means the node (or its
+     * sshd) stopped answering. A vanished host also fails through
+     * TCP_USER_TIMEOUT; a stopped one still ACKs at the TCP level. */
+    if (c->authed && c->keepalive &&
+        now_ms() - c->last_rx_ms > (int64_t)SSH_SILENT_PERIODS * c->keepalive_s * 1000) {
+        c->timed_out = c->silent = true;
+        return false;
     }
     int wait = 1000;
     if (deadline) {
@@ -597,6 +617,19 @@ static bool check_host_key(ssh_conn *c, LIBSSH2_KNOWNHOSTS *kh, vcl_error *e)
     }
 }
 
+/* Every read of libssh2 goes through here (LIBSSH2_CALLBACK_RECV): the
+ * time of the last byte from the node (conn_wait). As libssh2's own: the
+ * byte count, or -errno. */
+static LIBSSH2_RECV_FUNC(conn_recv)
+{
+    ssize_t n = recv(socket, buffer, length, flags);
+    if (n < 0)
+        return errno == ENOENT ? -EAGAIN : -errno;
+    if (n > 0)
+        ((ssh_conn *)*abstract)->last_rx_ms = now_ms();
+    return n;
+}
+
 /* A new session: TCP connect, handshake, host key check, public key auth. */
 static ssh_conn *conn_open(ssh_pool *p, unsigned long serial, vcl_error *e)
 {
@@ -626,10 +659,12 @@ static ssh_conn *conn_open(ssh_pool *p, unsigned long serial, vcl_error *e)
     }
     if ((c->sock = tcp_connect(p->host, p->port, deadline, p->label, e)) < 0)
         goto fail;
-    if (!(c->s = libssh2_session_init())) {
+    if (!(c->s = libssh2_session_init_ex(NULL, NULL, NULL, c))) {
         vcl_error_set(e, VCL_ERR_RETRYABLE, "cannot start an ssh session with %s", p->label);
         goto fail;
     }
+    c->last_rx_ms = now_ms();
+    libssh2_session_callback_set(c->s, LIBSSH2_CALLBACK_RECV, (void *)conn_recv);
     libssh2_session_set_blocking(c->s, 0);
     if (!(kh = libssh2_knownhost_init(c->s)) ||
         libssh2_knownhost_readfile(kh, p->known_hosts, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
@@ -678,7 +713,8 @@ static ssh_conn *conn_open(ssh_pool *p, unsigned long serial, vcl_error *e)
         goto fail;
     }
     c->authed = true;
-    libssh2_keepalive_config(c->s, 1, SSH_KEEPALIVE_S);
+    c->keepalive_s = p->keepalive_s > 0 ? p->keepalive_s : SSH_KEEPALIVE_S;
+    libssh2_keepalive_config(c->s, 1, (unsigned)c->keepalive_s);
     const char *cipher = libssh2_session_methods(c->s, LIBSSH2_METHOD_CRYPT_CS),
                *mac = libssh2_session_methods(c->s, LIBSSH2_METHOD_MAC_CS);
     log_debug("ssh %s: session #%lu open in %lld ms (%s, %s)", p->label, serial,
@@ -726,7 +762,7 @@ static ssh_conn *pool_get(ssh_pool *p, bool *fresh, vcl_error *e)
             return NULL;
     }
     c->next = NULL;
-    c->broken = c->started = c->timed_out = c->keepalive = false;
+    c->broken = c->started = c->timed_out = c->keepalive = c->silent = false;
     return c;
 }
 
@@ -841,7 +877,8 @@ static bool ssh_open(vcl_transport *t, const transport_opts *o, vcl_error *e)
         snprintf(userbuf, sizeof userbuf, "%s", pwp->pw_name);
         user = userbuf;
     }
-    ssh_pool *p = pool_find(host, port, user, o->private_key, o->known_hosts, o->connect_timeout_s);
+    ssh_pool *p = pool_find(host, port, user, o->private_key, o->known_hosts, o->connect_timeout_s,
+                            o->keepalive_s);
     if (!p)
         return vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory");
     t->priv = p;
@@ -989,6 +1026,7 @@ static bool ssh_exec_conn(ssh_conn *c, void *ctx, vcl_error *e)
         goto cleanup;
     }
     c->keepalive = true;
+    c->last_rx_ms = now_ms();
     for (;;) {
         int ro = drain_stream(ch, 0, &out);
         int re = drain_stream(ch, SSH_EXTENDED_DATA_STDERR, &err);
@@ -1001,9 +1039,15 @@ static bool ssh_exec_conn(ssh_conn *c, void *ctx, vcl_error *e)
         if (ro == 1 || re == 1)
             continue;
         if (!conn_wait(c, deadline)) {
-            vcl_error_set(e, VCL_ERR_RETRYABLE,
-                          "command '%s' on %s timed out after %ds (and the node did not stop it)",
-                          x->argv[0], c->pool->label, x->timeout_s);
+            if (c->silent)
+                vcl_error_set(e, VCL_ERR_RETRYABLE,
+                              "%s stopped answering while '%s' ran: nothing received for %d s "
+                              "(ssh keepalives unanswered)", c->pool->label, x->argv[0],
+                              SSH_SILENT_PERIODS * c->keepalive_s);
+            else
+                vcl_error_set(e, VCL_ERR_RETRYABLE,
+                              "command '%s' on %s timed out after %ds (and the node did not "
+                              "stop it)", x->argv[0], c->pool->label, x->timeout_s);
             c->broken = true;
             goto cleanup;
         }

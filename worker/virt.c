@@ -5,6 +5,7 @@
 #include "metrics.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,10 @@ static void xml_generic_error(void *ctx, const char *fmt, ...)
 
 static pthread_once_t virt_once = PTHREAD_ONCE_INIT;
 static bool virt_events;
+static _Atomic int ka_interval = 5, ka_count = 3, open_limit_s = 30;
+/* Connection attempts given up on (virt_open) whose thread still waits. */
+#define VIRT_OPENS_HUNG_MAX 64
+static atomic_int opens_hung;
 
 /* The process's libvirt event loop: runs until the process exits. */
 static void *virt_event_loop(void *arg)
@@ -145,13 +150,149 @@ bool virt_error(vcl_error *e, int *code, const char *fmt, ...)
     return false;
 }
 
+void virt_set_keepalive(int interval_s, int count)
+{
+    atomic_store(&ka_interval, interval_s > 0 ? interval_s : 0);
+    atomic_store(&ka_count, count > 0 ? count : 1);
+}
+
+void virt_set_connect_timeout(int seconds)
+{
+    atomic_store(&open_limit_s, seconds > 0 ? seconds : 0);
+}
+
+/* One virConnectOpen in a thread of its own, so the caller can stop
+ * waiting: libvirt has no deadline for an open (a daemon that accepted the
+ * socket but does not answer, an ssh that never completes). The caller and
+ * the thread each hold a reference; whoever drops the last frees it. A
+ * connection that opens after the caller gave up is closed at once. */
+typedef struct open_call {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;
+    bool done, gave_up;
+    char *uri;
+    virConnectPtr conn;
+    int code, domain;
+    char msg[512];
+} open_call;
+
+static void open_call_unref(open_call *oc)
+{
+    pthread_mutex_lock(&oc->mu);
+    bool last = --oc->refs == 0;
+    pthread_mutex_unlock(&oc->mu);
+    if (!last)
+        return;
+    pthread_cond_destroy(&oc->cv);
+    pthread_mutex_destroy(&oc->mu);
+    free(oc->uri);
+    free(oc);
+}
+
+static void *open_main(void *arg)
+{
+    open_call *oc = arg;
+    virConnectPtr c = virConnectOpen(oc->uri);
+    virErrorPtr err = c ? NULL : virGetLastError();
+    pthread_mutex_lock(&oc->mu);
+    bool gave_up = oc->gave_up;
+    oc->conn = c;
+    oc->code = err ? err->code : -1;
+    oc->domain = err ? err->domain : 0;
+    snprintf(oc->msg, sizeof oc->msg, "%s", err && err->message ? err->message : "unknown libvirt error");
+    oc->done = true;
+    pthread_cond_signal(&oc->cv);
+    pthread_mutex_unlock(&oc->mu);
+    if (gave_up) {
+        if (c)
+            virConnectClose(c);
+        atomic_fetch_sub(&opens_hung, 1);
+        log_info("libvirt at %s answered the connection attempt given up on (%s)", oc->uri,
+                 c ? "closed it" : oc->msg);
+    }
+    open_call_unref(oc);
+    return NULL;
+}
+
+/* virConnectOpen, waiting at most limit_s. NULL + e when it fails or when
+ * it did not answer in time. */
+static virConnectPtr open_bounded(const char *uri, int limit_s, vcl_error *e)
+{
+    if (atomic_load(&opens_hung) >= VIRT_OPENS_HUNG_MAX) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "cannot connect to libvirt at %s: %d earlier "
+                      "connection attempts are still hanging", uri, VIRT_OPENS_HUNG_MAX);
+        return NULL;
+    }
+    open_call *oc = calloc(1, sizeof *oc);
+    if (!oc || !(oc->uri = strdup(uri))) {
+        free(oc);
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory connecting to libvirt at %s", uri);
+        return NULL;
+    }
+    pthread_mutex_init(&oc->mu, NULL);
+    pthread_cond_init(&oc->cv, NULL);
+    oc->refs = 2;
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &attr, open_main, oc);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        oc->refs = 1;
+        open_call_unref(oc);
+        /* no thread to spare: open here, unbounded */
+        virConnectPtr c = virConnectOpen(uri);
+        if (!c)
+            virt_error(e, NULL, "cannot connect to libvirt at %s", uri);
+        return c;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += limit_s;
+    virConnectPtr c = NULL;
+    pthread_mutex_lock(&oc->mu);
+    while (!oc->done && pthread_cond_timedwait(&oc->cv, &oc->mu, &until) == 0)
+        ;
+    if (!oc->done) {
+        oc->gave_up = true;
+        atomic_fetch_add(&opens_hung, 1);
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "libvirt at %s did not answer within %d s "
+                      "(connecting)", uri, limit_s);
+    } else if (!(c = oc->conn)) {
+        metrics_libvirt_error();
+        vcl_error_set(e, virt_classify(oc->domain, oc->code), "cannot connect to libvirt at %s: %s",
+                      uri, oc->msg);
+    }
+    pthread_mutex_unlock(&oc->mu);
+    open_call_unref(oc);
+    return c;
+}
+
 virConnectPtr virt_open(const char *uri, vcl_error *e)
 {
     virt_init();
-    virConnectPtr c = virConnectOpen(uri);
-    if (!c) {
+    int limit = atomic_load(&open_limit_s);
+    virConnectPtr c = NULL;
+    if (limit > 0) {
+        c = open_bounded(uri, limit, e);
+    } else if (!(c = virConnectOpen(uri))) {
         virt_error(e, NULL, "cannot connect to libvirt at %s", uri);
+    }
+    if (!c) {
         e->cls = VCL_ERR_RETRYABLE; /* the node may come back */
+        return NULL;
+    }
+    int interval = atomic_load(&ka_interval), count = atomic_load(&ka_count);
+    if (interval > 0 && virConnectSetKeepAlive(c, interval, (unsigned)count) < 0) {
+        /* In-process drivers (test:///) have no keepalive; anything else is
+         * worth a line, but the connection still works. */
+        virErrorPtr err = virGetLastError();
+        if (!err || err->code != VIR_ERR_NO_SUPPORT)
+            log_warn("libvirt keepalive on %s not enabled: %s", uri,
+                     err && err->message ? err->message : "unknown error");
+        virResetLastError();
     }
     return c;
 }

@@ -16,7 +16,20 @@
 void virt_init(void);
 /* The event loop runs (events can be delivered). */
 bool virt_events_running(void);
-/* Connect; NULL + retryable error naming the URI when it fails. */
+/* Keepalive for every connection virt_open makes from now on (config
+ * libvirt_keepalive_interval/count; default 5 s x 3, 0 s = none). */
+void virt_set_keepalive(int interval_s, int count);
+/* How long virt_open waits for a connection (config
+ * libvirt_connect_timeout_seconds; default 30 s, 0 = no limit). */
+void virt_set_connect_timeout(int seconds);
+/* Connect, with keepalive: a libvirtd that stops answering (hung, SIGSTOPped,
+ * its host gone) closes the connection after about interval x (count + 1) s,
+ * so calls in flight fail instead of hanging (the test:/// driver has no
+ * keepalive: that is fine). The open itself, which libvirt does not bound,
+ * runs in a thread of its own and is given up after the connect timeout
+ * ("libvirt at URI did not answer within N s (connecting)"); that thread
+ * closes what it opens late. NULL + retryable error naming the URI when it
+ * fails. */
 virConnectPtr virt_open(const char *uri, vcl_error *e);
 void virt_close(virConnectPtr conn);
 /* Fill e from the thread's last libvirt error: "<what>: <libvirt message>".

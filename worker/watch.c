@@ -1,5 +1,24 @@
-/* watch.c: see watch.h. */
+/* watch.c: see watch.h.
+ *
+ * Threads. libvirt calls to a node can block for as long as the node does
+ * not answer (virConnectOpen has no deadline at all; calls on an open
+ * connection end when its keepalive gives up), so no thread that serves
+ * more than one node ever makes one:
+ *   - one NODE thread per node owns that node's connection: it opens it
+ *     (backoff after failures), subscribes to lifecycle events, and asks
+ *     libvirt about the domains of that node only (events, resync lists);
+ *   - the WATCHER thread owns the database connection: it reads the node
+ *     table (starting and retiring node threads), hands each node thread
+ *     the loaded computers of its node at every resync, and writes RELOAD
+ *     for what the node threads found; it never calls libvirt;
+ *   - libvirt's event loop thread (virt.c) runs the callbacks, which only
+ *     queue the event for the node's thread.
+ * A hung or stopped node thus delays nothing but its own checks. A node
+ * thread that is stuck when its node is removed (or the watcher stops) is
+ * left behind: it is never joined while stuck, and what it uses stays
+ * allocated (a retired node is freed only after its thread returned). */
 #include "watch.h"
+#include "backoff.h"
 #include "db.h"
 #include "log.h"
 #include "statements.h"
@@ -16,37 +35,58 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
-#define WATCH_QUEUE_MAX 1024
+#define WATCH_NODE_QUEUE_MAX 256   /* events queued per node */
+#define WATCH_MARK_QUEUE_MAX 1024  /* findings queued for the watcher thread */
 #define WATCH_MAX_NODES 256
 #define WATCH_REOPEN_MAX_S 60
-#define WATCH_NODES_EVERY_S 5   /* retry nodes whose connection failed (no database query) */
+#define WATCH_RETIRED_MAX 64       /* node threads left behind (stuck), at most */
+#define WATCH_JOIN_WAIT_S 3        /* at stop: wait this long for node threads */
 
 typedef enum {
     WEV_STOPPED,      /* domain went to shutoff */
     WEV_CRASHED,      /* the guest crashed */
     WEV_GONE,         /* undefined (or renamed) */
-    WEV_CONN_CLOSED,  /* the node's connection closed: reopen it */
     WEV__COUNT
 } wev_kind;
 
+/* A lifecycle event (node thread's queue) or a finding (watcher's queue). */
 typedef struct watch_event {
     wev_kind kind;
     long long node_id;
     char uuid[VIR_UUID_STRING_BUFLEN];
     char name[256];
-    char detail[64];
+    char detail[160];
 } watch_event;
+
+/* One loaded computer's domain to check (a resync list). */
+typedef struct watch_check {
+    char uuid[VIR_UUID_STRING_BUFLEN];
+    char name[256];
+} watch_check;
 
 typedef struct watch_node {
     long long id;
     char name[128];
     char uri[512];
+    pthread_t th;
+    atomic_int stop;
+    /* node thread only */
     virConnectPtr conn;
     int cb_id;             /* lifecycle callback id, -1 when none */
     bool close_cb;         /* close callback registered */
-    bool seen;             /* in the node table at the last refresh */
-    double next_try;       /* when to try to (re)open */
     int fails;
+    double next_try;       /* when to try to (re)open */
+    /* guarded by W.mu */
+    pthread_cond_t cv;
+    watch_event q[WATCH_NODE_QUEUE_MAX];
+    int qhead, qlen;
+    bool overflow;         /* events were dropped: resync this node */
+    bool closed;           /* the connection closed (close callback): reopen it */
+    bool want_resync;      /* (re)connected: the watcher should send a resync list */
+    watch_check *checks;   /* a resync list handed over by the watcher; NULL = none */
+    int n_checks;
+    /* watcher thread only */
+    bool seen;             /* in the node table at the last refresh */
 } watch_node;
 
 static struct {
@@ -56,15 +96,19 @@ static struct {
     atomic_int stop;
     pthread_t work_th;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    watch_event q[WATCH_QUEUE_MAX];
-    int qhead, qlen;
-    bool overflow;
-    /* worker thread only */
-    db_conn *db;
-    bool nodes_dirty;          /* re-read vcl.node: (re)connected, or NOTIFY vcl_node */
-    watch_node *nodes[WATCH_MAX_NODES];
+    pthread_cond_t cv;     /* the watcher thread waits on it */
+    /* guarded by mu */
+    watch_node *nodes[WATCH_MAX_NODES]; /* the active nodes (callbacks look up by id) */
     int n_nodes;
+    watch_event marks[WATCH_MARK_QUEUE_MAX];
+    int mhead, mlen;
+    bool mark_overflow;    /* findings were dropped: resync everything */
+    bool resync_wanted;    /* a node (re)connected */
+    /* watcher thread only */
+    db_conn *db;
+    bool nodes_dirty;      /* re-read vcl.node: (re)connected, or NOTIFY vcl_node */
+    watch_node *retired[WATCH_RETIRED_MAX]; /* node threads told to stop, not joined yet */
+    int n_retired;
 } W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 static double mono_s(void)
@@ -72,6 +116,22 @@ static double mono_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* An absolute CLOCK_REALTIME time wait seconds from now (condvars). */
+static struct timespec abs_in(double wait)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (wait < 0)
+        wait = 0;
+    ts.tv_sec += (time_t)wait;
+    ts.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
 }
 
 void watch_reason(const char *domain, const char *kind, const char *detail, char *out,
@@ -90,18 +150,33 @@ static const char *kind_word(wev_kind k)
     }
 }
 
+/* W.mu held: the active node with this id, or NULL. */
+static watch_node *node_by_id_locked(long long id)
+{
+    for (int i = 0; i < W.n_nodes; i++)
+        if (W.nodes[i]->id == id)
+            return W.nodes[i];
+    return NULL;
+}
+
 /* ---------------- callbacks (in virt.c's event loop thread) ---------------- */
 
-static void push(const watch_event *ev)
+/* Queue an event for its node's thread; no blocking, no libvirt call. */
+static void node_push(long long node_id, const watch_event *ev, bool closed)
 {
     pthread_mutex_lock(&W.mu);
-    if (W.qlen < WATCH_QUEUE_MAX) {
-        W.q[(W.qhead + W.qlen) % WATCH_QUEUE_MAX] = *ev;
-        W.qlen++;
-    } else {
-        W.overflow = true; /* the resync will find whatever was dropped */
+    watch_node *n = node_by_id_locked(node_id);
+    if (n) {
+        if (closed)
+            n->closed = true;
+        else if (n->qlen < WATCH_NODE_QUEUE_MAX) {
+            n->q[(n->qhead + n->qlen) % WATCH_NODE_QUEUE_MAX] = *ev;
+            n->qlen++;
+        } else {
+            n->overflow = true; /* a resync of the node finds whatever was dropped */
+        }
+        pthread_cond_signal(&n->cv);
     }
-    pthread_cond_signal(&W.cv);
     pthread_mutex_unlock(&W.mu);
 }
 
@@ -119,7 +194,6 @@ static const char *stopped_detail(int d, wev_kind *kind)
     }
 }
 
-/* Runs in the event loop thread: no database, no blocking; only queue. */
 static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
 {
     (void)conn;
@@ -148,7 +222,7 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
     snprintf(ev.name, sizeof ev.name, "%s", name ? name : "?");
     if (virDomainGetUUIDString(dom, ev.uuid) < 0)
         return 0;
-    push(&ev);
+    node_push(ev.node_id, &ev, false);
     return 0;
 }
 
@@ -156,22 +230,25 @@ static void on_close(virConnectPtr conn, int reason, void *opaque)
 {
     (void)conn;
     (void)reason;
-    watch_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.kind = WEV_CONN_CLOSED;
-    ev.node_id = (long long)(intptr_t)opaque;
-    push(&ev);
+    node_push((long long)(intptr_t)opaque, NULL, true);
 }
 
-/* ---------------- node connections (worker thread) ---------------- */
+/* ---------------- findings: node threads -> the watcher thread ---------------- */
 
-static watch_node *node_by_id(long long id)
+static void mark_push(const watch_event *ev)
 {
-    for (int i = 0; i < W.n_nodes; i++)
-        if (W.nodes[i]->id == id)
-            return W.nodes[i];
-    return NULL;
+    pthread_mutex_lock(&W.mu);
+    if (W.mlen < WATCH_MARK_QUEUE_MAX) {
+        W.marks[(W.mhead + W.mlen) % WATCH_MARK_QUEUE_MAX] = *ev;
+        W.mlen++;
+    } else {
+        W.mark_overflow = true; /* the next resync finds it again */
+    }
+    pthread_cond_signal(&W.cv);
+    pthread_mutex_unlock(&W.mu);
 }
+
+/* ---------------- a node's connection (its own thread) ---------------- */
 
 static void node_close(watch_node *n)
 {
@@ -187,9 +264,10 @@ static void node_close(watch_node *n)
     n->close_cb = false;
 }
 
-/* Open and subscribe unless connected; backoff after failures. *opened
- * (may be NULL) is set when a connection was (re)opened just now. */
-static bool node_ensure_ex(watch_node *n, bool *opened)
+/* Open and subscribe unless connected; backoff after failures. A new
+ * connection asks the watcher for a resync list (events may have been
+ * missed while there was none). */
+static bool node_ensure(watch_node *n)
 {
     if (n->conn)
         return true;
@@ -199,7 +277,7 @@ static bool node_ensure_ex(watch_node *n, bool *opened)
     vcl_error e;
     vcl_error_clear(&e);
     void *opaque = (void *)(intptr_t)n->id;
-    n->conn = virt_open(n->uri, &e);
+    n->conn = virt_open(n->uri, &e); /* with keepalive: a hung node closes it */
     if (n->conn) {
         n->cb_id = virConnectDomainEventRegisterAny(n->conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
                                                     VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle),
@@ -211,103 +289,25 @@ static bool node_ensure_ex(watch_node *n, bool *opened)
     }
     if (!n->conn) {
         n->fails++;
-        int wait = n->fails < 6 ? 1 << n->fails : WATCH_REOPEN_MAX_S;
-        n->next_try = now + (wait < WATCH_REOPEN_MAX_S ? wait : WATCH_REOPEN_MAX_S);
+        double wait = backoff_seconds(n->fails, 1, WATCH_REOPEN_MAX_S, backoff_random());
+        n->next_try = mono_s() + wait;
         if (n->fails == 1 || n->fails % 10 == 0)
-            log_warn("watch: node %s: %s (retrying in %d s)", n->name, e.msg, wait);
+            log_warn("watch: node %s: %s (retrying in %.0f s)", n->name, e.msg, wait);
         return false;
     }
     n->close_cb = virConnectRegisterCloseCallback(n->conn, on_close, opaque, NULL) == 0;
-    /* Remote connections: notice a dead node within ~20 s (needs the event
-     * loop); local drivers refuse keepalive, which is fine. */
-    if (virConnectSetKeepAlive(n->conn, 5, 3) < 0)
-        virResetLastError();
     if (n->fails)
         log_info("watch: node %s reachable again at %s", n->name, n->uri);
     else
         log_debug("watch: subscribed to domain events of node %s (%s)", n->name, n->uri);
     n->fails = 0;
-    if (opened)
-        *opened = true;
+    pthread_mutex_lock(&W.mu);
+    n->want_resync = true;
+    W.resync_wanted = true;
+    pthread_cond_signal(&W.cv);
+    pthread_mutex_unlock(&W.mu);
     return true;
 }
-
-static bool node_ensure(watch_node *n)
-{
-    return node_ensure_ex(n, NULL);
-}
-
-/* Retry the nodes whose connection is down (each on its own backoff). */
-static void nodes_reopen(bool *opened)
-{
-    for (int i = 0; i < W.n_nodes; i++)
-        node_ensure_ex(W.nodes[i], opened);
-}
-
-static void nodes_free(void)
-{
-    for (int i = 0; i < W.n_nodes; i++) {
-        node_close(W.nodes[i]);
-        free(W.nodes[i]);
-    }
-    W.n_nodes = 0;
-}
-
-/* Re-read vcl.node: new nodes get a connection, changed URIs a new one,
- * removed nodes are dropped. *opened: some connection was (re)opened, so
- * events may have been missed: the caller resyncs. */
-static bool nodes_refresh(bool *opened)
-{
-    vcl_error e;
-    vcl_error_clear(&e);
-    PGresult *r = db_exec(W.db, SQL_WATCH_NODES, 0, NULL, &e);
-    if (!r) {
-        log_warn("watch: reading the nodes: %s", e.msg);
-        return false;
-    }
-    for (int i = 0; i < W.n_nodes; i++)
-        W.nodes[i]->seen = false;
-    for (int k = 0; k < PQntuples(r); k++) {
-        long long id = db_get_ll(r, k, 0);
-        const char *name = db_get_str(r, k, 1), *uri = db_get_str(r, k, 2);
-        watch_node *n = node_by_id(id);
-        if (!n) {
-            if (W.n_nodes == WATCH_MAX_NODES) {
-                log_warn("watch: more than %d nodes: node %s is not watched", WATCH_MAX_NODES,
-                         name);
-                continue;
-            }
-            if (!(n = calloc(1, sizeof *n)))
-                continue;
-            n->id = id;
-            n->cb_id = -1;
-            W.nodes[W.n_nodes++] = n;
-        }
-        if (strcmp(n->uri, uri ? uri : "") != 0) {
-            node_close(n);
-            n->fails = 0;
-            n->next_try = 0;
-        }
-        snprintf(n->name, sizeof n->name, "%s", name ? name : "");
-        snprintf(n->uri, sizeof n->uri, "%s", uri ? uri : "");
-        n->seen = true;
-    }
-    PQclear(r);
-    W.nodes_dirty = false;
-    for (int i = 0; i < W.n_nodes;) {
-        if (W.nodes[i]->seen) {
-            node_ensure_ex(W.nodes[i], opened);
-            i++;
-            continue;
-        }
-        node_close(W.nodes[i]);
-        free(W.nodes[i]);
-        W.nodes[i] = W.nodes[--W.n_nodes];
-    }
-    return true;
-}
-
-/* ---------------- the decision and the write ---------------- */
 
 static bool up_state(int st)
 {
@@ -338,7 +338,7 @@ static int domain_check(watch_node *n, const char *uuid, const char *via, wev_ki
     virDomainPtr dom = NULL;
     vcl_error e;
     vcl_error_clear(&e);
-    if (!n || !node_ensure(n))
+    if (!node_ensure(n))
         return -1;
     if (!virt_lookup_uuid(n->conn, uuid, &dom, &e)) {
         log_debug("watch: node %s: %s", n->name, e.msg);
@@ -377,84 +377,283 @@ static int domain_check(watch_node *n, const char *uuid, const char *via, wev_ki
     return rc;
 }
 
+/* An event: re-check the domain (it may be back up already: a reset, a
+ * reload); unless it is fine, hand the event to the watcher. */
+static void node_event(watch_node *n, const watch_event *ev)
+{
+    log_debug("watch: event on node %s: domain %s %s (%s)", n->name, ev->name, kind_word(ev->kind),
+              ev->detail);
+    wev_kind k = ev->kind;
+    char name[256], detail[160];
+    snprintf(name, sizeof name, "%s", ev->name);
+    if (domain_check(n, ev->uuid, "event", &k, name, sizeof name, detail, sizeof detail) == 1)
+        return;
+    mark_push(ev);
+}
+
+/* A resync list: every loaded computer of this node, checked directly. */
+static void node_resync(watch_node *n, const watch_check *checks, int count)
+{
+    int checked = 0, marked = 0;
+    for (int i = 0; i < count && !atomic_load(&n->stop) && !atomic_load(&W.stop); i++) {
+        watch_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.node_id = n->id;
+        ev.kind = WEV_STOPPED;
+        snprintf(ev.uuid, sizeof ev.uuid, "%s", checks[i].uuid);
+        snprintf(ev.name, sizeof ev.name, "%s", checks[i].name[0] ? checks[i].name : checks[i].uuid);
+        int c = domain_check(n, ev.uuid, "resync", &ev.kind, ev.name, sizeof ev.name, ev.detail,
+                             sizeof ev.detail);
+        checked += c >= 0;
+        if (c != 0)
+            continue;
+        mark_push(&ev);
+        marked++;
+    }
+    log_debug("watch: resync checked %d of %d loaded computer(s) of node %s, %d not running",
+              checked, count, n->name, marked);
+}
+
+static void *node_main(void *arg)
+{
+    watch_node *n = arg;
+    log_ctx_set(0, NULL, n->name);
+    log_ctx_stage("watch");
+    while (!atomic_load(&n->stop) && !atomic_load(&W.stop)) {
+        node_ensure(n);
+        watch_event batch[32];
+        int nb = 0;
+        watch_check *checks = NULL;
+        int n_checks = 0;
+        bool closed, overflow;
+        pthread_mutex_lock(&W.mu);
+        if (n->qlen == 0 && !n->checks && !n->closed && !n->overflow && !atomic_load(&n->stop) &&
+            !atomic_load(&W.stop)) {
+            /* at most a second: also retry the connection, see stop */
+            struct timespec ts = abs_in(1.0);
+            pthread_cond_timedwait(&n->cv, &W.mu, &ts);
+        }
+        while (n->qlen > 0 && nb < 32) {
+            batch[nb++] = n->q[n->qhead];
+            n->qhead = (n->qhead + 1) % WATCH_NODE_QUEUE_MAX;
+            n->qlen--;
+        }
+        checks = n->checks;
+        n_checks = n->n_checks;
+        n->checks = NULL;
+        n->n_checks = 0;
+        closed = n->closed;
+        overflow = n->overflow;
+        n->closed = n->overflow = false;
+        if (overflow) {
+            n->want_resync = true;
+            W.resync_wanted = true;
+            pthread_cond_signal(&W.cv);
+        }
+        pthread_mutex_unlock(&W.mu);
+        if (closed && n->conn) {
+            log_warn("watch: connection to node %s closed; reopening", n->name);
+            node_close(n);
+            n->next_try = 0;
+        }
+        if (overflow)
+            log_warn("watch: node %s: event queue overflowed: resyncing it", n->name);
+        for (int i = 0; i < nb && !atomic_load(&n->stop); i++)
+            node_event(n, &batch[i]);
+        if (checks)
+            node_resync(n, checks, n_checks);
+        free(checks);
+    }
+    node_close(n);
+    log_ctx_clear();
+    return NULL;
+}
+
+/* ---------------- the watcher thread: nodes, resync lists, the writes ---------------- */
+
+static void node_free(watch_node *n)
+{
+    free(n->checks);
+    pthread_cond_destroy(&n->cv);
+    free(n);
+}
+
+static watch_node *node_start(long long id, const char *name, const char *uri)
+{
+    watch_node *n = calloc(1, sizeof *n);
+    if (!n)
+        return NULL;
+    n->id = id;
+    n->cb_id = -1;
+    snprintf(n->name, sizeof n->name, "%s", name ? name : "");
+    snprintf(n->uri, sizeof n->uri, "%s", uri ? uri : "");
+    pthread_cond_init(&n->cv, NULL);
+    if (pthread_create(&n->th, NULL, node_main, n) != 0) {
+        log_warn("watch: cannot start a thread for node %s: it is not watched", n->name);
+        node_free(n);
+        return NULL;
+    }
+    return n;
+}
+
+/* Join the retired node threads that have returned; free them. */
+static void retired_reap(void)
+{
+    for (int i = 0; i < W.n_retired;) {
+        if (pthread_tryjoin_np(W.retired[i]->th, NULL) == 0) {
+            node_free(W.retired[i]);
+            W.retired[i] = W.retired[--W.n_retired];
+        } else {
+            i++;
+        }
+    }
+}
+
+/* Tell a node thread to stop (it may be stuck in a call to its node: it is
+ * joined later, never waited for). W.mu not held; n is already out of
+ * W.nodes. */
+static void node_retire(watch_node *n)
+{
+    atomic_store(&n->stop, 1);
+    pthread_mutex_lock(&W.mu);
+    pthread_cond_signal(&n->cv);
+    pthread_mutex_unlock(&W.mu);
+    retired_reap();
+    if (W.n_retired == WATCH_RETIRED_MAX) {
+        log_warn("watch: %d node threads stuck on unresponsive nodes; leaving node %s's behind",
+                 WATCH_RETIRED_MAX, n->name);
+        pthread_detach(n->th); /* its struct is never freed: it may still use it */
+        return;
+    }
+    W.retired[W.n_retired++] = n;
+}
+
+/* Re-read vcl.node: new nodes get a thread, changed URIs a new thread (the
+ * old one retired), removed nodes are retired. */
+static bool nodes_refresh(void)
+{
+    vcl_error e;
+    vcl_error_clear(&e);
+    PGresult *r = db_exec(W.db, SQL_WATCH_NODES, 0, NULL, &e);
+    if (!r) {
+        log_warn("watch: reading the nodes: %s", e.msg);
+        return false;
+    }
+    watch_node *gone[WATCH_MAX_NODES];
+    int n_gone = 0;
+    pthread_mutex_lock(&W.mu);
+    for (int i = 0; i < W.n_nodes; i++)
+        W.nodes[i]->seen = false;
+    for (int k = 0; k < PQntuples(r); k++) {
+        long long id = db_get_ll(r, k, 0);
+        const char *name = db_get_str(r, k, 1), *uri = db_get_str(r, k, 2);
+        watch_node *n = node_by_id_locked(id);
+        if (n && strcmp(n->uri, uri ? uri : "") == 0 && strcmp(n->name, name ? name : "") == 0) {
+            n->seen = true;
+            continue;
+        }
+        if (n) { /* URI or name changed: a new thread for it */
+            for (int i = 0; i < W.n_nodes; i++)
+                if (W.nodes[i] == n) {
+                    W.nodes[i] = W.nodes[--W.n_nodes];
+                    break;
+                }
+            gone[n_gone++] = n;
+        }
+        if (W.n_nodes == WATCH_MAX_NODES) {
+            log_warn("watch: more than %d nodes: node %s is not watched", WATCH_MAX_NODES, name);
+            continue;
+        }
+        watch_node *fresh = node_start(id, name, uri);
+        if (fresh) {
+            fresh->seen = true;
+            W.nodes[W.n_nodes++] = fresh;
+        }
+    }
+    for (int i = 0; i < W.n_nodes;) {
+        if (W.nodes[i]->seen) {
+            i++;
+            continue;
+        }
+        gone[n_gone++] = W.nodes[i];
+        W.nodes[i] = W.nodes[--W.n_nodes];
+    }
+    pthread_mutex_unlock(&W.mu);
+    PQclear(r);
+    for (int i = 0; i < n_gone; i++)
+        node_retire(gone[i]);
+    W.nodes_dirty = false;
+    return true;
+}
+
 /* The guarded UPDATE; logs when it changed a computer. */
-static void mark_reload(long long node_id, const char *uuid, const char *name, wev_kind kind,
-                        const char *detail)
+static void mark_reload(const watch_event *ev)
 {
     char reason[512], nid[32];
-    watch_reason(name, kind_word(kind), detail, reason, sizeof reason);
-    snprintf(nid, sizeof nid, "%lld", node_id);
-    const char *p[3] = { nid, uuid, reason };
+    watch_reason(ev->name, kind_word(ev->kind), ev->detail, reason, sizeof reason);
+    snprintf(nid, sizeof nid, "%lld", ev->node_id);
+    const char *p[3] = { nid, ev->uuid, reason };
     vcl_error e;
     vcl_error_clear(&e);
     PGresult *r = db_exec(W.db, SQL_WATCH_MARK_RELOAD, 3, p, &e);
     if (!r) {
-        log_warn("watch: writing RELOAD for domain %s: %s", name, e.msg);
+        log_warn("watch: writing RELOAD for domain %s: %s", ev->name, e.msg);
         return;
     }
     for (int k = 0; k < PQntuples(r); k++)
         log_warn("watch: computer %s: %s: node_status RELOAD", PQgetvalue(r, k, 0), reason);
     if (PQntuples(r) == 0)
-        log_debug("watch: domain %s (%s): no loaded computer to update", name, uuid);
+        log_debug("watch: domain %s (%s): no loaded computer to update", ev->name, ev->uuid);
     PQclear(r);
 }
 
-static void handle_event(const watch_event *ev)
-{
-    watch_node *n = node_by_id(ev->node_id);
-    if (ev->kind == WEV_CONN_CLOSED) {
-        if (n && n->conn) {
-            log_warn("watch: connection to node %s closed; reopening", n->name);
-            node_close(n);
-            n->next_try = 0;
-        }
-        return;
-    }
-    log_debug("watch: event on node %lld: domain %s %s (%s)", ev->node_id, ev->name,
-              kind_word(ev->kind), ev->detail);
-    /* Re-check: the domain may be back up already (a reset, a reload). */
-    wev_kind k = ev->kind;
-    char name[256], detail[160];
-    snprintf(name, sizeof name, "%s", ev->name);
-    int c = domain_check(n, ev->uuid, "event", &k, name, sizeof name, detail, sizeof detail);
-    if (c == 1)
-        return;
-    mark_reload(ev->node_id, ev->uuid, ev->name, ev->kind, ev->detail);
-}
-
-static void resync(void)
+/* Hand every node thread (all, or those that asked) the loaded computers
+ * of its node; a node that gets no list has none loaded. */
+static void resync(bool all)
 {
     vcl_error e;
     vcl_error_clear(&e);
-    bool opened = false;
-    if (!nodes_refresh(&opened))
+    if (!nodes_refresh())
         return;
     PGresult *r = db_exec(W.db, SQL_WATCH_LOADED, 0, NULL, &e);
     if (!r) {
         log_warn("watch: reading the loaded computers: %s", e.msg);
         return;
     }
-    int checked = 0, marked = 0;
-    for (int k = 0; k < PQntuples(r) && !atomic_load(&W.stop); k++) {
-        long long node_id = db_get_ll(r, k, 1);
-        const char *uuid = db_get_str(r, k, 2), *dname = db_get_str(r, k, 3);
-        char name[256], detail[160];
-        wev_kind kind = WEV_STOPPED;
-        snprintf(name, sizeof name, "%s", dname && dname[0] ? dname : uuid);
-        int c = domain_check(node_by_id(node_id), uuid, "resync", &kind, name, sizeof name, detail,
-                             sizeof detail);
-        checked += c >= 0;
-        if (c != 0)
+    int rows = PQntuples(r);
+    pthread_mutex_lock(&W.mu);
+    W.resync_wanted = false;
+    for (int i = 0; i < W.n_nodes; i++) {
+        watch_node *n = W.nodes[i];
+        if (!all && !n->want_resync)
             continue;
-        mark_reload(node_id, uuid, name, kind, detail);
-        marked++;
+        n->want_resync = false;
+        int count = 0;
+        for (int k = 0; k < rows; k++)
+            count += db_get_ll(r, k, 1) == n->id;
+        watch_check *checks = count ? calloc((size_t)count, sizeof *checks) : NULL;
+        if (count && !checks)
+            continue;
+        int m = 0;
+        for (int k = 0; k < rows && m < count; k++) {
+            if (db_get_ll(r, k, 1) != n->id)
+                continue;
+            const char *uuid = db_get_str(r, k, 2), *dname = db_get_str(r, k, 3);
+            snprintf(checks[m].uuid, sizeof checks[m].uuid, "%s", uuid ? uuid : "");
+            snprintf(checks[m].name, sizeof checks[m].name, "%s", dname ? dname : "");
+            m++;
+        }
+        if (!checks)
+            continue;
+        free(n->checks); /* an older list it has not taken yet: this one is newer */
+        n->checks = checks;
+        n->n_checks = m;
+        pthread_cond_signal(&n->cv);
     }
-    log_debug("watch: resync checked %d of %d loaded computer(s), %d not running", checked,
-              PQntuples(r), marked);
+    pthread_mutex_unlock(&W.mu);
+    log_debug("watch: resync: %d loaded computer(s) handed to the node threads", rows);
     PQclear(r);
 }
-
-/* ---------------- worker thread ---------------- */
 
 /* A working connection that LISTENs on vcl_node (a new one re-reads the
  * nodes: changes may have been missed meanwhile). */
@@ -491,81 +690,99 @@ static bool nodes_notified(void)
     return any;
 }
 
+/* Stop every node thread; wait for them together at most WATCH_JOIN_WAIT_S
+ * (one stuck in a call to a hung node is left behind, its struct not freed). */
+static void nodes_stop_all(void)
+{
+    pthread_mutex_lock(&W.mu);
+    for (int i = 0; i < W.n_nodes; i++) {
+        atomic_store(&W.nodes[i]->stop, 1);
+        pthread_cond_signal(&W.nodes[i]->cv);
+    }
+    int n = W.n_nodes;
+    watch_node *all[WATCH_MAX_NODES];
+    memcpy(all, W.nodes, sizeof(watch_node *) * (size_t)n);
+    W.n_nodes = 0;
+    pthread_mutex_unlock(&W.mu);
+    struct timespec until = abs_in(WATCH_JOIN_WAIT_S);
+    int left = 0;
+    for (int i = 0; i < n; i++) {
+        if (pthread_timedjoin_np(all[i]->th, NULL, &until) == 0) {
+            node_free(all[i]);
+        } else {
+            pthread_detach(all[i]->th);
+            left++;
+        }
+    }
+    for (int i = 0; i < W.n_retired; i++) {
+        if (pthread_timedjoin_np(W.retired[i]->th, NULL, &until) == 0) {
+            node_free(W.retired[i]);
+        } else {
+            pthread_detach(W.retired[i]->th);
+            left++;
+        }
+    }
+    W.n_retired = 0;
+    if (left)
+        log_warn("watch: %d node thread(s) still stuck on unresponsive nodes: left behind", left);
+}
+
 static void *work_main(void *arg)
 {
     (void)arg;
     log_ctx_set(0, NULL, NULL);
     log_ctx_stage("watch");
     int period = W.cfg->watch_resync_seconds;
-    int nodes_every = period < WATCH_NODES_EVERY_S ? period : WATCH_NODES_EVERY_S;
     double next_resync = 0; /* at once: subscribe, and catch what happened unwatched */
-    double next_nodes = 0;
     while (!atomic_load(&W.stop)) {
         if (!db_ready()) {
             for (int i = 0; i < 20 && !atomic_load(&W.stop); i++)
                 usleep(100000);
             continue;
         }
-        double now = mono_s();
-        bool overflow = false;
         if (nodes_notified())
             W.nodes_dirty = true;
-        /* The database is read for the node list only when it changed (or
-         * at the resync, which re-reads it anyway); failed connections are
-         * retried without a query. */
-        if (now < next_resync && (W.nodes_dirty || now >= next_nodes)) {
-            bool opened = false;
-            if (W.nodes_dirty)
-                nodes_refresh(&opened);
-            else
-                nodes_reopen(&opened);
-            if (opened)
-                next_resync = now; /* a node (re)connected: look at its computers now */
-            next_nodes = mono_s() + nodes_every;
-        }
-        if (now >= next_resync) {
-            resync();
+        double now = mono_s();
+        bool wanted;
+        pthread_mutex_lock(&W.mu);
+        wanted = W.resync_wanted || W.mark_overflow;
+        bool overflow = W.mark_overflow;
+        W.mark_overflow = false;
+        pthread_mutex_unlock(&W.mu);
+        if (overflow)
+            log_warn("watch: the queue of findings overflowed: resyncing now");
+        if (now >= next_resync || overflow) {
+            resync(true);
             next_resync = mono_s() + period;
-            next_nodes = mono_s() + nodes_every;
+        } else if (wanted) {
+            resync(false); /* only the nodes that (re)connected */
+        } else if (W.nodes_dirty) {
+            nodes_refresh();
         }
-        /* wait for events, the next resync or stop */
+        retired_reap();
+        /* wait for findings, the next resync or stop */
         watch_event batch[64];
         int nb = 0;
         pthread_mutex_lock(&W.mu);
-        if (W.qlen == 0 && !W.overflow && !atomic_load(&W.stop)) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            double wait = (next_resync < next_nodes ? next_resync : next_nodes) - mono_s();
+        if (W.mlen == 0 && !W.resync_wanted && !W.mark_overflow && !atomic_load(&W.stop)) {
+            double wait = next_resync - mono_s();
             if (wait > 1)
-                wait = 1; /* also re-check stop and the DB connection */
-            if (wait < 0)
-                wait = 0;
-            ts.tv_sec += (time_t)wait;
-            ts.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+                wait = 1; /* also re-check stop, NOTIFY and the DB connection */
+            struct timespec ts = abs_in(wait);
             pthread_cond_timedwait(&W.cv, &W.mu, &ts);
         }
-        while (W.qlen > 0 && nb < 64) {
-            batch[nb++] = W.q[W.qhead];
-            W.qhead = (W.qhead + 1) % WATCH_QUEUE_MAX;
-            W.qlen--;
+        while (W.mlen > 0 && nb < 64) {
+            batch[nb++] = W.marks[W.mhead];
+            W.mhead = (W.mhead + 1) % WATCH_MARK_QUEUE_MAX;
+            W.mlen--;
         }
-        overflow = W.overflow;
-        W.overflow = false;
         pthread_mutex_unlock(&W.mu);
         for (int i = 0; i < nb && !atomic_load(&W.stop); i++) {
             if (db_ready())
-                handle_event(&batch[i]);
-        }
-        if (overflow) {
-            log_warn("watch: event queue overflowed: resyncing now");
-            next_resync = 0;
+                mark_reload(&batch[i]);
         }
     }
-    nodes_free();
+    nodes_stop_all();
     db_close(W.db);
     W.db = NULL;
     log_ctx_clear();
@@ -587,12 +804,12 @@ bool watch_start(const vcl_config *cfg, const char *worker_name, vcl_error *e)
     W.cfg = cfg;
     snprintf(W.app, sizeof W.app, "%s-watch", worker_name && worker_name[0] ? worker_name : "vcl-worker");
     atomic_store(&W.stop, 0);
-    W.qhead = W.qlen = 0;
-    W.overflow = false;
+    W.mhead = W.mlen = 0;
+    W.mark_overflow = W.resync_wanted = false;
     if (pthread_create(&W.work_th, NULL, work_main, NULL) != 0)
         return vcl_error_set(e, VCL_ERR_RETRYABLE, "watch: cannot start the watcher thread");
     W.started = true;
-    log_info("watch: watching domains (lifecycle events, resync every %d s)",
+    log_info("watch: watching domains (lifecycle events, resync every %d s; one thread per node)",
              cfg->watch_resync_seconds);
     return true;
 }
@@ -605,7 +822,7 @@ void watch_stop(void)
     pthread_mutex_lock(&W.mu);
     pthread_cond_broadcast(&W.cv);
     pthread_mutex_unlock(&W.mu);
-    pthread_join(W.work_th, NULL); /* deregisters the callbacks, closes the connections */
+    pthread_join(W.work_th, NULL); /* it stops the node threads (bounded wait) */
     W.started = false;
     log_info("watch: stopped");
 }

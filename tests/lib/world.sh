@@ -296,7 +296,9 @@ EOS
 #     status. Tracked: on exit it gets SIGCONT (it may be stopped), SIGTERM,
 #     then SIGKILL after 5 s. --fault runs build/test/vcl-worker (the same
 #     code plus test hooks) with VCL_FAULT=STAGE:POINT (see fault_point() in
-#     worker/pool.c); otherwise $VCL_WORKER_BIN, default bin/vcl-worker.
+#     worker/pool.c; VCL_FAULT_NODE, VCL_FAULT_ONCE and VCL_FAULT_HANG from
+#     the environment refine it); otherwise $VCL_WORKER_BIN, default
+#     bin/vcl-worker.
 # world_worker_wait PID TIMEOUT_S
 #     wait until the worker PID (from world_worker) exits, at most TIMEOUT_S
 #     seconds; returns its exit status (137 = SIGKILL), or 255 (with a diag)

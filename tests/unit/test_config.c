@@ -123,7 +123,14 @@ static bool cfg_equal(const vcl_config *a, const vcl_config *b, const char **why
     I(command_timeout_seconds) I(post_load_timeout_seconds) I(image_lock_timeout_seconds)
     I(shutdown_timeout_seconds) I(watch_resync_seconds)
     S(ssh_private_key) S(ssh_known_hosts) S(metrics_listen) S(log_format)
-    S(prepared_statements)
+    S(prepared_statements) I(stage_timeout_seconds) I(n_stage_timeouts)
+    for (int i = 0; i < a->n_stage_timeouts; i++)
+        if (!str_eq(a->stage_timeouts[i].stage, b->stage_timeouts[i].stage) ||
+            a->stage_timeouts[i].seconds != b->stage_timeouts[i].seconds) {
+            *why = "stage_timeouts";
+            return false;
+        }
+    I(libvirt_keepalive_interval) I(libvirt_keepalive_count) I(libvirt_connect_timeout_seconds)
 #undef S
 #undef I
     *why = "";
@@ -190,6 +197,14 @@ static void test_defaults(void)
     is_str(c.metrics_listen, "", "default metrics_listen (off)");
     is_str(c.log_format, "logfmt", "default log_format");
     is_str(c.prepared_statements, "on", "default prepared_statements");
+    is_int(c.stage_timeout_seconds, 900, "default stage_timeout_seconds");
+    is_int(c.libvirt_keepalive_interval, 5, "default libvirt_keepalive_interval");
+    is_int(c.libvirt_keepalive_count, 3, "default libvirt_keepalive_count");
+    is_int(c.libvirt_connect_timeout_seconds, 30, "default libvirt_connect_timeout_seconds");
+    is_int(config_stage_deadline(&c, "pre_define"), 7200, "built-in deadline of pre_define");
+    is_int(config_stage_deadline(&c, "upload"), 7200, "built-in deadline of upload");
+    is_int(config_stage_deadline(&c, "shutdown"), 3900, "built-in deadline of shutdown");
+    is_int(config_stage_deadline(&c, "define"), 900, "other stages: stage_timeout_seconds");
     vcl_error_clear(&e);
     ok_e(config_validate(&c, &e), e, "defaults validate");
     config_clear(&c);
@@ -435,6 +450,11 @@ static const struct {
     { "image_lock_timeout_seconds", offsetof(vcl_config, image_lock_timeout_seconds), 1, 86400 },
     { "shutdown_timeout_seconds", offsetof(vcl_config, shutdown_timeout_seconds), 1, 3600 },
     { "watch_resync_seconds", offsetof(vcl_config, watch_resync_seconds), 0, 86400 },
+    { "stage_timeout_seconds", offsetof(vcl_config, stage_timeout_seconds), 0, 604800 },
+    { "libvirt_keepalive_interval", offsetof(vcl_config, libvirt_keepalive_interval), 0, 600 },
+    { "libvirt_keepalive_count", offsetof(vcl_config, libvirt_keepalive_count), 1, 100 },
+    { "libvirt_connect_timeout_seconds", offsetof(vcl_config, libvirt_connect_timeout_seconds),
+      0, 3600 },
 };
 
 static void test_bounds(void)
@@ -570,7 +590,8 @@ static void test_unknown_key(void)
                       "4:1: unknown option 'Slots'", "keys are case-sensitive");
     vcl_error e;
     load_text("nope: 1\n", NULL, &e);
-    ok(strstr(e.msg, "prepared_statements)") != NULL, "known options list ends with the last one");
+    ok(strstr(e.msg, "libvirt_connect_timeout_seconds)") != NULL,
+       "known options list ends with the last one");
     is_int(e.cls, VCL_ERR_PERMANENT, "config errors are permanent");
 }
 
@@ -785,7 +806,10 @@ static void test_print(void)
                            "log_level", "command_timeout_seconds", "post_load_timeout_seconds",
                            "image_lock_timeout_seconds", "shutdown_timeout_seconds",
                            "watch_resync_seconds", "ssh_private_key", "ssh_known_hosts",
-                           "metrics_listen", "log_format", "prepared_statements" };
+                           "metrics_listen", "log_format", "prepared_statements",
+                           "stage_timeout_seconds", "stage_timeouts",
+                           "libvirt_keepalive_interval", "libvirt_keepalive_count",
+                           "libvirt_connect_timeout_seconds" };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         char line[80];
         snprintf(line, sizeof line, "\n%s: ", keys[i]);
@@ -945,6 +969,62 @@ static void test_help(void)
     ok(keys >= 18, "config_print shows every option (%d)", keys);
     is_int(lines, keys + 1, "help: header plus one line per option");
     free(buf);
+}
+
+/* ---- stage deadlines ------------------------------------------------------ */
+
+static void test_stage_timeouts(void)
+{
+    vcl_config c = { 0 };
+    vcl_error e;
+    const char *path;
+
+    path = write_tmp("stage_timeout_seconds: 60\n"
+                     "stage_timeouts:\n  post_load: 1800\n  pre_define: 0\n  define: 8\n");
+    ok_e(config_load(&c, path, &e), e, "stage_timeouts as a block mapping loads");
+    is_int(config_stage_deadline(&c, "post_load"), 1800, "post_load set");
+    is_int(config_stage_deadline(&c, "pre_define"), 0, "pre_define 0 = no deadline (replaces the built-in)");
+    is_int(config_stage_deadline(&c, "define"), 8, "define set");
+    is_int(config_stage_deadline(&c, "upload"), 7200, "upload keeps its built-in deadline");
+    is_int(config_stage_deadline(&c, "cleanup"), 60, "cleanup: stage_timeout_seconds");
+    is_int(config_stage_deadline(&c, NULL), 0, "no stage: no deadline");
+    ok_e(config_validate(&c, &e), e, "validates");
+    round_trip(&c, "stage_timeouts");
+    config_clear(&c);
+
+    path = write_tmp("stage_timeouts: {define: 8}\nstage_timeout_seconds: 0\n");
+    ok_e(config_load(&c, path, &e), e, "flow mapping loads");
+    is_int(config_stage_deadline(&c, "define"), 8, "define 8");
+    is_int(config_stage_deadline(&c, "cleanup"), 0, "stage_timeout_seconds 0: no deadline");
+    config_clear(&c);
+
+    path = write_tmp("stage_timeouts:\n");
+    ok_e(config_load(&c, path, &e), e, "an empty stage_timeouts loads");
+    is_int(config_stage_deadline(&c, "pre_define"), 7200, "and keeps the built-in entries");
+    config_clear(&c);
+
+    load_fails("stage_timeouts: {post_lod: 5}\n",
+               "1:18: option 'stage_timeouts' expects a mapping of stage names to seconds between 0 "
+               "and 604800, e.g. {post_load: 1800}, got 'post_lod': no operation has a stage by "
+               "that name (vcl-worker --help lists them)", "unknown stage");
+    load_fails("stage_timeouts:\n  define: 5\n  define: 6\n",
+               "3:3: option 'stage_timeouts' expects a mapping of stage names to seconds between 0 "
+               "and 604800, e.g. {post_load: 1800}, got 'define': listed twice", "stage twice");
+    load_fails("stage_timeouts: {define: -1}\n",
+               "1:26: option 'stage_timeouts' expects a mapping of stage names to seconds between 0 "
+               "and 604800, e.g. {post_load: 1800}, got '-1': not a number of seconds in range",
+               "negative seconds");
+    load_fails_prefix("stage_timeouts: {define: [1]}\n", "1:26: option 'stage_timeouts' expects",
+                      "a sequence as a value");
+    load_fails_prefix("stage_timeouts: 5\n", "1:17: option 'stage_timeouts' expects",
+                      "a scalar instead of a mapping");
+    load_fails_prefix("slots: {a: 1}\n", "1:8: option 'slots' expects", "a mapping for an integer");
+
+    config_defaults(&c);
+    c.stage_timeouts[0].seconds = -5;
+    ok(!config_validate(&c, &e), "validate refuses a negative deadline");
+    ok(strstr(e.msg, "stage_timeouts") && strstr(e.msg, "-5 seconds"), "and says which (%s)", e.msg);
+    config_clear(&c);
 }
 
 /* ---- reload -------------------------------------------------------------- */
@@ -1152,6 +1232,7 @@ int main(int argc, char **argv)
     test_print();
     test_password_masking();
     test_help();
+    test_stage_timeouts();
     test_reload();
     test_reload_merge();
     test_help_reload_column();

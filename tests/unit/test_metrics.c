@@ -157,6 +157,8 @@ int main(void)
         "vclw_queue_depth{operation=\"load\",state=\"running\"} 3",
         "vclw_queue_depth{operation=\"noop\",state=\"running\"} 0",
         "vclw_slots_busy 1",
+        "vclw_slots_stuck 0",
+        "# TYPE vclw_stage_deadline_exceeded_total counter",
         "vclw_slots_total 4",
         "vclw_worker_info{version=\"0.1\",worker=\"w\\\"1\"} 1",
     };
@@ -166,8 +168,8 @@ int main(void)
     for (const char *p = t; p && (p = strstr(p, "\n# ")); p++)
         help += strncmp(p, "\n# HELP ", 8) == 0, type += strncmp(p, "\n# TYPE ", 8) == 0;
     help += t && strncmp(t, "# HELP ", 7) == 0;
-    is_int(help, 12, "one HELP line per metric");
-    is_int(type, 12, "one TYPE line per metric");
+    is_int(help, 14, "one HELP line per metric");
+    is_int(type, 14, "one TYPE line per metric");
     ok(t && t[strlen(t) - 1] == '\n', "ends with a newline");
     free(t);
 

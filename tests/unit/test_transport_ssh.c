@@ -8,7 +8,8 @@
  * every file operation, glob compared with the local transport's glob of the
  * same tree (the node is this host), copy_in (sparse, resume, restart), 200
  * commands from 4 threads on a bounded number of sessions, a reconnect after
- * the node dropped the sessions, unknown and changed host keys
+ * the node dropped the sessions, a node that stops answering in the middle
+ * of a command (its sshd SIGSTOPped), unknown and changed host keys
  * (VCL_SSH_KH_UNKNOWN, VCL_SSH_KH_CHANGED). */
 #include "tap.h"
 #include "transport.h"
@@ -658,6 +659,91 @@ static void test_reconnect(vcl_transport *t, long sshd_pid)
     is_int(s1.open, 1, "one session open again");
 }
 
+/* Send sig to every descendant of pid (the sshd session processes and the
+ * commands they run). */
+static void signal_descendants(long pid, int sig)
+{
+    long kids[256];
+    int n = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    while (d && (de = readdir(d)) && n < 256) {
+        char p[300], buf[1024];
+        if (de->d_name[0] < '0' || de->d_name[0] > '9')
+            continue;
+        snprintf(p, sizeof p, "/proc/%s/stat", de->d_name);
+        FILE *f = fopen(p, "r");
+        if (!f)
+            continue;
+        size_t k = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[k] = '\0';
+        char *rp = strrchr(buf, ')');
+        long ppid = 0;
+        char state;
+        if (rp && sscanf(rp + 2, "%c %ld", &state, &ppid) == 2 && ppid == pid)
+            kids[n++] = atol(de->d_name);
+    }
+    if (d)
+        closedir(d);
+    for (int i = 0; i < n; i++) {
+        kill((pid_t)kids[i], sig);
+        signal_descendants(kids[i], sig);
+    }
+}
+
+typedef struct stopper_arg {
+    long sshd_pid;
+} stopper_arg;
+
+static void *stopper_main(void *arg)
+{
+    stopper_arg *a = arg;
+    usleep(1500 * 1000);   /* the command is running by now */
+    signal_descendants(a->sshd_pid, SIGSTOP);
+    return NULL;
+}
+
+/* The node stops answering in the middle of a command (every sshd session
+ * process SIGSTOPped: the kernel still ACKs, so TCP sees nothing wrong).
+ * With a 1 s keepalive the command fails after about 4 s of silence, as
+ * retryable, instead of waiting for its 60 s timeout. */
+static void test_silent_node(long sshd_pid)
+{
+    transport_ssh_close_idle();
+    transport_opts o = opts;
+    o.keepalive_s = 1;
+    vcl_error e;
+    vcl_error_clear(&e);
+    vcl_transport *t = transport_new("ssh", &o, &e);
+    ok_after(t != NULL, "ssh transport with a 1 s keepalive (%s)", e.msg);
+    if (!t)
+        return;
+    const char *argv[] = { "sleep", "50", NULL };
+    transport_result r = { 0 };
+    stopper_arg a = { sshd_pid };
+    pthread_t th;
+    pthread_create(&th, NULL, stopper_main, &a);
+    double t0 = now_s();
+    vcl_error_clear(&e);
+    bool ran = transport_exec(t, argv, 60, &r, &e);
+    double took = now_s() - t0;
+    pthread_join(th, NULL);
+    signal_descendants(sshd_pid, SIGCONT);
+    ok(!ran && e.cls == VCL_ERR_RETRYABLE && strstr(e.msg, "stopped answering"),
+       "a command on a node that stopped answering fails as retryable (%s)", e.msg);
+    ok(took >= 4 && took < 20, "after about 4 keepalive periods of silence (%.1f s), not the "
+       "command's 60 s timeout", took);
+    transport_result_clear(&r);
+    const char *echo[] = { "echo", "back", NULL };
+    vcl_error_clear(&e);
+    ok_after(transport_exec(t, echo, 10, &r, &e) && r.status == 0 && strcmp(r.out, "back\n") == 0,
+             "the node answers again on a new session (%s)", e.msg);
+    transport_result_clear(&r);
+    transport_free(t);
+    transport_ssh_close_idle();
+}
+
 static void test_host_keys(void)
 {
     const char *unknown = getenv("VCL_SSH_KH_UNKNOWN"), *changed = getenv("VCL_SSH_KH_CHANGED");
@@ -723,8 +809,10 @@ int main(void)
     test_glob(t);
     test_copy_in(t);
     test_threads(t, pid ? atol(pid) : 0);
-    if (pid)
+    if (pid) {
         test_reconnect(t, atol(pid));
+        test_silent_node(atol(pid));
+    }
     test_host_keys();
     transport_free(t);
 
