@@ -130,7 +130,9 @@ $(BUILD)/test/pool.o: worker/queue/pool.c $(FLAGS_FILE)
 $(TEST_WORKER): $(BUILD)/worker/main.o $(BUILD)/test/pool.o $(BUILD)/libvclw.a
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LIBS)
 
-bin/vclctl: $(BUILD)/tools/vclctl.o $(BUILD)/libvclw.a
+# vclctl: every file of tools/vclctl/ (vclctl.h says which does what).
+VCLCTL_SRC = $(wildcard tools/vclctl/*.c)
+bin/vclctl: $(VCLCTL_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libvclw.a
 	@mkdir -p bin
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LIBS)
 
@@ -212,5 +214,8 @@ clean:
 # A .d file from before a source moved (git pull across the worker/ split)
 # names the old path; without this rule make stops at "No rule to make
 # target worker/pool.c" instead of rebuilding the object and its .d.
-%.c: ;
+# (.d files are never remade: the compiler writes them.)
+worker/%.c: ;
+tools/%.c: ;
+$(BUILD)/%.d: ;
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
