@@ -84,6 +84,8 @@ BEGIN
     GRANT UPDATE ON vcl.claimable TO vcl_worker;
     -- what a CPU probe found (the node row is otherwise the operators')
     GRANT UPDATE (cpu_mode_resolved, cpu_probe, cpu_probed_at) ON vcl.node TO vcl_worker;
+    -- and what a node_check reservation found
+    GRANT UPDATE (checked_at, check_ok, check_report) ON vcl.node TO vcl_worker;
     GRANT USAGE, SELECT ON SEQUENCE vcl.lease_token_seq TO vcl_worker;
     GRANT USAGE ON ALL SEQUENCES IN SCHEMA vcl TO vcl_worker;
 END;

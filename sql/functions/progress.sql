@@ -43,11 +43,11 @@ BEGIN
          ORDER BY s.started_at DESC
          LIMIT p_window)
     SELECT array_agg(x.duration_ms ORDER BY x.started_at DESC),
-           array_agg(c.node_id ORDER BY x.started_at DESC)
+           array_agg(coalesce(r.node_id, c.node_id) ORDER BY x.started_at DESC)
       INTO v_ms, v_node
       FROM recent x
       JOIN vcl.reservation r ON r.id = x.reservation_id
-      JOIN vcl.computer c ON c.id = r.computer_id
+      LEFT JOIN vcl.computer c ON c.id = r.computer_id
      WHERE x.outcome = 'ok' AND x.duration_ms IS NOT NULL AND r.operation = p_operation
        AND x.reservation_id IS DISTINCT FROM p_exclude_reservation;
 
@@ -92,9 +92,10 @@ CREATE OR REPLACE FUNCTION vcl.reservation_estimates(p_id bigint, p_stages text[
 BEGIN ATOMIC
     SELECT st.ord::int, st.stage, e.estimate_ms, e.source, e.runs
       FROM vcl.reservation r
-      JOIN vcl.computer c ON c.id = r.computer_id
+      LEFT JOIN vcl.computer c ON c.id = r.computer_id
      CROSS JOIN LATERAL unnest(p_stages) WITH ORDINALITY AS st(stage, ord)
-     CROSS JOIN LATERAL vcl.stage_estimate(r.operation, c.node_id, st.stage, p_exclude_reservation => r.id) e
+     CROSS JOIN LATERAL vcl.stage_estimate(r.operation, coalesce(r.node_id, c.node_id), st.stage,
+                                           p_exclude_reservation => r.id) e
      WHERE r.id = p_id
      ORDER BY st.ord;
 END;

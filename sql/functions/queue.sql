@@ -320,6 +320,7 @@ AS $$
 DECLARE
     v_done      bigint[];
     v_computers bigint[];
+    v_nodes     bigint[];
     v_loads     boolean;
 BEGIN
     WITH done AS (
@@ -328,11 +329,12 @@ BEGIN
          WHERE r.id = ANY (p_ids)
            AND r.state = 'running'
            AND r.lease_token = vcl.token_of(r.id, p_ids, p_tokens)
-     RETURNING r.id, r.computer_id, r.operation
+     RETURNING r.id, r.computer_id, r.node_id, r.operation
     )
     SELECT array_agg(done.id ORDER BY done.id), array_agg(done.computer_id),
+           array_remove(array_agg(done.node_id), NULL),
            coalesce(bool_or(done.operation = 'load'), false)
-      INTO v_done, v_computers, v_loads
+      INTO v_done, v_computers, v_nodes, v_loads
       FROM done;
     IF v_done IS NULL THEN
         RETURN;
@@ -342,6 +344,9 @@ BEGIN
     -- again anyway; the NOTIFY is for the others (folded per transaction).
     IF EXISTS (SELECT 1 FROM vcl.reservation n
                 WHERE n.computer_id = ANY (v_computers) AND n.state = 'pending')
+       OR (cardinality(v_nodes) > 0
+           AND EXISTS (SELECT 1 FROM vcl.reservation n
+                        WHERE n.node_id = ANY (v_nodes) AND n.state = 'pending'))
        OR (v_loads AND EXISTS (SELECT 1 FROM vcl.reservation n
                                 WHERE n.operation = 'load' AND n.state = 'pending')) THEN
         PERFORM pg_notify('vcl_reservation', 'next');

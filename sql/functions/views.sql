@@ -52,8 +52,8 @@ SELECT r.id,
        r.created_at,
        r.finished_at
   FROM vcl.reservation r
-  JOIN vcl.computer c ON c.id = r.computer_id
-  JOIN vcl.node n ON n.id = c.node_id
+  LEFT JOIN vcl.computer c ON c.id = r.computer_id
+  JOIN vcl.node n ON n.id = coalesce(r.node_id, c.node_id)
   LEFT JOIN vcl.image_revision ir ON ir.id = r.image_revision_id
   LEFT JOIN vcl.image i ON i.id = ir.image_id
  WHERE r.state = 'failed'
@@ -78,8 +78,8 @@ SELECT r.id,
        r.lease_expires_at < now()     AS lease_expired,
        now() - r.started_at           AS age
   FROM vcl.reservation r
-  JOIN vcl.computer c ON c.id = r.computer_id
-  JOIN vcl.node n ON n.id = c.node_id
+  LEFT JOIN vcl.computer c ON c.id = r.computer_id
+  JOIN vcl.node n ON n.id = coalesce(r.node_id, c.node_id)
   LEFT JOIN vcl.worker w ON w.id = r.worker_id
   LEFT JOIN LATERAL (SELECT s.stage, s.started_at
                        FROM vcl.reservation_stage s
@@ -104,8 +104,8 @@ SELECT n.name                                                          AS node,
        max(s.duration_ms)                                              AS max_ms
   FROM vcl.reservation_stage s
   JOIN vcl.reservation r ON r.id = s.reservation_id
-  JOIN vcl.computer c ON c.id = r.computer_id
-  JOIN vcl.node n ON n.id = c.node_id
+  LEFT JOIN vcl.computer c ON c.id = r.computer_id
+  JOIN vcl.node n ON n.id = coalesce(r.node_id, c.node_id)
  WHERE s.outcome = 'ok'
  GROUP BY n.name, r.operation, s.stage
  ORDER BY n.name, r.operation, s.stage;
@@ -153,7 +153,13 @@ SELECT r.*
                           WHERE e.computer_id = r.computer_id AND e.id < r.id
                             AND e.state = 'pending')
          AND NOT EXISTS (SELECT 1 FROM vcl.reservation o
-                          WHERE o.computer_id = r.computer_id AND o.state = 'running'))
+                          WHERE o.computer_id = r.computer_id AND o.state = 'running')
+         -- a node_check row (no computer): the same, per node
+         AND (r.node_id IS NULL
+              OR NOT EXISTS (SELECT 1 FROM vcl.reservation e
+                              WHERE e.node_id = r.node_id AND e.node_id IS NOT NULL
+                                AND e.state IN ('pending', 'running')
+                                AND (e.state = 'running' OR e.id < r.id))))
         -- running: its lease expired with attempts left (rescue of a dead
         -- worker's job; it goes on even if a DBA reset an older row meanwhile)
         OR (r.state = 'running'
@@ -170,6 +176,6 @@ SELECT r.*
                       AND x.blocks_until IS NOT NULL AND x.blocks_until >= now());
 COMMENT ON VIEW vcl.claimable IS
     'Reservations a worker may claim now, before the per-node load cap: due pending rows that are their '
-    'computer''s earliest unfinished row (nothing running on it), and running rows whose lease expired with '
+    'computer''s (a node_check: their node''s) earliest unfinished row (nothing running on it), and running rows whose lease expired with '
     'attempts left; none of a computer in maintenance except the rescue of a maintenance operation. '
     'vcl.claim reads this view; so can a DBA.';

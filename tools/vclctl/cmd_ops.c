@@ -448,8 +448,52 @@ const optspec OPTS_NODE_CHECK[] = {
     { "config", "FILE", 0, "the worker's config file: drivers_dir, driver_order, qemu_emulator "
                            "and, unless --ssh-key/--known-hosts say otherwise, its ssh key and "
                            "known_hosts" },
+    { "queue", NULL, 0, "do not check from here: queue a node_check reservation, which a worker "
+                        "runs through its own transport and config (prints the id)" },
+    { "wait", NULL, 0, "with --queue: wait until it ends and print what it found" },
     { NULL, NULL, 0, NULL },
 };
+
+static void print_check_item(bool ok, const char *item, char *detail, char *fix)
+{
+    printable(detail);
+    printable(fix);
+    printf("  %-4s  %-11s %s\n", ok ? "ok" : "FAIL", item, detail);
+    if (!ok && fix[0])
+        printf("        %-11s fix: %s\n", "", fix);
+}
+
+/* vclctl node check NAME --queue [--wait]: a worker checks the node. */
+static int node_check_queue(ctl *c, const args *a, const char *name)
+{
+    const char *p[1] = { name };
+    long long id = 0;
+    bool isnull = true;
+    vcl_error e;
+    vcl_error_clear(&e);
+    if (!db_scalar_ll(c->db, SQL_NODE_CHECK_QUEUE, 1, p, &id, &isnull, &e))
+        return db_fail(c, &e, "cannot queue a node check of '%s'", name);
+    if (isnull || !id)
+        return fail("no node named '%s' (see: %s node list)", name, PROG);
+    if (!opt_flag(a, "wait")) {
+        if (c->json)
+            return print_row_json(c, SQL_ID_JSON, id, "the id");
+        printf("%lld\n", id);
+        return EXIT_OK;
+    }
+    int rc = wait_reservation(c, id);
+    if (c->json)
+        return rc;
+    vcl_error_clear(&e);
+    PGresult *r = db_exec(c->db, SQL_NODE_CHECK_STORED, 1, p, &e);
+    if (!r)
+        return db_fail(c, &e, "cannot read the check of node '%s'", name);
+    for (int i = 0; i < PQntuples(r); i++)
+        print_check_item(PQgetvalue(r, i, 1)[0] == 't', PQgetvalue(r, i, 0),
+                         PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
+    PQclear(r);
+    return rc;
+}
 
 /* Everything a load needs from the node, through its real transport and
  * libvirt (nodecheck.h); the CPU probe's result is recorded on the node row
@@ -465,6 +509,13 @@ int cmd_node_check(ctl *c, const args *a)
 
     if ((rc = check_name(c, "node", name)) != EXIT_OK)
         return rc;
+    if (opt_flag(a, "wait") && !opt_flag(a, "queue"))
+        return usage_error(c, "--wait goes with --queue (a check from here always waits)");
+    if (opt_flag(a, "queue")) {
+        if (cfg_path)
+            return usage_error(c, "--queue: the worker uses its own config; --config does not apply");
+        return ctl_db(c) ? node_check_queue(c, a, name) : EXIT_FAIL;
+    }
     config_defaults(&cfg);
     vcl_error_clear(&e);
     if (cfg_path && (!config_load(&cfg, cfg_path, &e) || !config_validate(&cfg, &e))) {
@@ -507,48 +558,34 @@ int cmd_node_check(ctl *c, const args *a)
     }
     node_check_run(&t, rep);
 
+    char report[1024] = "";
+    char *cols[4] = { NULL, NULL, NULL, NULL };
     if (rep->cpu_probed) {
-        char report[1024];
         cpu_probe_report(&rep->cpu, report, sizeof report);
         printable(report);
-        const char *pp[3] = { PQgetvalue(r, 0, 0), rep->cpu.chosen, report };
-        vcl_error_clear(&e);
-        if (!db_run(c->db, SQL_NODE_CHECK_CPU, 3, pp, &e))
-            note(c, "could not record the CPU probe on node %s: %s", name, db_msg(&e));
     }
+    if (!node_check_columns(rep, cols)) {
+        rc = fail("out of memory");
+        goto cleanup;
+    }
+    const char *rp[8] = { PQgetvalue(r, 0, 0), cols[0], cols[1], cols[2], cols[3],
+                          rep->cpu_probed ? "true" : "false", rep->cpu.chosen, report };
+    vcl_error_clear(&e);
+    if (!db_run(c->db, SQL_NODE_CHECK_RECORD, 8, rp, &e))
+        note(c, "could not record the check on node %s: %s", name, db_msg(&e));
 
     if (c->json) {
-        size_t cap = (size_t)rep->n * (sizeof rep->items[0].detail + sizeof rep->items[0].fix + 64);
-        char *cols[4];
-        size_t off[4] = { 0 };
-        for (int k = 0; k < 4; k++)
-            cols[k] = calloc(1, cap);
-        for (int i = 0; i < rep->n && cols[0] && cols[1] && cols[2] && cols[3]; i++) {
-            node_check_item *it = &rep->items[i];
-            printable(it->detail);
-            printable(it->fix);
-            const char *v[4] = { it->item, it->ok ? "true" : "false", it->detail, it->fix };
-            for (int k = 0; k < 4; k++)
-                off[k] += (size_t)snprintf(cols[k] + off[k], cap - off[k], "%s%s", i ? "\x1f" : "", v[k]);
-        }
-        const char *pp[4] = { cols[0], cols[1], cols[2], cols[3] };
-        rc = cols[0] && cols[1] && cols[2] && cols[3]
-                 ? print_json(c, JSON_ARRAY(SQL_NODE_CHECK_ROWS), 4, pp, "the check")
-                 : fail("out of memory");
-        for (int k = 0; k < 4; k++)
-            free(cols[k]);
+        rc = print_json(c, JSON_ARRAY(SQL_NODE_CHECK_ROWS), 4, rp + 1, "the check");
+        node_check_columns_free(cols);
         if (rc == EXIT_OK && rep->failed)
             rc = EXIT_FAIL;
         goto cleanup;
     }
+    node_check_columns_free(cols);
     printf("node %s: %s (%s), cpu_mode %s\n", name, t.libvirt_uri, t.transport, t.cpu_mode);
     for (int i = 0; i < rep->n; i++) {
         node_check_item *it = &rep->items[i];
-        printable(it->detail);
-        printable(it->fix);
-        printf("  %-4s  %-11s %s\n", it->ok ? "ok" : "FAIL", it->item, it->detail);
-        if (!it->ok && it->fix[0])
-            printf("        %-11s fix: %s\n", "", it->fix);
+        print_check_item(it->ok, it->item, it->detail, it->fix);
     }
     if (rep->failed)
         printf("%s: %d of %d checks failed\n", name, rep->failed, rep->n);

@@ -47,7 +47,7 @@ static const command NODE_CMDS[] = {
       "[--repo-location node|management] [--max-loads N] [--network NAME] [--cpu-mode MODE]",
       "add a hypervisor node" },
     { "list", cmd_node_list, NULL, NULL, 0, 0, "", "list the nodes (with each one's CPU mode)" },
-    { "check", cmd_node_check, NULL, OPTS_NODE_CHECK, 1, 1, "NAME [--config FILE]",
+    { "check", cmd_node_check, NULL, OPTS_NODE_CHECK, 1, 1, "NAME [--config FILE] | NAME --queue [--wait]",
       "preflight a node: libvirt, driver, QEMU, qemu-img, directories, which CPU modes start a "
       "guest (recorded on the node); exit 1 when an item fails" },
     { "set", cmd_node_set, NULL, OPTS_NODE_SET, 1, 1,

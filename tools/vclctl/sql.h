@@ -135,13 +135,15 @@
 
 /* $1 state or NULL, $2 computer name or NULL, $3 limit. */
 #define SQL_RESERVATION_ROWS                                                               \
-    "SELECT r.id, c.name AS computer, r.operation, i.name || ':' || ir.revision AS image," \
+    "SELECT r.id, coalesce(c.name, (SELECT 'node:' || n.name FROM vcl.node n"              \
+    "   WHERE n.id = r.node_id)) AS computer,"                                             \
+    " r.operation, i.name || ':' || ir.revision AS image,"                                 \
     " r.state, r.stage, r.attempts, r.max_attempts, r.priority, r.run_at, r.finished_at,"  \
     " r.failed_stage, r.last_error, r.created_at,"                                         \
     " (SELECT s.stage FROM vcl.reservation_stage s WHERE s.reservation_id = r.id"          \
     "   AND s.lease_token = r.lease_token AND s.outcome = 'running'"                       \
     "   ORDER BY s.id DESC LIMIT 1) AS current_stage"                                      \
-    " FROM vcl.reservation r JOIN vcl.computer c ON c.id = r.computer_id"                  \
+    " FROM vcl.reservation r LEFT JOIN vcl.computer c ON c.id = r.computer_id"             \
     " LEFT JOIN vcl.image_revision ir ON ir.id = r.image_revision_id"                      \
     " LEFT JOIN vcl.image i ON i.id = ir.image_id"                                         \
     " WHERE ($1::text IS NULL OR r.state = $1::text)"                                      \
@@ -187,8 +189,8 @@
 
 /* Reservation $1 with its computer, node, image revision and worker (show). */
 #define SQL_RESERVATION_FROM                                                               \
-    " FROM vcl.reservation r JOIN vcl.computer c ON c.id = r.computer_id"                  \
-    " JOIN vcl.node n ON n.id = c.node_id"                                                 \
+    " FROM vcl.reservation r LEFT JOIN vcl.computer c ON c.id = r.computer_id"             \
+    " JOIN vcl.node n ON n.id = coalesce(r.node_id, c.node_id)"                            \
     " LEFT JOIN vcl.image_revision ir ON ir.id = r.image_revision_id"                      \
     " LEFT JOIN vcl.image i ON i.id = ir.image_id"                                         \
     " LEFT JOIN vcl.worker w ON w.id = r.worker_id"                                        \
@@ -278,7 +280,7 @@
  * then its outcome (JSON, or the line for people and its stage details). */
 #define SQL_WAIT_STATE                                                                     \
     "SELECT r.state, c.state FROM vcl.reservation r"                                       \
-    " JOIN vcl.computer c ON c.id = r.computer_id WHERE r.id = $1::bigint"
+    " LEFT JOIN vcl.computer c ON c.id = r.computer_id WHERE r.id = $1::bigint"
 
 #define SQL_WAIT_JSON                                                                      \
     "SELECT json_build_object('id', r.id, 'state', r.state, 'stage', r.stage,"             \
@@ -339,11 +341,22 @@
     " coalesce(ssh_user, ''), master_image_dir, cow_dir, xml_dir, cpu_mode"                \
     " FROM vcl.node WHERE name = $1"
 
-/* The CPU probe's result ($2 the mode auto resolves to, $3 the report). */
-#define SQL_NODE_CHECK_CPU                                                                 \
-    "UPDATE vcl.node SET cpu_probe = $3, cpu_probed_at = now(),"                           \
-    " cpu_mode_resolved = CASE WHEN cpu_mode = 'auto' THEN nullif($2, '')"                 \
-    " ELSE cpu_mode_resolved END WHERE id = $1::bigint"
+/* Record the check on the node row: $2-$5 the report's four columns,
+ * $6 the CPU probe ran, $7 what auto resolves to, $8 the probe's report. */
+#define SQL_NODE_CHECK_RECORD                                                              \
+    "SELECT vcl.node_check_record($1::bigint, $2, $3, $4, $5, $6::boolean, $7, $8)"
+
+/* Queue a node_check reservation for the node named $1. */
+#define SQL_NODE_CHECK_QUEUE                                                               \
+    "INSERT INTO vcl.reservation (node_id, operation)"                                     \
+    " SELECT id, 'node_check' FROM vcl.node WHERE name = $1 RETURNING id"
+
+/* What the last node check found, after a queued one finished. */
+#define SQL_NODE_CHECK_STORED                                                              \
+    "SELECT t.item, t.ok, t.detail, t.fix"                                                 \
+    " FROM vcl.node n, ROWS FROM (jsonb_to_recordset(n.check_report)"                     \
+    "      AS (item text, ok boolean, detail text, fix text)) WITH ORDINALITY AS t(item, ok, detail, fix, ord)" \
+    " WHERE n.name = $1 ORDER BY t.ord"
 
 /* The items of the check: four \x1f-separated columns ($1..$4). */
 #define SQL_NODE_CHECK_ROWS                                                                \
@@ -360,8 +373,9 @@
     " coalesce(w.name, ''), r.attempts, r.max_attempts,"                                   \
     " extract(epoch FROM clock_timestamp()), extract(epoch FROM r.run_at),"                \
     " extract(epoch FROM coalesce(r.finished_at, clock_timestamp()) - r.started_at)"       \
-    " FROM vcl.reservation r JOIN vcl.computer c ON c.id = r.computer_id"                  \
-    " JOIN vcl.node n ON n.id = c.node_id LEFT JOIN vcl.worker w ON w.id = r.worker_id"    \
+    " FROM vcl.reservation r LEFT JOIN vcl.computer c ON c.id = r.computer_id"             \
+    " JOIN vcl.node n ON n.id = coalesce(r.node_id, c.node_id)"                            \
+    " LEFT JOIN vcl.worker w ON w.id = r.worker_id"                                        \
     " WHERE r.id = $1::bigint"
 
 #define SQL_FOLLOW_STAGES                                                                  \
@@ -404,8 +418,8 @@
     " count(*) FILTER (WHERE r.state = 'running') AS running,"                             \
     " round(extract(epoch FROM now() - min(r.created_at) FILTER (WHERE r.state = 'pending')))" \
     "   ::bigint AS oldest_pending"                                                        \
-    " FROM vcl.reservation r JOIN vcl.computer c ON c.id = r.computer_id"                  \
-    " JOIN vcl.node n ON n.id = c.node_id"                                                 \
+    " FROM vcl.reservation r LEFT JOIN vcl.computer c ON c.id = r.computer_id"             \
+    " JOIN vcl.node n ON n.id = coalesce(r.node_id, c.node_id)"                            \
     " WHERE r.state IN ('pending', 'running')"                                             \
     " GROUP BY r.operation, n.name ORDER BY r.operation, n.name"
 

@@ -331,3 +331,64 @@ void node_check_run(const node_check_target *t, node_check_report *r)
     transport_free(tr);
     virt_close(conn);
 }
+
+/* Append "sep + s" to *buf at *off (capacity cap), control characters as
+ * spaces: a \x1f in the node's text would shift every later column. */
+static void col_append(char *buf, size_t cap, size_t *off, bool sep, const char *s)
+{
+    if (sep && *off + 1 < cap)
+        buf[(*off)++] = '\x1f';
+    for (; *s && *off + 1 < cap; s++)
+        buf[(*off)++] = ((unsigned char)*s < 0x20 || *s == 0x7f) ? ' ' : *s;
+    buf[*off] = '\0';
+}
+
+bool node_check_columns(const node_check_report *r, char *cols[4])
+{
+    size_t cap = 1;
+    for (int i = 0; i < r->n; i++)
+        cap += strlen(r->items[i].item) + strlen(r->items[i].detail) + strlen(r->items[i].fix) + 8;
+    size_t off[4] = { 0 };
+    bool ok = true;
+    for (int k = 0; k < 4; k++)
+        ok &= (cols[k] = calloc(1, cap)) != NULL;
+    if (!ok) {
+        node_check_columns_free(cols);
+        return false;
+    }
+    for (int i = 0; i < r->n; i++) {
+        const node_check_item *it = &r->items[i];
+        const char *v[4] = { it->item, it->ok ? "t" : "f", it->detail, it->fix };
+        for (int k = 0; k < 4; k++)
+            col_append(cols[k], cap, &off[k], i > 0, v[k]);
+    }
+    return true;
+}
+
+void node_check_columns_free(char *cols[4])
+{
+    for (int k = 0; k < 4; k++) {
+        free(cols[k]);
+        cols[k] = NULL;
+    }
+}
+
+void node_check_summary(const node_check_report *r, char *buf, size_t cap)
+{
+    size_t off = 0;
+    if (!r->failed) {
+        snprintf(buf, cap, "all %d checks passed; loads use CPU mode %s", r->n,
+                 r->cpu_use[0] ? r->cpu_use : "(none)");
+        return;
+    }
+    off = (size_t)snprintf(buf, cap, "%d of %d checks failed:", r->failed, r->n);
+    for (int i = 0; i < r->n && off < cap; i++) {
+        const node_check_item *it = &r->items[i];
+        if (it->ok)
+            continue;
+        off += (size_t)snprintf(buf + off, cap - off, " %s: %s%s%s%s;", it->item, it->detail,
+                                it->fix[0] ? " (fix: " : "", it->fix, it->fix[0] ? ")" : "");
+    }
+    if (off < cap && off > 0 && buf[off - 1] == ';')
+        buf[off - 1] = '\0';
+}

@@ -52,4 +52,15 @@ typedef struct node_check_report {
 
 /* Run every item; never stops early. r->failed counts failed items. */
 void node_check_run(const node_check_target *t, node_check_report *r);
+
+/* The items as four columns of \x1f-separated values (item, "t"/"f",
+ * detail, fix), for vcl.node_check_report (sql/functions/nodes.sql) and
+ * vclctl's JSON; control characters in the node's text become spaces.
+ * cols[k] are malloc'd (node_check_columns_free); false when out of memory. */
+bool node_check_columns(const node_check_report *r, char *cols[4]);
+void node_check_columns_free(char *cols[4]);
+/* One line for a reservation's error or stage detail: "all 9 checks passed;
+ * loads use CPU mode custom:kvm64", or "2 of 9 checks failed: qemu-img: ...
+ * (fix: ...); cpu: ...". */
+void node_check_summary(const node_check_report *r, char *buf, size_t cap);
 #endif

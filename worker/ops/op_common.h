@@ -78,4 +78,6 @@ extern const op_def op_delete;
 extern const op_def op_maintenance;
 /* op_capture.c */
 extern const op_def op_capture;
+/* op_node_check.c (a node's reservation: no computer) */
+extern const op_def op_node_check;
 #endif

@@ -1,5 +1,6 @@
 /* job.c: see job.h. */
 #include "queue/job.h"
+#include "node/nodecheck.h"
 #include "node/cpuprobe.h"
 #include "base/log.h"
 #include "queue/statements.h"
@@ -344,6 +345,29 @@ bool job_set_maintenance(job *j, const char *stage, vcl_error *e)
     db_param_str(&p, stage);
     db_param_str(&p, reason);
     return fenced(j, SQL_SET_MAINTENANCE, &p, e);
+}
+
+bool job_record_node_check(job *j, const node_check_report *rep, vcl_error *e)
+{
+    char report[1024] = "";
+    char *cols[4] = { NULL, NULL, NULL, NULL };
+    if (rep->cpu_probed)
+        cpu_probe_report(&rep->cpu, report, sizeof report);
+    for (char *q = report; *q; q++)
+        if ((unsigned char)*q < 0x20)
+            *q = ' ';
+    if (!node_check_columns(rep, cols))
+        return vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory");
+    db_params p;
+    fence_params(j, &p);
+    for (int k = 0; k < 4; k++)
+        db_param_str(&p, cols[k]);
+    db_param_str(&p, rep->cpu_probed ? "true" : "false");
+    db_param_str(&p, rep->cpu.chosen);
+    db_param_str(&p, report);
+    bool ok = fenced(j, SQL_NODE_CHECKED, &p, e);
+    node_check_columns_free(cols);
+    return ok;
 }
 
 /* ---------------- progress of the running stage ---------------- */

@@ -129,6 +129,9 @@ bool job_write_status(job *j, const char *status, const char *reason, bool set_r
  * operator sets it available) and, in the same statement, the reservation's
  * checkpoint = stage: a rescue after a crash never sets it again. */
 bool job_set_maintenance(job *j, const char *stage, vcl_error *e);
+/* A node_check's findings (and its CPU probe) on the job's node row. */
+struct node_check_report;
+bool job_record_node_check(job *j, const struct node_check_report *rep, vcl_error *e);
 
 /* Progress of the running stage (vcl.stage_progress,
  * sql/functions/progress.sql): detail of the stage row while it runs; the

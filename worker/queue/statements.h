@@ -40,7 +40,8 @@
 #define SQL_JOB_LOAD \
     "SELECT r.attempts, r.max_attempts, r.operation, coalesce(r.stage, ''), r.domain_uuid::text," \
     "       r.domain_xml," \
-    "       c.id, c.name, c.mac0, c.memory_mb, c.vcpus, coalesce(c.domain_name, '')," \
+    "       coalesce(c.id, 0), coalesce(c.name, ''), coalesce(c.mac0, '')," \
+    "       coalesce(c.memory_mb, 0), coalesce(c.vcpus, 0), coalesce(c.domain_name, '')," \
     "       coalesce(c.domain_uuid::text, ''), coalesce(c.cow_path, ''), coalesce(c.xml_path, '')," \
     "       n.id, n.name, n.libvirt_uri, n.transport, n.master_image_dir, n.cow_dir, n.xml_dir," \
     "       coalesce(n.network, ''), array_to_string(n.repository_paths, E'\\x1f')," \
@@ -51,8 +52,8 @@
     "       coalesce(n.ssh_host, ''), coalesce(n.ssh_port, 22), coalesce(n.ssh_user, '')," \
     "       n.repository_location, n.cpu_mode, coalesce(n.cpu_mode_resolved, '')" \
     "  FROM vcl.reservation r" \
-    "  JOIN vcl.computer c ON c.id = r.computer_id" \
-    "  JOIN vcl.node n ON n.id = c.node_id" \
+    "  LEFT JOIN vcl.computer c ON c.id = r.computer_id" \
+    "  JOIN vcl.node n ON n.id = coalesce(r.node_id, c.node_id)" \
     "  LEFT JOIN vcl.image_revision ir ON ir.id = r.image_revision_id" \
     "  LEFT JOIN vcl.image i ON i.id = ir.image_id" \
     " WHERE r.id = $1"
@@ -65,6 +66,13 @@
     "                        ELSE coalesce(cpu_mode_resolved, nullif($2, '')) END," \
     "       cpu_probe = $3, cpu_probed_at = now()" \
     " WHERE id = $1 AND cpu_mode = 'auto'"
+
+/* A node_check's findings on its node (vcl.node_check_record,
+ * sql/functions/nodes.sql): $3-$6 the report's four columns, $7 the CPU probe
+ * ran, $8 what auto resolves to, $9 the probe's report. */
+#define SQL_NODE_CHECKED \
+    "SELECT vcl.node_check_record(r.node_id, $3, $4, $5, $6, $7::boolean, $8, $9)" \
+    "  FROM vcl.reservation r WHERE " SQL_FENCE
 
 #define SQL_STORE_XML \
     "UPDATE vcl.reservation r SET domain_xml = $3 WHERE " SQL_FENCE
