@@ -96,6 +96,9 @@ is "$(psql_val "SELECT e->>'ok' FROM vcl.node n, jsonb_array_elements(n.check_re
    false "the report marks the xml dir item failed"
 is "$(ls -la "$WORLD/$T-b/xml" | sort)" "$before" "the broken directory is as it was"
 is "$(stat -c %a "$WORLD/$T-b/xml")" 777 "and keeps its mode (the check fixes nothing by itself)"
+out=$("$VCLCTL" node list 2>&1)
+like "$out" "$T-a .* ok [0-9]{4}-[0-9]{2}-[0-9]{2} " "node list: $T-a checked ok, with the time"
+like "$out" "$T-b .* FAIL [0-9]{4}-[0-9]{2}-[0-9]{2} " "node list: $T-b's check failed"
 out=$("$VCLCTL" list 2>&1)
 like "$out" "$id3 +node:$T-b +node_check" "vclctl list shows the node row"
 out=$("$VCLCTL" show "$id3" 2>&1)

@@ -37,7 +37,7 @@
     "SELECT n.id, n.name, n.state, n.transport, n.libvirt_uri, n.ssh_host, n.ssh_port,"    \
     " n.ssh_user, n.master_image_dir, n.cow_dir, n.xml_dir, n.repository_paths,"           \
     " n.max_concurrent_loads, n.network, n.cpu_mode, n.cpu_mode_resolved, n.cpu_probe,"     \
-    " n.cpu_probed_at,"                                                                     \
+    " n.cpu_probed_at, n.checked_at, n.check_ok,"                                          \
     " (SELECT count(*) FROM vcl.computer c WHERE c.node_id = n.id) AS computers"           \
     " FROM vcl.node n ORDER BY n.name"
 
@@ -47,6 +47,8 @@
     " END AS ssh, max_concurrent_loads AS max_loads, network, computers,"                  \
     " CASE WHEN cpu_mode = 'auto' THEN 'auto: ' || coalesce(cpu_mode_resolved, 'not probed yet')" \
     " ELSE cpu_mode END AS cpu, cpu_probe,"                                                \
+    " CASE WHEN check_ok THEN 'ok' WHEN NOT check_ok THEN 'FAIL' ELSE 'never' END"         \
+    " || coalesce(to_char(checked_at, ' YYYY-MM-DD HH24:MI'), '') AS checked,"            \
     " master_image_dir AS master_dir, cow_dir, xml_dir,"                                   \
     " nullif(array_to_string(repository_paths, ','), '') AS repos"                         \
     " FROM (" SQL_NODE_ROWS ") t"
