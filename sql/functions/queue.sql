@@ -45,10 +45,26 @@
 -- 256-row claim over a 20 000-row table). Its statements' plans are generic
 -- (plan_cache_mode): custom plans were made for every call (the parameters
 -- never change the best plan) at ~0.5 ms each.
-CREATE OR REPLACE FUNCTION vcl.claim(p_worker_id bigint, p_limit int, p_lease_seconds int)
+--
+-- Cost independent of depth and of the DBA's settings: jit is off for the
+-- claim (at 100 000 queued rows its generic plan costs more than the
+-- default jit_above_cost, and every claim then spent ~20 ms compiling for
+-- 0.7 ms of execution; the worker's sessions also run with jit off, which
+-- covers the completion and heartbeat paths).
+--
+-- p_rescue: look for expired leases (poison rows, rescues). That look reads
+-- every running row (lease_expires_at is in no index, so heartbeats stay HOT
+-- updates), so with thousands running its cost grew with them on every
+-- claim; a worker passes true at most once a second (and whenever it was
+-- idle), false otherwise. Callers that omit it (DBAs, older workers) look
+-- every time.
+DROP FUNCTION IF EXISTS vcl.claim(bigint, int, int);
+CREATE OR REPLACE FUNCTION vcl.claim(p_worker_id bigint, p_limit int, p_lease_seconds int,
+                                     p_rescue boolean DEFAULT true)
     RETURNS SETOF vcl.reservation
     LANGUAGE plpgsql VOLATILE
     SET plan_cache_mode = force_generic_plan
+    SET jit = off
 AS $$
 DECLARE
     v_lease      interval;
@@ -79,8 +95,8 @@ BEGIN
     -- Expired leases and queued loads are rare: one cheap look at each (the
     -- running rows' index, the unfinished-loads index) spares the common
     -- claim the statements that handle them.
-    SELECT EXISTS (SELECT 1 FROM vcl.reservation r
-                    WHERE r.state = 'running' AND r.lease_expires_at < now()),
+    SELECT p_rescue AND EXISTS (SELECT 1 FROM vcl.reservation r
+                                 WHERE r.state = 'running' AND r.lease_expires_at < now()),
            EXISTS (SELECT 1 FROM vcl.reservation r
                     WHERE r.operation = 'load' AND r.state IN ('pending', 'running'))
       INTO v_expired, v_loads;
@@ -263,12 +279,13 @@ BEGIN
      RETURNING r.*;
 END;
 $$;
-COMMENT ON FUNCTION vcl.claim(bigint, int, int) IS
+COMMENT ON FUNCTION vcl.claim(bigint, int, int, boolean) IS
     'Claim up to p_limit rows of vcl.claimable for worker p_worker_id with a lease of p_lease_seconds: '
     'due pending rows and running rows whose lease expired (rescue); per computer one at a time in id order; '
     'loads only on available nodes and within max_concurrent_loads. Each claimed row gets a new lease_token '
     '(fencing token). Also fails running rows whose lease expired with no attempt left. Rows come back in no '
-    'particular order. Run in READ COMMITTED.';
+    'particular order. Run in READ COMMITTED. p_rescue false skips the look for expired leases (a worker looks '
+    'at most once a second).';
 
 -- ---------------------------------------------------------------------------
 -- per-job calls: cached plans, primary-key lookups, pairwise fencing

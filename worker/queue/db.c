@@ -110,11 +110,15 @@ static bool open_pg(db_conn *db, vcl_error *e)
         return vcl_error_set(e, VCL_ERR_RETRYABLE, "cannot connect to PostgreSQL: %s", msg);
     }
     PQsetNoticeReceiver(pg, notice_quiet, NULL);
-    /* application_name from the caller wins over one in the conninfo */
+    /* application_name from the caller wins over one in the conninfo; jit
+     * off: the queue's statements are short, and JIT compiling them costs
+     * more than it saves whenever a deep queue pushes a plan's estimate past
+     * the database's jit_above_cost (README "Performance"). */
     {
         const char *p[1] = { db->appname };
-        PGresult *r = PQexecParams(pg, "SELECT set_config('application_name', $1, false)", 1,
-                                   NULL, p, NULL, NULL, 0);
+        PGresult *r = PQexecParams(pg, "SELECT set_config('application_name', $1, false),"
+                                       "       set_config('jit', 'off', false)",
+                                   1, NULL, p, NULL, NULL, 0);
         PQclear(r);
     }
     db->pg = pg;

@@ -104,7 +104,13 @@ struct pool {
     done_queue done;           /* claimed jobs with nothing to run, to complete */
     double next_due;           /* util_mono_s() time vcl.next_due() named after the last claim
                                 * that left the queue drained; 0 = nothing scheduled */
+    double next_rescue;        /* util_mono_s() time a claim next looks for expired leases */
 };
+
+/* How often a claim looks for expired leases: that look reads every running
+ * row (vcl.claim's p_rescue), so a busy worker makes it at most this often. A
+ * rescue waits at most this much longer than the lease. */
+#define RESCUE_CHECK_S 1.0
 
 static volatile sig_atomic_t sig_stop, sig_reload;
 static int sig_wake_fd = -1;
@@ -828,9 +834,13 @@ static int claim(pool *p, int want)
     db_param_ll(&prm, p->worker_id);
     db_param_ll(&prm, want);
     db_param_ll(&prm, p->cfg->lease_seconds);
+    double sent_at = util_mono_s(); /* the lease runs from (no earlier than) here */
+    bool rescue = sent_at >= p->next_rescue;
+    db_param_str(&prm, rescue ? "true" : "false");
+    if (rescue)
+        p->next_rescue = sent_at + RESCUE_CHECK_S;
     if (p->done.n + want > DONE_BATCH)
         done_flush(p);
-    double sent_at = util_mono_s(); /* the lease runs from (no earlier than) here */
     PGresult *r = db_exec(p->db, SQL_CLAIM, prm.n, prm.v, &e);
     if (!r) {
         if (strcmp(db_sqlstate(p->db), "23505") == 0) {
@@ -858,8 +868,13 @@ static int claim(pool *p, int want)
      * the usual pace */
     if (started > 0 && p->next_heartbeat > util_mono_s() + p->cfg->heartbeat_seconds)
         p->next_heartbeat = util_mono_s() + p->cfg->heartbeat_seconds;
-    if (got < want)
+    if (got < want) {
         read_next_due(p, sent_at);
+        /* next_due names only future expiries: a lease that expired while
+         * this claim did not look is found by the next one that does */
+        if (!rescue && (p->next_due == 0 || p->next_due > p->next_rescue))
+            p->next_due = p->next_rescue;
+    }
     return got;
 }
 

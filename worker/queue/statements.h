@@ -8,8 +8,9 @@
 
 #define SQL_REGISTER_WORKER "SELECT vcl.register_worker($1, $2, $3::int, $4::int, $5)"
 #define SQL_WORKER_STOPPED  "SELECT vcl.worker_stopped($1)"
+/* $4: look for expired leases this time (pool.c: at most once a second). */
 #define SQL_CLAIM \
-    "SELECT id, lease_token, operation FROM vcl.claim($1, $2::int, $3::int)"
+    "SELECT id, lease_token, operation FROM vcl.claim($1, $2::int, $3::int, $4::boolean)"
 #define SQL_HEARTBEAT \
     "SELECT vcl.heartbeat($1, $2::bigint[], $3::bigint[], $4::int)"
 #define SQL_STAGE_START  "SELECT vcl.stage_start($1, $2, $3)"
