@@ -29,10 +29,8 @@ static void add(fake *f, const char *what, const char *stage)
 static bool f_start(void *ctx, const char *stage, long long *row, vcl_error *e)
 {
     fake *f = ctx;
-    if (f->fence_at && strcmp(stage, f->fence_at) == 0) {
-        vcl_error_clear(e);
-        return false;
-    }
+    if (f->fence_at && strcmp(stage, f->fence_at) == 0)
+        return vcl_error_set(e, VCL_ERR_LOST, "start of %s fenced out", stage);
     add(f, "start", stage);
     *row = 100;
     return true;
@@ -42,10 +40,8 @@ static bool f_finish(void *ctx, long long row, const char *stage, bool ok, const
                      vcl_error *e)
 {
     fake *f = ctx;
-    if (f->fence_finish_at && strcmp(stage, f->fence_finish_at) == 0) {
-        vcl_error_clear(e);
-        return false;
-    }
+    if (f->fence_finish_at && strcmp(stage, f->fence_finish_at) == 0)
+        return vcl_error_set(e, VCL_ERR_LOST, "finish of %s fenced out", stage);
     add(f, ok ? "ok" : "fail", stage);
     if (ok)
         snprintf(f->checkpoint, sizeof f->checkpoint, "%s", stage);
@@ -147,6 +143,27 @@ int main(void)
     r = stage_run(&op_abc, NULL, &f, &hooks, &f, failed, sizeof failed, &e);
     is_int(r, STAGE_RUN_LOST, "fenced-out finish: lost");
     is_int(f.runs[1], 0, "nothing runs after a fenced-out finish");
+
+    /* LOST out of a stage function (a fenced write inside it matched no
+     * row): the run ends at once, and no finish row is written for it */
+    reset(&f);
+    f.fail_stage = "b";
+    f.fail_cls = VCL_ERR_LOST;
+    r = stage_run(&op_abc, NULL, &f, &hooks, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_LOST, "a stage failing with LOST: the run is lost");
+    is_int(e.cls, VCL_ERR_LOST, "the LOST error comes out of the run");
+    is_str(f.log, "start:a ok:a start:b", "no finish row written for the lost stage, c never started");
+    is_str(f.checkpoint, "a", "checkpoint did not move");
+    is_int(f.runs[2], 0, "nothing runs after a lost stage");
+
+    /* a stage failing with no class at all is not mistaken for LOST */
+    reset(&f);
+    f.fail_stage = "a";
+    f.fail_cls = VCL_ERR_NONE;
+    r = stage_run(&op_abc, NULL, &f, &hooks, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_FAILED, "a stage failing with class NONE fails (retryable), not lost");
+    is_int(e.cls, VCL_ERR_RETRYABLE, "class NONE becomes retryable");
+    is_str(f.log, "start:a fail:a", "its failure is written");
 
     reset(&f);
     f.stop_after = 1;

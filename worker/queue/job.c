@@ -255,16 +255,19 @@ bool job_check_ours(job *j, vcl_error *e)
     return false;
 }
 
+bool job_lost(const job *j, vcl_error *e)
+{
+    return vcl_error_set(e, VCL_ERR_LOST, "reservation %lld: this worker no longer holds the "
+                         "lease (a fenced write matched no row): stopped without writing", j->id);
+}
+
 bool job_fenced_ok(job *j, PGresult *r, vcl_error *e)
 {
-    (void)j;
     if (!r)
         return false;
     bool ok = atoi(PQcmdTuples(r)) > 0;
     PQclear(r);
-    if (!ok)
-        vcl_error_clear(e); /* class NONE: fenced out */
-    return ok;
+    return ok || job_lost(j, e);
 }
 
 static bool fenced(job *j, const char *sql, db_params *p, vcl_error *e)

@@ -85,8 +85,11 @@ typedef struct job {
     void *still_ours_ctx;
 } job;
 
-/* true unless the pool says the lease may be gone; then e is a "lost"
- * error (class NONE) and the caller stops at once. */
+/* true unless the pool says the lease may be gone (or the stage deadline
+ * passed); then e is a retryable "no longer ours" error and the caller stops
+ * before touching the node. Not VCL_ERR_LOST: nothing has been fenced out
+ * yet, so the stage's fenced finish still records the failure when the row
+ * is in fact still ours. */
 bool job_check_ours(job *j, vcl_error *e);
 
 /* Load the reservation's rows (by id); the token comes from the claim. */
@@ -115,8 +118,14 @@ bool job_cpu_mode(job *j, cpu_mode *out, vcl_error *e);
 void job_cpu_start_failed(job *j, const char *domain_xml, vcl_error *e);
 
 /* Fenced writes (condition: this reservation still runs under our token).
- * false + e->cls NONE when fenced out. */
+ * Each returns false + e->cls VCL_ERR_LOST ("this worker no longer holds the
+ * lease") when fenced out: the caller stops and writes nothing more (a
+ * stage returns it as it is; the engine ends the run as STAGE_RUN_LOST).
+ * Any other false is a retryable or permanent error as usual.
+ * job_fenced_ok: r (PQclear'd) changed at least one row, else LOST; false
+ * with e as set by db_exec when r is NULL. job_lost: set e to LOST. */
 bool job_fenced_ok(job *j, PGresult *r, vcl_error *e);
+bool job_lost(const job *j, vcl_error *e);
 bool job_store_xml(job *j, const char *xml, vcl_error *e);
 /* Record ownership of the artifacts on the computer row before creating them. */
 bool job_record_ownership(job *j, vcl_error *e);

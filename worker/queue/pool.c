@@ -274,10 +274,10 @@ static bool hook_start(void *ctx, const char *stage, long long *row, vcl_error *
     bool fenced_out = PQgetisnull(r, 0, 0);
     *row = db_get_ll(r, 0, 0);
     PQclear(r);
-    if (fenced_out) {
-        vcl_error_clear(e);
-        return false;
-    }
+    if (fenced_out)
+        return vcl_error_set(e, VCL_ERR_LOST, "stage %s of reservation %lld: this worker no "
+                             "longer holds the lease (the start row was fenced out)", stage,
+                             h->j->id);
     pthread_mutex_lock(&p->mu);
     h->s->cur.row = *row;
     pthread_mutex_unlock(&p->mu);
@@ -303,10 +303,10 @@ static bool hook_finish(void *ctx, long long row, const char *stage, bool ok, co
         return false;
     bool done = db_get_bool(r, 0, 0);
     PQclear(r);
-    if (!done) {
-        vcl_error_clear(e);
-        return false;
-    }
+    if (!done)
+        return vcl_error_set(e, VCL_ERR_LOST, "stage %s of reservation %lld: this worker no "
+                             "longer holds the lease (the finish row was fenced out)", stage,
+                             h->j->id);
     slot_stage_set(h->s, NULL);   /* recorded: no deadline until the next stage */
     if (ok)
         log_info("stage %s finished: %s", stage, detail);
@@ -488,6 +488,10 @@ static void slot_finish_job(slot *s, job *j, stage_run_result res, const char *f
                      "and it wrote nothing more");
         } else if (cancelled_by_us(s, j)) {
             cleanup_cancelled(s, j);
+        } else if (err->cls == VCL_ERR_LOST) {
+            /* a fenced write found the lease gone: the row is someone else's */
+            log_warn("lease lost: abandoning the job without touching it further (%s)", err->msg);
+            metrics_lease_lost();
         } else {
             log_warn("lease lost: abandoning the job without touching it further");
             metrics_lease_lost();

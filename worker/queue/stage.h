@@ -7,6 +7,10 @@
  * true. Every stage function must be safe to run again after a crash at any
  * instant: it inspects the real state first.
  *
+ * A stage function (or a hook) that fails with class VCL_ERR_LOST (a fenced
+ * write found the lease gone) ends the run at once as STAGE_RUN_LOST: no
+ * finish row is attempted, nothing more is written about the job.
+ *
  * The engine knows nothing about PostgreSQL or libvirt: the hooks connect it
  * to the queue (and to fakes in unit tests). */
 #ifndef VCL_STAGE_H
@@ -37,7 +41,7 @@ typedef struct op_def {
 
 typedef struct stage_hooks {
     /* Write the fenced stage-start row; *row gets its id. false + e when the
-     * write failed (e->cls NONE means fenced out: the lease is lost). */
+     * write failed (e->cls VCL_ERR_LOST: fenced out, the lease is lost). */
     bool (*start)(void *ctx, const char *stage, long long *row, vcl_error *e);
     /* Fenced finish; checkpoint when ok. false as for start. */
     bool (*finish)(void *ctx, long long row, const char *stage, bool ok, const char *detail,
@@ -51,7 +55,7 @@ typedef struct stage_hooks {
 typedef enum {
     STAGE_RUN_DONE,      /* every stage finished */
     STAGE_RUN_FAILED,    /* a stage failed: e and failed_stage say which and why */
-    STAGE_RUN_LOST,      /* fenced out or cancelled: abandon, write nothing more */
+    STAGE_RUN_LOST,      /* fenced out (VCL_ERR_LOST) or cancelled: abandon, write nothing more */
     STAGE_RUN_STOPPED,   /* shutdown requested between stages: hand the job back */
     STAGE_RUN__COUNT
 } stage_run_result;
