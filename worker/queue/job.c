@@ -11,11 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-static void copy(char *dst, size_t n, const char *src)
-{
-    snprintf(dst, n, "%s", src ? src : "");
-}
-#define COPY(field, src) copy((field), sizeof(field), (src))
+#define COPY UTIL_COPY
 
 /* Repository paths: absolute, no "..", and only characters that are safe on a
  * command line even before quoting, plus glob wildcards. */
@@ -275,7 +271,7 @@ static bool fenced(job *j, const char *sql, db_params *p, vcl_error *e)
     return job_fenced_ok(j, db_exec(j->db, sql, p->n, p->v, e), e);
 }
 
-static void fence_params(job *j, db_params *p)
+void job_fence_params(const job *j, db_params *p)
 {
     db_params_init(p);
     db_param_ll(p, j->id);
@@ -285,7 +281,7 @@ static void fence_params(job *j, db_params *p)
 bool job_store_xml(job *j, const char *xml, vcl_error *e)
 {
     db_params p;
-    fence_params(j, &p);
+    job_fence_params(j, &p);
     db_param_str(&p, xml);
     if (!fenced(j, SQL_STORE_XML, &p, e))
         return false;
@@ -299,7 +295,7 @@ bool job_record_ownership(job *j, vcl_error *e)
     char reason[256];
     snprintf(reason, sizeof reason, "loading %s:%d (reservation %lld)", j->image, j->revision, j->id);
     db_params p;
-    fence_params(j, &p);
+    job_fence_params(j, &p);
     db_param_str(&p, j->names.domain);
     db_param_str(&p, j->domain_uuid);
     db_param_str(&p, j->names.cow_path);
@@ -314,7 +310,7 @@ bool job_clear_ownership(job *j, vcl_error *e)
     char reason[256];
     snprintf(reason, sizeof reason, "domains removed by reservation %lld (%s)", j->id, j->operation);
     db_params p;
-    fence_params(j, &p);
+    job_fence_params(j, &p);
     db_param_str(&p, reason);
     return fenced(j, SQL_CLEAR_OWNERSHIP, &p, e);
 }
@@ -322,7 +318,7 @@ bool job_clear_ownership(job *j, vcl_error *e)
 bool job_mark_post_load(job *j, vcl_error *e)
 {
     db_params p;
-    fence_params(j, &p);
+    job_fence_params(j, &p);
     return fenced(j, SQL_MARK_POST_LOAD, &p, e);
 }
 
@@ -330,7 +326,7 @@ bool job_write_status(job *j, const char *status, const char *reason, bool set_r
                       vcl_error *e)
 {
     db_params p;
-    fence_params(j, &p);
+    job_fence_params(j, &p);
     db_param_str(&p, status);
     db_param_str(&p, reason);
     db_param_bool(&p, set_revision);
@@ -343,7 +339,7 @@ bool job_set_maintenance(job *j, const char *stage, vcl_error *e)
     snprintf(reason, sizeof reason, "in maintenance since reservation %lld (vclctl computer set %s "
              "--state available puts it back)", j->id, j->computer);
     db_params p;
-    fence_params(j, &p);
+    job_fence_params(j, &p);
     db_param_str(&p, stage);
     db_param_str(&p, reason);
     return fenced(j, SQL_SET_MAINTENANCE, &p, e);
@@ -358,7 +354,7 @@ static bool progress_write(job *j, const char *detail, bool *warned)
     db_params p;
     vcl_error e;
     vcl_error_clear(&e);
-    fence_params(j, &p);
+    job_fence_params(j, &p);
     db_param_str(&p, detail);
     PGresult *r = db_exec(j->db, SQL_STAGE_PROGRESS, p.n, p.v, &e);
     if (!r) {

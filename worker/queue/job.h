@@ -1,7 +1,10 @@
 /* job.h: one claimed reservation and everything a stage needs to act on it:
  * the rows it refers to (loaded in one query), the node's transport and
  * libvirt connection, the selected driver, the names on the node, and the
- * fenced writes a stage may make. */
+ * fenced writes every operation shares. job.c is the lifecycle module; the
+ * statements of single operations (capture), of the node_status check and
+ * of the watcher are job_db.h's typed row API, the seam that unit tests
+ * fake. A fenced write that matches no row is VCL_ERR_LOST. */
 #ifndef VCL_JOB_H
 #define VCL_JOB_H
 #include <limits.h>
@@ -69,6 +72,9 @@ typedef struct job {
 
     /* runtime */
     db_conn *db;
+    /* The job's rows (job_db.h): NULL = the database (job_rows_pg); unit
+     * tests put a fake here. */
+    const struct job_rows *rows;
     const vcl_config *cfg;
     const hvdriver_set *drivers;
     vcl_transport *t;
@@ -126,6 +132,9 @@ void job_cpu_start_failed(job *j, const char *domain_xml, vcl_error *e);
  * with e as set by db_exec when r is NULL. job_lost: set e to LOST. */
 bool job_fenced_ok(job *j, PGresult *r, vcl_error *e);
 bool job_lost(const job *j, vcl_error *e);
+/* $1 reservation id, $2 lease token: the fence of every fenced statement
+ * (SQL_FENCE in statements.h); more parameters follow. */
+void job_fence_params(const job *j, db_params *p);
 bool job_store_xml(job *j, const char *xml, vcl_error *e);
 /* Record ownership of the artifacts on the computer row before creating them. */
 bool job_record_ownership(job *j, vcl_error *e);
