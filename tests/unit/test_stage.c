@@ -76,7 +76,7 @@ static bool st_c(void *j, char *d, size_t dl, vcl_error *e) { return run_stage(j
 static const stage_def abc[] = {
     { "a", st_a, "first" }, { "b", st_b, "second" }, { "c", st_c, "third" }, { NULL, NULL, NULL },
 };
-static const op_def op_abc = { "abc", abc, "test op" };
+static const op_def op_abc = { "abc", abc, "test op", NULL };
 
 static void reset(fake *f)
 {

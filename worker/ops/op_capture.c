@@ -822,4 +822,4 @@ static const stage_def capture_stages[] = {
 };
 
 const op_def op_capture = { "capture", capture_stages,
-                            "capture a computer's disk as the next revision of its image" };
+                            "capture a computer's disk as the next revision of its image", NULL };

@@ -37,6 +37,15 @@ typedef struct op_def {
     const char *name;
     const stage_def *stages;   /* ends with { NULL, NULL, NULL } */
     const char *help;
+    /* What a cancel leaves to clean up (NULL: nothing; the job just stops at
+     * the stage boundary). The pool runs it after a cancel fenced the job
+     * out, on the job as loaded, while the computer is still kept for us
+     * (vcl.cancel's blocks_until): undo what the operation may have half
+     * made on the node. detail gets the reason recorded on the computer
+     * row. It writes no row itself (the lease is gone): the pool records
+     * the clean-up. false + e when it could not clean up (logged; the
+     * computer's next load cleans up). */
+    stage_fn on_cancel;
 } op_def;
 
 typedef struct stage_hooks {
