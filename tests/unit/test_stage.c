@@ -78,6 +78,21 @@ static const stage_def abc[] = {
 };
 static const op_def op_abc = { "abc", abc, "test op", NULL };
 
+/* an operation with a cancel step: it records that it ran */
+static int cancel_runs;
+static bool cancel_fails;
+static bool abc_on_cancel(void *j, char *detail, size_t dl, vcl_error *e)
+{
+    fake *f = j;
+    cancel_runs++;
+    add(f, "cancel", "abc");
+    if (cancel_fails)
+        return vcl_error_set(e, VCL_ERR_RETRYABLE, "node unreachable");
+    snprintf(detail, dl, "undid what abc made");
+    return true;
+}
+static const op_def op_abc_cancel = { "abc", abc, "test op with a cancel step", abc_on_cancel };
+
 static void reset(fake *f)
 {
     memset(f, 0, sizeof *f);
@@ -186,6 +201,25 @@ int main(void)
     is_int(stage_resume_index(&op_abc, ""), 0, "empty checkpoint starts at 0");
     is_int(stage_resume_index(&op_abc, "b"), 2, "after b comes index 2");
 
+    /* on_cancel dispatch: the table's step runs, and only when there is one */
+    char cdetail[256];
+    reset(&f);
+    is_int(stage_cancel(&op_abc, &f, cdetail, sizeof cdetail, &e), STAGE_CANCEL_NONE,
+           "cancel of an operation without a cancel step: nothing to do");
+    is_str(cdetail, "", "no detail");
+    is_int(stage_cancel(NULL, &f, cdetail, sizeof cdetail, &e), STAGE_CANCEL_NONE,
+           "cancel of an unknown operation: nothing to do");
+    is_int(cancel_runs, 0, "no cancel step ran");
+    is_int(stage_cancel(&op_abc_cancel, &f, cdetail, sizeof cdetail, &e), STAGE_CANCEL_DONE,
+           "the operation's cancel step runs");
+    is_int(cancel_runs, 1, "exactly once");
+    is_str(f.log, "cancel:abc", "on the job it was given");
+    is_str(cdetail, "undid what abc made", "its detail comes back for the computer row");
+    cancel_fails = true;
+    is_int(stage_cancel(&op_abc_cancel, &f, cdetail, sizeof cdetail, &e), STAGE_CANCEL_FAILED,
+           "a failing cancel step is reported");
+    is_str(e.msg, "node unreachable", "with its error");
+
     /* the real tables */
     const op_def *load = ops_find("load");
     ok(load != NULL, "load operation registered");
@@ -197,6 +231,11 @@ int main(void)
     ok(ops_find("noop") != NULL, "noop operation registered");
     ok(ops_find("node_status") != NULL, "node_status operation registered");
     ok(ops_find("nonsense") == NULL, "unknown operation not found");
+    ok(load && load->on_cancel != NULL, "load declares a cancel step (remove its half-made domain)");
+    for (const op_def *const *op = ops_all(); *op; op++)
+        if (strcmp((*op)->name, "load") != 0)
+            ok((*op)->on_cancel == NULL, "%s declares no cancel step (stops at the boundary)",
+               (*op)->name);
     for (const op_def *const *op = ops_all(); *op; op++)
         for (size_t i = 0; (*op)->stages[i].name; i++)
             ok((*op)->stages[i].fn && (*op)->stages[i].help, "%s/%s has a function and help",

@@ -373,22 +373,23 @@ static bool cancelled_by_us(slot *s, job *j)
  * acts on this computer meanwhile. */
 static void cleanup_cancelled(slot *s, job *j, const op_def *op)
 {
-    if (!op || !op->on_cancel) {
-        log_info("reservation cancelled: stopped at the stage boundary");
-        return;
-    }
     vcl_error e;
-    vcl_error_clear(&e);
-    char detail[STAGE_DETAIL_LEN] = "";
+    char detail[STAGE_DETAIL_LEN];
     /* The heartbeat has marked the job lost (the row is no longer running),
      * but vcl.cancel keeps the computer to us until our old lease would have
      * expired (blocks_until): only that deadline limits the cleanup. */
     j->still_ours = lease_deadline_holds;
     j->still_ours_ctx = s;
-    if (!op->on_cancel(j, detail, sizeof detail, &e)) {
+    switch (stage_cancel(op, j, detail, sizeof detail, &e)) {
+    case STAGE_CANCEL_NONE:
+        log_info("reservation cancelled: stopped at the stage boundary");
+        return;
+    case STAGE_CANCEL_FAILED:
         log_error("reservation cancelled, but cleaning up after it failed: %s "
                   "(the next load of this computer cleans up)", e.msg);
         return;
+    default:
+        break;
     }
     db_params prm;
     db_params_init(&prm);

@@ -119,3 +119,18 @@ stage_run_result stage_run(const op_def *op, const char *checkpoint, void *job,
         hooks->on_stage(ctx, NULL);
     return STAGE_RUN_DONE;
 }
+
+stage_cancel_result stage_cancel(const op_def *op, void *job, char *detail, size_t detail_len,
+                                 vcl_error *e)
+{
+    detail[0] = '\0';
+    vcl_error_clear(e);
+    if (!op || !op->on_cancel)
+        return STAGE_CANCEL_NONE;
+    if (op->on_cancel(job, detail, detail_len, e))
+        return STAGE_CANCEL_DONE;
+    if (e->cls == VCL_ERR_NONE)
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "the cancel step of %s failed without a reason",
+                      op->name);
+    return STAGE_CANCEL_FAILED;
+}

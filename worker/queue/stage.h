@@ -81,6 +81,20 @@ stage_run_result stage_run(const op_def *op, const char *checkpoint, void *job,
                            const stage_hooks *hooks, void *ctx, char *failed_stage,
                            size_t failed_len, vcl_error *e);
 
+/* After a cancel: run op's cancel step (op_def.on_cancel) on job.
+ * STAGE_CANCEL_NONE when op is NULL or declares none (nothing to undo),
+ * STAGE_CANCEL_DONE when it cleaned up (detail says what),
+ * STAGE_CANCEL_FAILED with e when it could not. */
+typedef enum {
+    STAGE_CANCEL_NONE,
+    STAGE_CANCEL_DONE,
+    STAGE_CANCEL_FAILED,
+    STAGE_CANCEL__COUNT
+} stage_cancel_result;
+
+stage_cancel_result stage_cancel(const op_def *op, void *job, char *detail, size_t detail_len,
+                                 vcl_error *e);
+
 /* Operation registry (ops.c). NULL when unknown. */
 const op_def *ops_find(const char *name);
 /* Every operation, NULL-terminated (for --help). */
