@@ -106,7 +106,7 @@ bool job_prepare(job *j, vcl_error *e);
 void job_clear(job *j);
 /* How to reach the job's node over ssh: host, port, user from the node row,
  * key and known_hosts from the worker config (for transport_new and
- * node_status_check_computer_opts). Points into j (j->topts). */
+ * node_status_check). Points into j (j->topts). */
 const transport_opts *job_transport_opts(job *j);
 /* The transport that reaches the repository paths: NULL (*out) when they are
  * on the node (use j->t), else a local transport owned by the job (freed by

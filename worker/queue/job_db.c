@@ -263,49 +263,58 @@ void watch_db_close(db_conn *db)
     db_close(db);
 }
 
-bool watch_nodes_list(db_conn *db, watch_node_row **rows, int *n, vcl_error *e)
+/* Run a statement without parameters and calloc one row struct (size
+ * bytes) per result row: NULL result (and e) when either fails, else the
+ * result with *rows and *n set (*rows NULL when there are none). */
+static PGresult *query_rows(db_conn *db, const char *sql, size_t size, void **rows, int *n,
+                            vcl_error *e)
 {
     *rows = NULL;
     *n = 0;
-    PGresult *r = db_exec(db, SQL_WATCH_NODES, 0, NULL, e);
+    PGresult *r = db_exec(db, sql, 0, NULL, e);
+    if (!r)
+        return NULL;
+    int count = PQntuples(r);
+    if (count > 0 && !(*rows = calloc((size_t)count, size))) {
+        PQclear(r);
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory reading %d rows", count);
+        return NULL;
+    }
+    *n = count;
+    return r;
+}
+
+bool watch_nodes_list(db_conn *db, watch_node_row **rows, int *n, vcl_error *e)
+{
+    void *v;
+    PGresult *r = query_rows(db, SQL_WATCH_NODES, sizeof **rows, &v, n, e);
     if (!r)
         return false;
-    int count = PQntuples(r);
-    if (count > 0 && !(*rows = calloc((size_t)count, sizeof **rows))) {
-        PQclear(r);
-        return vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory reading %d nodes", count);
-    }
-    for (int k = 0; k < count; k++) {
+    *rows = v;
+    for (int k = 0; k < *n; k++) {
         watch_node_row *w = &(*rows)[k];
         w->id = db_get_ll(r, k, 0);
         COPY(w->name, db_get_str(r, k, 1));
         COPY(w->uri, db_get_str(r, k, 2));
     }
-    *n = count;
     PQclear(r);
     return true;
 }
 
 bool watch_loaded(db_conn *db, watch_loaded_row **rows, int *n, vcl_error *e)
 {
-    *rows = NULL;
-    *n = 0;
-    PGresult *r = db_exec(db, SQL_WATCH_LOADED, 0, NULL, e);
+    void *v;
+    PGresult *r = query_rows(db, SQL_WATCH_LOADED, sizeof **rows, &v, n, e);
     if (!r)
         return false;
-    int count = PQntuples(r);
-    if (count > 0 && !(*rows = calloc((size_t)count, sizeof **rows))) {
-        PQclear(r);
-        return vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory reading %d computers", count);
-    }
-    for (int k = 0; k < count; k++) {
+    *rows = v;
+    for (int k = 0; k < *n; k++) {
         watch_loaded_row *w = &(*rows)[k];
         COPY(w->computer, db_get_str(r, k, 0));
         w->node_id = db_get_ll(r, k, 1);
         COPY(w->uuid, db_get_str(r, k, 2));
         COPY(w->domain, db_get_str(r, k, 3));
     }
-    *n = count;
     PQclear(r);
     return true;
 }
