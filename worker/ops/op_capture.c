@@ -54,7 +54,6 @@
 #define CAPTURE_SHUTDOWN_DEFAULT_S 60
 #define CAPTURE_SHUTDOWN_MAX_S 3600
 
-
 /* The args, checked: bad input is a permanent error that changes nothing. */
 static bool parse_args(job *j, capture_facts *f, const char *after, const char *stem,
                        const char *timeout, vcl_error *e)
