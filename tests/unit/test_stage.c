@@ -29,10 +29,8 @@ static void add(fake *f, const char *what, const char *stage)
 static bool f_start(void *ctx, const char *stage, long long *row, vcl_error *e)
 {
     fake *f = ctx;
-    if (f->fence_at && strcmp(stage, f->fence_at) == 0) {
-        vcl_error_clear(e);
-        return false;
-    }
+    if (f->fence_at && strcmp(stage, f->fence_at) == 0)
+        return vcl_error_set(e, VCL_ERR_LOST, "start of %s fenced out", stage);
     add(f, "start", stage);
     *row = 100;
     return true;
@@ -42,10 +40,8 @@ static bool f_finish(void *ctx, long long row, const char *stage, bool ok, const
                      vcl_error *e)
 {
     fake *f = ctx;
-    if (f->fence_finish_at && strcmp(stage, f->fence_finish_at) == 0) {
-        vcl_error_clear(e);
-        return false;
-    }
+    if (f->fence_finish_at && strcmp(stage, f->fence_finish_at) == 0)
+        return vcl_error_set(e, VCL_ERR_LOST, "finish of %s fenced out", stage);
     add(f, ok ? "ok" : "fail", stage);
     if (ok)
         snprintf(f->checkpoint, sizeof f->checkpoint, "%s", stage);
@@ -80,7 +76,22 @@ static bool st_c(void *j, char *d, size_t dl, vcl_error *e) { return run_stage(j
 static const stage_def abc[] = {
     { "a", st_a, "first" }, { "b", st_b, "second" }, { "c", st_c, "third" }, { NULL, NULL, NULL },
 };
-static const op_def op_abc = { "abc", abc, "test op" };
+static const op_def op_abc = { "abc", abc, "test op", NULL };
+
+/* an operation with a cancel step: it records that it ran */
+static int cancel_runs;
+static bool cancel_fails;
+static bool abc_on_cancel(void *j, char *detail, size_t dl, vcl_error *e)
+{
+    fake *f = j;
+    cancel_runs++;
+    add(f, "cancel", "abc");
+    if (cancel_fails)
+        return vcl_error_set(e, VCL_ERR_RETRYABLE, "node unreachable");
+    snprintf(detail, dl, "undid what abc made");
+    return true;
+}
+static const op_def op_abc_cancel = { "abc", abc, "test op with a cancel step", abc_on_cancel };
 
 static void reset(fake *f)
 {
@@ -148,6 +159,27 @@ int main(void)
     is_int(r, STAGE_RUN_LOST, "fenced-out finish: lost");
     is_int(f.runs[1], 0, "nothing runs after a fenced-out finish");
 
+    /* LOST out of a stage function (a fenced write inside it matched no
+     * row): the run ends at once, and no finish row is written for it */
+    reset(&f);
+    f.fail_stage = "b";
+    f.fail_cls = VCL_ERR_LOST;
+    r = stage_run(&op_abc, NULL, &f, &hooks, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_LOST, "a stage failing with LOST: the run is lost");
+    is_int(e.cls, VCL_ERR_LOST, "the LOST error comes out of the run");
+    is_str(f.log, "start:a ok:a start:b", "no finish row written for the lost stage, c never started");
+    is_str(f.checkpoint, "a", "checkpoint did not move");
+    is_int(f.runs[2], 0, "nothing runs after a lost stage");
+
+    /* a stage failing with no class at all is not mistaken for LOST */
+    reset(&f);
+    f.fail_stage = "a";
+    f.fail_cls = VCL_ERR_NONE;
+    r = stage_run(&op_abc, NULL, &f, &hooks, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_FAILED, "a stage failing with class NONE fails (retryable), not lost");
+    is_int(e.cls, VCL_ERR_RETRYABLE, "class NONE becomes retryable");
+    is_str(f.log, "start:a fail:a", "its failure is written");
+
     reset(&f);
     f.stop_after = 1;
     r = stage_run(&op_abc, NULL, &f, &hooks, &f, failed, sizeof failed, &e);
@@ -169,6 +201,25 @@ int main(void)
     is_int(stage_resume_index(&op_abc, ""), 0, "empty checkpoint starts at 0");
     is_int(stage_resume_index(&op_abc, "b"), 2, "after b comes index 2");
 
+    /* on_cancel dispatch: the table's step runs, and only when there is one */
+    char cdetail[256];
+    reset(&f);
+    is_int(stage_cancel(&op_abc, &f, cdetail, sizeof cdetail, &e), STAGE_CANCEL_NONE,
+           "cancel of an operation without a cancel step: nothing to do");
+    is_str(cdetail, "", "no detail");
+    is_int(stage_cancel(NULL, &f, cdetail, sizeof cdetail, &e), STAGE_CANCEL_NONE,
+           "cancel of an unknown operation: nothing to do");
+    is_int(cancel_runs, 0, "no cancel step ran");
+    is_int(stage_cancel(&op_abc_cancel, &f, cdetail, sizeof cdetail, &e), STAGE_CANCEL_DONE,
+           "the operation's cancel step runs");
+    is_int(cancel_runs, 1, "exactly once");
+    is_str(f.log, "cancel:abc", "on the job it was given");
+    is_str(cdetail, "undid what abc made", "its detail comes back for the computer row");
+    cancel_fails = true;
+    is_int(stage_cancel(&op_abc_cancel, &f, cdetail, sizeof cdetail, &e), STAGE_CANCEL_FAILED,
+           "a failing cancel step is reported");
+    is_str(e.msg, "node unreachable", "with its error");
+
     /* the real tables */
     const op_def *load = ops_find("load");
     ok(load != NULL, "load operation registered");
@@ -180,6 +231,11 @@ int main(void)
     ok(ops_find("noop") != NULL, "noop operation registered");
     ok(ops_find("node_status") != NULL, "node_status operation registered");
     ok(ops_find("nonsense") == NULL, "unknown operation not found");
+    ok(load && load->on_cancel != NULL, "load declares a cancel step (remove its half-made domain)");
+    for (const op_def *const *op = ops_all(); *op; op++)
+        if (strcmp((*op)->name, "load") != 0)
+            ok((*op)->on_cancel == NULL, "%s declares no cancel step (stops at the boundary)",
+               (*op)->name);
     for (const op_def *const *op = ops_all(); *op; op++)
         for (size_t i = 0; (*op)->stages[i].name; i++)
             ok((*op)->stages[i].fn && (*op)->stages[i].help, "%s/%s has a function and help",

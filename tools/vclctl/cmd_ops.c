@@ -18,6 +18,7 @@
 #include "node/nodestatus.h"
 #include "node/transport.h"
 #include "node/virt.h"
+#include "queue/job_db.h"
 #include "vclctl.h"
 #include "query.h"
 #include "sql.h"
@@ -37,7 +38,9 @@ int cmd_status(ctl *c, const args *a)
     memset(&rep, 0, sizeof rep);
     vcl_error_clear(&e);
     transport_opts ssh = { .private_key = c->ssh_key, .known_hosts = c->known_hosts };
-    if (!node_status_check_computer_opts(c->db, name, &ssh, &rep, &e)) {
+    node_status_row row;
+    if (!node_status_row_fetch(c->db, name, &row, &e) ||
+        !node_status_check(&row, &ssh, &rep, &e)) {
         if (strstr(e.msg, "no computer") || strstr(e.msg, "unknown computer") ||
             strstr(e.msg, "not found")) {
             long long id;

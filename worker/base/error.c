@@ -6,7 +6,7 @@
 
 const char *vcl_err_class_name(vcl_err_class c)
 {
-    static const char *const names[VCL_ERR__COUNT] = { "none", "retryable", "permanent" };
+    static const char *const names[VCL_ERR__COUNT] = { "none", "retryable", "permanent", "lost" };
     return (c >= 0 && c < VCL_ERR__COUNT) ? names[c] : "?";
 }
 

@@ -3,7 +3,15 @@
  * connection: try again later) or permanent (bad name, image missing
  * everywhere: fail the reservation at once). The message is what an operator
  * reads on the reservation, so it says what failed and, where it helps, what
- * to do. */
+ * to do.
+ *
+ * A third outcome is neither: LOST, "this worker no longer holds the
+ * lease". A fenced write (job_fenced_ok, every job_* and job_db write) that
+ * matched no row sets it: the reservation was taken over, cancelled or
+ * finished meanwhile, so the caller stops quietly and writes nothing more
+ * about the job (the stage engine returns STAGE_RUN_LOST; the pool logs
+ * "lease lost" and leaves the row to whoever holds it now). Class NONE is
+ * only ever "no error". */
 #ifndef VCL_ERROR_H
 #define VCL_ERROR_H
 #include <stdbool.h>
@@ -13,6 +21,7 @@ typedef enum {
     VCL_ERR_NONE = 0,
     VCL_ERR_RETRYABLE,
     VCL_ERR_PERMANENT,
+    VCL_ERR_LOST,          /* fenced out: this worker no longer holds the lease */
     VCL_ERR__COUNT
 } vcl_err_class;
 

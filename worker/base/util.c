@@ -76,6 +76,11 @@ bool util_pwrite_all(int fd, const void *p, size_t len, off_t off)
     return true;
 }
 
+void util_copy_str(char *dst, size_t n, const char *src)
+{
+    snprintf(dst, n, "%s", src ? src : "");
+}
+
 bool util_join_path(char *out, size_t size, const char *dir, const char *base, const char *ext)
 {
     size_t dlen = strlen(dir);

@@ -37,6 +37,11 @@ int util_cmp_str(const void *a, const void *b);
  * by transport_list_dir, transport_glob and domxml_disk_files. */
 void util_strv_free(char **v, size_t n);
 
+/* dst = src truncated to n - 1 bytes ("" for NULL: a SQL NULL cell).
+ * UTIL_COPY for a char array field. */
+void util_copy_str(char *dst, size_t n, const char *src);
+#define UTIL_COPY(field, src) util_copy_str((field), sizeof(field), (src))
+
 /* Every one of the n bytes at p is zero (true for n == 0). */
 bool util_all_zero(const void *p, size_t n);
 

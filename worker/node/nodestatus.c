@@ -3,8 +3,6 @@
 #include "node/domxml.h"
 #include "node/image.h"
 #include "base/log.h"
-#include "base/names.h"
-#include "queue/statements.h"
 #include "node/virt.h"
 #include "base/util.h"
 
@@ -82,60 +80,39 @@ cleanup:
     return ok;
 }
 
-bool node_status_check_computer(db_conn *db, const char *computer_name, node_status_report *out,
-                                vcl_error *e)
-{
-    return node_status_check_computer_opts(db, computer_name, NULL, out, e);
-}
-
-bool node_status_check_computer_opts(db_conn *db, const char *computer_name,
-                                     const transport_opts *ssh, node_status_report *out,
-                                     vcl_error *e)
+bool node_status_check(const node_status_row *row, const transport_opts *ssh,
+                       node_status_report *out, vcl_error *e)
 {
     memset(out, 0, sizeof *out);
     bool ok = false;
     virConnectPtr conn = NULL;
     vcl_transport *t = NULL;
-    const char *p[1] = { computer_name };
-    if (!name_check("computer", computer_name, e))
-        return false;
-    PGresult *r = db_exec(db, SQL_STATUS_FACTS, 1, p, e);
-    if (!r)
-        return false;
-    if (PQntuples(r) != 1) {
-        vcl_error_set(e, VCL_ERR_PERMANENT, "no computer named '%s'", computer_name);
-        goto cleanup;
-    }
-    snprintf(out->computer, sizeof out->computer, "%s", PQgetvalue(r, 0, 1));
-    snprintf(out->domain, sizeof out->domain, "%s", PQgetvalue(r, 0, 2));
-    const char *uuid = PQgetvalue(r, 0, 3), *cow = PQgetvalue(r, 0, 4),
-               *master = PQgetvalue(r, 0, 5);
-    bool post = db_get_bool(r, 0, 6);
-    snprintf(out->node, sizeof out->node, "%s", PQgetvalue(r, 0, 7));
-    snprintf(out->revision, sizeof out->revision, "%s", PQgetvalue(r, 0, 10));
-    transport_opts to = { .host = PQgetvalue(r, 0, 11), .port = atoi(PQgetvalue(r, 0, 12)),
-                          .user = PQgetvalue(r, 0, 13) };
+    snprintf(out->computer, sizeof out->computer, "%s", row->computer);
+    snprintf(out->domain, sizeof out->domain, "%s", row->domain);
+    snprintf(out->node, sizeof out->node, "%s", row->node);
+    snprintf(out->revision, sizeof out->revision, "%s", row->revision);
+    transport_opts to = { .host = row->ssh_host, .port = row->ssh_port, .user = row->ssh_user };
     if (ssh) {
         to.private_key = ssh->private_key;
         to.known_hosts = ssh->known_hosts;
         to.connect_timeout_s = ssh->connect_timeout_s;
     }
-    if (!(t = transport_new(PQgetvalue(r, 0, 9), &to, e))) {
+    if (!(t = transport_new(row->transport, &to, e))) {
         vcl_error_prefix(e, "node %s", out->node);
         goto cleanup;
     }
-    if (!(conn = virt_open(PQgetvalue(r, 0, 8), e)))
+    if (!(conn = virt_open(row->libvirt_uri, e)))
         goto cleanup;
     node_status_facts f;
-    if (!node_status_gather(conn, t, uuid, out->domain, cow, master, post, &f, e))
+    if (!node_status_gather(conn, t, row->domain_uuid, row->domain, row->cow, row->master,
+                            row->post_load_done, &f, e))
         goto cleanup;
     snprintf(out->domain_state, sizeof out->domain_state, "%s",
              !f.recorded ? "none" : !f.domain_exists ? "missing" : virt_state_name(f.domain_state));
-    node_status_decide(&f, cow, master, out->status, sizeof out->status, out->reason,
+    node_status_decide(&f, row->cow, row->master, out->status, sizeof out->status, out->reason,
                        sizeof out->reason);
     ok = true;
 cleanup:
-    PQclear(r);
     virt_close(conn);
     transport_free(t);
     return ok;

@@ -5,9 +5,10 @@
  *   RELOAD     anything else (reason says which condition failed). */
 #ifndef VCL_NODESTATUS_H
 #define VCL_NODESTATUS_H
+#include <limits.h>
 #include <stdbool.h>
-#include "queue/db.h"
 #include "base/error.h"
+#include "node/transport.h"
 
 typedef struct node_status_report {
     char status[16];        /* "READY", "POST_LOAD", "RELOAD" */
@@ -19,17 +20,31 @@ typedef struct node_status_report {
     char revision[160];     /* "<image>:<revision>" loaded, "" if none */
 } node_status_report;
 
-/* Load the computer's rows, ask libvirt on its node, fill out. false only when
- * the check itself could not run (unknown computer: permanent; node
- * unreachable: retryable). Without ssh settings: ssh nodes fail (no key). */
-bool node_status_check_computer(db_conn *db, const char *computer_name, node_status_report *out,
-                                vcl_error *e);
-#include "node/transport.h"
-/* The same with the ssh key, known_hosts and connect timeout to reach an ssh
- * node (host, port and user come from the node row; NULL = none). */
-bool node_status_check_computer_opts(db_conn *db, const char *computer_name,
-                                     const transport_opts *ssh, node_status_report *out,
-                                     vcl_error *e);
+/* The facts row the check rests on: what the computer row records and how
+ * to reach its node (job_db.h fetches it: node_status_row_fetch,
+ * job_status_row). */
+typedef struct node_status_row {
+    char computer[128];
+    char domain[256];          /* recorded domain name, "" if none */
+    char domain_uuid[40];      /* "" if none */
+    char cow[PATH_MAX];        /* recorded COW, "" if none */
+    char master[PATH_MAX];     /* recorded master, "" if none */
+    bool post_load_done;
+    char node[128];
+    char libvirt_uri[512];
+    char transport[16];
+    char revision[160];        /* "<image>:<revision>" loaded, "" if none */
+    char ssh_host[256];
+    int ssh_port;
+    char ssh_user[64];
+} node_status_row;
+
+/* Ask libvirt on the row's node, fill out. false only when the check itself
+ * could not run (node unreachable: retryable). ssh: the key, known_hosts
+ * and connect timeout to reach an ssh node (host, port and user come from
+ * the row); NULL = none, and then ssh nodes fail (no key). */
+bool node_status_check(const node_status_row *row, const transport_opts *ssh,
+                       node_status_report *out, vcl_error *e);
 
 #include <libvirt/libvirt.h>
 #include "node/transport.h"

@@ -19,9 +19,8 @@
  * allocated (a retired node is freed only after its thread returned). */
 #include "node/watch.h"
 #include "base/backoff.h"
-#include "queue/db.h"
 #include "base/log.h"
-#include "queue/statements.h"
+#include "queue/job_db.h"
 #include "node/virt.h"
 #include "base/util.h"
 
@@ -512,8 +511,9 @@ static bool nodes_refresh(void)
 {
     vcl_error e;
     vcl_error_clear(&e);
-    PGresult *r = db_exec(W.db, SQL_WATCH_NODES, 0, NULL, &e);
-    if (!r) {
+    watch_node_row *rows = NULL;
+    int nrows = 0;
+    if (!watch_nodes_list(W.db, &rows, &nrows, &e)) {
         log_warn("watch: reading the nodes: %s", e.msg);
         return false;
     }
@@ -522,11 +522,11 @@ static bool nodes_refresh(void)
     pthread_mutex_lock(&W.mu);
     for (int i = 0; i < W.n_nodes; i++)
         W.nodes[i]->seen = false;
-    for (int k = 0; k < PQntuples(r); k++) {
-        long long id = db_get_ll(r, k, 0);
-        const char *name = db_get_str(r, k, 1), *uri = db_get_str(r, k, 2);
+    for (int k = 0; k < nrows; k++) {
+        long long id = rows[k].id;
+        const char *name = rows[k].name, *uri = rows[k].uri;
         watch_node *n = node_by_id_locked(id);
-        if (n && strcmp(n->uri, uri ? uri : "") == 0 && strcmp(n->name, name ? name : "") == 0) {
+        if (n && strcmp(n->uri, uri) == 0 && strcmp(n->name, name) == 0) {
             n->seen = true;
             continue;
         }
@@ -557,7 +557,7 @@ static bool nodes_refresh(void)
         W.nodes[i] = W.nodes[--W.n_nodes];
     }
     pthread_mutex_unlock(&W.mu);
-    PQclear(r);
+    free(rows);
     for (int i = 0; i < n_gone; i++)
         node_retire(gone[i]);
     W.nodes_dirty = false;
@@ -567,22 +567,20 @@ static bool nodes_refresh(void)
 /* The guarded UPDATE; logs when it changed a computer. */
 static void mark_reload(const watch_event *ev)
 {
-    char reason[512], nid[32];
+    char reason[512], **computers = NULL;
+    size_t n = 0;
     watch_reason(ev->name, kind_word(ev->kind), ev->detail, reason, sizeof reason);
-    snprintf(nid, sizeof nid, "%lld", ev->node_id);
-    const char *p[3] = { nid, ev->uuid, reason };
     vcl_error e;
     vcl_error_clear(&e);
-    PGresult *r = db_exec(W.db, SQL_WATCH_MARK_RELOAD, 3, p, &e);
-    if (!r) {
+    if (!watch_mark_reload(W.db, ev->node_id, ev->uuid, reason, &computers, &n, &e)) {
         log_warn("watch: writing RELOAD for domain %s: %s", ev->name, e.msg);
         return;
     }
-    for (int k = 0; k < PQntuples(r); k++)
-        log_warn("watch: computer %s: %s: node_status RELOAD", PQgetvalue(r, k, 0), reason);
-    if (PQntuples(r) == 0)
+    for (size_t k = 0; k < n; k++)
+        log_warn("watch: computer %s: %s: node_status RELOAD", computers[k], reason);
+    if (n == 0)
         log_debug("watch: domain %s (%s): no loaded computer to update", ev->name, ev->uuid);
-    PQclear(r);
+    util_strv_free(computers, n);
 }
 
 /* Hand every node thread (all, or those that asked) the loaded computers
@@ -593,12 +591,12 @@ static void resync(bool all)
     vcl_error_clear(&e);
     if (!nodes_refresh())
         return;
-    PGresult *r = db_exec(W.db, SQL_WATCH_LOADED, 0, NULL, &e);
-    if (!r) {
+    watch_loaded_row *loaded = NULL;
+    int rows = 0;
+    if (!watch_loaded(W.db, &loaded, &rows, &e)) {
         log_warn("watch: reading the loaded computers: %s", e.msg);
         return;
     }
-    int rows = PQntuples(r);
     pthread_mutex_lock(&W.mu);
     W.resync_wanted = false;
     for (int i = 0; i < W.n_nodes; i++) {
@@ -608,17 +606,16 @@ static void resync(bool all)
         n->want_resync = false;
         int count = 0;
         for (int k = 0; k < rows; k++)
-            count += db_get_ll(r, k, 1) == n->id;
+            count += loaded[k].node_id == n->id;
         watch_check *checks = count ? calloc((size_t)count, sizeof *checks) : NULL;
         if (count && !checks)
             continue;
         int m = 0;
         for (int k = 0; k < rows && m < count; k++) {
-            if (db_get_ll(r, k, 1) != n->id)
+            if (loaded[k].node_id != n->id)
                 continue;
-            const char *uuid = db_get_str(r, k, 2), *dname = db_get_str(r, k, 3);
-            snprintf(checks[m].uuid, sizeof checks[m].uuid, "%s", uuid ? uuid : "");
-            snprintf(checks[m].name, sizeof checks[m].name, "%s", dname ? dname : "");
+            snprintf(checks[m].uuid, sizeof checks[m].uuid, "%s", loaded[k].uuid);
+            snprintf(checks[m].name, sizeof checks[m].name, "%s", loaded[k].domain);
             m++;
         }
         if (!checks)
@@ -630,23 +627,18 @@ static void resync(bool all)
     }
     pthread_mutex_unlock(&W.mu);
     log_debug("watch: resync: %d loaded computer(s) handed to the node threads", rows);
-    PQclear(r);
+    free(loaded);
 }
 
 /* A working connection that LISTENs on vcl_node (a new one re-reads the
  * nodes: changes may have been missed meanwhile). */
-static bool db_ready(void)
+static bool conn_ready(void)
 {
     vcl_error e;
     vcl_error_clear(&e);
-    if (W.db && !db_is_broken(W.db))
-        return true;
-    if (!W.db)
-        W.db = db_connect(W.cfg->database, W.app, &e);
-    else
-        db_reconnect(W.db, &e);
-    if (W.db && !db_is_broken(W.db) && db_run(W.db, SQL_LISTEN_NODES, 0, NULL, &e)) {
-        W.nodes_dirty = true;
+    bool fresh = false;
+    if (watch_db_ready(&W.db, W.cfg->database, W.app, &fresh, &e)) {
+        W.nodes_dirty |= fresh;
         return true;
     }
     log_warn("watch: no database connection: %s (retrying)", e.msg);
@@ -698,13 +690,13 @@ static void *work_main(void *arg)
     int period = W.cfg->watch_resync_seconds;
     double next_resync = 0; /* at once: subscribe, and catch what happened unwatched */
     while (!atomic_load(&W.stop)) {
-        if (!db_ready()) {
+        if (!conn_ready()) {
             for (int i = 0; i < 20 && !atomic_load(&W.stop); i++)
                 usleep(100000);
             continue;
         }
-        /* NOTIFY vcl_node arrived (a broken connection: db_ready() reconnects) */
-        if (db_notified(W.db))
+        /* NOTIFY vcl_node arrived (a broken connection: conn_ready() reconnects) */
+        if (watch_db_notified(W.db))
             W.nodes_dirty = true;
         double now = util_mono_s();
         bool wanted;
@@ -742,12 +734,12 @@ static void *work_main(void *arg)
         }
         pthread_mutex_unlock(&W.mu);
         for (int i = 0; i < nb && !atomic_load(&W.stop); i++) {
-            if (db_ready())
+            if (conn_ready())
                 mark_reload(&batch[i]);
         }
     }
     nodes_stop_all();
-    db_close(W.db);
+    watch_db_close(W.db);
     W.db = NULL;
     log_ctx_clear();
     return NULL;

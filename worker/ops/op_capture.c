@@ -32,14 +32,16 @@
  *    only when it is exactly ours (same image, revision and stem);
  *  - after=reload queues its load in the statement that records its id in
  *    vcl.capture, so it is queued once.
- * Every write is fenced on the reservation's lease (statements.h). */
+ * Every write is fenced on the reservation's lease; the rows are read and
+ * written through job_db.h (the seam unit tests fake). */
 #include "node/domxml.h"
 #include "node/image.h"
 #include "queue/job.h"
 #include "base/log.h"
+#include "ops/op_capture.h"
 #include "ops/op_common.h"
 #include "queue/stage.h"
-#include "queue/statements.h"
+#include "queue/job_db.h"
 #include "node/virt.h"
 #include "base/util.h"
 
@@ -51,30 +53,6 @@
 
 #define CAPTURE_SHUTDOWN_DEFAULT_S 60
 #define CAPTURE_SHUTDOWN_MAX_S 3600
-
-/* Everything a capture stage needs beyond the job: read afresh by every
- * stage (SQL_CAPTURE_FACTS), so a stage acts on the rows as they are. */
-typedef struct capture_facts {
-    /* args */
-    char after[16];              /* "off" or "reload" */
-    char arg_stem[NAME_MAX_LEN + 1];
-    int shutdown_timeout;
-    /* the source: the revision loaded on the computer */
-    long long source_revision_id;
-    long long image_id;
-    char image[NAME_MAX_LEN + 1];
-    /* the target, once recorded */
-    bool planned;
-    int revision;
-    char stem[NAME_MAX_LEN + 1];
-    long long new_revision_id;   /* 0 until register */
-    long long reload_id;         /* 0 until after=reload queued it */
-    /* paths on the node (built from the target) */
-    const char *fmt;             /* driver disk format ("qcow2") */
-    const char *ext;             /* driver disk extension ("qcow2") */
-    char final[PATH_MAX];        /* <master dir>/<stem>.<ext> */
-    char tmp[PATH_MAX];          /* <final>.tmp-<reservation id> */
-} capture_facts;
 
 /* The args, checked: bad input is a permanent error that changes nothing. */
 static bool parse_args(job *j, capture_facts *f, const char *after, const char *stem,
@@ -124,39 +102,24 @@ static bool set_paths(job *j, capture_facts *f, vcl_error *e)
     return target_paths(j, j->master_dir, f->stem, f->ext, f->final, f->tmp, e);
 }
 
-/* Read the capture's rows. fallback_revision_id: the revision named by the
- * domain's metadata, used when the computer row records none. */
-static bool load_facts(job *j, capture_facts *f, long long fallback_revision_id, vcl_error *e)
+bool op_capture_load_facts(job *j, capture_facts *f, long long fallback_revision_id,
+                           vcl_error *e)
 {
+    capture_row row;
     memset(f, 0, sizeof *f);
     f->fmt = j->drv && j->drv->disk_format ? j->drv->disk_format(0) : "qcow2";
     f->ext = j->drv && j->drv->disk_extension ? j->drv->disk_extension(0) : "qcow2";
-    db_params p;
-    db_params_init(&p);
-    db_param_ll(&p, j->id);
-    db_param_ll(&p, fallback_revision_id);
-    PGresult *r = db_exec(j->db, SQL_CAPTURE_FACTS, p.n, p.v, e);
-    if (!r)
+    if (!job_capture_facts(j, fallback_revision_id, &row, e))
         return false;
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        return vcl_error_set(e, VCL_ERR_PERMANENT, "reservation %lld vanished", j->id);
-    }
-    int c = 0;
-    char after[64], stem[256], timeout[64];
-    snprintf(after, sizeof after, "%s", db_get_str(r, 0, c++));
-    snprintf(stem, sizeof stem, "%s", db_get_str(r, 0, c++));
-    snprintf(timeout, sizeof timeout, "%s", db_get_str(r, 0, c++));
-    f->source_revision_id = db_get_ll(r, 0, c++);
-    f->image_id = db_get_ll(r, 0, c++);
-    snprintf(f->image, sizeof f->image, "%s", db_get_str(r, 0, c++));
-    f->planned = db_get_bool(r, 0, c++);
-    f->revision = (int)db_get_ll(r, 0, c++);
-    snprintf(f->stem, sizeof f->stem, "%s", db_get_str(r, 0, c++));
-    f->new_revision_id = db_get_ll(r, 0, c++);
-    f->reload_id = db_get_ll(r, 0, c++);
-    PQclear(r);
-    if (!parse_args(j, f, after, stem, timeout, e))
+    f->source_revision_id = row.source_revision_id;
+    f->image_id = row.image_id;
+    snprintf(f->image, sizeof f->image, "%s", row.image);
+    f->planned = row.planned;
+    f->revision = row.revision;
+    snprintf(f->stem, sizeof f->stem, "%s", row.stem);
+    f->new_revision_id = row.new_revision_id;
+    f->reload_id = row.reload_id;
+    if (!parse_args(j, f, row.after, row.file_stem, row.shutdown_timeout, e))
         return false;
     if (f->planned) {
         if (!name_check("capture file stem", f->stem, e) || !set_paths(j, f, e))
@@ -168,7 +131,7 @@ static bool load_facts(job *j, capture_facts *f, long long fallback_revision_id,
 /* Facts for stages after the first: the target must have been recorded. */
 static bool load_plan(job *j, capture_facts *f, vcl_error *e)
 {
-    if (!job_prepare(j, e) || !load_facts(j, f, 0, e))
+    if (!job_prepare(j, e) || !op_capture_load_facts(j, f, 0, e))
         return false;
     if (!f->planned)
         return vcl_error_set(e, VCL_ERR_PERMANENT,
@@ -326,41 +289,13 @@ static bool repo_dir(job *j, char *dir, size_t len, vcl_error *e)
 
 /* ---- stages ---- */
 
-/* Pick the target and record it (fenced). Only here, before the row exists,
- * is a file at the target's name someone else's: then fail for good. */
-#define CAPTURE_PLAN_TRIES 20
-
-/* What uses the stem already ("" when free): a registered revision or
- * another capture's target. */
-static bool stem_used(job *j, const char *stem, char *used, size_t len, vcl_error *e)
-{
-    db_params p;
-    PGresult *r;
-    db_params_init(&p);
-    db_param_str(&p, stem);
-    if (!(r = db_exec(j->db, SQL_CAPTURE_STEM_USED, p.n, p.v, e)))
-        return false;
-    const char *u = PQntuples(r) == 1 ? db_get_str(r, 0, 0) : NULL;
-    snprintf(used, len, "%s", u ? u : "");
-    PQclear(r);
-    return true;
-}
-
 /* One try at picking the target: *lost true when another capture of the
  * image took that revision (or default stem) between our look and our insert. */
 static bool plan_try(job *j, capture_facts *f, bool *lost, vcl_error *e)
 {
-    db_params p;
-    PGresult *r;
-    long long next = 0;
-    bool isnull = true;
-
     *lost = false;
-    db_params_init(&p);
-    db_param_ll(&p, f->image_id);
-    if (!db_scalar_ll(j->db, SQL_CAPTURE_NEXT_REVISION, p.n, p.v, &next, &isnull, e))
+    if (!job_capture_next_revision(j, f->image_id, &f->revision, e))
         return false;
-    f->revision = (int)next;
     if (f->arg_stem[0])
         snprintf(f->stem, sizeof f->stem, "%s", f->arg_stem);
     else if (snprintf(f->stem, sizeof f->stem, "%s-v%d", f->image, f->revision) >=
@@ -374,7 +309,7 @@ static bool plan_try(job *j, capture_facts *f, bool *lost, vcl_error *e)
 
     /* the stem must be new in the database ... */
     char used[256] = "";
-    if (!stem_used(j, f->stem, used, sizeof used, e))
+    if (!job_capture_stem_used(j, f->stem, used, sizeof used, e))
         return false;
     if (used[0]) {
         /* a stem made from a revision another capture just took: lost */
@@ -400,7 +335,7 @@ static bool plan_try(job *j, capture_facts *f, bool *lost, vcl_error *e)
         return false;
     if (loc.at != IMAGE_AT_NONE && !f->arg_stem[0]) {
         /* Made by a capture that took this revision since we looked? */
-        if (!stem_used(j, f->stem, used, sizeof used, e))
+        if (!job_capture_stem_used(j, f->stem, used, sizeof used, e))
             return false;
         if (used[0] && strstr(used, "capture")) {
             *lost = true;
@@ -418,35 +353,24 @@ static bool plan_try(job *j, capture_facts *f, bool *lost, vcl_error *e)
                                           : "in the repository",
                              loc.path);
 
-    db_params_init(&p);
-    db_param_ll(&p, j->id);
-    db_param_ll(&p, j->token);
-    db_param_ll(&p, f->image_id);
-    db_param_ll(&p, f->revision);
-    db_param_str(&p, f->stem);
-    db_param_ll(&p, f->source_revision_id);
-    if (!(r = db_exec(j->db, SQL_CAPTURE_PLAN, p.n, p.v, e))) {
-        if (strcmp(db_sqlstate(j->db), "23505") == 0) {
-            /* A stem the args named and someone else took is for good;
-             * a revision (or the stem made from it) is simply lost. */
-            if (strstr(e->msg, "capture_file_stem_key") && f->arg_stem[0])
-                e->cls = VCL_ERR_PERMANENT;
-            else
-                *lost = true;
-        }
+    capture_target t = { .image_id = f->image_id, .revision = f->revision, .stem = f->stem,
+                         .source_revision_id = f->source_revision_id };
+    capture_taken taken = CAPTURE_TAKEN_NONE;
+    if (!job_capture_plan(j, &t, &taken, e)) {
+        /* A stem the args named and someone else took is for good;
+         * a revision (or the stem made from it) is simply lost. */
+        if (taken == CAPTURE_TAKEN_STEM && f->arg_stem[0])
+            e->cls = VCL_ERR_PERMANENT;
+        else if (taken != CAPTURE_TAKEN_NONE)
+            *lost = true;
         return false;
     }
-    if (!job_fenced_ok(j, r, e))
-        return false;
     f->planned = true;
     return true;
 }
 
-/* Pick the target and record it (fenced). Only here, before the row exists,
- * is a file at the target's name someone else's: then fail for good. Two
- * captures of one image racing for a revision: the loser picks the next one
- * at once (no stage retry, no attempt used). */
-static bool plan_target(job *j, capture_facts *f, vcl_error *e)
+/* See op_capture.h. */
+bool op_capture_plan_target(job *j, capture_facts *f, vcl_error *e)
 {
     bool lost = false;
     if (!f->image_id)
@@ -479,7 +403,7 @@ static bool st_shutdown(void *opaque, char *detail, size_t dlen, vcl_error *e)
     char how[512] = "", reason[512];
     bool ok = false;
 
-    if (!job_prepare(j, e) || !load_facts(j, &f, 0, e))
+    if (!job_prepare(j, e) || !op_capture_load_facts(j, &f, 0, e))
         return false;
     if (!op_require_domain(j, &dom, e))
         return false;
@@ -490,10 +414,10 @@ static bool st_shutdown(void *opaque, char *detail, size_t dlen, vcl_error *e)
         domxml_owner o;
         bool have = xml && domxml_read_owner(xml, &o) && o.image_revision_id > 0;
         free(xml);
-        if (have && !load_facts(j, &f, o.image_revision_id, e))
+        if (have && !op_capture_load_facts(j, &f, o.image_revision_id, e))
             goto cleanup;
     }
-    if (!f.planned && !plan_target(j, &f, e))
+    if (!f.planned && !op_capture_plan_target(j, &f, e))
         goto cleanup;
     snprintf(reason, sizeof reason, "capturing into %s (%s:%d) by reservation %lld", f.stem,
              f.image, f.revision, j->id);
@@ -822,8 +746,7 @@ static bool st_register(void *opaque, char *detail, size_t dlen, vcl_error *e)
     job *j = opaque;
     capture_facts f;
     transport_stat_info st;
-    db_params p;
-    PGresult *r;
+    long long id = 0;
 
     if (!load_plan(j, &f, e))
         return false;
@@ -833,32 +756,16 @@ static bool st_register(void *opaque, char *detail, size_t dlen, vcl_error *e)
         return vcl_error_set(e, VCL_ERR_PERMANENT,
                              "%s is gone: nothing to register; rerun every stage: vclctl retry "
                              "%lld --from-start", f.final, j->id);
-    db_params_init(&p);
-    db_param_ll(&p, j->id);
-    db_param_ll(&p, j->token);
-    db_param_ll(&p, st.size);
-    if (!(r = db_exec(j->db, SQL_CAPTURE_REGISTER, p.n, p.v, e)))
+    /* Insert it unless an earlier run did; adopt the row only when it is
+     * exactly ours, and point the capture and the reservation at it (fenced). */
+    if (!job_capture_register(j, st.size, &id, e))
         return false;
-    PQclear(r);     /* 0 rows: fenced out, or registered by an earlier run */
-
-    /* Adopt the row only when it is exactly ours, and point the capture
-     * and the reservation at it (fenced). */
-    db_params_init(&p);
-    db_param_ll(&p, j->id);
-    if (!(r = db_exec(j->db, SQL_CAPTURE_REGISTERED, p.n, p.v, e)))
-        return false;
-    long long id = PQntuples(r) == 1 ? db_get_ll(r, 0, 0) : 0;
-    PQclear(r);
     if (!id)
         return vcl_error_set(e, VCL_ERR_PERMANENT,
                              "cannot register %s:%d with file stem %s: another revision took that "
                              "number or stem meanwhile (see: vclctl image list); the captured "
                              "master stays in %s", f.image, f.revision, f.stem, f.final);
-    db_params_init(&p);
-    db_param_ll(&p, j->id);
-    db_param_ll(&p, j->token);
-    db_param_ll(&p, id);
-    if (!job_fenced_ok(j, db_exec(j->db, SQL_CAPTURE_LINK, p.n, p.v, e), e))
+    if (!job_capture_link(j, id, e))
         return false;
     snprintf(detail, dlen, "registered %s:%d (file stem %s, %lld bytes, not production) as "
              "image revision %lld", f.image, f.revision, f.stem, st.size, id);
@@ -880,19 +787,8 @@ static bool st_after(void *opaque, char *detail, size_t dlen, vcl_error *e)
                              "rerun every stage: vclctl retry %lld --from-start", j->id, j->id);
     if (strcmp(f.after, "reload") == 0) {
         long long load_id = f.reload_id;
-        if (!load_id) {
-            db_params p;
-            bool isnull = true;
-            db_params_init(&p);
-            db_param_ll(&p, j->id);
-            db_param_ll(&p, j->token);
-            if (!db_scalar_ll(j->db, SQL_CAPTURE_QUEUE_RELOAD, p.n, p.v, &load_id, &isnull, e))
-                return false;
-            if (isnull) {
-                vcl_error_clear(e); /* fenced out */
-                return false;
-            }
-        }
+        if (!load_id && !job_capture_queue_reload(j, &load_id, e))
+            return false;
         snprintf(reason, sizeof reason, "captured into %s (%s:%d); reload queued as "
                  "reservation %lld", f.stem, f.image, f.revision, load_id);
         if (!job_write_status(j, "RELOAD", reason, false, e))
@@ -925,4 +821,4 @@ static const stage_def capture_stages[] = {
 };
 
 const op_def op_capture = { "capture", capture_stages,
-                            "capture a computer's disk as the next revision of its image" };
+                            "capture a computer's disk as the next revision of its image", NULL };

@@ -3,6 +3,7 @@
 #include "node/nodestatus.h"
 #include "node/domxml.h"
 #include "base/log.h"
+#include "queue/job_db.h"
 #include "node/virt.h"
 #include "base/util.h"
 
@@ -393,8 +394,9 @@ bool op_stage_remove_domains(void *opaque, char *detail, size_t dlen, vcl_error 
 bool op_stage_check_status(void *opaque, char *detail, size_t dlen, vcl_error *e)
 {
     job *j = opaque;
+    node_status_row row;
     node_status_report rep;
-    if (!node_status_check_computer_opts(j->db, j->computer, job_transport_opts(j), &rep, e))
+    if (!job_status_row(j, &row, e) || !node_status_check(&row, job_transport_opts(j), &rep, e))
         return false;
     snprintf(detail, dlen, "%s: %s", rep.status, rep.reason);
     return job_write_status(j, rep.status, rep.reason, false, e);

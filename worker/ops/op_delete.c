@@ -47,6 +47,6 @@ static const stage_def maintenance_stages[] = {
 };
 
 const op_def op_delete = { "delete", delete_stages,
-                           "unload a computer: remove its domains, snapshots and disks" };
+                           "unload a computer: remove its domains, snapshots and disks", NULL };
 const op_def op_maintenance = { "maintenance", maintenance_stages,
-                                "unload a computer and put it in maintenance" };
+                                "unload a computer and put it in maintenance", NULL };

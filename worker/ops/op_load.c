@@ -357,4 +357,18 @@ static const stage_def load_stages[] = {
     { NULL, NULL, NULL },
 };
 
-const op_def op_load = { "load", load_stages, "load an image revision onto a computer" };
+/* A load cancelled mid-way leaves the node clean: remove what it (and any
+ * earlier load of the computer) made. */
+static bool load_on_cancel(void *opaque, char *detail, size_t dlen, vcl_error *e)
+{
+    job *j = opaque;
+    op_cleanup_stats st;
+    if (!job_prepare(j, e) || !op_remove_computer_domains(j, &st, e))
+        return false;
+    snprintf(detail, dlen, "load cancelled (reservation %lld); removed %d domain(s), %d file(s)",
+             j->id, st.domains, st.files);
+    return true;
+}
+
+const op_def op_load = { "load", load_stages, "load an image revision onto a computer",
+                         load_on_cancel };

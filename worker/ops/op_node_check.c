@@ -57,4 +57,4 @@ static const stage_def node_check_stages[] = {
 };
 
 const op_def op_node_check = { "node_check", node_check_stages,
-                               "check a node (the preflight of vclctl node check) from a worker" };
+                               "check a node (the preflight of vclctl node check) from a worker", NULL };

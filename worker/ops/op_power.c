@@ -166,9 +166,9 @@ static const stage_def shutdown_stages[] = {
     { NULL, NULL, NULL },
 };
 
-const op_def op_power_on = { "power_on", power_on_stages, "power a loaded computer on" };
-const op_def op_power_off = { "power_off", power_off_stages, "power a computer off (hard)" };
+const op_def op_power_on = { "power_on", power_on_stages, "power a loaded computer on", NULL };
+const op_def op_power_off = { "power_off", power_off_stages, "power a computer off (hard)", NULL };
 const op_def op_power_reset = { "power_reset", power_reset_stages,
-                                "power a loaded computer off and on again" };
+                                "power a loaded computer off and on again", NULL };
 const op_def op_shutdown = { "shutdown", shutdown_stages,
-                             "shut a computer down gracefully, destroy it after a timeout" };
+                             "shut a computer down gracefully, destroy it after a timeout", NULL };

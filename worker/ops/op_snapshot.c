@@ -254,8 +254,8 @@ static const stage_def revert_stages[] = {
 };
 
 const op_def op_snapshot_create = { "snapshot_create", create_stages,
-                                    "snapshot a loaded computer" };
+                                    "snapshot a loaded computer", NULL };
 const op_def op_snapshot_delete = { "snapshot_delete", delete_stages,
-                                    "delete a snapshot of a loaded computer" };
+                                    "delete a snapshot of a loaded computer", NULL };
 const op_def op_snapshot_revert = { "snapshot_revert", revert_stages,
-                                    "revert a loaded computer to a snapshot" };
+                                    "revert a loaded computer to a snapshot", NULL };

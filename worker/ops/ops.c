@@ -15,7 +15,7 @@ static const stage_def noop_stages[] = {
     { NULL, NULL, NULL },
 };
 static const op_def op_noop = { "noop", noop_stages,
-                                "nothing: completed at claim (queue tests, benchmarks)" };
+                                "nothing: completed at claim (queue tests, benchmarks)", NULL };
 
 /* node_status: VCL's check, written back to the computer row. */
 static const stage_def node_status_stages[] = {
@@ -23,7 +23,7 @@ static const stage_def node_status_stages[] = {
     { NULL, NULL, NULL },
 };
 static const op_def op_node_status = { "node_status", node_status_stages,
-                                       "check a computer and write node_status back" };
+                                       "check a computer and write node_status back", NULL };
 
 static const op_def *const all_ops[] = {
     &op_load,           &op_node_status,     &op_power_on,        &op_power_off,

@@ -12,11 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-static void copy(char *dst, size_t n, const char *src)
-{
-    snprintf(dst, n, "%s", src ? src : "");
-}
-#define COPY(field, src) copy((field), sizeof(field), (src))
+#define COPY UTIL_COPY
 
 /* Repository paths: absolute, no "..", and only characters that are safe on a
  * command line even before quoting, plus glob wildcards. */
@@ -256,16 +252,19 @@ bool job_check_ours(job *j, vcl_error *e)
     return false;
 }
 
+bool job_lost(const job *j, vcl_error *e)
+{
+    return vcl_error_set(e, VCL_ERR_LOST, "reservation %lld: this worker no longer holds the "
+                         "lease (a fenced write matched no row): stopped without writing", j->id);
+}
+
 bool job_fenced_ok(job *j, PGresult *r, vcl_error *e)
 {
-    (void)j;
     if (!r)
         return false;
     bool ok = atoi(PQcmdTuples(r)) > 0;
     PQclear(r);
-    if (!ok)
-        vcl_error_clear(e); /* class NONE: fenced out */
-    return ok;
+    return ok || job_lost(j, e);
 }
 
 static bool fenced(job *j, const char *sql, db_params *p, vcl_error *e)
@@ -273,7 +272,7 @@ static bool fenced(job *j, const char *sql, db_params *p, vcl_error *e)
     return job_fenced_ok(j, db_exec(j->db, sql, p->n, p->v, e), e);
 }
 
-static void fence_params(job *j, db_params *p)
+void job_fence_params(const job *j, db_params *p)
 {
     db_params_init(p);
     db_param_ll(p, j->id);
@@ -283,7 +282,7 @@ static void fence_params(job *j, db_params *p)
 bool job_store_xml(job *j, const char *xml, vcl_error *e)
 {
     db_params p;
-    fence_params(j, &p);
+    job_fence_params(j, &p);
     db_param_str(&p, xml);
     if (!fenced(j, SQL_STORE_XML, &p, e))
         return false;
@@ -297,7 +296,7 @@ bool job_record_ownership(job *j, vcl_error *e)
     char reason[256];
     snprintf(reason, sizeof reason, "loading %s:%d (reservation %lld)", j->image, j->revision, j->id);
     db_params p;
-    fence_params(j, &p);
+    job_fence_params(j, &p);
     db_param_str(&p, j->names.domain);
     db_param_str(&p, j->domain_uuid);
     db_param_str(&p, j->names.cow_path);
@@ -312,7 +311,7 @@ bool job_clear_ownership(job *j, vcl_error *e)
     char reason[256];
     snprintf(reason, sizeof reason, "domains removed by reservation %lld (%s)", j->id, j->operation);
     db_params p;
-    fence_params(j, &p);
+    job_fence_params(j, &p);
     db_param_str(&p, reason);
     return fenced(j, SQL_CLEAR_OWNERSHIP, &p, e);
 }
@@ -320,7 +319,7 @@ bool job_clear_ownership(job *j, vcl_error *e)
 bool job_mark_post_load(job *j, vcl_error *e)
 {
     db_params p;
-    fence_params(j, &p);
+    job_fence_params(j, &p);
     return fenced(j, SQL_MARK_POST_LOAD, &p, e);
 }
 
@@ -328,7 +327,7 @@ bool job_write_status(job *j, const char *status, const char *reason, bool set_r
                       vcl_error *e)
 {
     db_params p;
-    fence_params(j, &p);
+    job_fence_params(j, &p);
     db_param_str(&p, status);
     db_param_str(&p, reason);
     db_param_bool(&p, set_revision);
@@ -341,7 +340,7 @@ bool job_set_maintenance(job *j, const char *stage, vcl_error *e)
     snprintf(reason, sizeof reason, "in maintenance since reservation %lld (vclctl computer set %s "
              "--state available puts it back)", j->id, j->computer);
     db_params p;
-    fence_params(j, &p);
+    job_fence_params(j, &p);
     db_param_str(&p, stage);
     db_param_str(&p, reason);
     return fenced(j, SQL_SET_MAINTENANCE, &p, e);
@@ -359,7 +358,7 @@ bool job_record_node_check(job *j, const node_check_report *rep, vcl_error *e)
     if (!node_check_columns(rep, cols))
         return vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory");
     db_params p;
-    fence_params(j, &p);
+    job_fence_params(j, &p);
     for (int k = 0; k < 4; k++)
         db_param_str(&p, cols[k]);
     db_param_str(&p, rep->cpu_probed ? "true" : "false");
@@ -379,7 +378,7 @@ static bool progress_write(job *j, const char *detail, bool *warned)
     db_params p;
     vcl_error e;
     vcl_error_clear(&e);
-    fence_params(j, &p);
+    job_fence_params(j, &p);
     db_param_str(&p, detail);
     PGresult *r = db_exec(j->db, SQL_STAGE_PROGRESS, p.n, p.v, &e);
     if (!r) {

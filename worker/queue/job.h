@@ -1,7 +1,10 @@
 /* job.h: one claimed reservation and everything a stage needs to act on it:
  * the rows it refers to (loaded in one query), the node's transport and
  * libvirt connection, the selected driver, the names on the node, and the
- * fenced writes a stage may make. */
+ * fenced writes every operation shares. job.c is the lifecycle module; the
+ * statements of single operations (capture), of the node_status check and
+ * of the watcher are job_db.h's typed row API, the seam that unit tests
+ * fake. A fenced write that matches no row is VCL_ERR_LOST. */
 #ifndef VCL_JOB_H
 #define VCL_JOB_H
 #include <limits.h>
@@ -69,6 +72,9 @@ typedef struct job {
 
     /* runtime */
     db_conn *db;
+    /* The job's rows (job_db.h): NULL = the database (job_rows_pg); unit
+     * tests put a fake here. */
+    const struct job_rows *rows;
     const vcl_config *cfg;
     const hvdriver_set *drivers;
     vcl_transport *t;
@@ -85,8 +91,11 @@ typedef struct job {
     void *still_ours_ctx;
 } job;
 
-/* true unless the pool says the lease may be gone; then e is a "lost"
- * error (class NONE) and the caller stops at once. */
+/* true unless the pool says the lease may be gone (or the stage deadline
+ * passed); then e is a retryable "no longer ours" error and the caller stops
+ * before touching the node. Not VCL_ERR_LOST: nothing has been fenced out
+ * yet, so the stage's fenced finish still records the failure when the row
+ * is in fact still ours. */
 bool job_check_ours(job *j, vcl_error *e);
 
 /* Load the reservation's rows (by id); the token comes from the claim. */
@@ -97,7 +106,7 @@ bool job_prepare(job *j, vcl_error *e);
 void job_clear(job *j);
 /* How to reach the job's node over ssh: host, port, user from the node row,
  * key and known_hosts from the worker config (for transport_new and
- * node_status_check_computer_opts). Points into j (j->topts). */
+ * node_status_check). Points into j (j->topts). */
 const transport_opts *job_transport_opts(job *j);
 /* The transport that reaches the repository paths: NULL (*out) when they are
  * on the node (use j->t), else a local transport owned by the job (freed by
@@ -115,8 +124,17 @@ bool job_cpu_mode(job *j, cpu_mode *out, vcl_error *e);
 void job_cpu_start_failed(job *j, const char *domain_xml, vcl_error *e);
 
 /* Fenced writes (condition: this reservation still runs under our token).
- * false + e->cls NONE when fenced out. */
+ * Each returns false + e->cls VCL_ERR_LOST ("this worker no longer holds the
+ * lease") when fenced out: the caller stops and writes nothing more (a
+ * stage returns it as it is; the engine ends the run as STAGE_RUN_LOST).
+ * Any other false is a retryable or permanent error as usual.
+ * job_fenced_ok: r (PQclear'd) changed at least one row, else LOST; false
+ * with e as set by db_exec when r is NULL. job_lost: set e to LOST. */
 bool job_fenced_ok(job *j, PGresult *r, vcl_error *e);
+bool job_lost(const job *j, vcl_error *e);
+/* $1 reservation id, $2 lease token: the fence of every fenced statement
+ * (SQL_FENCE in statements.h); more parameters follow. */
+void job_fence_params(const job *j, db_params *p);
 bool job_store_xml(job *j, const char *xml, vcl_error *e);
 /* Record ownership of the artifacts on the computer row before creating them. */
 bool job_record_ownership(job *j, vcl_error *e);

@@ -6,7 +6,6 @@
 #include "queue/job.h"
 #include "base/log.h"
 #include "base/metrics.h"
-#include "ops/op_common.h"
 #include "queue/stage.h"
 #include "queue/statements.h"
 #include "base/version.h"
@@ -280,10 +279,10 @@ static bool hook_start(void *ctx, const char *stage, long long *row, vcl_error *
     bool fenced_out = PQgetisnull(r, 0, 0);
     *row = db_get_ll(r, 0, 0);
     PQclear(r);
-    if (fenced_out) {
-        vcl_error_clear(e);
-        return false;
-    }
+    if (fenced_out)
+        return vcl_error_set(e, VCL_ERR_LOST, "stage %s of reservation %lld: this worker no "
+                             "longer holds the lease (the start row was fenced out)", stage,
+                             h->j->id);
     pthread_mutex_lock(&p->mu);
     h->s->cur.row = *row;
     pthread_mutex_unlock(&p->mu);
@@ -309,10 +308,10 @@ static bool hook_finish(void *ctx, long long row, const char *stage, bool ok, co
         return false;
     bool done = db_get_bool(r, 0, 0);
     PQclear(r);
-    if (!done) {
-        vcl_error_clear(e);
-        return false;
-    }
+    if (!done)
+        return vcl_error_set(e, VCL_ERR_LOST, "stage %s of reservation %lld: this worker no "
+                             "longer holds the lease (the finish row was fenced out)", stage,
+                             h->j->id);
     slot_stage_set(h->s, NULL);   /* recorded: no deadline until the next stage */
     if (ok)
         log_info("stage %s finished: %s", stage, detail);
@@ -373,40 +372,39 @@ static bool cancelled_by_us(slot *s, job *j)
     return yes;
 }
 
-/* A load cancelled mid-way leaves the node clean: remove what it (and any
- * earlier load of the computer) made. The computer's next reservation waits
- * until our old lease would have expired (vcl.cancel sets blocks_until), so
- * nobody else acts on this computer meanwhile. */
-static void cleanup_cancelled(slot *s, job *j)
+/* The job was cancelled (vcl.cancel fenced it out): run the operation's
+ * cancel step (op_def.on_cancel), if it has one, and record what it did on
+ * the computer row. The computer's next reservation waits until our old
+ * lease would have expired (vcl.cancel sets blocks_until), so nobody else
+ * acts on this computer meanwhile. */
+static void cleanup_cancelled(slot *s, job *j, const op_def *op)
 {
-    if (strcmp(j->operation, "load") != 0) {
-        log_info("reservation cancelled: stopped at the stage boundary");
-        return;
-    }
     vcl_error e;
-    vcl_error_clear(&e);
-    op_cleanup_stats st;
+    char detail[STAGE_DETAIL_LEN];
     /* The heartbeat has marked the job lost (the row is no longer running),
      * but vcl.cancel keeps the computer to us until our old lease would have
      * expired (blocks_until): only that deadline limits the cleanup. */
     j->still_ours = lease_deadline_holds;
-    if (!job_prepare(j, &e) || !op_remove_computer_domains(j, &st, &e)) {
-        log_error("reservation cancelled, but removing its half-made domain failed: %s "
+    j->still_ours_ctx = s;
+    switch (stage_cancel(op, j, detail, sizeof detail, &e)) {
+    case STAGE_CANCEL_NONE:
+        log_info("reservation cancelled: stopped at the stage boundary");
+        return;
+    case STAGE_CANCEL_FAILED:
+        log_error("reservation cancelled, but cleaning up after it failed: %s "
                   "(the next load of this computer cleans up)", e.msg);
         return;
+    default:
+        break;
     }
-    char reason[256];
-    snprintf(reason, sizeof reason, "load cancelled (reservation %lld); removed %d domain(s)",
-             j->id, st.domains);
     db_params prm;
     db_params_init(&prm);
     db_param_ll(&prm, j->id);
     db_param_ll(&prm, j->token);
-    db_param_str(&prm, reason);
+    db_param_str(&prm, detail);
     PGresult *r = slot_exec(s, SQL_CANCEL_CLEANED, &prm, &e);
     PQclear(r);
-    log_info("reservation cancelled: stopped at the stage boundary and removed %d domain(s), %d "
-             "file(s)", st.domains, st.files);
+    log_info("reservation cancelled: stopped at the stage boundary and cleaned up: %s", detail);
 }
 
 /* The parameters of vcl.fail (SQL_FAIL). */
@@ -493,7 +491,11 @@ static void slot_finish_job(slot *s, job *j, stage_run_result res, const char *f
             log_warn("stage thread returned after its deadline; the job was failed without it "
                      "and it wrote nothing more");
         } else if (cancelled_by_us(s, j)) {
-            cleanup_cancelled(s, j);
+            cleanup_cancelled(s, j, ops_find(j->operation));
+        } else if (err->cls == VCL_ERR_LOST) {
+            /* a fenced write found the lease gone: the row is someone else's */
+            log_warn("lease lost: abandoning the job without touching it further (%s)", err->msg);
+            metrics_lease_lost();
         } else {
             log_warn("lease lost: abandoning the job without touching it further");
             metrics_lease_lost();

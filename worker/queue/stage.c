@@ -62,8 +62,11 @@ stage_run_result stage_run(const op_def *op, const char *checkpoint, void *job,
         long long row = 0;
         vcl_error_clear(e);
         if (!hooks->start(ctx, st->name, &row, e)) {
-            if (e->cls == VCL_ERR_NONE)
+            if (e->cls == VCL_ERR_LOST)
                 return STAGE_RUN_LOST;
+            if (e->cls == VCL_ERR_NONE)
+                vcl_error_set(e, VCL_ERR_RETRYABLE, "stage %s: its start row was not written "
+                              "(no reason given)", st->name);
             snprintf(failed_stage, failed_len, "%s", st->name);
             return STAGE_RUN_FAILED;
         }
@@ -80,6 +83,13 @@ stage_run_result stage_run(const op_def *op, const char *checkpoint, void *job,
         double t0 = util_mono_s();
         bool ok = st->fn(job, detail, sizeof detail, &serr);
         double took = util_mono_s() - t0;
+        if (!ok && serr.cls == VCL_ERR_LOST) {
+            /* a fenced write inside the stage found the lease gone: the
+             * finish would be fenced out too; stop without writing */
+            log_warn("stage %s: %s", st->name, serr.msg);
+            *e = serr;
+            return STAGE_RUN_LOST;
+        }
         if (!ok && serr.cls == VCL_ERR_NONE)
             vcl_error_set(&serr, VCL_ERR_RETRYABLE, "stage %s failed without a reason", st->name);
         if (!ok && !detail[0])
@@ -89,8 +99,11 @@ stage_run_result stage_run(const op_def *op, const char *checkpoint, void *job,
         vcl_error_clear(&ferr);
         if (!hooks->finish(ctx, row, st->name, ok, detail, &ferr)) {
             *e = ferr;
-            if (ferr.cls == VCL_ERR_NONE)
+            if (ferr.cls == VCL_ERR_LOST)
                 return STAGE_RUN_LOST;
+            if (ferr.cls == VCL_ERR_NONE)
+                vcl_error_set(e, VCL_ERR_RETRYABLE, "stage %s: its finish row was not written "
+                              "(no reason given)", st->name);
             snprintf(failed_stage, failed_len, "%s", st->name);
             return STAGE_RUN_FAILED;
         }
@@ -105,4 +118,19 @@ stage_run_result stage_run(const op_def *op, const char *checkpoint, void *job,
     if (hooks->on_stage)
         hooks->on_stage(ctx, NULL);
     return STAGE_RUN_DONE;
+}
+
+stage_cancel_result stage_cancel(const op_def *op, void *job, char *detail, size_t detail_len,
+                                 vcl_error *e)
+{
+    detail[0] = '\0';
+    vcl_error_clear(e);
+    if (!op || !op->on_cancel)
+        return STAGE_CANCEL_NONE;
+    if (op->on_cancel(job, detail, detail_len, e))
+        return STAGE_CANCEL_DONE;
+    if (e->cls == VCL_ERR_NONE)
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "the cancel step of %s failed without a reason",
+                      op->name);
+    return STAGE_CANCEL_FAILED;
 }

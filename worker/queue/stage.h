@@ -7,6 +7,10 @@
  * true. Every stage function must be safe to run again after a crash at any
  * instant: it inspects the real state first.
  *
+ * A stage function (or a hook) that fails with class VCL_ERR_LOST (a fenced
+ * write found the lease gone) ends the run at once as STAGE_RUN_LOST: no
+ * finish row is attempted, nothing more is written about the job.
+ *
  * The engine knows nothing about PostgreSQL or libvirt: the hooks connect it
  * to the queue (and to fakes in unit tests). */
 #ifndef VCL_STAGE_H
@@ -33,11 +37,20 @@ typedef struct op_def {
     const char *name;
     const stage_def *stages;   /* ends with { NULL, NULL, NULL } */
     const char *help;
+    /* What a cancel leaves to clean up (NULL: nothing; the job just stops at
+     * the stage boundary). The pool runs it after a cancel fenced the job
+     * out, on the job as loaded, while the computer is still kept for us
+     * (vcl.cancel's blocks_until): undo what the operation may have half
+     * made on the node. detail gets the reason recorded on the computer
+     * row. It writes no row itself (the lease is gone): the pool records
+     * the clean-up. false + e when it could not clean up (logged; the
+     * computer's next load cleans up). */
+    stage_fn on_cancel;
 } op_def;
 
 typedef struct stage_hooks {
     /* Write the fenced stage-start row; *row gets its id. false + e when the
-     * write failed (e->cls NONE means fenced out: the lease is lost). */
+     * write failed (e->cls VCL_ERR_LOST: fenced out, the lease is lost). */
     bool (*start)(void *ctx, const char *stage, long long *row, vcl_error *e);
     /* Fenced finish; checkpoint when ok. false as for start. */
     bool (*finish)(void *ctx, long long row, const char *stage, bool ok, const char *detail,
@@ -51,7 +64,7 @@ typedef struct stage_hooks {
 typedef enum {
     STAGE_RUN_DONE,      /* every stage finished */
     STAGE_RUN_FAILED,    /* a stage failed: e and failed_stage say which and why */
-    STAGE_RUN_LOST,      /* fenced out or cancelled: abandon, write nothing more */
+    STAGE_RUN_LOST,      /* fenced out (VCL_ERR_LOST) or cancelled: abandon, write nothing more */
     STAGE_RUN_STOPPED,   /* shutdown requested between stages: hand the job back */
     STAGE_RUN__COUNT
 } stage_run_result;
@@ -67,6 +80,20 @@ size_t stage_count(const op_def *op);
 stage_run_result stage_run(const op_def *op, const char *checkpoint, void *job,
                            const stage_hooks *hooks, void *ctx, char *failed_stage,
                            size_t failed_len, vcl_error *e);
+
+/* After a cancel: run op's cancel step (op_def.on_cancel) on job.
+ * STAGE_CANCEL_NONE when op is NULL or declares none (nothing to undo),
+ * STAGE_CANCEL_DONE when it cleaned up (detail says what),
+ * STAGE_CANCEL_FAILED with e when it could not. */
+typedef enum {
+    STAGE_CANCEL_NONE,
+    STAGE_CANCEL_DONE,
+    STAGE_CANCEL_FAILED,
+    STAGE_CANCEL__COUNT
+} stage_cancel_result;
+
+stage_cancel_result stage_cancel(const op_def *op, void *job, char *detail, size_t detail_len,
+                                 vcl_error *e);
 
 /* Operation registry (ops.c). NULL when unknown. */
 const op_def *ops_find(const char *name);

@@ -1,6 +1,8 @@
 /* statements.h: every SQL statement the worker sends, in one place.
  * Queue logic lives in SQL functions (sql/), called here by name. Every
- * write about a reservation is fenced on (id, lease_token, state='running'). */
+ * write about a reservation is fenced on (id, lease_token, state='running').
+ * Included only under worker/queue/ (pool.c, job.c, job_db.c, migrate.c):
+ * operations and node code reach rows through job.h and job_db.h. */
 #ifndef VCL_STATEMENTS_H
 #define VCL_STATEMENTS_H
 
@@ -146,7 +148,7 @@
 #define SQL_IMAGE_LOCK   "SELECT pg_try_advisory_lock($1::int, $2::int)"
 #define SQL_IMAGE_UNLOCK "SELECT pg_advisory_unlock($1::int, $2::int)"
 
-/* capture (op_capture.c; the target is recorded in vcl.capture, sql/001_baseline.sql).
+/* capture (job_db.c for op_capture.c; the target is recorded in vcl.capture, sql/001_baseline.sql).
  * $1 reservation id, $2 a fallback source revision (0 = none): the args,
  * the source revision and image, and the recorded target if any. */
 #define SQL_CAPTURE_FACTS \
