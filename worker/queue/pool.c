@@ -384,6 +384,7 @@ static void cleanup_cancelled(slot *s, job *j)
      * but vcl.cancel keeps the computer to us until our old lease would have
      * expired (blocks_until): only that deadline limits the cleanup. */
     j->still_ours = lease_deadline_holds;
+    j->cancel_cleanup = true;
     if (!job_prepare(j, &e) || !op_remove_computer_domains(j, &st, &e)) {
         log_error("reservation cancelled, but removing its half-made domain failed: %s "
                   "(the next load of this computer cleans up)", e.msg);
