@@ -31,6 +31,9 @@
 #define STUCK_EXIT_WAIT_S 3.0
 /* Stop acting on a job this long before its lease could expire by our clock. */
 #define LEASE_MARGIN_S 1.0
+/* At most one claim per this many seconds on wake-ups (a NOTIFY flood from
+ * any login costs no more than this); a full batch claims again at once. */
+#define CLAIM_MIN_GAP_S 0.005
 
 typedef enum { SLOT_IDLE, SLOT_RUNNING, SLOT_FINISHED } slot_state;
 
@@ -1218,6 +1221,8 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
     double next_poll = 0;
     double next_queue_sample = 0;
     bool want_claim = true;
+    bool claim_more = false;   /* the last claim was full: more may be waiting */
+    double last_claim = 0;
     int idle_claims = 0;
     for (;;) {
         if (sig_reload)
@@ -1265,16 +1270,21 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         if (p->done.n > 0 && now - p->done.first_at >= DONE_MAX_WAIT_S)
             done_flush(p);
         int free_slots = slots_free(p, running, stuck);
-        if (!atomic_load(&stopping) && free_slots > 0 && (want_claim || now >= next_poll)) {
+        /* Debounce: wake-ups (NOTIFY vcl_reservation, which any login may
+         * send, and slots freeing up) cost at most one claim per
+         * CLAIM_MIN_GAP_S; a full batch claims again at once. */
+        bool gap_ok = claim_more || now >= last_claim + CLAIM_MIN_GAP_S;
+        if (!atomic_load(&stopping) && free_slots > 0 && (want_claim || now >= next_poll) && gap_ok) {
             int want = free_slots < p->cfg->claim_batch ? free_slots : p->cfg->claim_batch;
             p->next_due = 0;
             int got = claim(p, want);
-            next_poll = util_mono_s() + p->cfg->poll_seconds;
+            last_claim = util_mono_s();
+            next_poll = last_claim + p->cfg->poll_seconds;
             if (p->next_due > 0 && p->next_due < next_poll)
                 next_poll = p->next_due;
             /* a full batch: there may be more; when draining, keep claiming
              * until a claim comes back empty rather than waiting for a poll */
-            want_claim = got == want || (opts->drain && got > 0);
+            want_claim = claim_more = got == want || (opts->drain && got > 0);
             if (got > 0)
                 idle_claims = 0;
             else if (got == 0 && running == 0)
@@ -1296,6 +1306,8 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         double until = p->next_heartbeat;
         if (!atomic_load(&stopping) && free_slots > 0 && next_poll < until)
             until = next_poll;
+        if (!atomic_load(&stopping) && free_slots > 0 && want_claim && last_claim + CLAIM_MIN_GAP_S < until)
+            until = last_claim + CLAIM_MIN_GAP_S;   /* a wake-up held back by the debounce */
         if (metrics_enabled() && next_queue_sample < until)
             until = next_queue_sample;
         double deadline = next_deadline(p);
