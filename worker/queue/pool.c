@@ -31,9 +31,6 @@
 #define STUCK_EXIT_WAIT_S 3.0
 /* Stop acting on a job this long before its lease could expire by our clock. */
 #define LEASE_MARGIN_S 1.0
-/* At most one claim per this many seconds on wake-ups (a NOTIFY flood from
- * any login costs no more than this); a full batch claims again at once. */
-#define CLAIM_MIN_GAP_S 0.005
 
 typedef enum { SLOT_IDLE, SLOT_RUNNING, SLOT_FINISHED } slot_state;
 
@@ -1222,6 +1219,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
     double next_queue_sample = 0;
     bool want_claim = true;
     bool claim_more = false;   /* the last claim was full: more may be waiting */
+    bool claim_now = true;     /* a slot freed up, a signal, a reconnect: no debounce */
     double last_claim = 0;
     int idle_claims = 0;
     for (;;) {
@@ -1248,7 +1246,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
                     continue;
                 goto cleanup;
             }
-            want_claim = true;
+            want_claim = claim_now = true;
         }
         if (now >= p->next_heartbeat) {
             heartbeat(p);
@@ -1270,15 +1268,17 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         if (p->done.n > 0 && now - p->done.first_at >= DONE_MAX_WAIT_S)
             done_flush(p);
         int free_slots = slots_free(p, running, stuck);
-        /* Debounce: wake-ups (NOTIFY vcl_reservation, which any login may
-         * send, and slots freeing up) cost at most one claim per
-         * CLAIM_MIN_GAP_S; a full batch claims again at once. */
-        bool gap_ok = claim_more || now >= last_claim + CLAIM_MIN_GAP_S;
+        /* Debounce: NOTIFY vcl_reservation, which any login may send, costs
+         * at most one claim per notify_min_gap_ms; a full batch, a freed
+         * slot or a signal claims at once. */
+        double gap = p->cfg->notify_min_gap_ms / 1000.0;
+        bool gap_ok = claim_more || claim_now || now >= last_claim + gap;
         if (!atomic_load(&stopping) && free_slots > 0 && (want_claim || now >= next_poll) && gap_ok) {
             int want = free_slots < p->cfg->claim_batch ? free_slots : p->cfg->claim_batch;
             p->next_due = 0;
             int got = claim(p, want);
             last_claim = util_mono_s();
+            claim_now = false;
             next_poll = last_claim + p->cfg->poll_seconds;
             if (p->next_due > 0 && p->next_due < next_poll)
                 next_poll = p->next_due;
@@ -1306,8 +1306,8 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         double until = p->next_heartbeat;
         if (!atomic_load(&stopping) && free_slots > 0 && next_poll < until)
             until = next_poll;
-        if (!atomic_load(&stopping) && free_slots > 0 && want_claim && last_claim + CLAIM_MIN_GAP_S < until)
-            until = last_claim + CLAIM_MIN_GAP_S;   /* a wake-up held back by the debounce */
+        if (!atomic_load(&stopping) && free_slots > 0 && want_claim && last_claim + gap < until)
+            until = last_claim + gap;   /* a NOTIFY held back by the debounce */
         if (metrics_enabled() && next_queue_sample < until)
             until = next_queue_sample;
         double deadline = next_deadline(p);
@@ -1325,7 +1325,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
             char buf[64];
             while (read(p->wake_fd[0], buf, sizeof buf) > 0)
                 ;
-            want_claim = true; /* a slot freed up, or a signal */
+            want_claim = claim_now = true; /* a slot freed up, or a signal */
         }
         if (pr > 0 && fds[1].fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
             if (db_notified(p->db))
