@@ -99,41 +99,40 @@ BEGIN
 END;
 $$;
 
+-- What readers and submitters both may do: read.
 DO $$
+DECLARE
+    r text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vcl_reader') THEN
-        RAISE NOTICE 'role vcl_reader missing: no grants made to it';
-        RETURN;
-    END IF;
-    GRANT USAGE ON SCHEMA vcl TO vcl_reader;
-    GRANT SELECT ON ALL TABLES IN SCHEMA vcl TO vcl_reader;   -- tables and views
-    -- the estimates only read, so DBAs (and vclctl show --follow as one) may
-    -- call them
-    GRANT EXECUTE ON FUNCTION vcl.stage_estimate(text, bigint, text, int, int, bigint),
-                              vcl.reservation_estimates(bigint, text[])
-          TO vcl_reader;
-    -- tables and views made later by the role that migrates (the next
-    -- migrate grants them anyway; this covers the time in between)
-    ALTER DEFAULT PRIVILEGES IN SCHEMA vcl GRANT SELECT ON TABLES TO vcl_reader;
+    FOREACH r IN ARRAY ARRAY['vcl_reader', 'vcl_submitter'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            RAISE NOTICE 'role % missing: no grants made to it', r;
+            CONTINUE;
+        END IF;
+        EXECUTE format('GRANT USAGE ON SCHEMA vcl TO %I', r);
+        EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA vcl TO %I', r);   -- tables and views
+        -- the estimates only read, so DBAs (and vclctl show --follow as
+        -- one) may call them
+        EXECUTE format('GRANT EXECUTE ON FUNCTION vcl.stage_estimate(text, bigint, text, int, int, bigint), '
+                       'vcl.reservation_estimates(bigint, text[]) TO %I', r);
+        -- tables and views made later by the role that migrates (the next
+        -- migrate grants them anyway; this covers the time in between)
+        EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA vcl GRANT SELECT ON TABLES TO %I', r);
+    END LOOP;
 END;
 $$;
 
+-- What only submitters may do: queue work, retry and cancel it.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vcl_submitter') THEN
-        RAISE NOTICE 'role vcl_submitter missing: no grants made to it';
         RETURN;
     END IF;
-    GRANT USAGE ON SCHEMA vcl TO vcl_submitter;
-    GRANT SELECT ON ALL TABLES IN SCHEMA vcl TO vcl_submitter;   -- tables and views
     -- a new row: what to do, where, when, how urgently, how often to try
     GRANT INSERT (computer_id, image_revision_id, operation, args, priority, run_at, max_attempts)
           ON vcl.reservation TO vcl_submitter;
     -- a retry (state pending, stage NULL to rerun every stage), a cancel
     -- (state cancelled), rescheduling; guard.sql decides which values pass
     GRANT UPDATE (state, stage, run_at, priority, max_attempts) ON vcl.reservation TO vcl_submitter;
-    GRANT EXECUTE ON FUNCTION vcl.stage_estimate(text, bigint, text, int, int, bigint),
-                              vcl.reservation_estimates(bigint, text[])
-          TO vcl_submitter;
 END;
 $$;

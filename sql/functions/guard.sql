@@ -52,6 +52,7 @@ CREATE OR REPLACE FUNCTION vcl.reservation_guard() RETURNS trigger
 AS $$
 DECLARE
     v_cancel text;
+    v_new    vcl.reservation;
 BEGIN
     IF TG_OP = 'INSERT' THEN
         -- A new row starts from nothing, whatever the INSERT said.
@@ -99,22 +100,17 @@ BEGIN
             USING ERRCODE = 'object_in_use', HINT = v_cancel || ', then change it.';
     END IF;
 
-    -- Worker-owned columns: a DBA's values are ignored. The checkpoint may
-    -- only be cleared (rerun every stage), never set (skip stages).
-    NEW.stage := CASE WHEN NEW.stage IS NULL THEN NULL ELSE OLD.stage END;
-    NEW.attempts := OLD.attempts;
-    NEW.lease_token := OLD.lease_token;
-    NEW.worker_id := OLD.worker_id;
-    NEW.lease_expires_at := OLD.lease_expires_at;
-    NEW.lease_expiries := OLD.lease_expiries;
-    NEW.blocks_until := OLD.blocks_until;
-    NEW.last_error := OLD.last_error;
-    NEW.failed_stage := OLD.failed_stage;
-    NEW.domain_uuid := OLD.domain_uuid;
-    NEW.domain_xml := OLD.domain_xml;
-    NEW.created_at := OLD.created_at;
-    NEW.started_at := OLD.started_at;
-    NEW.finished_at := OLD.finished_at;
+    -- Every column is the worker's but the submitter's ones (a column added
+    -- later is the worker's too until it is named here): a DBA's values for
+    -- the others are ignored. The checkpoint may only be cleared (rerun
+    -- every stage), never set (skip stages).
+    v_new := NEW;
+    NEW := OLD;
+    SELECT v_new.computer_id, v_new.image_revision_id, v_new.operation, v_new.args, v_new.priority,
+           v_new.run_at, v_new.max_attempts, v_new.state,
+           CASE WHEN v_new.stage IS NULL THEN NULL ELSE OLD.stage END
+      INTO NEW.computer_id, NEW.image_revision_id, NEW.operation, NEW.args, NEW.priority,
+           NEW.run_at, NEW.max_attempts, NEW.state, NEW.stage;
 
     -- What the allowed changes imply (the reset to pending: reservation_reset,
     -- which runs after this trigger: triggers fire in name order).

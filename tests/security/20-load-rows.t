@@ -11,32 +11,14 @@
 #   4. a DBA's reset of a running row while its worker is inside a stage:
 #      refused with how to cancel; another worker claims nothing; one domain,
 #      its disk intact, the row ends done.
-. "$(dirname "$0")/../lib/world.sh"
-world_init
-world_pg
-world_libvirt
-world_dirs
-[ "$VCL_TEST_LIBVIRT" = real ] || skip_all "no libvirt daemon can run here (loads need QEMU)"
-
-VCLCTL="$ROOT/bin/vclctl"
-WORKER="$ROOT/bin/vcl-worker"
-FAULTY="$ROOT/build/test/vcl-worker"
-URI="$VCL_TEST_URI"
+. "$(dirname "$0")/../lib/fault.sh"
+fault_world 1     # node "$T-n1" capped at one load, image "$T-blank" revision 1
 V() { virsh -q -c "$URI" "$@"; }
-T="t${WORLD##*.}"
 as_worker() { PGOPTIONS="${PGOPTIONS:-} -c vcl.writer=worker" psql_val "$@"; }
 sql_err() { psql -XAtq -v ON_ERROR_STOP=1 -c "$1" 2>&1 >/dev/null; }
-
-ok "migrate" "$VCLCTL" --quiet migrate
-qemu-img create -q -f qcow2 "$WORLD/repo/$T-blank-v1.qcow2" 64M
-ok "node add (one load at a time)" "$VCLCTL" node add node1 --uri "$URI" --master-dir "$WORLD/master" \
-    --cow-dir "$WORLD/cow" --xml-dir "$WORLD/xml" --repo "$WORLD/repo" --max-loads 1
-ok "image add" "$VCLCTL" image add $T-blank --os-type none
-ok "revision 1" "$VCLCTL" image revision-add $T-blank --revision 1 --file-stem $T-blank-v1
 for i in 1 2 3 4 5; do
-    ok "computer $T-pc$i" "$VCLCTL" computer add "$T-pc$i" --node node1 \
-        --mac "52:54:00:$(printf %02x $((RANDOM % 256))):20:0$i" --memory 128 --vcpus 1
-    world_track_domain "$T-pc$i:$T-blank-v1"
+    "$VCLCTL" computer add "$T-pc$i" --node "$T-n1" --mac "52:54:00:$(printf %02x $((RANDOM % 256))):20:0$i" \
+        --memory 128 --vcpus 1 >/dev/null || bail "computer add $T-pc$i failed"
 done
 image_id=$(psql_val "SELECT id FROM vcl.image WHERE name = '$T-blank'")
 rev_id=$(psql_val "SELECT id FROM vcl.image_revision WHERE file_stem = '$T-blank-v1'")
@@ -73,7 +55,7 @@ is "$(sha256sum <"$secret")" "$secret_sum" "the host file is unchanged"
 
 # --- 2. resumed after generate_xml: the worker's own XML, built again ------------------------------
 id=$("$VCLCTL" load "$T-pc2" "$T-blank:1")
-{ VCL_FAULT="write_xml:start" "$FAULTY" --config "$cfg" --drain 2>"$WORLD/w1-2a.log"; } 2>/dev/null
+{ VCL_FAULT="write_xml:start" "$TWORKER" --config "$cfg" --drain 2>"$WORLD/w1-2a.log"; } 2>/dev/null
 is "$(psql_val "SELECT stage FROM vcl.reservation WHERE id = $id")" pre_define "killed at write_xml, checkpoint pre_define"
 # the row's XML replaced (as the worker's role could; a submitter cannot), and the lease lapses
 as_worker "UPDATE vcl.reservation SET domain_xml = \$x\$$(evil_xml "$T-pc2")\$x\$,
@@ -104,7 +86,7 @@ is "$(V list --all --name | grep -c "^$T-pc[34]:")" 2 "one domain each"
 # --- 4. a reset of a running row during a stage -------------------------------------------------
 id=$("$VCLCTL" load "$T-pc5" "$T-blank:1")
 slow=$(world_config slow "lease_seconds: 120" "heartbeat_seconds: 2")
-VCL_FAULT="post_load:stop-start" "$FAULTY" --config "$slow" --drain 2>"$WORLD/w1-4.log" & zpid=$!
+VCL_FAULT="post_load:stop-start" "$TWORKER" --config "$slow" --drain 2>"$WORLD/w1-4.log" & zpid=$!
 world_track_pid $zpid
 stopped() { [ "$(ps -o stat= -p "$zpid" 2>/dev/null | cut -c1)" = T ]; }
 ok "the worker stopped inside post_load (domain defined and started)" wait_for "worker stopped" 120 stopped

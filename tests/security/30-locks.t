@@ -9,36 +9,21 @@
 #      live lease makes the load wait that long, then retry;
 #   3. a NOTIFY flood on vcl_reservation from the reader: the worker's claims
 #      stay bounded (one per notify_min_gap_ms at most) and it still works.
-. "$(dirname "$0")/../lib/world.sh"
-world_init
-world_pg
-world_libvirt
-world_dirs
-[ "$VCL_TEST_LIBVIRT" = real ] || skip_all "no libvirt daemon can run here (loads need QEMU)"
-
-VCLCTL="$ROOT/bin/vclctl"
-WORKER="$ROOT/bin/vcl-worker"
-URI="$VCL_TEST_URI"
-V() { virsh -q -c "$URI" "$@"; }
-T="t${WORLD##*.}"
+. "$(dirname "$0")/../lib/fault.sh"
+fault_world 2     # node "$T-n1" capped at two loads, image "$T-blank" revision 1
 as_worker() { PGOPTIONS="${PGOPTIONS:-} -c vcl.writer=worker" psql_val "$@"; }
-
-ok "migrate" "$VCLCTL" --quiet migrate
 psql_val "CREATE ROLE rdr LOGIN; GRANT vcl_reader TO rdr" >/dev/null
-qemu-img create -q -f qcow2 "$WORLD/repo/$T-a-v1.qcow2" 64M
-qemu-img create -q -f qcow2 "$WORLD/repo/$T-b-v1.qcow2" 64M
-ok "node add" "$VCLCTL" node add node1 --uri "$URI" --master-dir "$WORLD/master" \
-    --cow-dir "$WORLD/cow" --xml-dir "$WORLD/xml" --repo "$WORLD/repo" --max-loads 2
-for img in a b; do
-    ok "image $T-$img" "$VCLCTL" image add "$T-$img" --os-type none
-    ok "revision $T-$img-v1" "$VCLCTL" image revision-add "$T-$img" --revision 1 --file-stem "$T-$img-v1"
+for img in a b; do   # two more images, so two masters are copied at once
+    qemu-img create -q -f qcow2 "$WORLD/repo/$T-$img-v1.qcow2" 64M
+    "$VCLCTL" image add "$T-$img" --os-type none >/dev/null &&
+        "$VCLCTL" image revision-add "$T-$img" --revision 1 --file-stem "$T-$img-v1" >/dev/null ||
+        bail "image $T-$img failed"
 done
 for i in 1 2 3 4; do
-    ok "computer $T-pc$i" "$VCLCTL" computer add "$T-pc$i" --node node1 \
-        --mac "52:54:00:$(printf %02x $((RANDOM % 256))):30:0$i" --memory 128 --vcpus 1
-    for img in a b; do world_track_domain "$T-pc$i:$T-$img-v1"; done
+    "$VCLCTL" computer add "$T-pc$i" --node "$T-n1" --mac "52:54:00:$(printf %02x $((RANDOM % 256))):30:0$i" \
+        --memory 128 --vcpus 1 >/dev/null || bail "computer add $T-pc$i failed"
 done
-node_id=$(psql_val "SELECT id FROM vcl.node WHERE name = 'node1'")
+node_id=$(psql_val "SELECT id FROM vcl.node WHERE name = '$T-n1'")
 cfg=$(world_config w1)
 
 # --- 1. a reader holds every advisory lock key ---------------------------------------------------
