@@ -22,7 +22,8 @@
 --
 -- Telling the worker apart (vcl.writer_is_worker): its connections set the
 -- session setting vcl.writer = 'worker' (worker/queue/db.c, db_set_writer),
--- AND the role writing is a member of vcl_worker (or a superuser). The
+-- AND the role writing is a member of vcl_worker or the table's owner (who
+-- has TRIGGER on it; a superuser is both). The
 -- setting alone proves nothing (any login can SET a custom setting), the
 -- role alone does not tell a superuser DBA's plain SQL from the worker's; a
 -- row (INSERT/UPDATE values) can fake neither. A superuser who deliberately
@@ -35,15 +36,18 @@
 CREATE OR REPLACE FUNCTION vcl.writer_is_worker()
     RETURNS boolean
     LANGUAGE sql STABLE
+    -- No sub-query (the WHEN of every row the worker writes runs it: it
+    -- stays an inlined expression over the catalog caches). Superusers pass
+    -- both role tests; TRIGGER on the table is its owner's (who could drop
+    -- the guard anyway), so a worker may run as the owner where vcl_worker
+    -- could not be created.
     RETURN coalesce(current_setting('vcl.writer', true), '') = 'worker'
-           AND (EXISTS (SELECT 1 FROM pg_catalog.pg_roles s
-                         WHERE s.rolname = current_user AND s.rolsuper)
-                OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles w
-                            WHERE w.rolname = 'vcl_worker'
-                              AND pg_catalog.pg_has_role(current_user, w.oid, 'USAGE')));
+           AND (coalesce(pg_catalog.pg_has_role(pg_catalog.to_regrole('vcl_worker')::oid, 'USAGE'), false)
+                OR pg_catalog.has_table_privilege('vcl.reservation', 'TRIGGER'));
 COMMENT ON FUNCTION vcl.writer_is_worker() IS
     'True when this session writes as a vcl-worker: setting vcl.writer = ''worker'' and the current role is a member '
-    'of vcl_worker (or a superuser). Called by the WHEN of trigger reservation_guard (so executable by everyone).';
+    'of vcl_worker or may create triggers on vcl.reservation (its owner; superusers are both). Called by the WHEN of '
+    'trigger reservation_guard (so executable by everyone).';
 
 CREATE OR REPLACE FUNCTION vcl.reservation_guard() RETURNS trigger
     LANGUAGE plpgsql
