@@ -59,7 +59,9 @@ DECLARE
     v_new    vcl.reservation;
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        -- A new row starts from nothing, whatever the INSERT said.
+        -- A new row starts from nothing, whatever the INSERT said: every
+        -- column but the submitter's ones (a worker-owned column added
+        -- later is added here too; the UPDATE below keeps them all).
         NEW.state := 'pending';
         NEW.stage := NULL;
         NEW.attempts := 0;
