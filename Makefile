@@ -153,11 +153,12 @@ deps:
 unit: all
 	prove --exec '' $(UNIT_BIN)
 
-# Everything: unit tests (no services) and integration/fault tests (they start
-# their own PostgreSQL, libvirtd and sshd in temp dirs).
+# Everything: unit tests (no services) and integration/fault/security tests
+# (they start their own PostgreSQL, libvirtd and sshd in temp dirs).
 check: deps
 	$(MAKE) all
-	prove --exec '' --timer $(UNIT_BIN) tests/integration/*.t $(wildcard tests/fault/*.t)
+	prove --exec '' --timer $(UNIT_BIN) tests/integration/*.t $(wildcard tests/fault/*.t) \
+	    $(wildcard tests/security/*.t)
 
 demo: deps
 	$(MAKE) all

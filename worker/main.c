@@ -226,6 +226,7 @@ int main(int argc, char **argv)
     if (log_format_parse(cfg->log_format, &lf))
         log_set_format(lf);
     db_set_prepare(strcmp(cfg->prepared_statements, "off") != 0);
+    db_set_writer(true);   /* its connections write as the worker (guard.sql) */
     pool_opts o = { path, drain };
     /* pool_run owns cfg from here (frees it with every reloaded config) */
     return pool_run(cfg, &o);

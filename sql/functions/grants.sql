@@ -1,8 +1,14 @@
--- functions/grants.sql: what the two database roles may do (the roles
--- themselves are created by 001_baseline.sql).
+-- functions/grants.sql: what the database roles may do (the roles
+-- themselves are created by 001_baseline.sql and, vcl_submitter,
+-- 005_trust_rows.sql).
 --   vcl_worker  reads everything and writes only what a worker writes: the
 --               queue through its functions, the stage log, its vcl.worker
 --               row, the written-back columns of vcl.computer, captures.
+--   vcl_submitter  queues work: SELECT on every table and view; INSERT of
+--               the columns a submitter chooses on vcl.reservation; UPDATE
+--               of the columns of a DBA's retry or cancel (state, stage,
+--               run_at, priority, max_attempts). Which values it may write
+--               there is the trigger's business (guard.sql), for every role.
 --   vcl_reader  SELECT on every table and view of schema vcl; EXECUTE on the
 --               read-only estimate functions; nothing else.
 --
@@ -38,8 +44,10 @@ BEGIN
            AND p.prokind = 'f'
            AND p.prorettype <> 'trigger'::regtype
            -- CHECK (vcl.repository_paths_valid(...)) on vcl.node runs with the
-           -- privileges of whoever inserts a node: it stays PUBLIC.
-           AND p.proname NOT IN ('repository_paths_valid')
+           -- privileges of whoever inserts a node, and the WHEN of trigger
+           -- reservation_guard (vcl.writer_is_worker) with those of whoever
+           -- writes a reservation: they stay PUBLIC.
+           AND p.proname NOT IN ('repository_paths_valid', 'writer_is_worker')
          ORDER BY 1
     LOOP
         EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
@@ -77,6 +85,8 @@ BEGIN
           ON vcl.computer TO vcl_worker;
     -- capture: its target row, and the new revision the register stage adds
     GRANT INSERT, UPDATE ON vcl.capture TO vcl_worker;
+    -- master copy locks (locks.sql): vcl_worker is the only writer
+    GRANT INSERT, UPDATE, DELETE ON vcl.image_lock TO vcl_worker;
     GRANT INSERT ON vcl.image_revision TO vcl_worker;
     -- vcl.claim locks rows through the view (FOR NO KEY UPDATE needs UPDATE
     -- on it; the view is security_invoker, so the caller's own table
@@ -91,21 +101,40 @@ BEGIN
 END;
 $$;
 
+-- What readers and submitters both may do: read.
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['vcl_reader', 'vcl_submitter'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            RAISE NOTICE 'role % missing: no grants made to it', r;
+            CONTINUE;
+        END IF;
+        EXECUTE format('GRANT USAGE ON SCHEMA vcl TO %I', r);
+        EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA vcl TO %I', r);   -- tables and views
+        -- the estimates only read, so DBAs (and vclctl show --follow as
+        -- one) may call them
+        EXECUTE format('GRANT EXECUTE ON FUNCTION vcl.stage_estimate(text, bigint, text, int, int, bigint), '
+                       'vcl.reservation_estimates(bigint, text[]) TO %I', r);
+        -- tables and views made later by the role that migrates (the next
+        -- migrate grants them anyway; this covers the time in between)
+        EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA vcl GRANT SELECT ON TABLES TO %I', r);
+    END LOOP;
+END;
+$$;
+
+-- What only submitters may do: queue work, retry and cancel it.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vcl_reader') THEN
-        RAISE NOTICE 'role vcl_reader missing: no grants made to it';
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vcl_submitter') THEN
         RETURN;
     END IF;
-    GRANT USAGE ON SCHEMA vcl TO vcl_reader;
-    GRANT SELECT ON ALL TABLES IN SCHEMA vcl TO vcl_reader;   -- tables and views
-    -- the estimates only read, so DBAs (and vclctl show --follow as one) may
-    -- call them
-    GRANT EXECUTE ON FUNCTION vcl.stage_estimate(text, bigint, text, int, int, bigint),
-                              vcl.reservation_estimates(bigint, text[])
-          TO vcl_reader;
-    -- tables and views made later by the role that migrates (the next
-    -- migrate grants them anyway; this covers the time in between)
-    ALTER DEFAULT PRIVILEGES IN SCHEMA vcl GRANT SELECT ON TABLES TO vcl_reader;
+    -- a new row: what to do, where, when, how urgently, how often to try
+    GRANT INSERT (computer_id, node_id, image_revision_id, operation, args, priority, run_at, max_attempts)
+          ON vcl.reservation TO vcl_submitter;
+    -- a retry (state pending, stage NULL to rerun every stage), a cancel
+    -- (state cancelled), rescheduling; guard.sql decides which values pass
+    GRANT UPDATE (state, stage, run_at, priority, max_attempts) ON vcl.reservation TO vcl_submitter;
 END;
 $$;

@@ -21,10 +21,11 @@
 -- vcl.claim must run in READ COMMITTED (the default): its load cap relies on
 -- each statement taking a fresh snapshot after the node locks are held.
 --
--- Advisory lock keys used here: the single-bigint form,
---   ('vcln' = 1986225262) << 32 | node id    a claim choosing loads for that node
--- (the two-int4 form is the worker's image-copy lock (node id, revision id);
--- the migration runner uses the single key 7223372036854775807).
+-- Locks: a claim choosing loads for a node holds that node's vcl.node row
+-- (FOR NO KEY UPDATE SKIP LOCKED, until it commits); a master copy holds a
+-- vcl.image_lock row (locks.sql). No queue decision depends on an advisory
+-- lock: pg_advisory_lock is PUBLIC, so any login (vcl_reader too) could hold
+-- one forever. (Only the migration runner uses one, key 7223372036854775807.)
 --
 -- The batch functions a worker calls per job (complete, release, heartbeat,
 -- and stage_start in stages.sql) are PL/pgSQL, whose plans are cached per
@@ -78,6 +79,7 @@ DECLARE
     v_expired    boolean;
     v_loads      boolean;
 BEGIN
+    PERFORM set_config('vcl.writer', 'worker', true);  -- its writes are the worker's (guard.sql)
     IF p_limit IS NULL OR p_limit < 1 THEN
         RETURN;
     END IF;
@@ -138,7 +140,7 @@ BEGIN
     END IF;
 
     -- 2. Loads are capped per node. Only when a load could be claimed, take a
-    -- transaction-scoped try-lock per involved node (never waiting: a node
+    -- transaction-scoped try-lock (its vcl.node row) per involved node (never waiting: a node
     -- another claimer holds is simply skipped this time, as SKIP LOCKED
     -- does). Two claimers therefore never count the same node's free slots
     -- at once. Starts from the unfinished loads (reservation_load_active_idx:
@@ -162,7 +164,11 @@ BEGIN
              WHERE n.state = 'available'
              ORDER BY n.id
         LOOP
-            IF pg_try_advisory_xact_lock((1986225262::bigint << 32) | (v_node & 4294967295)) THEN
+            -- The node's own row, locked until this claim commits: only a
+            -- role with UPDATE on vcl.node (operators, vcl_worker) can hold
+            -- it, never a reader (an advisory lock key was anyone's to take).
+            PERFORM 1 FROM vcl.node n WHERE n.id = v_node FOR NO KEY UPDATE SKIP LOCKED;
+            IF FOUND THEN
                 v_nodes := v_nodes || v_node;
             END IF;
         END LOOP;
@@ -304,6 +310,7 @@ CREATE OR REPLACE FUNCTION vcl.heartbeat(p_worker_id bigint, p_ids bigint[], p_t
     LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
+    PERFORM set_config('vcl.writer', 'worker', true);  -- its writes are the worker's (guard.sql)
     IF p_lease_seconds IS NULL OR p_lease_seconds < 1 THEN
         RAISE EXCEPTION 'vcl.heartbeat: lease must be at least 1 second, got %', p_lease_seconds
             USING ERRCODE = 'invalid_parameter_value';
@@ -340,6 +347,7 @@ DECLARE
     v_nodes     bigint[];
     v_loads     boolean;
 BEGIN
+    PERFORM set_config('vcl.writer', 'worker', true);  -- its writes are the worker's (guard.sql)
     WITH done AS (
         UPDATE vcl.reservation r
            SET state = 'done', finished_at = now(), lease_expires_at = NULL
@@ -382,6 +390,7 @@ AS $$
 DECLARE
     v_state text;
 BEGIN
+    PERFORM set_config('vcl.writer', 'worker', true);  -- its writes are the worker's (guard.sql)
     UPDATE vcl.reservation r
        SET state = CASE WHEN p_permanent OR r.attempts >= r.max_attempts THEN 'failed' ELSE 'pending' END,
            finished_at = CASE WHEN p_permanent OR r.attempts >= r.max_attempts THEN now() END,
@@ -411,6 +420,7 @@ CREATE OR REPLACE FUNCTION vcl.release(p_ids bigint[], p_tokens bigint[])
     LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
+    PERFORM set_config('vcl.writer', 'worker', true);  -- its writes are the worker's (guard.sql)
     RETURN QUERY
     WITH released AS (
         UPDATE vcl.reservation r

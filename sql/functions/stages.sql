@@ -38,6 +38,7 @@ DECLARE
     v_stage   text;
     v_outcome text;
 BEGIN
+    PERFORM set_config('vcl.writer', 'worker', true);  -- its writes are the worker's (guard.sql)
     PERFORM 1 FROM vcl.reservation r
      WHERE r.id = p_id AND r.lease_token = p_token AND r.state = 'running'
        FOR NO KEY UPDATE;

@@ -2,24 +2,19 @@
 # The row seam (README "Layout"): operations (worker/ops/) and node code
 # (worker/node/) reach the database only through queue/job.h and
 # queue/job_db.h. None of their files includes queue/statements.h or
-# queue/db.h, calls db_*, or handles a PGresult; the one exception left is
-# the image lock in ops/op_load.c (SQL_IMAGE_LOCK / SQL_IMAGE_UNLOCK), until
-# it moves to queue/. pool.c names no operation: a cancel runs the
-# operation table's on_cancel step. Reads the sources only.
+# queue/db.h, calls db_*, or handles a PGresult (the master copy lock is
+# queue/locks.h). pool.c names no operation: a cancel runs the operation
+# table's on_cancel step. Reads the sources only.
 . "$(dirname "$0")/../lib/tap.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT" || bail "no repository at $ROOT"
 
-# every line that reaches for SQL, minus the image lock's lines in op_load.c
+# every line that reaches for SQL
 sql_lines() {
     grep -nE '#include "queue/(statements|db)\.h"|(^|[^A-Za-z0-9_])db_[a-z_]+\(|PGresult|PQ[a-z]+\(|SQL_[A-Z_]+' \
-        worker/ops/*.[ch] worker/node/*.[ch] |
-        grep -vE '^worker/ops/op_load\.c:[0-9]+:.*(SQL_IMAGE_(UN)?LOCK|queue/statements\.h|db_param|db_run|db_exec|db_get_bool|PGresult|PQclear)'
+        worker/ops/*.[ch] worker/node/*.[ch]
 }
-is "$(sql_lines)" "" "no SQL under worker/ops/ and worker/node/ (image lock in op_load.c excepted)"
-
-like "$(grep -c 'SQL_IMAGE_LOCK\|SQL_IMAGE_UNLOCK' worker/ops/op_load.c)" '^[1-9]' \
-    "the excepted image lock is still where the exception says"
+is "$(sql_lines)" "" "no SQL under worker/ops/ and worker/node/"
 
 is "$(grep -nE 'strcmp\([a-z_>.-]*operation' worker/queue/pool.c)" "" \
     "pool.c compares no operation name"

@@ -10,7 +10,10 @@ world_init
 world_pg
 
 SQL_DIR="${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}/sql"
-export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
+# This test stands in for the worker (it calls the queue functions and sets
+# worker-owned columns by hand): its sessions write as one (vcl.writer,
+# sql/functions/guard.sql). What everyone else may write: tests/security/.
+export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning -c vcl.writer=worker"
 
 # Run SQL that must fail; print the error text (empty when it did not fail).
 sql_err() {

@@ -139,21 +139,27 @@ is "$(stat -c '%i %Y %s' "$WORLD/master/$T-k-v1.qcow2")" "$before" "the corrupt 
 is "$(V list --all --name | grep -c "^$T-pc4:")" 0 "no domain defined for it"
 
 # --- 4. two loads of a new image on one node copy it once ---------------------
-# The test holds the image's copy lock (node id, revision id) itself until
-# both workers wait for it, so both really race for the copy.
+# The test holds the image's copy lock itself until both workers wait for
+# it, so both really race for the copy. The lock is a vcl.image_lock row
+# (sql/functions/locks.sql) held by a live lease: a stand-in reservation the
+# test marks running as a worker would (vcl.writer, guard.sql).
 qemu-img create -q -f raw "$WORLD/c.raw" 64M
 qemu-io -f raw -c "write -P 0x33 0 32M" "$WORLD/c.raw" >/dev/null
 qemu-img convert -f raw -O qcow2 "$WORLD/c.raw" "$R/$T-c-v1.qcow2"
 node_id=$(psql_val "SELECT id FROM vcl.node WHERE name = 'node1'")
 rev_id=$(psql_val "SELECT ir.id FROM vcl.image_revision ir WHERE ir.file_stem = '$T-c-v1'")
-mkfifo "$WORLD/lock.fifo"
-psql -XAtq -v ON_ERROR_STOP=1 <"$WORLD/lock.fifo" >"$WORLD/lock.out" 2>&1 & lockpid=$!
-world_track_pid "$lockpid"
-exec 3>"$WORLD/lock.fifo"
-echo "SELECT pg_advisory_lock($node_id, $rev_id);" >&3
-held() { [ "$(psql_val "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
-                        AND classid = $node_id AND objid = $rev_id AND objsubid = 2")" = 1 ]; }
-ok "the test holds the copy lock of $T-c-v1 on node1" wait_for "lock held" 10 held
+ok "computer $T-lk (holds the stand-in lease)" "$VCLCTL" computer add "$T-lk" --node node1 \
+    --mac "52:54:00:$(printf %02x $((RANDOM % 256))):55:99" --memory 128 --vcpus 1
+holder=$("$VCLCTL" enqueue "$T-lk" noop)
+as_worker() { PGOPTIONS="${PGOPTIONS:-} -c vcl.writer=worker" psql_val "$@"; }
+htok=$(as_worker "UPDATE vcl.reservation SET state = 'running', worker_id = 0,
+                         lease_token = nextval('vcl.lease_token_seq'), lease_expires_at = now() + interval '1 hour'
+                   WHERE id = $holder RETURNING lease_token")
+as_worker "INSERT INTO vcl.image_lock (node_id, image_revision_id, reservation_id, lease_token)
+           VALUES ($node_id, $rev_id, $holder, $htok)" >/dev/null
+held() { [ "$(psql_val "SELECT count(*) FROM vcl.image_lock WHERE node_id = $node_id
+                        AND image_revision_id = $rev_id AND reservation_id = $holder")" = 1 ]; }
+ok "the test holds the copy lock of $T-c-v1 on node1" held
 
 a=$("$VCLCTL" load "$T-pc1" "$T-c")
 b=$("$VCLCTL" load "$T-pc2" "$T-c")
@@ -167,8 +173,8 @@ waiting() {
 }
 ok "both workers (one load each) wait for the copy lock" wait_for "both waiting" 60 waiting
 ok "neither copied while the lock was held" test ! -e "$WORLD/master/$T-c-v1.qcow2"
-echo "SELECT pg_advisory_unlock($node_id, $rev_id);" >&3
-exec 3>&-
+as_worker "SELECT vcl.image_lock_release($node_id, $rev_id, $holder, $htok),
+                  vcl.complete(ARRAY[$holder]::bigint[], ARRAY[$htok]::bigint[])" >/dev/null
 finished() { [ "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE id IN ($a, $b) AND state IN ('done', 'failed')")" = 2 ]; }
 wait_for "both loads finished" 120 finished
 kill -TERM $p1 $p2

@@ -129,7 +129,9 @@ is "$bad_seq" "" "nextval on every sequence of vcl: permission denied for dba_lo
 # Every function of vcl that is not a trigger function and not a pure check
 # writes something: calling it must be refused outright (EXECUTE), whatever
 # the arguments. A new write function left executable by PUBLIC fails this.
-READ_ONLY_FUNCTIONS="repository_paths_valid stage_estimate reservation_estimates"   # 008: estimates read only
+# 008: estimates read only; guard.sql: writer_is_worker, the WHEN of the
+# reservation guard, which runs as whoever writes a reservation
+READ_ONLY_FUNCTIONS="repository_paths_valid stage_estimate reservation_estimates writer_is_worker"
 calls=$(su_val "SELECT p.proname || '|' || format('SELECT %s(%s)', p.oid::regproc,
                         coalesce((SELECT string_agg('NULL::' || format_type(t, NULL), ', ')
                                     FROM unnest(p.proargtypes) t), ''))

@@ -202,6 +202,9 @@ out:
 
 typedef struct fake_lock {
     int acquired, released;
+    int timeout_s;                  /* what the last acquire was given */
+    int held_calls;
+    bool lost;                      /* lock_held says it was taken over */
     bool fail;
     const char *make_master_from;   /* on acquire: simulate another worker */
     const char *master;
@@ -216,6 +219,7 @@ static bool fake_lock_fn(void *opaque, bool acquire, int timeout_s, vcl_error *e
     }
     if (timeout_s <= 0)
         return vcl_error_set(e, VCL_ERR_PERMANENT, "no lock timeout given");
+    l->timeout_s = timeout_s;
     if (l->fail)
         return vcl_error_set(e, VCL_ERR_RETRYABLE, "lock busy");
     l->acquired++;
@@ -223,6 +227,15 @@ static bool fake_lock_fn(void *opaque, bool acquire, int timeout_s, vcl_error *e
         const char *argv[] = { "cp", "--", l->make_master_from, l->master, NULL };
         run(argv);
     }
+    return true;
+}
+
+static bool fake_lock_held(void *opaque, vcl_error *e)
+{
+    fake_lock *l = opaque;
+    l->held_calls++;
+    if (l->lost)
+        return vcl_error_set(e, VCL_ERR_RETRYABLE, "lost the copy lock");
     return true;
 }
 
@@ -253,6 +266,7 @@ static void req_init(image_req *r, const char *stem, char *master, char *cow, si
     r->n_repo = 2;
     r->reservation_id = 42;
     r->lock = l ? fake_lock_fn : NULL;
+    r->lock_held = l ? fake_lock_held : NULL;
     r->lock_opaque = l;
     r->progress = on_progress;
     r->command_timeout_s = 120;
@@ -504,6 +518,39 @@ static void test_master(void)
     ok(stat_of(master5, &sb) && corrupt_qcow2(master5), "damaged master still there");
 }
 
+/* The copy lock lost mid-copy (our lease ran out, another worker took it
+ * over): the copy stops before its rename, leaves no master and no temp
+ * file; the configured wait is what the lock is asked for. */
+static void test_lock_lost(void)
+{
+    vcl_error e;
+    image_req r;
+    char master[PATH_MAX], cow[PATH_MAX], p[PATH_MAX], ours[PATH_MAX];
+    fake_lock l = { .lost = true };
+
+    pathf(p, sizeof p, "repo-c/lost1.qcow2");
+    ok(qimg_create(p, "qcow2", "4M"), "repository image lost1.qcow2");
+    req_init(&r, "lost1", master, cow, sizeof master, &l);
+    r.lock_timeout_s = 7;
+    vcl_error_clear(&e);
+    ok(!image_ensure_master(&r, &e), "ensure_master with the lock lost mid-copy fails");
+    is_int(e.cls, VCL_ERR_RETRYABLE, "retryable");
+    is_str(e.msg, "lost the copy lock", "with the lock's reason");
+    is_int(l.timeout_s, 7, "the lock was asked to wait lock_timeout_s");
+    is_int(l.held_calls, 1, "held asked once, before the rename");
+    ok(!file_exists(master), "no master renamed into place");
+    snprintf(ours, sizeof ours, "%s.tmp-42", master);
+    ok(!file_exists(ours), "our temp file removed");
+    is_int(l.released, 1, "lock released");
+
+    l = (fake_lock){ 0 };
+    r.lock_timeout_s = 0;
+    vcl_error_clear(&e);
+    ok(image_ensure_master(&r, &e), "with the lock held throughout, the copy completes");
+    ok(file_exists(master), "master in place");
+    is_int(l.timeout_s, 600, "no lock_timeout_s: the default wait (600 s)");
+}
+
 static void test_cow(void)
 {
     vcl_error e;
@@ -603,6 +650,7 @@ int main(void)
     test_repository();
     test_exists_size();
     test_master();
+    test_lock_lost();
     test_cow();
 
     const char *rm[] = { "rm", "-rf", "--", base, NULL };

@@ -130,6 +130,12 @@ static const opt_def opts[] = {
               "computer or node out of maintenance, work a finished job held back) and "
               "vcl.next_due() (the next retry, lease expiry or cancel block) wake the worker "
               "sooner, so an idle pool sends almost no queries" },
+    { .key = "notify_min_gap_ms", .type = OPT_INT,
+      .offset = offsetof(vcl_config, notify_min_gap_ms),
+      .def_int = 10, .min = 0, .max = 10000,
+      .help = "at most one claim per this many milliseconds when woken by NOTIFY vcl_reservation "
+              "(any login may send it: a flood costs no more); a free slot or a full batch "
+              "claims at once" },
     { .key = "drivers_dir", .type = OPT_STRING, .offset = offsetof(vcl_config, drivers_dir),
       .def_fn = default_drivers_dir, .min = 1,
       .help = "directory of driver modules (*.so); default $VCL_DRIVERS_DIR, else "

@@ -29,6 +29,7 @@ typedef struct vcl_config {
     int lease_seconds;         /* 5..3600, default 30 */
     int heartbeat_seconds;     /* 1..600, default 10; must be < lease_seconds */
     int poll_seconds;          /* 1..3600, default 30 */
+    int notify_min_gap_ms;     /* NOTIFY wake-ups: one claim per this at most, 0..10000, default 10 */
     char *drivers_dir;         /* default <prefix>/lib/vcl-worker/drivers, or $VCL_DRIVERS_DIR */
     char *driver_order[CONFIG_MAX_DRIVERS]; /* default {"kvm","qemu"} */
     int n_driver_order;

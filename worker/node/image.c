@@ -38,7 +38,8 @@
 #include <yaml.h>
 
 #define INFO_TIMEOUT_S 120
-/* How long to wait for another worker copying the same master. Past it the
+/* How long to wait for another worker copying the same master, unless the
+ * request says (image_lock_timeout_seconds). Past it the
  * stage fails retryable and the job comes back later instead of holding a
  * slot; the lock owner usually finishes first and the re-check then wins. */
 #define IMAGE_LOCK_TIMEOUT_S 600
@@ -869,6 +870,10 @@ static bool master_build(const image_req *r, vcl_error *e)
             e->cls = VCL_ERR_RETRYABLE;
         goto cleanup;
     }
+    /* a lock lost mid-copy (our lease ran out, another worker took it):
+     * that worker owns the temp names and the rename now */
+    if (r->lock && r->lock_held && !r->lock_held(r->lock_opaque, e))
+        goto cleanup;
     if (!transport_rename_noreplace(r->t, final_tmp, r->master_path, &existed, e)) {
         if (!existed)
             goto cleanup;
@@ -911,7 +916,8 @@ bool image_ensure_master(const image_req *r, vcl_error *e)
     }
 
     if (r->lock) {
-        if (!r->lock(r->lock_opaque, true, IMAGE_LOCK_TIMEOUT_S, e)) {
+        if (!r->lock(r->lock_opaque, true,
+                     r->lock_timeout_s > 0 ? r->lock_timeout_s : IMAGE_LOCK_TIMEOUT_S, e)) {
             if (e && e->cls == VCL_ERR_NONE)
                 vcl_error_set(e, VCL_ERR_RETRYABLE, "cannot lock image %s", r->file_stem);
             goto cleanup;

@@ -26,6 +26,9 @@
 /* Lock per (node, image revision); acquire=true blocks up to timeout_s and
  * returns false (retryable error) when it cannot get it. */
 typedef bool (*image_lock_fn)(void *opaque, bool acquire, int timeout_s, vcl_error *e);
+/* Still held? Asked right before a copied master is renamed into place:
+ * false (e says why) stops the copy there. */
+typedef bool (*image_lock_held_fn)(void *opaque, vcl_error *e);
 typedef void (*image_progress_fn)(void *opaque, const char *what, long long done, long long total);
 
 typedef struct image_req {
@@ -42,7 +45,9 @@ typedef struct image_req {
     size_t n_repo;
     long long reservation_id;         /* makes temp names unique */
     image_lock_fn lock;               /* may be NULL (no locking, tests) */
+    image_lock_held_fn lock_held;     /* may be NULL (not checked) */
     void *lock_opaque;
+    int lock_timeout_s;               /* how long to wait for the lock; 0 = 600 */
     image_progress_fn progress;       /* may be NULL */
     void *progress_opaque;
     int command_timeout_s;            /* for qemu-img convert/check; 0 = 7200 */

@@ -4,11 +4,11 @@
 #include "node/domxml.h"
 #include "node/image.h"
 #include "queue/job.h"
+#include "queue/locks.h"
 #include "base/log.h"
 #include "node/nodestatus.h"
 #include "ops/op_common.h"
 #include "queue/stage.h"
-#include "queue/statements.h"
 #include "node/virt.h"
 
 #include <stdio.h>
@@ -17,40 +17,33 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---- image lock: a PostgreSQL advisory lock per (node, image revision) ----
- * Session-level on the job's connection: workers on any management host
- * share it, and it vanishes with a dead worker's connection. */
+/* ---- image lock: a vcl.image_lock row per (node, image revision) ----
+ * held by this job's lease (worker/queue/locks.c): workers on any
+ * management host share it, a reader login cannot take it, and it passes to
+ * the next taker once our lease is gone (a dead or fenced-out worker). */
+static locks_image image_lock_key(const job *j)
+{
+    return (locks_image){ .node_id = j->node_id, .revision_id = j->revision_id,
+                          .reservation_id = j->id, .token = j->token,
+                          .node = j->node, .file_stem = j->file_stem };
+}
+
 static bool image_lock(void *opaque, bool acquire, int timeout_s, vcl_error *e)
 {
     job *j = opaque;
-    db_params p;
-    db_params_init(&p);
-    db_param_ll(&p, j->node_id);
-    db_param_ll(&p, j->revision_id);
+    locks_image l = image_lock_key(j);
     if (!acquire) {
-        vcl_error ue;
-        vcl_error_clear(&ue);
-        if (!db_run(j->db, SQL_IMAGE_UNLOCK, p.n, p.v, &ue))
-            log_warn("releasing image lock: %s", ue.msg);
+        locks_image_release(j->db, &l);
         return true;
     }
-    time_t until = time(NULL) + (timeout_s > 0 ? timeout_s : 600);
-    for (bool logged = false;; logged = true) {
-        PGresult *r = db_exec(j->db, SQL_IMAGE_LOCK, p.n, p.v, e);
-        if (!r)
-            return false;
-        bool got = db_get_bool(r, 0, 0);
-        PQclear(r);
-        if (got)
-            return true;
-        if (!logged)
-            log_info("waiting for another worker copying %s to node %s", j->file_stem, j->node);
-        if (time(NULL) >= until)
-            return vcl_error_set(e, VCL_ERR_RETRYABLE,
-                                 "another worker has held the copy lock for image %s on node %s "
-                                 "for over %d s", j->file_stem, j->node, timeout_s);
-        sleep(1);
-    }
+    return locks_image_take(j->db, &l, timeout_s, e);
+}
+
+static bool image_lock_held(void *opaque, vcl_error *e)
+{
+    job *j = opaque;
+    locks_image l = image_lock_key(j);
+    return locks_image_held(j->db, &l, e);
 }
 
 static bool fill_image_req(job *j, image_req *r, vcl_error *e)
@@ -68,7 +61,9 @@ static bool fill_image_req(job *j, image_req *r, vcl_error *e)
     r->n_repo = j->n_repo;
     r->reservation_id = j->id;
     r->lock = image_lock;
+    r->lock_held = image_lock_held;
     r->lock_opaque = j;
+    r->lock_timeout_s = j->cfg ? j->cfg->image_lock_timeout_seconds : 0;
     r->command_timeout_s = op_command_timeout(j);
     return true;
 }
@@ -99,15 +94,14 @@ static void load_copy_progress(void *opaque, const char *what, long long done, l
     job_copy_progress_fn(p, done, total);
 }
 
-/* 2. generate_xml: libxml2, then the driver's hook; stored on the reservation. */
-static bool st_generate_xml(void *opaque, char *detail, size_t dlen, vcl_error *e)
+/* The domain XML of this load, built with libxml2 and the driver's hook
+ * (deterministic: the same rows give the same document). *xml malloc'd;
+ * summary (may be NULL) gets what it chose. */
+static bool build_xml(job *j, char **xml, char *summary, size_t slen, vcl_error *e)
 {
-    job *j = opaque;
     bool ok = false;
     xmlDocPtr doc = NULL;
-    char *xml = NULL;
-    if (!job_prepare(j, e))
-        return false;
+    *xml = NULL;
     if (!mac_check(j->mac0, e))
         return vcl_error_prefix(e, "computer %s", j->computer);
     cpu_mode cpu;
@@ -142,21 +136,49 @@ static bool st_generate_xml(void *opaque, char *detail, size_t dlen, vcl_error *
         vcl_error_prefix(e, "driver %s extend_domain_xml", j->drv->name);
         goto cleanup;
     }
-    if (!(xml = domxml_to_string(doc))) {
+    if (!(*xml = domxml_to_string(doc))) {
         vcl_error_set(e, VCL_ERR_RETRYABLE, "serialising domain XML failed");
         goto cleanup;
     }
-    if (!job_store_xml(j, xml, e))
-        goto cleanup;
-    char cpu_s[CPU_MODE_STR_MAX];
-    cpu_mode_format(&cpu, cpu_s, sizeof cpu_s);
-    snprintf(detail, dlen, "driver=%s type=%s domain=%s uuid=%s vcpus=%d memory=%dMiB cpu=%s",
-             j->drv->name, spec.domain_type, j->names.domain, j->domain_uuid, j->vcpus,
-             j->memory_mb, cpu_s);
+    if (summary) {
+        char cpu_s[CPU_MODE_STR_MAX];
+        cpu_mode_format(&cpu, cpu_s, sizeof cpu_s);
+        snprintf(summary, slen, "driver=%s type=%s domain=%s uuid=%s vcpus=%d memory=%dMiB cpu=%s",
+                 j->drv->name, spec.domain_type, j->names.domain, j->domain_uuid, j->vcpus,
+                 j->memory_mb, cpu_s);
+    }
     ok = true;
 cleanup:
-    free(xml);
     xmlFreeDoc(doc);
+    return ok;
+}
+
+/* The XML the later stages write and define: always the worker's own. A
+ * job resumed past generate_xml builds it again (job_load never takes
+ * domain_xml from the row: a row is not trusted to carry a definition). */
+static bool own_xml(job *j, vcl_error *e)
+{
+    if (j->domain_xml)
+        return true;
+    char *xml = NULL;
+    if (!build_xml(j, &xml, NULL, 0, e))
+        return false;
+    j->domain_xml = xml;
+    log_debug("domain XML of %s built again for this attempt (%zu bytes)", j->names.domain,
+              strlen(xml));
+    return true;
+}
+
+/* 2. generate_xml: libxml2, then the driver's hook; stored on the
+ * reservation for people to read (the worker never reads it back). */
+static bool st_generate_xml(void *opaque, char *detail, size_t dlen, vcl_error *e)
+{
+    job *j = opaque;
+    char *xml = NULL;
+    if (!job_prepare(j, e))
+        return false;
+    bool ok = build_xml(j, &xml, detail, dlen, e) && job_store_xml(j, xml, e);
+    free(xml);
     return ok;
 }
 
@@ -212,12 +234,8 @@ static bool st_pre_define(void *opaque, char *detail, size_t dlen, vcl_error *e)
 static bool st_write_xml(void *opaque, char *detail, size_t dlen, vcl_error *e)
 {
     job *j = opaque;
-    if (!job_prepare(j, e))
+    if (!job_prepare(j, e) || !own_xml(j, e))
         return false;
-    if (!j->domain_xml)
-        return vcl_error_set(e, VCL_ERR_PERMANENT,
-                             "no domain XML stored on the reservation (checkpoint past "
-                             "generate_xml but domain_xml is empty): retry with --from-start");
     /* mkdir_p refuses an unsafe directory, write_file anything but a regular
      * file at the XML path; libvirt (often root) appends to the console log
      * when the domain starts: nothing planted there may be followed. */
@@ -233,10 +251,8 @@ static bool st_write_xml(void *opaque, char *detail, size_t dlen, vcl_error *e)
 static bool st_define(void *opaque, char *detail, size_t dlen, vcl_error *e)
 {
     job *j = opaque;
-    if (!job_prepare(j, e))
+    if (!job_prepare(j, e) || !own_xml(j, e))
         return false;
-    if (!j->domain_xml)
-        return vcl_error_set(e, VCL_ERR_PERMANENT, "no domain XML stored on the reservation");
     virDomainPtr same = NULL;
     if (!virt_lookup_name(j->conn, j->names.domain, &same, e))
         return false;
@@ -281,12 +297,12 @@ static bool st_power_on(void *opaque, char *detail, size_t dlen, vcl_error *e)
         transport_stat_info st;
         if (!transport_stat(j->t, j->names.cow_path, &st, e))
             return false;
-        if (!st.exists || !j->domain_xml)
+        if (!st.exists)
             return vcl_error_set(e, VCL_ERR_PERMANENT,
                                  "domain %s and its COW disk %s vanished from node %s after "
                                  "define; rerun every stage: vclctl retry %lld --from-start",
                                  j->names.domain, j->names.cow_path, j->node, j->id);
-        if (!job_check_ours(j, e))
+        if (!own_xml(j, e) || !job_check_ours(j, e))
             return false;
         if (!(dom = virDomainDefineXML(j->conn, j->domain_xml)))
             return virt_error(e, NULL, "redefining vanished domain %s on node %s",

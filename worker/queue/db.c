@@ -31,8 +31,10 @@ struct db_conn {
 };
 
 static bool prepare_on = true;
+static bool writer_on = false;
 
 void db_set_prepare(bool on) { prepare_on = on; }
+void db_set_writer(bool on) { writer_on = on; }
 
 /* Forget every prepared statement (a new session has none). */
 static void stmt_cache_clear(db_conn *db)
@@ -120,6 +122,19 @@ static bool open_pg(db_conn *db, vcl_error *e)
                                        "       set_config('jit', 'off', false)",
                                    1, NULL, p, NULL, NULL, 0);
         PQclear(r);
+    }
+    /* the worker's writes to vcl.reservation (sql/functions/guard.sql) */
+    if (writer_on) {
+        PGresult *r = PQexec(pg, "SELECT set_config('vcl.writer', 'worker', false)");
+        bool set = r && PQresultStatus(r) == PGRES_TUPLES_OK;
+        PQclear(r);
+        if (!set) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", PQerrorMessage(pg));
+            msg[strcspn(msg, "\n")] = '\0';
+            PQfinish(pg);
+            return vcl_error_set(e, VCL_ERR_RETRYABLE, "cannot set vcl.writer on the new connection: %s", msg);
+        }
     }
     db->pg = pg;
     db->broken = false;

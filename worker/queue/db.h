@@ -28,6 +28,11 @@ bool db_is_broken(const db_conn *db);
 /* Whether connections prepare repeated statements (default true; set once at
  * start, before connecting: config option prepared_statements). */
 void db_set_prepare(bool on);
+/* Whether new connections write as the worker (default false; the worker
+ * sets it once at start, vclctl never): each sets vcl.writer = 'worker' for
+ * its session, which, for a member of vcl_worker, lets it write the
+ * worker-owned columns of vcl.reservation (sql/functions/guard.sql). */
+void db_set_writer(bool on);
 PGconn *db_pg(db_conn *db);
 /* SQLSTATE of the last failed statement ("" if none). */
 const char *db_sqlstate(const db_conn *db);

@@ -1,6 +1,7 @@
 /* job.c: see job.h. */
 #include "queue/job.h"
 #include "node/nodecheck.h"
+#include "queue/locks.h"
 #include "node/cpuprobe.h"
 #include "base/log.h"
 #include "queue/statements.h"
@@ -53,8 +54,10 @@ bool job_load(job *j, db_conn *db, long long id, long long token, vcl_error *e)
     COPY(j->operation, db_get_str(r, 0, c++));
     COPY(j->checkpoint, db_get_str(r, 0, c++));
     COPY(j->domain_uuid, db_get_str(r, 0, c++));
-    const char *x = db_get_str(r, 0, c++);
-    j->domain_xml = x ? strdup(x) : NULL;
+    /* reservation.domain_xml is never read back: a row is not trusted to
+     * carry a domain definition; op_load builds its own (own_xml) */
+    c++;
+    j->domain_xml = NULL;
     j->computer_id = db_get_ll(r, 0, c++);
     COPY(j->computer, db_get_str(r, 0, c++));
     COPY(j->mac0, db_get_str(r, 0, c++));
@@ -245,11 +248,31 @@ void job_cpu_start_failed(job *j, const char *domain_xml, vcl_error *e)
 
 bool job_check_ours(job *j, vcl_error *e)
 {
-    if (!j->still_ours || j->still_ours(j->still_ours_ctx))
-        return true;
-    vcl_error_set(e, VCL_ERR_RETRYABLE, "reservation %lld is no longer ours (lease lost or stage "
-                  "deadline passed): stopped before touching node %s", j->id, j->node);
-    return false;
+    if (!j->still_ours)
+        return true;   /* not run by the pool (tests, vclctl) */
+    if (!j->still_ours(j->still_ours_ctx)) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "reservation %lld is no longer ours (lease lost or stage "
+                      "deadline passed): stopped before touching node %s", j->id, j->node);
+        return false;
+    }
+    /* The fencing token, in the database, right before a destructive step:
+     * a cancel, a takeover or a lease that ran out between heartbeats. */
+    bool ours = false;
+    vcl_error de;
+    vcl_error_clear(&de);
+    if (!j->db || !locks_lease_held(j->db, j->id, j->token, j->cancel_cleanup, &ours, &de)) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "reservation %lld: cannot check its lease in the database "
+                      "(%s): stopped before touching node %s", j->id, j->db ? de.msg : "no connection",
+                      j->node);
+        return false;
+    }
+    if (!ours) {
+        vcl_error_set(e, VCL_ERR_RETRYABLE, "reservation %lld no longer runs under lease %lld in the "
+                      "database (cancelled, reset or taken over): stopped before touching node %s",
+                      j->id, j->token, j->node);
+        return false;
+    }
+    return true;
 }
 
 bool job_lost(const job *j, vcl_error *e)

@@ -29,7 +29,7 @@ typedef struct job {
     char operation[32];
     char checkpoint[64];
     char domain_uuid[40];
-    char *domain_xml;          /* stored by generate_xml; NULL until then */
+    char *domain_xml;          /* built by this attempt (op_load); never read from the row */
     /* computer */
     long long computer_id;
     char computer[128];
@@ -89,13 +89,17 @@ typedef struct job {
      * destructive steps inside a stage). NULL = always ours (tests, vclctl). */
     bool (*still_ours)(void *ctx);
     void *still_ours_ctx;
+    /* The cleanup of a load cancelled while running: the lease the database
+     * must show is the cancelled row's old one (blocks_until not over). */
+    bool cancel_cleanup;
 } job;
 
-/* true unless the pool says the lease may be gone (or the stage deadline
- * passed); then e is a retryable "no longer ours" error and the caller stops
- * before touching the node. Not VCL_ERR_LOST: nothing has been fenced out
- * yet, so the stage's fenced finish still records the failure when the row
- * is in fact still ours. */
+/* Right before a destructive step: true unless the pool says the lease may
+ * be gone or (for jobs the pool runs) the database no longer shows the
+ * reservation running under our token with a live lease; then e is a
+ * retryable error and the caller stops at once. Not VCL_ERR_LOST: nothing
+ * has been fenced out yet, so the stage's fenced finish still records the
+ * failure when the row is in fact still ours. */
 bool job_check_ours(job *j, vcl_error *e);
 
 /* Load the reservation's rows (by id); the token comes from the claim. */

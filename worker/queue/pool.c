@@ -386,6 +386,7 @@ static void cleanup_cancelled(slot *s, job *j, const op_def *op)
      * expired (blocks_until): only that deadline limits the cleanup. */
     j->still_ours = lease_deadline_holds;
     j->still_ours_ctx = s;
+    j->cancel_cleanup = true;
     switch (stage_cancel(op, j, detail, sizeof detail, &e)) {
     case STAGE_CANCEL_NONE:
         log_info("reservation cancelled: stopped at the stage boundary");
@@ -1234,6 +1235,9 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
     double next_poll = 0;
     double next_queue_sample = 0;
     bool want_claim = true;
+    bool claim_more = false;   /* the last claim was full: more may be waiting */
+    bool claim_now = true;     /* a slot freed up, a signal, a reconnect: no debounce */
+    double last_claim = 0;
     int idle_claims = 0;
     for (;;) {
         if (sig_reload)
@@ -1259,7 +1263,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
                     continue;
                 goto cleanup;
             }
-            want_claim = true;
+            want_claim = claim_now = true;
         }
         if (now >= p->next_heartbeat) {
             heartbeat(p);
@@ -1281,16 +1285,23 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         if (p->done.n > 0 && now - p->done.first_at >= DONE_MAX_WAIT_S)
             done_flush(p);
         int free_slots = slots_free(p, running, stuck);
-        if (!atomic_load(&stopping) && free_slots > 0 && (want_claim || now >= next_poll)) {
+        /* Debounce: NOTIFY vcl_reservation, which any login may send, costs
+         * at most one claim per notify_min_gap_ms; a full batch, a freed
+         * slot or a signal claims at once. */
+        double gap = p->cfg->notify_min_gap_ms / 1000.0;
+        bool gap_ok = claim_more || claim_now || now >= last_claim + gap;
+        if (!atomic_load(&stopping) && free_slots > 0 && (want_claim || now >= next_poll) && gap_ok) {
             int want = free_slots < p->cfg->claim_batch ? free_slots : p->cfg->claim_batch;
             p->next_due = 0;
             int got = claim(p, want);
-            next_poll = util_mono_s() + p->cfg->poll_seconds;
+            last_claim = util_mono_s();
+            claim_now = false;
+            next_poll = last_claim + p->cfg->poll_seconds;
             if (p->next_due > 0 && p->next_due < next_poll)
                 next_poll = p->next_due;
             /* a full batch: there may be more; when draining, keep claiming
              * until a claim comes back empty rather than waiting for a poll */
-            want_claim = got == want || (opts->drain && got > 0);
+            want_claim = claim_more = got == want || (opts->drain && got > 0);
             if (got > 0)
                 idle_claims = 0;
             else if (got == 0 && running == 0)
@@ -1312,6 +1323,8 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         double until = p->next_heartbeat;
         if (!atomic_load(&stopping) && free_slots > 0 && next_poll < until)
             until = next_poll;
+        if (!atomic_load(&stopping) && free_slots > 0 && want_claim && last_claim + gap < until)
+            until = last_claim + gap;   /* a NOTIFY held back by the debounce */
         if (metrics_enabled() && next_queue_sample < until)
             until = next_queue_sample;
         double deadline = next_deadline(p);
@@ -1329,7 +1342,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
             char buf[64];
             while (read(p->wake_fd[0], buf, sizeof buf) > 0)
                 ;
-            want_claim = true; /* a slot freed up, or a signal */
+            want_claim = claim_now = true; /* a slot freed up, or a signal */
         }
         if (pr > 0 && fds[1].fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
             if (db_notified(p->db))

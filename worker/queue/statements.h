@@ -145,9 +145,6 @@
     "  LEFT JOIN vcl.image i ON i.id = ir.image_id" \
     " WHERE c.name = $1"
 
-#define SQL_IMAGE_LOCK   "SELECT pg_try_advisory_lock($1::int, $2::int)"
-#define SQL_IMAGE_UNLOCK "SELECT pg_advisory_unlock($1::int, $2::int)"
-
 /* capture (job_db.c for op_capture.c; the target is recorded in vcl.capture, sql/001_baseline.sql).
  * $1 reservation id, $2 a fallback source revision (0 = none): the args,
  * the source revision and image, and the recorded target if any. */
