@@ -9,7 +9,7 @@
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 BUILD    ?= build
-PKGS      = libpq libvirt libxml-2.0 libssh2 yaml-0.1 libmicrohttpd
+PKGS      = libpq libvirt libxml-2.0 libssh2 yaml-0.1 libmicrohttpd libsystemd
 CC       ?= cc
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

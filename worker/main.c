@@ -7,6 +7,7 @@
 #include "base/roff.h"
 #include "queue/stage.h"
 #include "base/version.h"
+#include "base/journal.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -225,6 +226,8 @@ int main(int argc, char **argv)
     log_format lf;
     if (log_format_parse(cfg->log_format, &lf))
         log_set_format(lf);
+    /* under systemd with stderr to the journal: events with fields */
+    log_use_journal(journal_stderr_is_journal());
     db_set_prepare(strcmp(cfg->prepared_statements, "off") != 0);
     pool_opts o = { path, drain };
     /* pool_run owns cfg from here (frees it with every reloaded config) */
