@@ -36,7 +36,7 @@ void sdnotify_init(void)
     ready = stopping = false;
     watchdog_every = 0;
     uint64_t usec = 0;
-    if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+    if (active && sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
         /* a third: the main loop may be late by a poll or a slow query */
         watchdog_every = (double)usec / 3e6;
         watchdog_next = util_mono_s();
