@@ -8,6 +8,7 @@
 #include "queue/stage.h"
 #include "base/version.h"
 #include "base/journal.h"
+#include "base/complete.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -27,7 +28,7 @@ typedef struct cli_opt {
     const char *help;         /* NULL: hidden (not in --help nor the manual) */
 } cli_opt;
 
-enum { OPT_CHECK = 256, OPT_PRINT, OPT_DRAIN, OPT_VERSION, OPT_HELP_MAN };
+enum { OPT_CHECK = 256, OPT_PRINT, OPT_DRAIN, OPT_VERSION, OPT_HELP_MAN, OPT_HELP_COMPLETION };
 
 static const cli_opt cli_opts[] = {
     { "config", 'c', "FILE", "YAML configuration (see config/vcl-worker.yaml)" },
@@ -38,6 +39,8 @@ static const cli_opt cli_opts[] = {
     { "help", 'h', NULL, "this help" },
     /* the manual page, vcl-worker(8), in man(7) roff (make builds it) */
     { "help-man", OPT_HELP_MAN, NULL, NULL },
+    /* the bash completion script (make installs it) */
+    { "help-completion", OPT_HELP_COMPLETION, NULL, NULL },
     { NULL, 0, NULL, NULL },
 };
 
@@ -154,6 +157,28 @@ static void usage_man(FILE *f)
     fputs(".BR vclctl (1),\n.BR systemd.service (5),\n.BR psql (1)\n", f);
 }
 
+/* Bash completion from cli_opts: the options --help shows. */
+static int usage_completion(FILE *f)
+{
+    completion c;
+    char name[64];
+    complete_init(&c, "vcl-worker");
+    complete_path(&c, "");
+    for (const cli_opt *o = cli_opts; o->name; o++) {
+        if (!o->help)
+            continue;
+        snprintf(name, sizeof name, "--%s", o->name);
+        complete_option(&c, name, o->arg);
+        if (o->key < 256) {
+            snprintf(name, sizeof name, "-%c", o->key);
+            complete_option(&c, name, o->arg);
+        }
+    }
+    bool ok = complete_write(&c, f);
+    complete_clear(&c);
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     struct option longopts[sizeof cli_opts / sizeof cli_opts[0]];
@@ -173,6 +198,7 @@ int main(int argc, char **argv)
         case OPT_VERSION: version_print(stdout, "vcl-worker"); return 0;
         case 'h': usage(stdout); return 0;
         case OPT_HELP_MAN: usage_man(stdout); return 0;
+        case OPT_HELP_COMPLETION: return usage_completion(stdout);
         default: usage(stderr); return 2;
         }
     }
