@@ -82,6 +82,9 @@ ok "reservation $failing (node refuses connections) failed" wait_for "reservatio
 failed_logged() { J RESERVATION="$failing" PRIORITY=3 >/dev/null; }
 wait_for "its error in the journal" 20 failed_logged
 
+# shown with prove -v (the README's example comes from here)
+note "$(J RESERVATION="$first" -o short-iso)"
+note "$(J RESERVATION="$failing" -p warning -o verbose -n 1 --output-fields=MESSAGE,PRIORITY,RESERVATION,COMPUTER,NODE,STAGE,OPERATION,WORKER,SYSLOG_IDENTIFIER)"
 # one event, field by field
 ev=$(J RESERVATION="$first" -o verbose --grep '^running node_status' -n 1)
 like "$ev" $'\n    PRIORITY=6\n' "an info event has PRIORITY=6"
