@@ -162,7 +162,7 @@ static int usage_completion(FILE *f)
 {
     completion c;
     char name[64];
-    complete_init(&c, "vcl-worker");
+    complete_init(&c, "vcl-worker", f);
     complete_path(&c, "");
     for (const cli_opt *o = cli_opts; o->name; o++) {
         if (!o->help)
@@ -174,9 +174,7 @@ static int usage_completion(FILE *f)
             complete_option(&c, name, o->arg);
         }
     }
-    bool ok = complete_write(&c, f);
-    complete_clear(&c);
-    return ok ? 0 : 1;
+    return complete_end(&c) ? 0 : 1;
 }
 
 int main(int argc, char **argv)

@@ -555,7 +555,7 @@ static void completion_command(completion *cp, const command *cmd, const char *p
 static bool print_completion(FILE *f)
 {
     completion cp;
-    complete_init(&cp, PROG);
+    complete_init(&cp, PROG, f);
     complete_path(&cp, "");
     for (const command *cmd = COMMANDS; cmd->name; cmd++)
         complete_word(&cp, cmd->name);
@@ -563,9 +563,7 @@ static bool print_completion(FILE *f)
     complete_word(&cp, "--help");
     for (const command *cmd = COMMANDS; cmd->name; cmd++)
         completion_command(&cp, cmd, cmd->name);
-    bool ok = complete_write(&cp, f);
-    complete_clear(&cp);
-    return ok;
+    return complete_end(&cp);
 }
 
 int main(int argc, char **argv)

@@ -1,35 +1,7 @@
 /* complete.c: bash completion scripts from the programs' tables; see complete.h. */
 #include "base/complete.h"
 
-#include <stdarg.h>
-#include <stdlib.h>
 #include <string.h>
-
-static void append(completion *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void append(completion *c, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || c->oom)
-        return;
-    if (c->len + (size_t)n + 1 > c->cap) {
-        size_t cap = (c->cap ? c->cap * 2 : 4096) + (size_t)n;
-        char *p = realloc(c->cases, cap);
-        if (!p) {
-            c->oom = true;
-            return;
-        }
-        c->cases = p;
-        c->cap = cap;
-    }
-    va_start(ap, fmt);
-    vsnprintf(c->cases + c->len, c->cap - c->len, fmt, ap);
-    va_end(ap);
-    c->len += (size_t)n;
-}
 
 /* " word " into a set kept as " a b c " (no duplicates). */
 static void set_add(char *set, size_t size, const char *word)
@@ -42,27 +14,36 @@ static void set_add(char *set, size_t size, const char *word)
     snprintf(set + n, size - n, "%s%s ", n ? "" : " ", word);
 }
 
-void complete_init(completion *c, const char *prog)
+void complete_init(completion *c, const char *prog, FILE *f)
 {
     memset(c, 0, sizeof *c);
+    c->f = f;
     snprintf(c->prog, sizeof c->prog, "%s", prog);
     snprintf(c->fn, sizeof c->fn, "_%s", prog);
     for (char *p = c->fn; *p; p++)
         if (*p == '-')
             *p = '_';
+    /* the words of each path first; the function that uses them, and the
+     * option sets (read when it runs), in complete_end */
+    fprintf(f,
+            "# bash completion for %1$s, made by `%1$s --help-completion` from the tables\n"
+            "# behind `%1$s --help` (do not edit: it is regenerated with the program).\n"
+            "%2$s_words() {\n"
+            "    case \"$1\" in\n",
+            c->prog, c->fn);
 }
 
 void complete_path(completion *c, const char *path)
 {
     if (c->open)
-        append(c, "\";;\n");
-    append(c, "        \"%s\") echo \"", path);
+        fputs("\";;\n", c->f);
+    fprintf(c->f, "        \"%s\") echo \"", path);
     c->open = true;
 }
 
 void complete_word(completion *c, const char *word)
 {
-    append(c, " %s", word);
+    fprintf(c->f, " %s", word);
 }
 
 void complete_option(completion *c, const char *name, const char *arg)
@@ -75,20 +56,13 @@ void complete_option(completion *c, const char *name, const char *arg)
         set_add(c->files, sizeof c->files, name);
 }
 
-bool complete_write(completion *c, FILE *f)
+bool complete_end(completion *c)
 {
     if (c->open) {
-        append(c, "\";;\n");
+        fputs("\";;\n", c->f);
         c->open = false;
     }
-    if (c->oom)
-        return false;
-    fprintf(f,
-            "# bash completion for %1$s, made by `%1$s --help-completion` from the tables\n"
-            "# behind `%1$s --help` (do not edit: it is regenerated with the program).\n"
-            "%2$s_words() {\n"
-            "    case \"$1\" in\n"
-            "%3$s"
+    fprintf(c->f,
             "        *) return 1;;\n"
             "    esac\n"
             "}\n"
@@ -117,15 +91,9 @@ bool complete_write(completion *c, FILE *f)
             "    mapfile -t COMPREPLY < <(compgen -W \"$words\" -- \"$cur\")\n"
             "    return 0\n"
             "}\n"
-            "%2$s_takes='%4$s'\n"
-            "%2$s_files='%5$s'\n"
+            "%2$s_takes='%3$s'\n"
+            "%2$s_files='%4$s'\n"
             "complete -F %2$s %1$s\n",
-            c->prog, c->fn, c->cases ? c->cases : "", c->takes, c->files);
-    return !ferror(f);
-}
-
-void complete_clear(completion *c)
-{
-    free(c->cases);
-    memset(c, 0, sizeof *c);
+            c->prog, c->fn, c->takes, c->files);
+    return !ferror(c->f);
 }
