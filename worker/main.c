@@ -143,9 +143,18 @@ static void usage_man(FILE *f)
     roff_item(f, "B", "VCL_DRIVERS_DIR", "default of drivers_dir");
     roff_item(f, "B", "PGHOST, PGDATABASE, PGUSER, PGPASSFILE, ...",
               "libpq reads them for what database does not set");
+    roff_item(f, "B", "JOURNAL_STREAM",
+              "set by systemd when stderr is the journal: if it names fd 2, each event goes to "
+              "the journal with PRIORITY and the fields RESERVATION, COMPUTER, NODE, STAGE, "
+              "OPERATION and WORKER (journalctl -u vcl-worker RESERVATION=42) instead of a line");
+    roff_item(f, "B", "NOTIFY_SOCKET, WATCHDOG_USEC",
+              "set by systemd for Type=notify and WatchdogSec=: READY=1 after the first claim, "
+              "STATUS= (slots busy, last claim), WATCHDOG=1 from the main loop, RELOADING=1 on "
+              "SIGHUP, STOPPING=1 on SIGTERM");
     fputs(".SH FILES\n", f);
     roff_item(f, "I", "/etc/vcl-worker/vcl-worker.yaml",
-              "the configuration the systemd unit vcl-worker.service passes to --config");
+              "the configuration the systemd unit vcl-worker.service passes to --config "
+              "(vcl-worker@NAME.service: /etc/vcl-worker/NAME.yaml)");
     roff_item(f, "I", VCL_PREFIX "/lib/vcl-worker/drivers/",
               "hypervisor driver modules (kvm.so, qemu.so)");
     roff_item(f, "I", VCL_PREFIX "/share/vcl-worker/sql/",
@@ -154,7 +163,7 @@ static void usage_man(FILE *f)
     roff_item(f, "I", VCL_PREFIX "/share/doc/vcl-worker/examples/vcl-worker.yaml",
               "an annotated configuration with every option at its default");
     fputs(".SH SEE ALSO\n", f);
-    fputs(".BR vclctl (1),\n.BR systemd.service (5),\n.BR psql (1)\n", f);
+    fputs(".BR vclctl (1),\n.BR systemd.service (5),\n.BR journalctl (1),\n.BR psql (1)\n", f);
 }
 
 /* Bash completion from cli_opts: the options --help shows. */
