@@ -6,10 +6,11 @@
 #   make DEVELOPER=1             warnings are errors (-Werror); CI builds so (.ci/run)
 #   make version                 print the version the programs are built with
 #   make install PREFIX=/usr/local [DESTDIR=...]
+#   make deb                     build/deb/vcl-worker_VERSION_amd64.deb (debian/), lintian-checked
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 BUILD    ?= build
-PKGS      = libpq libvirt libxml-2.0 libssh2 yaml-0.1 libmicrohttpd
+PKGS      = libpq libvirt libxml-2.0 libssh2 yaml-0.1 libmicrohttpd libsystemd
 CC       ?= cc
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -41,7 +42,7 @@ ifdef SANITIZE
 CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=$(SANITIZE)
 endif
-ALL_CFLAGS = $(WARN) $(DEFS) $(CFLAGS) -Iworker -Idrivers -Itests $(PKG_CFLAGS) -fPIC -MMD -MP
+ALL_CFLAGS = $(WARN) $(DEFS) $(CPPFLAGS) $(CFLAGS) -Iworker -Idrivers -Itests $(PKG_CFLAGS) -fPIC -MMD -MP
 LIBS      = $(PKG_LIBS) -lpthread -ldl -lm
 
 # worker/ by concern (README "Layout"): main.c at the top, the library in
@@ -67,23 +68,28 @@ TEST_WORKER = $(BUILD)/test/vcl-worker
 #   $(PREFIX)/share/vcl-worker/sql/functions/ with the live SQL (ORDER, *.sql)
 #   $(DOCDIR)/examples/vcl-worker.yaml        copy it to $(SYSCONFDIR)/vcl-worker/
 #   $(MANDIR)/man1/vclctl.1, man8/vcl-worker.8
-#   $(SYSTEMDUNITDIR)/vcl-worker.service      paths substituted
+#   $(SYSTEMDUNITDIR)/vcl-worker.service, vcl-worker@.service  paths substituted
+#   $(COMPLETIONDIR)/vcl-worker, vclctl       bash completion (--help-completion)
 # Nothing is written to $(SYSCONFDIR): the configuration is the admin's.
 BINDIR   ?= $(PREFIX)/bin
 SYSCONFDIR ?= /etc
 DOCDIR   ?= $(PREFIX)/share/doc/vcl-worker
 MANDIR   ?= $(PREFIX)/share/man
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
 DRIVERSDIR = $(PREFIX)/lib/vcl-worker/drivers
 SQLDIR     = $(PREFIX)/share/vcl-worker/sql
 SQL_SRC    = $(wildcard sql/*.sql)
 SQL_LIVE   = sql/functions/ORDER $(wildcard sql/functions/*.sql)
-# Manual pages and the unit, made from the binaries and config/.
+# Manual pages, completion and the units, made from the binaries and config/.
 MAN        = $(BUILD)/man/vcl-worker.8 $(BUILD)/man/vclctl.1
-UNIT       = $(BUILD)/vcl-worker.service
+COMPLETION = $(BUILD)/completion/vcl-worker $(BUILD)/completion/vclctl
+UNIT       = $(BUILD)/vcl-worker.service $(BUILD)/vcl-worker@.service
 
-.PHONY: all check unit demo deps install uninstall clean version
-all: bin/vcl-worker bin/vclctl $(DRV_SO) $(UNIT_BIN) $(BENCH_BIN) $(TEST_WORKER) $(MAN)
+.PHONY: all programs check unit demo deps install uninstall clean version deb
+all: programs $(UNIT_BIN) $(BENCH_BIN) $(TEST_WORKER)
+# What install needs (debian/rules builds only this).
+programs: bin/vcl-worker bin/vclctl $(DRV_SO) $(MAN) $(COMPLETION) $(UNIT)
 
 # Objects depend on the flags they were built with: switching SANITIZE or
 # PREFIX rebuilds everything instead of linking a mix.
@@ -174,17 +180,21 @@ $(BUILD)/man/vclctl.1: bin/vclctl
 	@mkdir -p $(dir $@)
 	bin/vclctl --help-man >$@.tmp && mv $@.tmp $@
 
-$(UNIT): config/vcl-worker.service $(FLAGS_FILE) Makefile
+$(BUILD)/completion/%: bin/%
+	@mkdir -p $(dir $@)
+	$< --help-completion >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/%.service: config/%.service $(FLAGS_FILE) Makefile
 	@mkdir -p $(dir $@)
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 	    -e 's|@DOCDIR@|$(DOCDIR)|g' -e 's|@DRIVERSDIR@|$(DRIVERSDIR)|g' $< >$@.tmp && mv $@.tmp $@
 
 # The SQL directory holds exactly this version's files: those of an older
 # install (a migration squashed into the baseline since) would be applied.
-install: bin/vcl-worker bin/vclctl $(DRV_SO) $(MAN) $(UNIT)
+install: programs
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DRIVERSDIR) $(DESTDIR)$(SQLDIR)/functions \
 	           $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
-	           $(DESTDIR)$(SYSTEMDUNITDIR)
+	           $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(COMPLETIONDIR)
 	install -m 755 bin/vcl-worker bin/vclctl $(DESTDIR)$(BINDIR)/
 	install -m 644 $(DRV_SO) $(DESTDIR)$(DRIVERSDIR)/
 	rm -f $(DESTDIR)$(SQLDIR)/*.sql $(DESTDIR)$(SQLDIR)/functions/*.sql $(DESTDIR)$(SQLDIR)/functions/ORDER
@@ -194,6 +204,7 @@ install: bin/vcl-worker bin/vclctl $(DRV_SO) $(MAN) $(UNIT)
 	install -m 644 $(BUILD)/man/vclctl.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 $(BUILD)/man/vcl-worker.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 644 $(UNIT) $(DESTDIR)$(SYSTEMDUNITDIR)/
+	install -m 644 $(COMPLETION) $(DESTDIR)$(COMPLETIONDIR)/
 
 # Exactly the files install writes, then the directories that are ours alone
 # (bin/, man/ and systemd's directories stay).
@@ -204,13 +215,37 @@ uninstall:
 	      $(addprefix $(DESTDIR)$(SQLDIR)/functions/,$(notdir $(SQL_LIVE))) \
 	      $(DESTDIR)$(DOCDIR)/examples/vcl-worker.yaml \
 	      $(DESTDIR)$(MANDIR)/man1/vclctl.1 $(DESTDIR)$(MANDIR)/man8/vcl-worker.8 \
-	      $(DESTDIR)$(SYSTEMDUNITDIR)/vcl-worker.service
+	      $(DESTDIR)$(SYSTEMDUNITDIR)/vcl-worker.service $(DESTDIR)$(SYSTEMDUNITDIR)/vcl-worker@.service \
+	      $(DESTDIR)$(COMPLETIONDIR)/vcl-worker $(DESTDIR)$(COMPLETIONDIR)/vclctl
 	-rmdir $(DESTDIR)$(DRIVERSDIR) $(DESTDIR)$(PREFIX)/lib/vcl-worker \
 	       $(DESTDIR)$(SQLDIR)/functions $(DESTDIR)$(SQLDIR) $(DESTDIR)$(PREFIX)/share/vcl-worker \
 	       $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 clean:
 	rm -rf $(BUILD) bin lib
+
+# The Debian package, built from a copy of this tree in $(BUILD)/deb/src
+# (dpkg-buildpackage writes next to the source, so the tree stays clean):
+# debian/changelog gets this version (VCL_VERSION with '-' as '+', Debian's
+# native form: 0.2.0-12-gabcdef0 is 0.2.0+12+gabcdef0), and the programs
+# report VCL_VERSION itself. Then lintian: an error fails the target.
+# Build tools (debhelper, lintian, ...) come from `tools/install-deps --deb`.
+DEB_VERSION = $(subst -,+,$(VCL_VERSION))
+DEB_ARCH   := $(shell dpkg --print-architecture 2>/dev/null)
+DEB_FILE    = $(BUILD)/deb/vcl-worker_$(DEB_VERSION)_$(DEB_ARCH).deb
+deb:
+	@tools/install-deps --deb
+	rm -rf $(BUILD)/deb
+	mkdir -p $(BUILD)/deb/src
+	tar -cf - --exclude=./build --exclude=./bin --exclude=./lib --exclude=./.git . | tar -C $(BUILD)/deb/src -xf -
+	echo '$(VCL_VERSION)' >$(BUILD)/deb/src/debian/vcl-version
+	{ printf 'vcl-worker (%s) unstable; urgency=medium\n\n  * Built by make deb from %s.\n\n' \
+	      '$(DEB_VERSION)' '$(VCL_VERSION)'; \
+	  printf ' -- vcl-worker developers <vcl-worker@example.org>  %s\n' "$$(date -R)"; } \
+	  >$(BUILD)/deb/src/debian/changelog
+	cd $(BUILD)/deb/src && dpkg-buildpackage -b -us -uc -j2 >../build.log 2>&1 || { tail -n 40 ../build.log; exit 1; }
+	lintian --fail-on error $(DEB_FILE)
+	@echo "built $(DEB_FILE)"
 
 # A .d file from before a source moved (git pull across the worker/ split)
 # names the old path; without this rule make stops at "No rule to make
@@ -219,4 +254,6 @@ clean:
 worker/%.c: ;
 tools/%.c: ;
 $(BUILD)/%.d: ;
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# (Not under $(BUILD)/deb: make deb's copy has its own build, and debian/
+# directories such as tmpfiles.d.)
+-include $(shell find $(BUILD) -path $(BUILD)/deb -prune -o -name '*.d' -type f -print 2>/dev/null)

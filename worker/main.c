@@ -7,6 +7,8 @@
 #include "base/roff.h"
 #include "queue/stage.h"
 #include "base/version.h"
+#include "base/journal.h"
+#include "base/complete.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -26,7 +28,7 @@ typedef struct cli_opt {
     const char *help;         /* NULL: hidden (not in --help nor the manual) */
 } cli_opt;
 
-enum { OPT_CHECK = 256, OPT_PRINT, OPT_DRAIN, OPT_VERSION, OPT_HELP_MAN };
+enum { OPT_CHECK = 256, OPT_PRINT, OPT_DRAIN, OPT_VERSION, OPT_HELP_MAN, OPT_HELP_COMPLETION };
 
 static const cli_opt cli_opts[] = {
     { "config", 'c', "FILE", "YAML configuration (see config/vcl-worker.yaml)" },
@@ -37,6 +39,8 @@ static const cli_opt cli_opts[] = {
     { "help", 'h', NULL, "this help" },
     /* the manual page, vcl-worker(8), in man(7) roff (make builds it) */
     { "help-man", OPT_HELP_MAN, NULL, NULL },
+    /* the bash completion script (make installs it) */
+    { "help-completion", OPT_HELP_COMPLETION, NULL, NULL },
     { NULL, 0, NULL, NULL },
 };
 
@@ -139,9 +143,18 @@ static void usage_man(FILE *f)
     roff_item(f, "B", "VCL_DRIVERS_DIR", "default of drivers_dir");
     roff_item(f, "B", "PGHOST, PGDATABASE, PGUSER, PGPASSFILE, ...",
               "libpq reads them for what database does not set");
+    roff_item(f, "B", "JOURNAL_STREAM",
+              "set by systemd when stderr is the journal: if it names fd 2, each event goes to "
+              "the journal with PRIORITY and the fields RESERVATION, COMPUTER, NODE, STAGE, "
+              "OPERATION and WORKER (journalctl -u vcl-worker RESERVATION=42) instead of a line");
+    roff_item(f, "B", "NOTIFY_SOCKET, WATCHDOG_USEC",
+              "set by systemd for Type=notify and WatchdogSec=: READY=1 after the first claim, "
+              "STATUS= (slots busy, last claim), WATCHDOG=1 from the main loop, RELOADING=1 on "
+              "SIGHUP, STOPPING=1 on SIGTERM");
     fputs(".SH FILES\n", f);
     roff_item(f, "I", "/etc/vcl-worker/vcl-worker.yaml",
-              "the configuration the systemd unit vcl-worker.service passes to --config");
+              "the configuration the systemd unit vcl-worker.service passes to --config "
+              "(vcl-worker@NAME.service: /etc/vcl-worker/NAME.yaml)");
     roff_item(f, "I", VCL_PREFIX "/lib/vcl-worker/drivers/",
               "hypervisor driver modules (kvm.so, qemu.so)");
     roff_item(f, "I", VCL_PREFIX "/share/vcl-worker/sql/",
@@ -150,7 +163,27 @@ static void usage_man(FILE *f)
     roff_item(f, "I", VCL_PREFIX "/share/doc/vcl-worker/examples/vcl-worker.yaml",
               "an annotated configuration with every option at its default");
     fputs(".SH SEE ALSO\n", f);
-    fputs(".BR vclctl (1),\n.BR systemd.service (5),\n.BR psql (1)\n", f);
+    fputs(".BR vclctl (1),\n.BR systemd.service (5),\n.BR journalctl (1),\n.BR psql (1)\n", f);
+}
+
+/* Bash completion from cli_opts: the options --help shows. */
+static int usage_completion(FILE *f)
+{
+    completion c;
+    char name[64];
+    complete_init(&c, "vcl-worker", f);
+    complete_path(&c, "");
+    for (const cli_opt *o = cli_opts; o->name; o++) {
+        if (!o->help)
+            continue;
+        snprintf(name, sizeof name, "--%s", o->name);
+        complete_option(&c, name, o->arg);
+        if (o->key < 256) {
+            snprintf(name, sizeof name, "-%c", o->key);
+            complete_option(&c, name, o->arg);
+        }
+    }
+    return complete_end(&c) ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -172,6 +205,7 @@ int main(int argc, char **argv)
         case OPT_VERSION: version_print(stdout, "vcl-worker"); return 0;
         case 'h': usage(stdout); return 0;
         case OPT_HELP_MAN: usage_man(stdout); return 0;
+        case OPT_HELP_COMPLETION: return usage_completion(stdout);
         default: usage(stderr); return 2;
         }
     }
@@ -225,6 +259,8 @@ int main(int argc, char **argv)
     log_format lf;
     if (log_format_parse(cfg->log_format, &lf))
         log_set_format(lf);
+    /* under systemd with stderr to the journal: events with fields */
+    log_use_journal(journal_stderr_is_journal());
     db_set_prepare(strcmp(cfg->prepared_statements, "off") != 0);
     db_set_writer(true);   /* its connections write as the worker (guard.sql) */
     pool_opts o = { path, drain };

@@ -29,7 +29,10 @@ expected_files() {
         done
         printf '644 %s\n' "$root$p/share/doc/vcl-worker/examples/vcl-worker.yaml" \
             "$root$p/share/man/man1/vclctl.1" "$root$p/share/man/man8/vcl-worker.8" \
-            "$root$p/lib/systemd/system/vcl-worker.service"
+            "$root$p/lib/systemd/system/vcl-worker.service" \
+            "$root$p/lib/systemd/system/vcl-worker@.service" \
+            "$root$p/share/bash-completion/completions/vcl-worker" \
+            "$root$p/share/bash-completion/completions/vclctl"
     } | sort -k2
 }
 files_under() { find "$1" -not -type d -printf '%m %p\n' | sort -k2; }
@@ -136,6 +139,13 @@ ExecStart=$p/bin/vcl-worker --config /etc/vcl-worker/vcl-worker.yaml
     like "$out" "Documentation=man:vcl-worker\(8\) file://$p/share/doc/vcl-worker/examples/vcl-worker.yaml" \
        "$what: unit Documentation names the man page and the installed example"
     is "$(grep -o '@[A-Z]*@' <<<"$out" | sort -u)" "" "$what: no @PLACEHOLDER@ left in the unit"
+    like "$(cat "$root$p/lib/systemd/system/vcl-worker@.service")" "
+ExecStart=$p/bin/vcl-worker --config /etc/vcl-worker/%i.yaml
+" "$what: the template unit reads /etc/vcl-worker/INSTANCE.yaml"
+    for key in 'Type=notify' 'NotifyAccess=main'; do
+        grep -qxF "$key" <<<"$out" || fail "$what: unit lacks $key"
+    done
+    grep -qx 'WatchdogSec=[0-9].*' <<<"$out" || fail "$what: unit has no WatchdogSec"
     for key in 'NoNewPrivileges=yes' 'ProtectSystem=strict' 'ProtectHome=yes' 'PrivateTmp=yes' \
                'Restart=on-failure' 'KillSignal=SIGTERM' 'ExecReload=/bin/kill -HUP $MAINPID' \
                'User=vcl-worker'; do

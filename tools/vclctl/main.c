@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "base/roff.h"
+#include "base/complete.h"
 #include "base/version.h"
 #include "vclctl.h"
 
@@ -506,6 +507,65 @@ static int dispatch(ctl *c, const command *table, int argc, char **argv)
     return cmd->fn(c, &a);
 }
 
+/* The options of GLOBAL_HELP's entries ("  --ssh-key FILE, --known-hosts FILE",
+ * "  -v, -vv        log ..."): each name with its placeholder. */
+static void completion_global_options(completion *cp)
+{
+    for (const char *p = GLOBAL_HELP; *p;) {
+        size_t n = strcspn(p, "\n");
+        char line[256];
+        snprintf(line, sizeof line, "%.*s", (int)n, p);
+        p += n + (p[n] == '\n');
+        if (strncmp(line, "  -", 3) != 0)
+            continue;
+        char *gap = strstr(line + 2, "  ");
+        if (gap)
+            *gap = '\0';
+        char *save = NULL;
+        for (char *tok = strtok_r(line + 2, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            tok += strspn(tok, " ");
+            char *arg = strchr(tok, ' ');
+            if (arg)
+                *arg++ = '\0';
+            complete_option(cp, tok, arg && *arg ? arg : NULL);
+        }
+    }
+}
+
+static void completion_command(completion *cp, const command *cmd, const char *path)
+{
+    complete_path(cp, path);
+    if (cmd->sub)
+        for (const command *s = cmd->sub; s->name; s++)
+            complete_word(cp, s->name);
+    for (const optspec *o = cmd->opts; o && o->name; o++) {
+        char name[64];
+        snprintf(name, sizeof name, "--%s", o->name);
+        complete_option(cp, name, o->arg);
+    }
+    complete_word(cp, "--help");
+    for (const command *s = cmd->sub; s && s->name; s++) {
+        char sub[64];
+        snprintf(sub, sizeof sub, "%s %s", path, s->name);
+        completion_command(cp, s, sub);
+    }
+}
+
+/* Bash completion from COMMANDS, their optspecs and GLOBAL_HELP. */
+static bool print_completion(FILE *f)
+{
+    completion cp;
+    complete_init(&cp, PROG, f);
+    complete_path(&cp, "");
+    for (const command *cmd = COMMANDS; cmd->name; cmd++)
+        complete_word(&cp, cmd->name);
+    completion_global_options(&cp);
+    complete_word(&cp, "--help");
+    for (const command *cmd = COMMANDS; cmd->name; cmd++)
+        completion_command(&cp, cmd, cmd->name);
+    return complete_end(&cp);
+}
+
 int main(int argc, char **argv)
 {
     ctl c = { .conninfo = NULL };
@@ -528,6 +588,8 @@ int main(int argc, char **argv)
             print_man(stdout);
             return EXIT_OK;
         }
+        if (strcmp(argv[i], "--help-completion") == 0)   /* hidden: make writes it */
+            return print_completion(stdout) ? EXIT_OK : EXIT_FAIL;
         int g = global_option(&c, argc, argv, &i);
         if (g < 0)
             return usage_error(&c, "option '%s' needs a value", argv[i]);

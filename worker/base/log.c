@@ -1,11 +1,13 @@
 /* log.c: logfmt or JSON lines on stderr; see log.h. */
 #include "base/log.h"
+#include "base/journal.h"
 
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <syslog.h>
 #include <time.h>
 
 static const char *const level_names[LOG_LVL__COUNT] = { "debug", "info", "warn", "error" };
@@ -13,6 +15,9 @@ static const char *const format_names[LOG_FMT__COUNT] = { "logfmt", "json" };
 static log_level current_level = LOG_LVL_INFO;
 static log_format current_format = LOG_FMT_LOGFMT;
 static FILE *out_stream; /* NULL = stderr */
+static bool to_journal;
+/* syslog priorities for the journal's PRIORITY= (journalctl -p) */
+static const int level_priority[LOG_LVL__COUNT] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR };
 static char worker_name[128];
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -20,6 +25,7 @@ static _Thread_local long long ctx_res;
 static _Thread_local char ctx_computer[96];
 static _Thread_local char ctx_node[96];
 static _Thread_local char ctx_stage[48];
+static _Thread_local char ctx_operation[48];
 
 const char *log_level_name(log_level l)
 {
@@ -65,6 +71,13 @@ void log_set_output(FILE *f)
     pthread_mutex_unlock(&log_lock);
 }
 
+void log_use_journal(bool on)
+{
+    pthread_mutex_lock(&log_lock);
+    to_journal = on;
+    pthread_mutex_unlock(&log_lock);
+}
+
 void log_set_level(log_level l) { current_level = l; }
 log_level log_get_level(void) { return current_level; }
 
@@ -79,11 +92,17 @@ void log_ctx_set(long long reservation_id, const char *computer, const char *nod
     snprintf(ctx_computer, sizeof ctx_computer, "%s", computer ? computer : "");
     snprintf(ctx_node, sizeof ctx_node, "%s", node ? node : "");
     ctx_stage[0] = '\0';
+    ctx_operation[0] = '\0';
 }
 
 void log_ctx_stage(const char *stage)
 {
     snprintf(ctx_stage, sizeof ctx_stage, "%s", stage ? stage : "");
+}
+
+void log_ctx_operation(const char *operation)
+{
+    snprintf(ctx_operation, sizeof ctx_operation, "%s", operation ? operation : "");
 }
 
 void log_ctx_clear(void)
@@ -201,6 +220,20 @@ void log_msg(log_level l, const char *fmt, ...)
     char tbuf[40], stamp[48];
     strftime(tbuf, sizeof tbuf, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(stamp, sizeof stamp, "%s.%03ldZ", tbuf, ts.tv_nsec / 1000000);
+
+    /* the journal stamps the event itself; sd_journal_sendv is thread-safe */
+    pthread_mutex_lock(&log_lock);
+    bool journal = to_journal && !out_stream;
+    pthread_mutex_unlock(&log_lock);
+    if (journal) {
+        journal_event ev = {
+            .priority = level_priority[l], .message = msg, .identifier = "vcl-worker",
+            .worker = worker_name, .reservation = ctx_res, .computer = ctx_computer,
+            .node = ctx_node, .stage = ctx_stage, .operation = ctx_operation,
+        };
+        if (journal_send(&ev))
+            return;
+    }
 
     pthread_mutex_lock(&log_lock);
     FILE *f = out_stream ? out_stream : stderr;

@@ -5,7 +5,11 @@
  * Values are escaped so that one event is always one line: logfmt quotes a
  * value with spaces, quotes, '=', '\\' or control characters and escapes
  * them; JSON escapes quotes, backslashes and control characters (\u00XX) and
- * replaces bytes that are not valid UTF-8 with U+FFFD. */
+ * replaces bytes that are not valid UTF-8 with U+FFFD.
+ * Under systemd with stderr connected to the journal (log_use_journal(),
+ * base/journal.h) each event goes to the journal instead, as fields: the
+ * level as PRIORITY, the context as RESERVATION=, COMPUTER=, NODE=, STAGE=,
+ * OPERATION=, WORKER=. */
 #ifndef VCL_LOG_H
 #define VCL_LOG_H
 #include <stdbool.h>
@@ -35,10 +39,17 @@ bool log_format_parse(const char *s, log_format *out);
 void log_set_format(log_format f);
 /* Where lines go (default stderr; NULL = stderr). For tests. */
 void log_set_output(FILE *f);
+/* Send events to the journal (when stderr is the journal: main.c asks
+ * journal_stderr_is_journal()); an event the journal refuses is written to
+ * stderr as a line. Not while log_set_output() names a file. */
+void log_use_journal(bool on);
 
 /* Thread-local job context; NULL/0 clears a field. */
 void log_ctx_set(long long reservation_id, const char *computer, const char *node);
 void log_ctx_stage(const char *stage);
+/* The job's operation (load, capture, ...): a journal field only, the
+ * stderr lines stay as they were. log_ctx_set() clears it. */
+void log_ctx_operation(const char *operation);
 void log_ctx_clear(void);
 
 void log_msg(log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

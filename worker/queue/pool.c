@@ -6,6 +6,7 @@
 #include "queue/job.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/sdnotify.h"
 #include "queue/stage.h"
 #include "queue/statements.h"
 #include "base/version.h"
@@ -101,6 +102,7 @@ struct pool {
     double last_heartbeat_ok;
     double next_heartbeat;     /* util_mono_s() time of the next heartbeat */
     done_queue done;           /* claimed jobs with nothing to run, to complete */
+    long long last_claim_id;   /* first reservation of the last claim (sdnotify STATUS=) */
     double next_due;           /* util_mono_s() time vcl.next_due() named after the last claim
                                 * that left the queue drained; 0 = nothing scheduled */
     double next_rescue;        /* util_mono_s() time a claim next looks for expired leases */
@@ -556,6 +558,7 @@ static void *slot_main(void *arg)
     j.still_ours_ctx = s;
     slot_publish_job(s, &j);
     log_ctx_set(j.id, j.computer, j.node);
+    log_ctx_operation(j.operation);
     const op_def *op = ops_find(j.operation);
     if (!op) {
         vcl_error_set(&e, VCL_ERR_PERMANENT,
@@ -859,6 +862,8 @@ static int claim(pool *p, int want)
         const char *opname = PQgetvalue(r, k, 2);
         const op_def *op = ops_find(opname);
         metrics_job_claimed(opname);
+        if (k == 0)
+            p->last_claim_id = id;
         if (op && stage_count(op) == 0) {
             done_add(p, id, token, op->name);
         } else {
@@ -1036,6 +1041,7 @@ static void enforce_deadlines(pool *p)
                  c->limit, c->stage);
         log_ctx_set(od[k].id, NULL, c->node);
         log_ctx_stage(c->stage);
+        log_ctx_operation(c->operation);
         log_warn("%s: failing the job and freeing its slot; its thread is abandoned (it writes "
                  "nothing and touches the node no more)", msg);
         if (c->row > 0) {
@@ -1189,6 +1195,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         snprintf(p->worker_name, sizeof p->worker_name, "%s-%d", host, (int)getpid());
     }
     log_set_worker(p->worker_name);
+    sdnotify_init();
 
     if (pipe2(p->wake_fd, O_NONBLOCK | O_CLOEXEC) != 0) {
         log_error("pipe: %s", strerror(errno));
@@ -1240,10 +1247,14 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
     double last_claim = 0;
     int idle_claims = 0;
     for (;;) {
-        if (sig_reload)
+        if (sig_reload) {
+            sdnotify_reloading();
             reload_config(p);
+            sdnotify_reloaded();
+        }
         if (sig_stop && !atomic_load(&stopping)) {
             atomic_store(&stopping, 1);
+            sdnotify_stopping();
             log_info("stopping: no new claims; running stages finish, then jobs are handed back");
         }
         reap_slots(p);
@@ -1252,6 +1263,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         enforce_deadlines(p);
         int running = slots_running(p), stuck = slots_stuck(p);
         metrics_slots_stuck(stuck);
+        sdnotify_tick(running, p->cfg->slots);
         if (atomic_load(&stopping) && running == 0)
             break;
 
@@ -1296,6 +1308,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
             int got = claim(p, want);
             last_claim = util_mono_s();
             claim_now = false;
+            sdnotify_claimed(got, p->last_claim_id);
             next_poll = last_claim + p->cfg->poll_seconds;
             if (p->next_due > 0 && p->next_due < next_poll)
                 next_poll = p->next_due;
@@ -1330,6 +1343,9 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         double deadline = next_deadline(p);
         if (deadline > 0 && deadline + 0.01 < until)
             until = deadline + 0.01;
+        double watchdog = sdnotify_next_due();
+        if (watchdog > 0 && watchdog < until)
+            until = watchdog;
         int timeout_ms = (int)((until - util_mono_s()) * 1000);
         if (timeout_ms < 0)
             timeout_ms = 0;
@@ -1352,6 +1368,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
     rc = 0;
 cleanup:
     atomic_store(&stopping, 1);
+    sdnotify_stopping();
     while (slots_running(p) > 0) {
         reap_slots(p);
         enforce_deadlines(p);
