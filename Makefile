@@ -3,6 +3,7 @@
 #   make check                   install missing deps, run every test through prove
 #   make demo                    install missing deps, throwaway PostgreSQL + libvirt, a real load
 #   make SANITIZE=address,undefined
+#   make fuzz [FUZZ_SECONDS=60]  libFuzzer (clang) on every tests/fuzz/fuzz_*.c, each for a set time
 #   make DEVELOPER=1             warnings are errors (-Werror); CI builds so (.ci/run)
 #   make version                 print the version the programs are built with
 #   make install PREFIX=/usr/local [DESTDIR=...]
@@ -82,7 +83,7 @@ SQL_LIVE   = sql/functions/ORDER $(wildcard sql/functions/*.sql)
 MAN        = $(BUILD)/man/vcl-worker.8 $(BUILD)/man/vclctl.1
 UNIT       = $(BUILD)/vcl-worker.service
 
-.PHONY: all check unit demo deps install uninstall clean version
+.PHONY: all check unit demo deps install uninstall clean version fuzz fuzz-build fuzz-replay
 all: bin/vcl-worker bin/vclctl $(DRV_SO) $(UNIT_BIN) $(BENCH_BIN) $(TEST_WORKER) $(MAN)
 
 # Objects depend on the flags they were built with: switching SANITIZE or
@@ -156,8 +157,67 @@ unit: all
 # Everything: unit tests (no services) and integration/fault tests (they start
 # their own PostgreSQL, libvirtd and sshd in temp dirs).
 check: deps
-	$(MAKE) all
-	prove --exec '' --timer $(UNIT_BIN) tests/integration/*.t $(wildcard tests/fault/*.t)
+	$(MAKE) all fuzz-replay
+	prove --exec '' --timer $(UNIT_BIN) tests/fuzz/replay.t tests/integration/*.t $(wildcard tests/fault/*.t)
+
+# ---- fuzzing (tests/fuzz/, README "Fuzzing") ----------------------------------
+# One harness per target: tests/fuzz/fuzz_<target>.c, seeds in
+# tests/fuzz/corpus/<target>/. Both builds compile the library again, with
+# sanitizers, in a directory of their own (the normal objects stay as they are).
+#   make fuzz-replay   gcc + tests/fuzz/replay.c, -fsanitize=address,undefined:
+#                      build/fuzz-replay/fuzz_<target>; tests/fuzz/replay.t runs
+#                      each over its corpus once (part of make check, no clang)
+#   make fuzz          clang + libFuzzer: build/fuzz/fuzz_<target>, each run for
+#                      FUZZ_SECONDS under nice (tests/fuzz/run); clang comes from
+#                      tools/install-deps --fuzz when missing
+FUZZ_SRC     = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_TARGETS = $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_LIB_SRC  = $(LIB_SRC)
+REPLAY_DIR    = $(BUILD)/fuzz-replay
+REPLAY_CFLAGS = $(WARN) $(DEFS) -DVCL_VERSION='"fuzz"' -O1 -g $(FUZZ_SAN) -Iworker -Idrivers -Itests $(PKG_CFLAGS) -MMD -MP
+FUZZ_DIR      = $(BUILD)/fuzz
+# clang does not know gcc's -Wno-format-truncation; version.c gets a fixed
+# version (the harnesses do not print it).
+FUZZ_CFLAGS   = $(filter-out -Wno-format-truncation,$(WARN)) $(DEFS) -DVCL_VERSION='"fuzz"' -O1 -g $(FUZZ_SAN) \
+ -fsanitize=fuzzer-no-link -Iworker -Idrivers -Itests $(PKG_CFLAGS) -MMD -MP
+
+$(REPLAY_DIR)/.flags: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(CC) $(REPLAY_CFLAGS)' | cmp -s - $@ || echo '$(CC) $(REPLAY_CFLAGS)' > $@
+$(REPLAY_DIR)/%.o: %.c $(REPLAY_DIR)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(REPLAY_CFLAGS) -c $< -o $@
+$(REPLAY_DIR)/libvclw.a: $(FUZZ_LIB_SRC:%.c=$(REPLAY_DIR)/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+$(REPLAY_DIR)/fuzz_%: $(REPLAY_DIR)/tests/fuzz/fuzz_%.o $(REPLAY_DIR)/tests/fuzz/replay.o $(REPLAY_DIR)/libvclw.a
+	$(CC) $(FUZZ_SAN) -o $@ $^ $(LIBS)
+fuzz-replay: $(FUZZ_TARGETS:%=$(REPLAY_DIR)/fuzz_%)
+# the harness objects are intermediate to make: keep them (no relink every run)
+.SECONDARY: $(FUZZ_TARGETS:%=$(REPLAY_DIR)/tests/fuzz/fuzz_%.o) $(REPLAY_DIR)/tests/fuzz/replay.o \
+            $(FUZZ_TARGETS:%=$(FUZZ_DIR)/tests/fuzz/fuzz_%.o)
+
+$(FUZZ_DIR)/.flags: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(FUZZ_CC) $(FUZZ_CFLAGS)' | cmp -s - $@ || echo '$(FUZZ_CC) $(FUZZ_CFLAGS)' > $@
+$(FUZZ_DIR)/%.o: %.c $(FUZZ_DIR)/.flags
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+$(FUZZ_DIR)/libvclw.a: $(FUZZ_LIB_SRC:%.c=$(FUZZ_DIR)/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+$(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/tests/fuzz/fuzz_%.o $(FUZZ_DIR)/libvclw.a
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+
+fuzz-build:
+	@tools/install-deps --fuzz
+	$(MAKE) $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run $(FUZZ_DIR) $(FUZZ_TARGETS)
 
 demo: deps
 	$(MAKE) all

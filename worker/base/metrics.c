@@ -615,6 +615,16 @@ bool metrics_serve(const char *spec, vcl_error *e)
     return true;
 }
 
+void metrics_reset(void)
+{
+    pthread_mutex_lock(&mu);
+    free(all);
+    all = NULL;
+    n_all = cap_all = 0;
+    overflow_logged = false;
+    pthread_mutex_unlock(&mu);
+}
+
 void metrics_stop(void)
 {
     if (daemon_h) {
