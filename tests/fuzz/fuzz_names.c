@@ -66,12 +66,14 @@ static void check_dir(const char *d)
     }
 }
 
+/* up to 8 bytes big-endian; a leading '-' makes it negative */
 static long long num(const char *s)
 {
-    long long v = 0;
+    unsigned long long v = 0;
     for (size_t i = 0; s[i] && i < 8; i++)
         v = v * 256 + (unsigned char)s[i];
-    return s[0] == '-' ? -v : v;
+    long long x = (long long)(v >> 1);
+    return s[0] == '-' ? -x : x;
 }
 
 /* path == dir + ['/'] + base [+ '.' + ext], nothing else */
