@@ -175,7 +175,6 @@ FUZZ_TARGETS = $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-FUZZ_LIB_SRC  = $(LIB_SRC)
 REPLAY_DIR    = $(BUILD)/fuzz-replay
 REPLAY_CFLAGS = $(WARN) $(DEFS) -DVCL_VERSION='"fuzz"' -O1 -g $(FUZZ_SAN) -Iworker -Idrivers -Itests $(PKG_CFLAGS) -MMD -MP
 FUZZ_DIR      = $(BUILD)/fuzz
@@ -186,33 +185,32 @@ FUZZ_DIR      = $(BUILD)/fuzz
 FUZZ_CFLAGS   = $(filter-out -Wno-format-truncation -Werror,$(WARN)) -Wno-format-nonliteral $(DEFS) -DVCL_VERSION='"fuzz"' -O1 -g $(FUZZ_SAN) \
  -fsanitize=fuzzer-no-link -Iworker -Idrivers -Itests $(PKG_CFLAGS) -MMD -MP
 
-$(REPLAY_DIR)/.flags: FORCE
-	@mkdir -p $(dir $@)
-	@echo '$(CC) $(REPLAY_CFLAGS)' | cmp -s - $@ || echo '$(CC) $(REPLAY_CFLAGS)' > $@
-$(REPLAY_DIR)/%.o: %.c $(REPLAY_DIR)/.flags
-	@mkdir -p $(dir $@)
-	$(CC) $(REPLAY_CFLAGS) -c $< -o $@
-$(REPLAY_DIR)/libvclw.a: $(FUZZ_LIB_SRC:%.c=$(REPLAY_DIR)/%.o)
-	@rm -f $@
-	ar rcs $@ $^
+# A sanitized copy of the library for one build: its objects and archive
+# under $($(1)), compiled by $($(2)) with $($(3)) (variable names: the flags
+# hold commas), rebuilt when the compiler or the flags change.
+define fuzz_library
+$$($(1))/.flags: FORCE
+	@mkdir -p $$(dir $$@)
+	@echo '$$($(2)) $$($(3))' | cmp -s - $$@ || echo '$$($(2)) $$($(3))' > $$@
+$$($(1))/%.o: %.c $$($(1))/.flags
+	@mkdir -p $$(dir $$@)
+	$$($(2)) $$($(3)) -c $$< -o $$@
+$$($(1))/libvclw.a: $$(LIB_SRC:%.c=$$($(1))/%.o)
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(eval $(call fuzz_library,REPLAY_DIR,CC,REPLAY_CFLAGS))
+$(eval $(call fuzz_library,FUZZ_DIR,FUZZ_CC,FUZZ_CFLAGS))
+
 $(REPLAY_DIR)/fuzz_%: $(REPLAY_DIR)/tests/fuzz/fuzz_%.o $(REPLAY_DIR)/tests/fuzz/replay.o $(REPLAY_DIR)/libvclw.a
 	$(CC) $(FUZZ_SAN) -o $@ $^ $(LIBS)
-fuzz-replay: $(FUZZ_TARGETS:%=$(REPLAY_DIR)/fuzz_%)
+$(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/tests/fuzz/fuzz_%.o $(FUZZ_DIR)/libvclw.a
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LIBS)
 # the harness objects are intermediate to make: keep them (no relink every run)
 .SECONDARY: $(FUZZ_TARGETS:%=$(REPLAY_DIR)/tests/fuzz/fuzz_%.o) $(REPLAY_DIR)/tests/fuzz/replay.o \
             $(FUZZ_TARGETS:%=$(FUZZ_DIR)/tests/fuzz/fuzz_%.o)
 
-$(FUZZ_DIR)/.flags: FORCE
-	@mkdir -p $(dir $@)
-	@echo '$(FUZZ_CC) $(FUZZ_CFLAGS)' | cmp -s - $@ || echo '$(FUZZ_CC) $(FUZZ_CFLAGS)' > $@
-$(FUZZ_DIR)/%.o: %.c $(FUZZ_DIR)/.flags
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
-$(FUZZ_DIR)/libvclw.a: $(FUZZ_LIB_SRC:%.c=$(FUZZ_DIR)/%.o)
-	@rm -f $@
-	ar rcs $@ $^
-$(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/tests/fuzz/fuzz_%.o $(FUZZ_DIR)/libvclw.a
-	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+fuzz-replay: $(FUZZ_TARGETS:%=$(REPLAY_DIR)/fuzz_%)
 
 fuzz-build:
 	@tools/install-deps --fuzz

@@ -561,11 +561,13 @@ static void test_escaping(void)
  * document (issue #12: the builder wrote documents it could not read back).
  * Each bad sequence is refused in a text field, an attribute field and the
  * emulator path; each good one builds and reads back byte for byte. */
+typedef struct utf8_case {
+    const char *bytes, *what;
+} utf8_case;
+
 static void test_xml_chars(void)
 {
-    static const struct {
-        const char *bytes, *what;
-    } bad[] = {
+    static const utf8_case bad[] = {
         { "\xf4\x90\x80\x80", "U+110000 (above U+10FFFF)" },
         { "\xf7\xbf\xbf\xbf", "U+1FFFFF (4-byte form above the range)" },
         { "\xf8\x88\x80\x80\x80", "5-byte form" },
@@ -601,9 +603,7 @@ static void test_xml_chars(void)
         { "\xfe", "byte 0xfe" },
         { "\xff", "byte 0xff" },
     };
-    static const struct {
-        const char *bytes, *what;
-    } good[] = {
+    static const utf8_case good[] = {
         { "\x20", "space" },
         { "~", "U+007E" },
         { "\xc2\x80", "U+0080 (smallest 2-byte)" },
