@@ -2,7 +2,10 @@
  * serial console log (op_console_ready, op_console_last_line in
  * worker/ops/op_common.c: a guest writes whatever it likes there) and the
  * libvirt/QEMU messages of a failed start (cpu_start_failure,
- * cpu_start_unexplained, cpu_mode_from_domain_xml in worker/node/cpumode.c).
+ * cpu_start_unexplained, cpu_mode_from_domain_xml in worker/node/cpumode.c)
+ * and a failed command's output (transport_status_error in
+ * worker/node/transport.c: the last line of a node's stderr or stdout goes
+ * into the error that becomes last_error).
  *
  * Input: the first byte picks the output buffer size (its low 6 bits,
  * 0..63) and the libvirt error code (bit 6), the rest is the text. The
@@ -11,10 +14,14 @@
  * Properties: the line copied out is printable ASCII and fits; a ready line
  * starts with the marker or ends with "login:" (op_common.h); no ready line
  * leaves line empty; the CPU reason and the mode read from an XML fit their
- * buffers; a message is never both a CPU failure and "unexplained"; the
- * scans are deterministic. */
+ * buffers; a message is never both a CPU failure and "unexplained"; a failed
+ * command's error is valid UTF-8 without control characters (PostgreSQL
+ * refuses anything else in last_error, terminals act on escapes); the scans
+ * are deterministic. */
 #include "node/cpumode.h"
+#include "node/transport.h"
 #include "ops/op_common.h"
+#include "base/util.h"
 #include "fuzz.h"
 
 #include <libvirt/virterror.h>
@@ -82,6 +89,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cpu_mode_from_domain_xml(msg, mode, cap < sizeof mode ? cap : sizeof mode);
     if (cap)
         FUZZ_CHECK(strnlen(mode, sizeof mode) < sizeof mode, "mode not terminated");
+    /* a command failed on a node: its stderr (else stdout) in the error */
+    const char *argv[] = { "qemu-img", "convert", NULL };
+    transport_result res = { .status = data[0], .out = msg, .err = (data[0] & 128) ? msg : NULL };
+    vcl_error e;
+    vcl_error_clear(&e);
+    FUZZ_CHECK(!transport_status_error(argv, &res, VCL_ERR_PERMANENT, &e) && e.msg[0],
+               "no error for a failed command");
+    for (const unsigned char *p = (const unsigned char *)e.msg; *p;) {
+        size_t n = util_utf8_len(p);
+        FUZZ_CHECK(n > 0 && *p >= 0x20 && *p != 0x7f, "byte 0x%02x at %zu of the error: %s", *p,
+                   (size_t)((const char *)p - e.msg), e.msg);
+        p += n;
+    }
     free(msg);
     free(exact);
     return 0;
