@@ -153,9 +153,10 @@ static char *json_pairs_to_yaml(const char *json)
 }
 
 /* qemu-img's JSON is one object; JSON is YAML flow syntax, so libyaml reads
- * it (after json_pairs_to_yaml). We walk the events of the top mapping: a scalar key, then its value; a
- * value that is itself a mapping or sequence ("format-specific", "children",
- * "snapshots") is skipped whole by counting depth. */
+ * it (after json_pairs_to_yaml). We walk the events of the top mapping: a
+ * scalar key, then its value; a value that is itself a mapping or sequence
+ * ("format-specific", "children", "snapshots") is skipped whole by counting
+ * depth. */
 bool qimg_info_parse(const char *json, qimg_info *out)
 {
     bool ok = false;
