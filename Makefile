@@ -3,6 +3,7 @@
 #   make check                   install missing deps, run every test through prove
 #   make demo                    install missing deps, throwaway PostgreSQL + libvirt, a real load
 #   make SANITIZE=address,undefined
+#   make fuzz [FUZZ_SECONDS=60]  libFuzzer (clang) on every tests/fuzz/fuzz_*.c, each for a set time
 #   make DEVELOPER=1             warnings are errors (-Werror); CI builds so (.ci/run)
 #   make version                 print the version the programs are built with
 #   make install PREFIX=/usr/local [DESTDIR=...]
@@ -86,7 +87,7 @@ MAN        = $(BUILD)/man/vcl-worker.8 $(BUILD)/man/vclctl.1
 COMPLETION = $(BUILD)/completion/vcl-worker $(BUILD)/completion/vclctl
 UNIT       = $(BUILD)/vcl-worker.service $(BUILD)/vcl-worker@.service
 
-.PHONY: all programs check unit demo deps install uninstall clean version deb
+.PHONY: all programs check unit demo deps install uninstall clean version deb fuzz fuzz-build fuzz-replay
 all: programs $(UNIT_BIN) $(BENCH_BIN) $(TEST_WORKER)
 # What install needs (debian/rules builds only this).
 programs: bin/vcl-worker bin/vclctl $(DRV_SO) $(MAN) $(COMPLETION) $(UNIT)
@@ -162,9 +163,68 @@ unit: all
 # Everything: unit tests (no services) and integration/fault/security tests
 # (they start their own PostgreSQL, libvirtd and sshd in temp dirs).
 check: deps
-	$(MAKE) all
-	prove --exec '' --timer $(UNIT_BIN) tests/integration/*.t $(wildcard tests/fault/*.t) \
+	$(MAKE) all fuzz-replay
+	prove --exec '' --timer $(UNIT_BIN) tests/fuzz/replay.t tests/integration/*.t $(wildcard tests/fault/*.t) \
 	    $(wildcard tests/security/*.t)
+
+# ---- fuzzing (tests/fuzz/, README "Fuzzing") ----------------------------------
+# One harness per target: tests/fuzz/fuzz_<target>.c, seeds in
+# tests/fuzz/corpus/<target>/. Both builds compile the library again, with
+# sanitizers, in a directory of their own (the normal objects stay as they are).
+#   make fuzz-replay   gcc + tests/fuzz/replay.c, -fsanitize=address,undefined:
+#                      build/fuzz-replay/fuzz_<target>; tests/fuzz/replay.t runs
+#                      each over its corpus once (part of make check, no clang)
+#   make fuzz          clang + libFuzzer: build/fuzz/fuzz_<target>, each run for
+#                      FUZZ_SECONDS under nice (tests/fuzz/run); clang comes from
+#                      tools/install-deps --fuzz when missing
+FUZZ_SRC     = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_TARGETS = $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+REPLAY_DIR    = $(BUILD)/fuzz-replay
+REPLAY_CFLAGS = $(WARN) $(DEFS) -DVCL_VERSION='"fuzz"' -O1 -g $(FUZZ_SAN) -Iworker -Idrivers -Itests $(PKG_CFLAGS) -MMD -MP
+FUZZ_DIR      = $(BUILD)/fuzz
+# clang does not know gcc's -Wno-format-truncation and reads -Wformat=2
+# differently (vsnprintf wrappers); gcc's build is the warnings gate, so
+# clang's warnings here are shown, never errors. version.c gets a fixed
+# version (the harnesses do not print it).
+FUZZ_CFLAGS   = $(filter-out -Wno-format-truncation -Werror,$(WARN)) -Wno-format-nonliteral $(DEFS) -DVCL_VERSION='"fuzz"' -O1 -g $(FUZZ_SAN) \
+ -fsanitize=fuzzer-no-link -Iworker -Idrivers -Itests $(PKG_CFLAGS) -MMD -MP
+
+# A sanitized copy of the library for one build: its objects and archive
+# under $($(1)), compiled by $($(2)) with $($(3)) (variable names: the flags
+# hold commas), rebuilt when the compiler or the flags change.
+define fuzz_library
+$$($(1))/.flags: FORCE
+	@mkdir -p $$(dir $$@)
+	@echo '$$($(2)) $$($(3))' | cmp -s - $$@ || echo '$$($(2)) $$($(3))' > $$@
+$$($(1))/%.o: %.c $$($(1))/.flags
+	@mkdir -p $$(dir $$@)
+	$$($(2)) $$($(3)) -c $$< -o $$@
+$$($(1))/libvclw.a: $$(LIB_SRC:%.c=$$($(1))/%.o)
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(eval $(call fuzz_library,REPLAY_DIR,CC,REPLAY_CFLAGS))
+$(eval $(call fuzz_library,FUZZ_DIR,FUZZ_CC,FUZZ_CFLAGS))
+
+$(REPLAY_DIR)/fuzz_%: $(REPLAY_DIR)/tests/fuzz/fuzz_%.o $(REPLAY_DIR)/tests/fuzz/replay.o $(REPLAY_DIR)/libvclw.a
+	$(CC) $(FUZZ_SAN) -o $@ $^ $(LIBS)
+$(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/tests/fuzz/fuzz_%.o $(FUZZ_DIR)/libvclw.a
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+# the harness objects are intermediate to make: keep them (no relink every run)
+.SECONDARY: $(FUZZ_TARGETS:%=$(REPLAY_DIR)/tests/fuzz/fuzz_%.o) $(REPLAY_DIR)/tests/fuzz/replay.o \
+            $(FUZZ_TARGETS:%=$(FUZZ_DIR)/tests/fuzz/fuzz_%.o)
+
+fuzz-replay: $(FUZZ_TARGETS:%=$(REPLAY_DIR)/fuzz_%)
+
+fuzz-build:
+	@tools/install-deps --fuzz
+	$(MAKE) $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run $(FUZZ_DIR) $(FUZZ_TARGETS)
 
 demo: deps
 	$(MAKE) all

@@ -557,6 +557,116 @@ static void test_escaping(void)
     free(xml);
 }
 
+/* xml_safe: only well-formed UTF-8 of XML 1.0 characters reaches the
+ * document (issue #12: the builder wrote documents it could not read back).
+ * Each bad sequence is refused in a text field, an attribute field and the
+ * emulator path; each good one builds and reads back byte for byte. */
+typedef struct utf8_case {
+    const char *bytes, *what;
+} utf8_case;
+
+static void test_xml_chars(void)
+{
+    static const utf8_case bad[] = {
+        { "\xf4\x90\x80\x80", "U+110000 (above U+10FFFF)" },
+        { "\xf7\xbf\xbf\xbf", "U+1FFFFF (4-byte form above the range)" },
+        { "\xf8\x88\x80\x80\x80", "5-byte form" },
+        { "\xfc\x84\x80\x80\x80\x80", "6-byte form" },
+        { "\xed\xa0\x80", "surrogate U+D800" },
+        { "\xed\xbf\xbf", "surrogate U+DFFF" },
+        { "\xed\xa0\xbd\xed\xb8\x80", "CESU-8 surrogate pair" },
+        { "\xc0\xaf", "overlong '/' (2 bytes)" },
+        { "\xc1\xbf", "overlong U+007F" },
+        { "\xe0\x80\xaf", "overlong '/' (3 bytes)" },
+        { "\xe0\x9f\xbf", "overlong U+07FF" },
+        { "\xf0\x80\x80\xaf", "overlong '/' (4 bytes)" },
+        { "\xf0\x8f\xbf\xbf", "overlong U+FFFF" },
+        { "\xc0\x80", "overlong NUL" },
+        { "\xef\xbf\xbe", "U+FFFE" },
+        { "\xef\xbf\xbf", "U+FFFF" },
+        { "\x01", "C0 control U+0001" },
+        { "\x08", "C0 control U+0008 (backspace)" },
+        { "\x0b", "C0 control U+000B" },
+        { "\x0c", "C0 control U+000C" },
+        { "\x1b", "C0 control U+001B (ESC)" },
+        { "\x1f", "C0 control U+001F" },
+        { "\t", "tab (no field has a use for it)" },
+        { "\n", "newline (no field has a use for it)" },
+        { "\r", "CR (no field has a use for it)" },
+        { "\x7f", "DEL" },
+        { "\x80", "lone continuation byte" },
+        { "\xbf", "lone continuation byte 0xbf" },
+        { "\xc3", "truncated 2-byte sequence" },
+        { "\xe6\x97", "truncated 3-byte sequence" },
+        { "\xf0\x9f\x98", "truncated 4-byte sequence" },
+        { "\xc3(", "2-byte lead, ASCII after" },
+        { "\xfe", "byte 0xfe" },
+        { "\xff", "byte 0xff" },
+    };
+    static const utf8_case good[] = {
+        { "\x20", "space" },
+        { "~", "U+007E" },
+        { "\xc2\x80", "U+0080 (smallest 2-byte)" },
+        { "\xc3\xa9", "U+00E9" },
+        { "\xdf\xbf", "U+07FF" },
+        { "\xe0\xa0\x80", "U+0800 (smallest 3-byte)" },
+        { "\xe6\x97\xa5", "U+65E5" },
+        { "\xed\x9f\xbf", "U+D7FF (just below the surrogates)" },
+        { "\xee\x80\x80", "U+E000 (just above the surrogates)" },
+        { "\xef\xbf\xbd", "U+FFFD" },
+        { "\xef\xb7\x90", "U+FDD0 (a noncharacter, but an XML Char)" },
+        { "\xf0\x90\x80\x80", "U+10000 (smallest 4-byte)" },
+        { "\xf0\x9f\x98\x80", "U+1F600" },
+        { "\xf4\x8f\xbf\xbf", "U+10FFFF (largest)" },
+    };
+    char v[64], path[80], **paths = NULL;
+    size_t n = 0;
+    vcl_error e;
+    domxml_owner o;
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        domxml_spec s = base_spec();
+        snprintf(v, sizeof v, "pc%sx", bad[i].bytes);
+        snprintf(path, sizeof path, "/var/lib/%s.qcow2", bad[i].bytes);
+        for (int field = 0; field < 3; field++) {
+            s = base_spec();
+            if (field == 0)
+                s.name = v;
+            else if (field == 1)
+                s.computer = v;
+            else
+                s.emulator = path;
+            vcl_error_clear(&e);
+            xmlDocPtr d = domxml_build(&s, &e);
+            ok(d == NULL && e.cls == VCL_ERR_PERMANENT, "%s refused in %s: %.200s", bad[i].what,
+               field == 0 ? "name" : field == 1 ? "computer" : "emulator", e.msg);
+            xmlFreeDoc(d);
+        }
+    }
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        domxml_spec s = base_spec();
+        char *xml = NULL;
+        snprintf(v, sizeof v, "pc%sx", good[i].bytes);
+        snprintf(path, sizeof path, "/var/lib/%s.qcow2", good[i].bytes);
+        s.name = v;
+        s.computer = v;
+        s.disk_path = path;
+        s.emulator = path;
+        xmlDocPtr d = roundtrip(&s, &xml);
+        ok(d != NULL, "%s accepted", good[i].what);
+        is_str(xs(d, "/domain/name"), v, "%s: name reads back", good[i].what);
+        ok(xml && domxml_read_owner(xml, &o) && strcmp(o.computer, v) == 0,
+           "%s: owner computer reads back", good[i].what);
+        ok(xml && domxml_disk_files(xml, &paths, &n) && n == 1 && strcmp(paths[0], path) == 0,
+           "%s: disk path reads back", good[i].what);
+        util_strv_free(paths, n);
+        paths = NULL;
+        n = 0;
+        xmlFreeDoc(d);
+        free(xml);
+    }
+}
+
 int main(void)
 {
     test_full_kvm();
@@ -566,6 +676,7 @@ int main(void)
     test_disk_files();
     test_bad_specs();
     test_escaping();
+    test_xml_chars();
     xmlCleanupParser(); /* the test owns the process; library code never calls this */
     return done_testing();
 }

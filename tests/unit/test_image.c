@@ -111,6 +111,22 @@ static void test_parse(void)
     ok(qimg_info_parse("{\"format\":\"raw\",\"backing-filename\":\"b.img\"}", &q) &&
        strcmp(q.backing_file, "b.img") == 0, "backing-filename used when there is no full one");
 
+    /* qemu-img escapes every non-ASCII character, above U+FFFF as a JSON
+     * surrogate pair, which YAML alone refuses (found by tests/fuzz) */
+    ok(qimg_info_parse("{\n    \"backing-filename-format\": \"qcow2\",\n"
+                       "    \"format\": \"qcow2\",\n"
+                       "    \"full-backing-filename\": \"/tmp/qi/\\u00E9\\uD83D\\uDE00.qcow2\",\n"
+                       "    \"backing-filename\": \"/tmp/qi/\\u00E9\\uD83D\\uDE00.qcow2\"\n}\n", &q),
+       "a surrogate pair (U+1F600 in a file name) parses");
+    is_str(q.backing_file, "/tmp/qi/\xc3\xa9\xf0\x9f\x98\x80.qcow2", "... to the UTF-8 name");
+    ok(qimg_info_parse("{\"format\": \"raw\", \"backing-filename\": \"a\\\\uD83D\\\\uDE00\"}", &q) &&
+           strcmp(q.backing_file, "a\\uD83D\\uDE00") == 0,
+       "an escaped backslash before 'uD83D' is not a surrogate escape");
+    ok(!qimg_info_parse("{\"format\": \"raw\", \"backing-filename\": \"\\uD83D\"}", &q),
+       "a lone surrogate escape is refused");
+    ok(!qimg_info_parse("{\"format\": \"raw\", \"backing-filename\": \"\\uDE00\\uD83D\"}", &q),
+       "a reversed pair is refused");
+
     static const char *const bad[] = {
         "", "{", "{\"format\": \"qcow2\"", "not json", "[1, 2]", "{\"format\": {\"x\": 1}}",
         "{\"virtual-size\": \"big\", \"format\": \"raw\"}", "{\"virtual-size\": 12}",

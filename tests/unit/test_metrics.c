@@ -128,6 +128,13 @@ int main(void)
     const char *ops2[] = { "load" }, *states2[] = { "running" };
     long long counts2[] = { 3 };
     metrics_queue_update(1, ops2, states2, counts2); /* load/pending and noop/running drop to 0 */
+    /* label values stay UTF-8: cut at a character boundary (62 ASCII bytes and
+     * a 2-byte character would end one byte past the 63 kept), bad bytes '?' */
+    char longop[80];
+    memset(longop, 'a', 62);
+    memcpy(longop + 62, "\xc3\xa9tail", 7);
+    metrics_job_done(longop);
+    metrics_job_done("bad\xff\xc3" "zop");
 
     t = metrics_render();
     ok(t != NULL, "rendered");
@@ -161,6 +168,8 @@ int main(void)
         "# TYPE vclw_stage_deadline_exceeded_total counter",
         "vclw_slots_total 4",
         "vclw_worker_info{version=\"0.1\",worker=\"w\\\"1\"} 1",
+        "vclw_jobs_done_total{operation=\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"} 1",
+        "vclw_jobs_done_total{operation=\"bad?" "?zop\"} 1",
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
         ok(t && has_line(t, want[i]), "line: %s", want[i]);

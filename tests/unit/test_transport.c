@@ -84,6 +84,38 @@ static void test_exec(vcl_transport *t)
     is_int(e.cls, VCL_ERR_PERMANENT, "permanent when asked");
     transport_result_clear(&r);
 
+    /* a node's output in an error (last_error: PostgreSQL text, shown on
+     * terminals): control characters become '?', tab a space, bytes that
+     * are not UTF-8 '?', UTF-8 stays; a cut never splits a character */
+    const char *argv_q[] = { "qemu-img", "info", NULL };
+    char long_err[700];
+    memset(long_err, 'a', 509);
+    memcpy(long_err + 509, "\xc3\xa9\xc3\xa9\n", 6);
+    const struct {
+        const char *err, *want;
+    } out_cases[] = {
+        { "boom \x1b[31mred\x1b[0m\tend\n", "qemu-img info failed (exit 1): boom ?[31mred?[0m end" },
+        { "caf\xc3\xa9 \xe9t\xe9 \xff\xc3\n", "qemu-img info failed (exit 1): caf\xc3\xa9 ?t? ??" },
+        { "\x01\x7f\r\n", "qemu-img info failed (exit 1): ??" },
+        { long_err, NULL },
+    };
+    for (size_t i = 0; i < sizeof out_cases / sizeof out_cases[0]; i++) {
+        transport_result fake = { .status = 1, .err = (char *)out_cases[i].err };
+        vcl_error_clear(&e);
+        transport_status_error(argv_q, &fake, VCL_ERR_PERMANENT, &e);
+        if (out_cases[i].want)
+            is_str(e.msg, out_cases[i].want, "node output %zu made printable UTF-8", i);
+        else
+            ok(strlen(e.msg) > 500 && (unsigned char)e.msg[strlen(e.msg) - 1] == 0xa9,
+               "a long line is cut between characters, not inside one: ...%s",
+               e.msg + strlen(e.msg) - 4);
+    }
+    /* vcl_error_set: a value cut by byte count ("%.4s") leaves no half character */
+    vcl_error_set(&e, VCL_ERR_PERMANENT, "name '%.3s'", "ab\xc3\xa9");
+    is_str(e.msg, "name 'ab?'", "vcl_error_set: half a character becomes '?'");
+    vcl_error_prefix(&e, "node \xff");
+    is_str(e.msg, "node ?: name 'ab?'", "vcl_error_prefix: the same");
+
     const char *a4[] = { "true", NULL };
     vcl_error_clear(&e);
     ok(transport_run(t, a4, 0, VCL_ERR_RETRYABLE, NULL, &e), "transport_run true");

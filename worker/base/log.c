@@ -1,6 +1,7 @@
 /* log.c: logfmt or JSON lines on stderr; see log.h. */
 #include "base/log.h"
 #include "base/journal.h"
+#include "base/util.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -139,27 +140,6 @@ static void put_value(FILE *f, const char *v)
     fputc('"', f);
 }
 
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
- * forms, no surrogates, at most U+10FFFF), 0 when it is not one. */
-static size_t utf8_len(const unsigned char *p)
-{
-    unsigned char c = p[0];
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        return (p[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (c >= 0xe0 && c <= 0xef) {
-        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-        unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 ? 4
-                                                                                           : 0;
-    }
-    return 0;
-}
-
 /* JSON string (RFC 8259), quotes included. A byte that does not start a
  * well-formed UTF-8 sequence becomes U+FFFD, so the line is always valid. */
 static void put_json(FILE *f, const char *v)
@@ -179,7 +159,7 @@ static void put_json(FILE *f, const char *v)
             p++;
             continue;
         }
-        size_t n = utf8_len(p);
+        size_t n = util_utf8_len(p);
         if (!n) {
             fputs("\\ufffd", f);
             p++;

@@ -9,6 +9,7 @@
  * operation name nobody supports) cannot grow it without bound. */
 #include "base/metrics.h"
 #include "base/log.h"
+#include "base/util.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -226,9 +227,26 @@ bool metrics_check_listen(const char *spec, char *why, size_t why_len)
 
 /* ---- series ------------------------------------------------------------ */
 
+/* A label value as stored: at most LABEL_MAX - 1 bytes, never cut inside a
+ * UTF-8 character, and a byte that does not start a well-formed UTF-8
+ * sequence becomes '?'. The text format is UTF-8: one bad byte (a 64-byte
+ * operation name cut in the middle of a character) and Prometheus rejects
+ * the whole scrape. */
 static void copy_label(char *dst, const char *src)
 {
-    snprintf(dst, LABEL_MAX, "%s", src && src[0] ? src : "unknown");
+    const unsigned char *p = (const unsigned char *)(src && src[0] ? src : "unknown");
+    size_t o = 0;
+    while (*p) {
+        size_t n = util_utf8_len(p);
+        const unsigned char *from = n ? p : (const unsigned char *)"?";
+        size_t w = n ? n : 1;
+        if (o + w >= LABEL_MAX)
+            break;
+        memcpy(dst + o, from, w);
+        o += w;
+        p += n ? n : 1;
+    }
+    dst[o] = '\0';
 }
 
 /* The series of (m, l1, l2), created at 0 when new. Caller holds mu. NULL
@@ -375,6 +393,18 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
 {
     if (b->oom)
         return;
+    /* A buffer from the start: vsnprintf into b->p + b->n with b->p NULL
+     * computes NULL + 0, undefined behaviour (UBSan: "applying zero offset
+     * to null pointer"), on the first call of every scrape. */
+    if (!b->p) {
+        b->p = malloc(4096);
+        if (!b->p) {
+            b->oom = true;
+            return;
+        }
+        b->cap = 4096;
+        b->n = 0;
+    }
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
@@ -583,6 +613,16 @@ bool metrics_serve(const char *spec, vcl_error *e)
     log_info("metrics: serving http://%s%s%s:%u/metrics", v6 ? "[" : "", addr, v6 ? "]" : "",
              (unsigned)port);
     return true;
+}
+
+void metrics_reset(void)
+{
+    pthread_mutex_lock(&mu);
+    free(all);
+    all = NULL;
+    n_all = cap_all = 0;
+    overflow_logged = false;
+    pthread_mutex_unlock(&mu);
 }
 
 void metrics_stop(void)

@@ -37,6 +37,10 @@ bool metrics_enabled(void);
 bool metrics_serve(const char *spec, vcl_error *e);
 /* Stop the HTTP server (waits for its thread) and turn collection off. */
 void metrics_stop(void);
+/* Forget every series (tests and the fuzz harness: a fresh start without a
+ * new process). Collection stays as it was; metrics_init after
+ * metrics_stop seeds the worker's series again. */
+void metrics_reset(void);
 
 /* Label values of an operation: every counter of it shows 0 before its first
  * event, and its queue depth gauges exist (pending and running). */

@@ -103,3 +103,24 @@ bool util_exe_dir(char *out, size_t size)
     int w = snprintf(out, size, "%s", exe);
     return w >= 0 && (size_t)w < size;
 }
+
+/* Moved here from log.c: log.c, domxml.c and metrics.c need it. Reads no
+ * byte past a NUL (a NUL is not a continuation byte). */
+size_t util_utf8_len(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 ? 4
+                                                                                           : 0;
+    }
+    return 0;
+}

@@ -59,4 +59,10 @@ bool util_join_path(char *out, size_t size, const char *dir, const char *base, c
  * it cannot be read or does not fit in size bytes. */
 bool util_exe_dir(char *out, size_t size);
 
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), 1 for an ASCII byte (NUL
+ * included), 0 when p does not start one. p is NUL-terminated or has at
+ * least 4 readable bytes. */
+size_t util_utf8_len(const unsigned char *p);
+
 #endif

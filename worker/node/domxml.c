@@ -63,14 +63,26 @@ bool domxml_topology(unsigned vcpus, unsigned *sockets, unsigned *cores, unsigne
 
 /* ---- spec validation ---- */
 
-/* Valid UTF-8 and no C0 control characters (tab, newline included: none of
- * these fields has a use for them). */
+/* Every character an XML 1.0 Char (#x9 | #xA | #xD | [#x20-#xD7FF] |
+ * [#xE000-#xFFFD] | [#x10000-#x10FFFF]) in well-formed UTF-8: no overlong
+ * forms, surrogates, code points above U+10FFFF, U+FFFE or U+FFFF, which
+ * neither libxml2 nor libvirt reads back (xmlCheckUTF8 let all of these
+ * through). Stricter than XML on one point: no C0 control at all (tab,
+ * newline and CR included) and no DEL, since none of these fields has a use
+ * for them and attribute values would not survive normalisation. */
 static bool xml_safe(const char *s)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p < 0x20 || *p == 0x7f)
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        size_t n = util_utf8_len(p);
+        if (n == 0 || *p < 0x20 || *p == 0x7f)
             return false;
-    return xmlCheckUTF8((const unsigned char *)s) != 0;
+        /* U+FFFE, U+FFFF: EF BF BE, EF BF BF */
+        if (n == 3 && p[0] == 0xef && p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf))
+            return false;
+        p += n;
+    }
+    return true;
 }
 
 static bool check_str(const char *field, const char *v, bool required, vcl_error *e)
@@ -138,6 +150,8 @@ static bool spec_check(const domxml_spec *s, vcl_error *e)
         return vcl_error_set(e, VCL_ERR_PERMANENT,
                              "domain XML for '%.128s': no concrete CPU mode (auto is resolved first)",
                              s->name);
+    if (s->emulator && !check_str("emulator", s->emulator, true, e))
+        return false;
     if (s->emulator && !emulator_ok(s->emulator))
         return vcl_error_set(e, VCL_ERR_PERMANENT,
                              "domain XML for '%.128s': emulator '%.128s' is not an absolute path",

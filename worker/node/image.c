@@ -94,10 +94,70 @@ static bool copy_str(char *dst, size_t len, const char *src)
     return true;
 }
 
+static int hex4(const char *p)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9' ? c - '0'
+              : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* JSON writes a character above U+FFFF as a surrogate pair of \u escapes
+ * (qemu-img: "\uD83D\uDE00" for U+1F600, in any file name), which YAML
+ * refuses ("invalid Unicode character escape code"): rewrite each pair
+ * inside a string as YAML's \UXXXXXXXX. Everything else is copied as is;
+ * a lone surrogate stays and libyaml refuses it. malloc'd; NULL when out of
+ * memory. Found by tests/fuzz/fuzz_qimg.c. */
+static char *json_pairs_to_yaml(const char *json)
+{
+    size_t len = strlen(json);
+    char *out = malloc(len + 1), *o = out;   /* 12 bytes become 10: never longer */
+    bool in_str = false;
+
+    if (!out)
+        return NULL;
+    for (const char *p = json; *p;) {
+        if (!in_str) {
+            in_str = *p == '"';
+            *o++ = *p++;
+            continue;
+        }
+        if (*p == '"') {
+            in_str = false;
+            *o++ = *p++;
+            continue;
+        }
+        if (*p != '\\' || !p[1]) {
+            *o++ = *p++;
+            continue;
+        }
+        int hi = p[1] == 'u' ? hex4(p + 2) : -1;
+        int lo = hi >= 0xd800 && hi <= 0xdbff && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
+        if (lo >= 0xdc00 && lo <= 0xdfff) {
+            unsigned cp = 0x10000u + (((unsigned)hi - 0xd800u) << 10) + ((unsigned)lo - 0xdc00u);
+            o += snprintf(o, 11, "\\U%08X", cp);
+            p += 12;
+            continue;
+        }
+        *o++ = *p++;   /* the backslash and the character it escapes */
+        *o++ = *p++;
+    }
+    *o = '\0';
+    return out;
+}
+
 /* qemu-img's JSON is one object; JSON is YAML flow syntax, so libyaml reads
- * it. We walk the events of the top mapping: a scalar key, then its value; a
- * value that is itself a mapping or sequence ("format-specific", "children",
- * "snapshots") is skipped whole by counting depth. */
+ * it (after json_pairs_to_yaml). We walk the events of the top mapping: a
+ * scalar key, then its value; a value that is itself a mapping or sequence
+ * ("format-specific", "children", "snapshots") is skipped whole by counting
+ * depth. */
 bool qimg_info_parse(const char *json, qimg_info *out)
 {
     bool ok = false;
@@ -109,16 +169,20 @@ bool qimg_info_parse(const char *json, qimg_info *out)
     enum { S_START, S_KEY, S_VALUE, S_END } state = S_START;
     enum qkey key = QK_NONE;
     int skip_depth = 0;
+    char *text = NULL;
 
     if (!out)
         return false;
     memset(out, 0, sizeof *out);
     if (!json)
         return false;
-    if (!yaml_parser_initialize(&parser))
+    text = json_pairs_to_yaml(json);
+    if (!text)
         return false;
+    if (!yaml_parser_initialize(&parser))
+        goto cleanup;
     parser_ready = true;
-    yaml_parser_set_input_string(&parser, (const unsigned char *)json, strlen(json));
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
 
     for (;;) {
         if (!yaml_parser_parse(&parser, &ev))
@@ -207,6 +271,7 @@ cleanup:
         yaml_event_delete(&ev);
     if (parser_ready)
         yaml_parser_delete(&parser);
+    free(text);
     if (!ok)
         memset(out, 0, sizeof *out);
     return ok;

@@ -1073,7 +1073,25 @@ static bool last_line(const char *s, char *buf, size_t len)
         while (p < end && (*p == ' ' || *p == '\t'))
             p++;
         if (p < end) {
-            snprintf(buf, len, "%.*s", (int)(end - p), p);
+            /* the node's text goes into last_error and onto terminals:
+             * control characters (ESC sequences) become '?', and a cut
+             * never splits a UTF-8 character (vcl_error_set makes any
+             * other bad byte '?') */
+            size_t o = 0;
+            while (p < end && len && o + 1 < len) {
+                size_t n = util_utf8_len((const unsigned char *)p);
+                if (n == 0 || n > (size_t)(end - p))
+                    n = 1;
+                if (o + n >= len)
+                    break;
+                for (size_t k = 0; k < n; k++) {
+                    unsigned char c = (unsigned char)p[k];
+                    buf[o++] = n == 1 && (c < 0x20 || c == 0x7f) ? (c == '\t' ? ' ' : '?') : (char)c;
+                }
+                p += n;
+            }
+            if (len)
+                buf[o] = '\0';
             return true;
         }
         end = start;
