@@ -85,6 +85,8 @@ BEGIN
     -- what a CPU probe found (the node row is otherwise the operators')
     GRANT UPDATE (cpu_mode_resolved, cpu_probe, cpu_probed_at) ON vcl.node TO vcl_worker;
     GRANT USAGE, SELECT ON SEQUENCE vcl.lease_token_seq TO vcl_worker;
+    -- vcl.lease_epoch: the first claim on a new primary bumps the epoch
+    GRANT SELECT, INSERT, UPDATE ON vcl.epoch TO vcl_worker;
     GRANT USAGE ON ALL SEQUENCES IN SCHEMA vcl TO vcl_worker;
 END;
 $$;

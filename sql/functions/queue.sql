@@ -61,6 +61,7 @@ DECLARE
     v_rescued    bigint[];
     v_expired    boolean;
     v_loads      boolean;
+    v_epoch      bigint;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RETURN;
@@ -236,6 +237,9 @@ BEGIN
     IF cardinality(v_ids) = 0 THEN
         RETURN;
     END IF;
+    -- fencing tokens: (epoch << 40) | seq, the epoch bumped on a new primary
+    -- (sql/007_epoch.sql)
+    v_epoch := vcl.lease_epoch();
 
     -- a rescued row: the stage its dead worker had started never finished
     IF cardinality(v_rescued) > 0 THEN
@@ -254,7 +258,7 @@ BEGIN
         UPDATE vcl.reservation r
            SET state = 'running',
                worker_id = p_worker_id,
-               lease_token = nextval('vcl.lease_token_seq'),
+               lease_token = (v_epoch << 40) | nextval('vcl.lease_token_seq'),
                lease_expires_at = now() + v_lease,
                attempts = r.attempts + 1,
                lease_expiries = r.lease_expiries + CASE WHEN r.state = 'running' THEN 1 ELSE 0 END,

@@ -1,0 +1,58 @@
+-- sql/functions/epoch.sql: the fencing-token epoch (see sql/007_epoch.sql).
+
+-- The epoch of the tokens minted on this server now: the vcl.epoch row when
+-- it names this server (system identifier and current WAL timeline), else
+-- the row is bumped first (one statement, compare-and-set on the old epoch:
+-- concurrent first claims on a new primary agree on one bump). On a standby
+-- it raises read_only_sql_transaction (25006): the worker reconnects, and
+-- with target_session_attrs=read-write finds the primary.
+-- The timeline is the one WAL is inserted on (pg_walfile_name of the current
+-- LSN), not pg_control_checkpoint()'s: after a promotion that one changes
+-- only when the first checkpoint on the new timeline completes, while the
+-- new primary already takes writes.
+CREATE OR REPLACE FUNCTION vcl.lease_epoch()
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_sysid bigint;
+    v_tl    bigint;
+    v_row   vcl.epoch;
+    v_new   bigint;
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'vcl.lease_epoch: this server is a standby; leases are taken on the primary only'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Connect with target_session_attrs=read-write (the worker''s default).';
+    END IF;
+    v_tl := ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint;
+    SELECT system_identifier INTO v_sysid FROM pg_control_system();
+    LOOP
+        SELECT * INTO v_row FROM vcl.epoch WHERE id;
+        IF FOUND AND v_row.system_identifier = v_sysid AND v_row.timeline_id = v_tl THEN
+            RETURN v_row.epoch;
+        END IF;
+        IF NOT FOUND THEN
+            INSERT INTO vcl.epoch (epoch, base, system_identifier, timeline_id)
+            VALUES (v_tl, 0, v_sysid, v_tl)
+            ON CONFLICT (id) DO NOTHING;
+        ELSE
+            v_new := CASE WHEN v_row.system_identifier = v_sysid
+                          THEN greatest(v_row.epoch + 1, v_row.base + v_tl)
+                          ELSE v_row.epoch + 1 END;
+            UPDATE vcl.epoch
+               SET epoch = v_new, base = v_new - v_tl, system_identifier = v_sysid,
+                   timeline_id = v_tl, previous_epoch = v_row.epoch, changed_at = now()
+             WHERE id AND epoch = v_row.epoch;
+            IF FOUND THEN
+                RAISE LOG 'vcl.lease_epoch: new primary (system %, timeline %): fencing epoch % -> %',
+                    v_sysid, v_tl, v_row.epoch, v_new;
+            END IF;
+        END IF;
+        -- done or lost a race: the next look finds the row naming this server
+    END LOOP;
+END;
+$$;
+COMMENT ON FUNCTION vcl.lease_epoch() IS
+    'The fencing-token epoch on this server, bumped first when the vcl.epoch row names another primary '
+    '(system identifier or WAL timeline): tokens minted after a failover are larger than every token before it.';
