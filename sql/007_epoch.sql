@@ -25,6 +25,11 @@
 --          itself was lost: B promoted (timeline 2) bumps to epoch 2, then
 --          dies before its standby C received that row; C promotes to
 --          timeline 3 and takes base + 3 = 3, never 2 again.
+-- After a bump, vcl.claim hands out nothing until fenced_until (the bumping
+-- claim's lease, or the longest lease still running if later): without
+-- synchronous replication the new primary may have lost claims whose
+-- workers still run the job; they find their lease gone at their next
+-- heartbeat and stop before anyone else is given the job.
 -- Tokens minted before this migration are plain sequence values below 2^40:
 -- epoch 0, smaller than every new one. One column, one comparison: every
 -- fenced statement keeps comparing lease_token with =.
@@ -40,6 +45,7 @@ CREATE TABLE vcl.epoch (
     system_identifier bigint NOT NULL,
     timeline_id       bigint NOT NULL,
     previous_epoch    bigint,
+    fenced_until      timestamptz,
     changed_at        timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE vcl.epoch IS
@@ -50,4 +56,7 @@ COMMENT ON COLUMN vcl.epoch.base IS 'epoch - timeline_id: on a promotion of the 
 COMMENT ON COLUMN vcl.epoch.system_identifier IS 'pg_control_system().system_identifier of the primary that uses this epoch.';
 COMMENT ON COLUMN vcl.epoch.timeline_id IS 'The WAL timeline of that primary when the epoch was taken.';
 COMMENT ON COLUMN vcl.epoch.previous_epoch IS 'The epoch before the last bump (NULL for the first).';
+COMMENT ON COLUMN vcl.epoch.fenced_until IS
+    'After a bump, no claim before this time (one lease): a worker may still run a job whose claim the new '
+    'primary lost; it notices at its next heartbeat and stops before anyone else gets the job.';
 COMMENT ON COLUMN vcl.epoch.changed_at IS 'When the epoch was last taken.';

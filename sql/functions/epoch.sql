@@ -2,7 +2,8 @@
 
 -- The epoch of the tokens minted on this server now: the vcl.epoch row when
 -- it names this server (system identifier and current WAL timeline), else
--- the row is bumped first (one statement, compare-and-set on the old epoch:
+-- the row is bumped first, and fenced for a lease (NULL until fenced_until:
+-- claim nothing yet; see sql/007_epoch.sql) (one statement, compare-and-set on the old epoch:
 -- concurrent first claims on a new primary agree on one bump). On a standby
 -- it raises read_only_sql_transaction (25006): the worker reconnects, and
 -- with target_session_attrs=read-write finds the primary.
@@ -10,7 +11,8 @@
 -- LSN), not pg_control_checkpoint()'s: after a promotion that one changes
 -- only when the first checkpoint on the new timeline completes, while the
 -- new primary already takes writes.
-CREATE OR REPLACE FUNCTION vcl.lease_epoch()
+DROP FUNCTION IF EXISTS vcl.lease_epoch();
+CREATE OR REPLACE FUNCTION vcl.lease_epoch(p_lease_seconds int)
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
 AS $$
@@ -30,7 +32,7 @@ BEGIN
     LOOP
         SELECT * INTO v_row FROM vcl.epoch WHERE id;
         IF FOUND AND v_row.system_identifier = v_sysid AND v_row.timeline_id = v_tl THEN
-            RETURN v_row.epoch;
+            RETURN CASE WHEN v_row.fenced_until > now() THEN NULL ELSE v_row.epoch END;
         END IF;
         IF NOT FOUND THEN
             INSERT INTO vcl.epoch (epoch, base, system_identifier, timeline_id)
@@ -42,7 +44,10 @@ BEGIN
                           ELSE v_row.epoch + 1 END;
             UPDATE vcl.epoch
                SET epoch = v_new, base = v_new - v_tl, system_identifier = v_sysid,
-                   timeline_id = v_tl, previous_epoch = v_row.epoch, changed_at = now()
+                   timeline_id = v_tl, previous_epoch = v_row.epoch, changed_at = now(),
+                   fenced_until = greatest(now() + make_interval(secs => greatest(p_lease_seconds, 1)),
+                                           (SELECT max(r.lease_expires_at) FROM vcl.reservation r
+                                             WHERE r.state = 'running'))
              WHERE id AND epoch = v_row.epoch;
             IF FOUND THEN
                 RAISE LOG 'vcl.lease_epoch: new primary (system %, timeline %): fencing epoch % -> %',
@@ -53,6 +58,7 @@ BEGIN
     END LOOP;
 END;
 $$;
-COMMENT ON FUNCTION vcl.lease_epoch() IS
+COMMENT ON FUNCTION vcl.lease_epoch(int) IS
     'The fencing-token epoch on this server, bumped first when the vcl.epoch row names another primary '
-    '(system identifier or WAL timeline): tokens minted after a failover are larger than every token before it.';
+    '(system identifier or WAL timeline): tokens minted after a failover are larger than every token before it. '
+    'NULL for one lease (p_lease_seconds, or the longest running lease) after a bump: claim nothing yet.';

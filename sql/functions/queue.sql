@@ -238,8 +238,11 @@ BEGIN
         RETURN;
     END IF;
     -- fencing tokens: (epoch << 40) | seq, the epoch bumped on a new primary
-    -- (sql/007_epoch.sql)
-    v_epoch := vcl.lease_epoch();
+    -- (sql/007_epoch.sql); NULL for a lease after a failover: nothing yet
+    v_epoch := vcl.lease_epoch(p_lease_seconds);
+    IF v_epoch IS NULL THEN
+        RETURN;
+    END IF;
 
     -- a rescued row: the stage its dead worker had started never finished
     IF cardinality(v_rescued) > 0 THEN
@@ -471,10 +474,12 @@ CREATE OR REPLACE FUNCTION vcl.next_due()
         (SELECT min(r.lease_expires_at) FROM vcl.reservation r
           WHERE r.state = 'running' AND r.lease_expires_at > now()),
         (SELECT min(r.blocks_until) FROM vcl.reservation r
-          WHERE r.blocks_until IS NOT NULL AND r.blocks_until >= now())) - now());
+          WHERE r.blocks_until IS NOT NULL AND r.blocks_until >= now()),
+        (SELECT e.fenced_until FROM vcl.epoch e WHERE e.fenced_until > now())) - now());
 COMMENT ON FUNCTION vcl.next_due() IS
     'Seconds from now until something may become claimable without a NOTIFY: the earliest future run_at '
-    '(retry backoff, scheduled work), lease expiry (rescue) or end of a cancel block; NULL when nothing is '
+    '(retry backoff, scheduled work), lease expiry (rescue), end of a cancel block or of the fence after a '
+    'failover (vcl.epoch.fenced_until); NULL when nothing is '
     'scheduled. Only future times count (a row already due but not claimable, e.g. its computer in maintenance, '
     'waits for a NOTIFY or the poll). An idle worker sleeps until then (or its poll_seconds).';
 

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Failover under running workers, with nothing lost or run twice at once.
+#
+# A throwaway primary and a streaming standby (tools/pg-throwaway standby),
+# two workers with a multi-host conninfo (one says
+# target_session_attrs=read-write, the other leaves it to the worker's
+# default), ~75 mixed reservations per phase (loads on real libvirt, then
+# node_status, power_off, power_on, power_reset, noop on the loaded
+# computers; node_status and noop on others). When a third of them are
+# done, the standby's WAL receiver is stopped for 3 s (SIGSTOP: a slow
+# network), the primary is stopped hard (pg_ctl stop -m immediate) and the
+# standby promoted. Two phases:
+#   async  the standby is asynchronous: the commits of those 3 s are lost,
+#          acknowledged or not (claims, stage rows, completions);
+#   sync   synchronous_standby_names names the standby (synchronous_commit
+#          on): commits wait for it, so no acknowledged commit is lost.
+# Each phase asserts: every reservation ends exactly once (done, or failed
+# with a reason); no two stage rows of one reservation overlap in time (stage
+# log spans) and no two reservations of one computer overlap; no fencing
+# token value was handed out twice (every claim a worker was given, from its
+# log, both phases: tokens carry the epoch, bumped by the promotion); the
+# epoch went up at the failover; exactly one domain and one COW disk per
+# loaded computer, none for the others, no temporary file. The differences
+# between the phases (WAL lag at the crash, claims a worker acted on that
+# the new primary lost, reservations claimed more than once) are printed.
+. "$(dirname "$0")/../lib/fault.sh"
+fault_world 4
+t_start=$SECONDS
+PGT="$ROOT/tools/pg-throwaway"
+
+pg_env() { eval "$("$PGT" env "$1")"; }   # psql_val talks to this cluster
+port_of() { cat "$1/port"; }
+
+NLOADED=4 NPLAIN=4
+LOADED=() PLAIN=()
+for ((i = 0; i < NLOADED; i++)); do new_computer; LOADED+=("$NEWC"); done
+for ((i = 0; i < NPLAIN; i++)); do new_computer; PLAIN+=("$NEWC"); done
+set_state available "${LOADED[@]}" "${PLAIN[@]}"
+
+# enqueue_phase: the phase's reservations, ids in PHASE_IDS
+enqueue_phase() {
+    local c k
+    PHASE_IDS=()
+    for c in "${LOADED[@]}"; do
+        PHASE_IDS+=("$(enqueue "$c" load)")
+        for op in node_status power_off power_on node_status power_reset noop noop noop; do
+            PHASE_IDS+=("$(enqueue "$c" "$op")")
+        done
+    done
+    for c in "${PLAIN[@]}"; do
+        for ((k = 0; k < 2; k++)); do
+            for op in node_status noop noop noop noop; do
+                PHASE_IDS+=("$(enqueue "$c" "$op")")
+            done
+        done
+    done
+}
+
+# start_workers HOSTDIR...: w1 (target_session_attrs=read-write) and w2
+# (the default), both with every cluster of the list in their conninfo
+start_workers() {
+    local hosts ports d
+    hosts=$(IFS=,; echo "$*")
+    ports=$(for d in "$@"; do printf '%s,' "$(port_of "$d")"; done)
+    ports=${ports%,}
+    local base="host=$hosts port=$ports dbname=vcl user=$(id -un) connect_timeout=3"
+    world_config "w1$PHASE" "worker_name: w1$PHASE" "slots: 3" \
+        "database: \"$base target_session_attrs=read-write\"" >/dev/null
+    world_config "w2$PHASE" "worker_name: w2$PHASE" "slots: 3" "database: \"$base\"" >/dev/null
+    PIDS=()
+    world_worker "w1$PHASE"; PIDS+=("$WORLD_WORKER_PID")
+    world_worker "w2$PHASE"; PIDS+=("$WORLD_WORKER_PID")
+}
+
+stop_workers() {
+    local i rc
+    for i in 0 1; do
+        kill -TERM "${PIDS[i]}" 2>/dev/null
+    done
+    for i in 0 1; do
+        rc=0
+        world_worker_wait "${PIDS[i]}" 60 || rc=$?
+        is "$rc" 0 "$PHASE: worker w$((i + 1))$PHASE survived the failover and exits 0 on SIGTERM"
+    done
+}
+
+ids_sql() { local IFS=,; echo "${PHASE_IDS[*]}"; }
+done_count() { psql_val "SELECT count(*) FROM vcl.reservation WHERE id IN ($(ids_sql)) AND state IN ('done', 'failed')"; }
+third_done() { [ "$(done_count)" -ge $((${#PHASE_IDS[@]} / 3)) ]; }
+all_ended() { not_active "${PHASE_IDS[@]}"; }
+
+# failover OLD NEW: stall NEW's WAL receiver 3 s, stop OLD hard, promote NEW
+failover() {
+    local old=$1 new=$2 wr lsn_old lsn_new t0
+    pg_env "$new"
+    wr=$(psql_val "SELECT pid FROM pg_stat_wal_receiver")
+    [[ $wr =~ ^[0-9]+$ ]] || bail "$PHASE: no WAL receiver on the standby"
+    kill -STOP "$wr"
+    sleep 3
+    pg_env "$old"
+    # with the synchronous standby stalled, a write would wait: read only
+    lsn_old=$(psql_val "SELECT pg_current_wal_lsn()")
+    DONE_ON_OLD=$(done_count)
+    t0=$(date +%s.%N)
+    "$PGT" crash "$old"
+    kill -CONT "$wr"
+    pg_env "$new"
+    lsn_new=$(psql_val "SELECT pg_last_wal_receive_lsn()")
+    "$PGT" promote "$new" || bail "$PHASE: promote failed"
+    LAG=$(psql_val "SELECT pg_wal_lsn_diff('$lsn_old', '$lsn_new')")
+    DONE_ON_NEW=$(done_count)
+    diag "$PHASE: primary stopped hard and standby promoted in $(echo "$(date +%s.%N) - $t0" | bc) s;" \
+         "the standby was $LAG bytes of WAL behind; done or failed: $DONE_ON_OLD on the old primary" \
+         "(visible, not necessarily acknowledged), $DONE_ON_NEW on the new one"
+}
+
+# claims_in LOG...: "reservation token" of every claim the workers were given
+claims_in() {
+    sed -n 's/.*claimed reservation \([0-9]*\) (token \([0-9]*\)).*/\1 \2/p' "$@"
+}
+
+audit_phase() {
+    local ids c img
+    ids=$(ids_sql)
+    is "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE id IN ($ids)
+                     AND state NOT IN ('done', 'failed')")" 0 "$PHASE: every reservation ended"
+    is "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE id IN ($ids) AND finished_at IS NULL")" 0 \
+       "$PHASE: every reservation has its finish time"
+    is "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE id IN ($ids)
+                     AND state = 'failed' AND coalesce(last_error, '') = ''")" 0 \
+       "$PHASE: every failed reservation says why"
+    diag "$PHASE: $(psql_val "SELECT string_agg(state || ' ' || n, ', ') FROM (SELECT state, count(*) n
+                               FROM vcl.reservation WHERE id IN ($ids) GROUP BY 1) x")"
+    diag "$PHASE: failed: $(psql_val "SELECT coalesce(string_agg(format('%s %s: %s', id, operation, last_error), '; '), 'none')
+                            FROM vcl.reservation WHERE id IN ($ids) AND state = 'failed'")"
+    is "$(psql_val "SELECT count(*) FROM vcl.reservation_stage WHERE reservation_id IN ($ids)
+                     AND outcome = 'running'")" 0 "$PHASE: no stage row left running"
+    is "$(psql_val "
+      SELECT count(*) FROM vcl.reservation_stage x JOIN vcl.reservation_stage y
+          ON x.reservation_id = y.reservation_id AND x.id < y.id
+       WHERE x.reservation_id IN ($ids)
+         AND x.started_at < coalesce(y.finished_at, 'infinity') AND y.started_at < coalesce(x.finished_at, 'infinity')")" 0 \
+       "$PHASE: no two stage runs of one reservation overlapped (stage log spans)"
+    is "$(psql_val "
+      WITH spans AS (SELECT r.computer_id, s.reservation_id, min(s.started_at) a, max(s.finished_at) b
+                       FROM vcl.reservation r JOIN vcl.reservation_stage s ON s.reservation_id = r.id
+                      WHERE r.id IN ($ids) GROUP BY 1, 2)
+      SELECT count(*) FROM spans x JOIN spans y ON x.computer_id = y.computer_id AND x.reservation_id < y.reservation_id
+       WHERE x.a < y.b AND y.a < x.b")" 0 "$PHASE: no two reservations of one computer overlapped"
+    img=$(psql_val "SELECT id FROM vcl.image WHERE name = '$T-blank'")
+    for c in "${LOADED[@]}"; do
+        is "$(timeout 30 virsh -q -c "$URI" list --all --name | grep -c "^$c:")" 1 "$PHASE: one domain of $c"
+        is "$(find "$WORLD/cow" -maxdepth 1 -name "${c}_*" -printf '%f\n')" "${c}_$img-v1.qcow2" \
+           "$PHASE: one COW disk of $c"
+        is "$(find "$WORLD/xml" -maxdepth 1 -name "${c}_*.xml" | wc -l)" 1 "$PHASE: one XML file of $c"
+    done
+    for c in "${PLAIN[@]}"; do
+        is "$(dom_count "$c")$(find "$WORLD/cow" "$WORLD/xml" -maxdepth 1 -name "${c}_*" | wc -l)" 00 \
+           "$PHASE: no domain nor file of $c (never loaded)"
+    done
+    is "$(find "$WORLD" -name '*.tmp-*' | wc -l)" 0 "$PHASE: no temporary file"
+}
+
+# report_phase LOGS...: what the workers were given and lost
+report_phase() {
+    local ids
+    ids=$(ids_sql)
+    local claims twice lost
+    claims=$(claims_in "$@" | wc -l)
+    twice=$(claims_in "$@" | awk '{n[$1]++} END {for (r in n) if (n[r] > 1) c++; print c + 0}')
+    # a claim a worker acted on whose token the new primary never saw
+    lost=$(claims_in "$@" | while read -r r tok; do
+        [ "$(psql_val "SELECT count(*) FROM vcl.reservation_stage WHERE reservation_id = $r AND lease_token = $tok")" != 0 ] ||
+            [ "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE id = $r AND lease_token = $tok")" != 0 ] ||
+            echo "$r:$tok"
+    done)
+    diag "$PHASE: $claims claims given to the workers; $twice reservation(s) claimed more than once;" \
+         "claims the new primary has no trace of (lost, or noop done at claim whose completion was lost):" \
+         "$(echo "$lost" | grep -c . || true) ${lost:+($(echo $lost))}"
+    diag "$PHASE: lease lost / abandoned in the worker logs: $(cat "$@" | grep -c 'lease lost\|lease was lost\|giving up reservation\|lease may have expired' || true)"
+    PHASE_LOST=$(echo "$lost" | grep -c . || true)
+}
+
+epoch_now() { psql_val "SELECT epoch FROM vcl.epoch"; }
+
+# --- the standby -------------------------------------------------------------
+world_on_exit "$PGT" stop "$WORLD/sb1"
+world_on_exit "$PGT" stop "$WORLD/sb2"
+"$PGT" standby "$WORLD/sb1" "$WORLD/pg" >>"$WORLD/setup.log" 2>&1 || bail "standby sb1: $(tail -n 3 "$WORLD/setup.log")"
+pg_env "$WORLD/pg"
+is "$(psql_val "SELECT sync_state FROM pg_stat_replication")" async "async: sb1 streams asynchronously"
+
+# --- phase async ------------------------------------------------------------
+PHASE=async
+enqueue_phase
+diag "$PHASE: ${#PHASE_IDS[@]} reservations"
+start_workers "$WORLD/pg" "$WORLD/sb1"
+ok "$PHASE: a third done" wait_for "a third of the reservations done" 180 third_done
+epoch_before=$(epoch_now)
+failover "$WORLD/pg" "$WORLD/sb1"
+pg_env "$WORLD/sb1"
+ok "$PHASE: every reservation ended after the failover" wait_for "all ended" 240 all_ended
+epoch_after=$(epoch_now)
+ok "$PHASE: the epoch went up at the failover ($epoch_before -> $epoch_after)" test "$epoch_after" -gt "$epoch_before"
+stop_workers
+audit_phase
+report_phase "$WORLD/w1async.log" "$WORLD/w2async.log"
+like "$(cat "$WORLD/w1async.log" "$WORLD/w2async.log")" "reconnect" "$PHASE: the workers reconnected"
+LOST_ASYNC=$PHASE_LOST
+
+# --- phase sync: sb1 is the primary now; sb2 its synchronous standby ---------
+PHASE=sync
+"$PGT" standby "$WORLD/sb2" "$WORLD/sb1" >>"$WORLD/setup.log" 2>&1 || bail "standby sb2: $(tail -n 3 "$WORLD/setup.log")"
+pg_env "$WORLD/sb1"
+psql_val "ALTER SYSTEM SET synchronous_standby_names = 'sb2'" >/dev/null
+psql_val "SELECT pg_reload_conf()" >/dev/null
+is_sync() { [ "$(psql_val "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'sb2'")" = sync ]; }
+ok "$PHASE: sb2 is a synchronous standby" wait_for "sb2 sync" 30 is_sync
+enqueue_phase
+diag "$PHASE: ${#PHASE_IDS[@]} reservations"
+start_workers "$WORLD/sb1" "$WORLD/sb2"
+ok "$PHASE: a third done" wait_for "a third of the reservations done" 180 third_done
+epoch_before=$(epoch_now)
+failover "$WORLD/sb1" "$WORLD/sb2"
+pg_env "$WORLD/sb2"
+# the new primary has no standby: it must not wait for one
+psql_val "ALTER SYSTEM RESET synchronous_standby_names" >/dev/null
+psql_val "SELECT pg_reload_conf()" >/dev/null
+ok "$PHASE: every reservation ended after the failover" wait_for "all ended" 240 all_ended
+epoch_after=$(epoch_now)
+ok "$PHASE: the epoch went up at the failover ($epoch_before -> $epoch_after)" test "$epoch_after" -gt "$epoch_before"
+stop_workers
+audit_phase
+report_phase "$WORLD/w1sync.log" "$WORLD/w2sync.log"
+LOST_SYNC=$PHASE_LOST
+
+# --- both phases: one token, one lease ---------------------------------------
+all_claims=$(claims_in "$WORLD"/w[12]async.log "$WORLD"/w[12]sync.log)
+is "$(awk '{print $2}' <<<"$all_claims" | sort | uniq -d | wc -l)" 0 \
+   "no fencing token value was handed out twice ($(wc -l <<<"$all_claims") claims, both failovers)"
+ok "the workers' logs hold the claims" test "$(wc -l <<<"$all_claims")" -ge 100
+is "$(psql_val "SELECT count(*) FROM (SELECT lease_token FROM vcl.reservation_stage GROUP BY 1
+                                       HAVING count(DISTINCT reservation_id) > 1) x")" 0 \
+   "no token in the stage log belongs to two reservations"
+is "$LOST_SYNC" 0 "sync: no claim a worker acted on was lost"
+diag "async lost $LOST_ASYNC acknowledged claim(s), sync lost $LOST_SYNC"
+is "$(grep -ci deadlock "$WORLD"/w*.log | awk -F: '{s+=$2} END {print s+0}')" 0 "no deadlock in the worker logs"
+diag "whole file: $((SECONDS - t_start)) s"
+done_testing
