@@ -2,9 +2,9 @@
  * statements, logs the SQL at debug level, keeps the SQLSTATE and recognises
  * lost connections (class 08, or a bad connection status) so callers can
  * reconnect. A statement run a second time on a connection is prepared
- * (protocol-level, named vclw_N; PgBouncer in transaction mode needs 1.21+
- * with max_prepared_statements, or db_set_prepare(false)). Statements live in
- * statements.h. */
+ * (protocol-level, named vclw_N; again after a reconnect). Which server a
+ * connection reaches (primary only, no transaction pooling): dbroute.h.
+ * Statements live in statements.h. */
 #ifndef VCL_DB_H
 #define VCL_DB_H
 #include <stdbool.h>
