@@ -109,6 +109,11 @@ failover() {
     pg_env "$new"
     lsn_new=$(psql_val "SELECT pg_last_wal_receive_lsn()")
     "$PGT" promote "$new" || bail "$PHASE: promote failed"
+    # every lease the new primary knows of, before it hands out any (the
+    # first claim bumps the epoch and is fenced for a lease)
+    psql_val "SELECT id || ' ' || lease_token FROM vcl.reservation WHERE lease_token IS NOT NULL
+              UNION SELECT reservation_id || ' ' || lease_token FROM vcl.reservation_stage" >"$WORLD/kept-$PHASE"
+    OLD_EPOCH=$(psql_val "SELECT epoch FROM vcl.epoch")
     LAG=$(psql_val "SELECT pg_wal_lsn_diff('$lsn_old', '$lsn_new')")
     DONE_ON_NEW=$(done_count)
     diag "$PHASE: primary stopped hard and standby promoted in $(echo "$(date +%s.%N) - $t0" | bc) s;" \
@@ -170,14 +175,14 @@ report_phase() {
     local claims twice lost
     claims=$(claims_in "$@" | wc -l)
     twice=$(claims_in "$@" | awk '{n[$1]++} END {for (r in n) if (n[r] > 1) c++; print c + 0}')
-    # a claim a worker acted on whose token the new primary never saw
+    # a claim a worker was given (from the old primary's epoch) that the new
+    # primary had no trace of when it was promoted
     lost=$(claims_in "$@" | while read -r r tok; do
-        [ "$(psql_val "SELECT count(*) FROM vcl.reservation_stage WHERE reservation_id = $r AND lease_token = $tok")" != 0 ] ||
-            [ "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE id = $r AND lease_token = $tok")" != 0 ] ||
-            echo "$r:$tok"
+        ((tok >> 40 == OLD_EPOCH)) || continue
+        grep -qx "$r $tok" "$WORLD/kept-$PHASE" || echo "$r:$tok"
     done)
     diag "$PHASE: $claims claims given to the workers; $twice reservation(s) claimed more than once;" \
-         "claims the new primary has no trace of (lost, or noop done at claim whose completion was lost):" \
+         "claims acknowledged by the old primary that the new one never had:" \
          "$(echo "$lost" | grep -c . || true) ${lost:+($(echo $lost))}"
     diag "$PHASE: lease lost / abandoned in the worker logs: $(cat "$@" | grep -c 'lease lost\|lease was lost\|giving up reservation\|lease may have expired' || true)"
     PHASE_LOST=$(echo "$lost" | grep -c . || true)

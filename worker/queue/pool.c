@@ -868,6 +868,7 @@ static int claim(pool *p, int want)
         const op_def *op = ops_find(opname);
         metrics_job_claimed(opname);
         if (op && stage_count(op) == 0) {
+            log_debug("claimed reservation %lld (token %lld)", id, token);
             done_add(p, id, token, op->name);
         } else {
             start_slot(p, id, token, sent_at);
