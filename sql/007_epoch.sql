@@ -49,14 +49,11 @@ CREATE TABLE vcl.epoch (
     changed_at        timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE vcl.epoch IS
-    'One row: the fencing-token epoch (high bits of every lease_token) and the server it belongs to. '
-    'vcl.lease_epoch() bumps it at the first claim on a new primary (another timeline or system identifier).';
+    'One row: the fencing-token epoch (high bits of every lease_token) and the primary it belongs to '
+    '(system_identifier from pg_control_system(), timeline_id its WAL timeline when the epoch was taken; '
+    'base = epoch - timeline_id; previous_epoch before the last bump, at changed_at). vcl.lease_epoch() bumps it at the '
+    'first claim on a new primary (another timeline or system identifier).';
 COMMENT ON COLUMN vcl.epoch.epoch IS 'Current epoch: lease_token = epoch << 40 | nextval(vcl.lease_token_seq).';
-COMMENT ON COLUMN vcl.epoch.base IS 'epoch - timeline_id: on a promotion of the same system the epoch is at least base + the new timeline.';
-COMMENT ON COLUMN vcl.epoch.system_identifier IS 'pg_control_system().system_identifier of the primary that uses this epoch.';
-COMMENT ON COLUMN vcl.epoch.timeline_id IS 'The WAL timeline of that primary when the epoch was taken.';
-COMMENT ON COLUMN vcl.epoch.previous_epoch IS 'The epoch before the last bump (NULL for the first).';
 COMMENT ON COLUMN vcl.epoch.fenced_until IS
     'After a bump, no claim before this time (one lease): a worker may still run a job whose claim the new '
     'primary lost; it notices at its next heartbeat and stops before anyone else gets the job.';
-COMMENT ON COLUMN vcl.epoch.changed_at IS 'When the epoch was last taken.';

@@ -71,15 +71,7 @@ start_workers() {
 }
 
 stop_workers() {
-    local i rc
-    for i in 0 1; do
-        kill -TERM "${PIDS[i]}" 2>/dev/null
-    done
-    for i in 0 1; do
-        rc=0
-        world_worker_wait "${PIDS[i]}" 60 || rc=$?
-        is "$rc" 0 "$PHASE: worker w$((i + 1))$PHASE survived the failover and exits 0 on SIGTERM"
-    done
+    world_workers_term 60 "$PHASE: after the failover, worker" "${PIDS[@]}"
 }
 
 ids_sql() { local IFS=,; echo "${PHASE_IDS[*]}"; }
@@ -148,12 +140,7 @@ audit_phase() {
        WHERE x.reservation_id IN ($ids)
          AND x.started_at < coalesce(y.finished_at, 'infinity') AND y.started_at < coalesce(x.finished_at, 'infinity')")" 0 \
        "$PHASE: no two stage runs of one reservation overlapped (stage log spans)"
-    is "$(psql_val "
-      WITH spans AS (SELECT r.computer_id, s.reservation_id, min(s.started_at) a, max(s.finished_at) b
-                       FROM vcl.reservation r JOIN vcl.reservation_stage s ON s.reservation_id = r.id
-                      WHERE r.id IN ($ids) GROUP BY 1, 2)
-      SELECT count(*) FROM spans x JOIN spans y ON x.computer_id = y.computer_id AND x.reservation_id < y.reservation_id
-       WHERE x.a < y.b AND y.a < x.b")" 0 "$PHASE: no two reservations of one computer overlapped"
+    is "$(computer_overlaps "$ids")" 0 "$PHASE: no two reservations of one computer overlapped"
     img=$(psql_val "SELECT id FROM vcl.image WHERE name = '$T-blank'")
     for c in "${LOADED[@]}"; do
         is "$(timeout 30 virsh -q -c "$URI" list --all --name | grep -c "^$c:")" 1 "$PHASE: one domain of $c"
