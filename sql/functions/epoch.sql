@@ -28,7 +28,13 @@ BEGIN
                   HINT = 'Connect with target_session_attrs=read-write (the worker''s default).';
     END IF;
     v_tl := ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint;
-    SELECT system_identifier INTO v_sysid FROM pg_control_system();
+    -- the system identifier cannot change under a session (a promoted
+    -- standby keeps its primary's): read the control file once per session
+    v_sysid := nullif(current_setting('vcl.lease_epoch_sysid', true), '')::bigint;
+    IF v_sysid IS NULL THEN
+        SELECT system_identifier INTO v_sysid FROM pg_control_system();
+        PERFORM set_config('vcl.lease_epoch_sysid', v_sysid::text, false);
+    END IF;
     LOOP
         SELECT * INTO v_row FROM vcl.epoch WHERE id;
         IF FOUND AND v_row.system_identifier = v_sysid AND v_row.timeline_id = v_tl THEN
