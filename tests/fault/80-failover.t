@@ -91,6 +91,7 @@ failover() {
     sleep 3
     # with the synchronous standby stalled, a write would wait: read only
     lsn_old=$(psql_val "SELECT pg_current_wal_lsn()")
+    OLD_EPOCH=$(psql_val "SELECT epoch FROM vcl.epoch")
     DONE_ON_OLD=$(done_count)
     t0=$(date +%s.%N)
     "$PGT" crash "$old" &
@@ -105,7 +106,6 @@ failover() {
     # first claim bumps the epoch and is fenced for a lease)
     psql_val "SELECT id || ' ' || lease_token FROM vcl.reservation WHERE lease_token IS NOT NULL
               UNION SELECT reservation_id || ' ' || lease_token FROM vcl.reservation_stage" >"$WORLD/kept-$PHASE"
-    OLD_EPOCH=$(psql_val "SELECT epoch FROM vcl.epoch")
     LAG=$(psql_val "SELECT pg_wal_lsn_diff('$lsn_old', '$lsn_new')")
     DONE_ON_NEW=$(done_count)
     diag "$PHASE: primary stopped hard and standby promoted in $(echo "$(date +%s.%N) - $t0" | bc) s;" \
