@@ -118,6 +118,33 @@ claims_in() {
     sed -n 's/.*claimed reservation \([0-9]*\) (token \([0-9]*\)).*/\1 \2/p' "$@"
 }
 
+# stage_runs LOG...: "reservation start end worker" of every stage run the
+# workers' logs show: from "stage X started" (its fenced start was
+# acknowledged) to that worker's next word on the stage or the job (finished,
+# failed, lease lost); a run with no end lasts forever. Times are ISO
+# strings (they sort as text).
+stage_runs() {
+    awk '{
+        w = ""; r = ""; t = substr($1, 4)
+        for (i = 2; i <= NF; i++) {
+            if ($i ~ /^worker=/) w = substr($i, 8)
+            if ($i ~ /^reservation=/) r = substr($i, 13)
+        }
+        if (r == "") next
+        k = w " " r
+        if ($0 ~ /msg="stage [a-z_]+ started"/) { open[k] = t; next }
+        if ((k in open) && $0 ~ /msg="(stage [a-z_]+ (finished|failed)|lease lost|reservation (done|finished))/) {
+            print r, open[k], t, w; delete open[k]
+        }
+    } END { for (k in open) { split(k, a, " "); print a[2], open[k], "9999", a[1] } }' "$@"
+}
+
+# overlapping_runs LOG...: stage runs of one reservation that overlapped
+overlapping_runs() {
+    stage_runs "$@" | sort -k1,1n -k2,2 |
+        awk '$1 == r && $2 < e { print r ": " w " until " e ", " $4 " from " $2 } { if ($1 != r || $3 > e) e = $3; r = $1; w = $4 }'
+}
+
 audit_phase() {
     local ids c img
     ids=$(ids_sql)
@@ -141,6 +168,10 @@ audit_phase() {
          AND x.started_at < coalesce(y.finished_at, 'infinity') AND y.started_at < coalesce(x.finished_at, 'infinity')")" 0 \
        "$PHASE: no two stage runs of one reservation overlapped (stage log spans)"
     is "$(computer_overlaps "$ids")" 0 "$PHASE: no two reservations of one computer overlapped"
+    local over
+    over=$(overlapping_runs "$WORLD/w1$PHASE.log" "$WORLD/w2$PHASE.log")
+    is "$over" "" "$PHASE: no two stage runs of one reservation overlapped (the workers' logs, lost rows included)"
+    diag "$PHASE: $(stage_runs "$WORLD/w1$PHASE.log" "$WORLD/w2$PHASE.log" | wc -l) stage runs in the logs"
     img=$(psql_val "SELECT id FROM vcl.image WHERE name = '$T-blank'")
     for c in "${LOADED[@]}"; do
         is "$(timeout 30 virsh -q -c "$URI" list --all --name | grep -c "^$c:")" 1 "$PHASE: one domain of $c"
