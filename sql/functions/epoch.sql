@@ -17,10 +17,14 @@ CREATE OR REPLACE FUNCTION vcl.lease_epoch(p_lease_seconds int)
     LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-    v_sysid bigint;
-    v_tl    bigint;
-    v_row   vcl.epoch;
-    v_new   bigint;
+    v_sysid     bigint;
+    v_tl        bigint;
+    v_epoch     bigint;
+    v_base      bigint;
+    v_row_sysid bigint;
+    v_row_tl    bigint;
+    v_fenced    timestamptz;
+    v_new       bigint;
 BEGIN
     IF pg_is_in_recovery() THEN
         RAISE EXCEPTION 'vcl.lease_epoch: this server is a standby; leases are taken on the primary only'
@@ -36,28 +40,30 @@ BEGIN
         PERFORM set_config('vcl.lease_epoch_sysid', v_sysid::text, false);
     END IF;
     LOOP
-        SELECT * INTO v_row FROM vcl.epoch WHERE id;
-        IF FOUND AND v_row.system_identifier = v_sysid AND v_row.timeline_id = v_tl THEN
-            RETURN CASE WHEN v_row.fenced_until > now() THEN NULL ELSE v_row.epoch END;
+        SELECT e.epoch, e.base, e.system_identifier, e.timeline_id, e.fenced_until
+          INTO v_epoch, v_base, v_row_sysid, v_row_tl, v_fenced
+          FROM vcl.epoch e WHERE e.id;
+        IF FOUND AND v_row_sysid = v_sysid AND v_row_tl = v_tl THEN
+            RETURN CASE WHEN v_fenced > now() THEN NULL ELSE v_epoch END;
         END IF;
         IF NOT FOUND THEN
             INSERT INTO vcl.epoch (epoch, base, system_identifier, timeline_id)
             VALUES (v_tl, 0, v_sysid, v_tl)
             ON CONFLICT (id) DO NOTHING;
         ELSE
-            v_new := CASE WHEN v_row.system_identifier = v_sysid
-                          THEN greatest(v_row.epoch + 1, v_row.base + v_tl)
-                          ELSE v_row.epoch + 1 END;
+            v_new := CASE WHEN v_row_sysid = v_sysid
+                          THEN greatest(v_epoch + 1, v_base + v_tl)
+                          ELSE v_epoch + 1 END;
             UPDATE vcl.epoch
                SET epoch = v_new, base = v_new - v_tl, system_identifier = v_sysid,
-                   timeline_id = v_tl, previous_epoch = v_row.epoch, changed_at = now(),
+                   timeline_id = v_tl, previous_epoch = v_epoch, changed_at = now(),
                    fenced_until = greatest(now() + make_interval(secs => greatest(p_lease_seconds, 1)),
                                            (SELECT max(r.lease_expires_at) FROM vcl.reservation r
                                              WHERE r.state = 'running'))
-             WHERE id AND epoch = v_row.epoch;
+             WHERE id AND epoch = v_epoch;
             IF FOUND THEN
                 RAISE LOG 'vcl.lease_epoch: new primary (system %, timeline %): fencing epoch % -> %',
-                    v_sysid, v_tl, v_row.epoch, v_new;
+                    v_sysid, v_tl, v_epoch, v_new;
             END IF;
         END IF;
         -- done or lost a race: the next look finds the row naming this server
@@ -68,3 +74,17 @@ COMMENT ON FUNCTION vcl.lease_epoch(int) IS
     'The fencing-token epoch on this server, bumped first when the vcl.epoch row names another primary '
     '(system identifier or WAL timeline): tokens minted after a failover are larger than every token before it. '
     'NULL for one lease (p_lease_seconds, or the longest running lease) after a bump: claim nothing yet.';
+
+-- When the fence after the last bump ends (NULL when it is over): for
+-- vcl.next_due, so an idle worker wakes when claims may start again.
+-- PL/pgSQL, so that a live file using it compiles before 007 made the table.
+CREATE OR REPLACE FUNCTION vcl.epoch_fenced_until()
+    RETURNS timestamptz
+    LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    RETURN (SELECT e.fenced_until FROM vcl.epoch e WHERE e.fenced_until > now());
+END;
+$$;
+COMMENT ON FUNCTION vcl.epoch_fenced_until() IS
+    'The end of the claim fence after a failover (vcl.epoch.fenced_until) while it lasts, else NULL.';

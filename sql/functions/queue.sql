@@ -475,7 +475,7 @@ CREATE OR REPLACE FUNCTION vcl.next_due()
           WHERE r.state = 'running' AND r.lease_expires_at > now()),
         (SELECT min(r.blocks_until) FROM vcl.reservation r
           WHERE r.blocks_until IS NOT NULL AND r.blocks_until >= now()),
-        (SELECT e.fenced_until FROM vcl.epoch e WHERE e.fenced_until > now())) - now());
+        vcl.epoch_fenced_until()) - now());
 COMMENT ON FUNCTION vcl.next_due() IS
     'Seconds from now until something may become claimable without a NOTIFY: the earliest future run_at '
     '(retry backoff, scheduled work), lease expiry (rescue), end of a cancel block or of the fence after a '
@@ -562,3 +562,4 @@ CREATE OR REPLACE TRIGGER reservation_finished_at
     FOR EACH ROW
     WHEN (NEW.state IN ('done', 'failed', 'cancelled') AND NEW.finished_at IS NULL)
     EXECUTE FUNCTION vcl.reservation_finished_at();
+
