@@ -3,8 +3,9 @@
 #
 # A throwaway primary and a streaming standby (tools/pg-throwaway standby),
 # two workers with a multi-host conninfo (one says
-# target_session_attrs=read-write, the other leaves it to the worker's
-# default), 72 mixed reservations per phase (loads on real libvirt, then
+# target_session_attrs=read-write and lists the primary first, the other
+# lists the standby first and leaves target_session_attrs to the worker's
+# default; vclctl the same), 72 mixed reservations per phase (loads on real libvirt, then
 # node_status, power_off, power_on, noop on the 4 loaded computers; noop on
 # 4 others). When a third of them are done, the primary's WAL sender is
 # stopped for 3 s (SIGSTOP: a slow network), the primary is stopped hard
@@ -54,17 +55,21 @@ enqueue_phase() {
     done
 }
 
-# start_workers HOSTDIR...: w1 (target_session_attrs=read-write) and w2
-# (the default), both with every cluster of the list in their conninfo
-start_workers() {
+# conninfo HOSTDIR...: every cluster of the list, in that order
+conninfo() {
     local hosts ports d
     hosts=$(IFS=,; echo "$*")
     ports=$(for d in "$@"; do printf '%s,' "$(port_of "$d")"; done)
-    ports=${ports%,}
-    local base="host=$hosts port=$ports dbname=vcl user=$(id -un) connect_timeout=3"
+    echo "host=$hosts port=${ports%,} dbname=vcl user=$(id -un) connect_timeout=3"
+}
+
+# start_workers PRIMARYDIR STANDBYDIR: w1 says target_session_attrs=read-write
+# and lists the primary first; w2 leaves target_session_attrs to the
+# worker's default and lists the standby first (so it must skip it)
+start_workers() {
     world_config "w1$PHASE" "worker_name: w1$PHASE" "slots: 3" \
-        "database: \"$base target_session_attrs=read-write\"" >/dev/null
-    world_config "w2$PHASE" "worker_name: w2$PHASE" "slots: 3" "database: \"$base\"" >/dev/null
+        "database: \"$(conninfo "$1" "$2") target_session_attrs=read-write\"" >/dev/null
+    world_config "w2$PHASE" "worker_name: w2$PHASE" "slots: 3" "database: \"$(conninfo "$2" "$1")\"" >/dev/null
     PIDS=()
     world_worker "w1$PHASE"; PIDS+=("$WORLD_WORKER_PID")
     world_worker "w2$PHASE"; PIDS+=("$WORLD_WORKER_PID")
@@ -242,6 +247,14 @@ psql_val "SELECT pg_reload_conf()" >/dev/null
 is_sync() { [ "$(psql_val "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'sb2'")" = sync ]; }
 ok "$PHASE: sb2 is a synchronous standby" wait_for "sb2 sync" 30 is_sync
 enqueue_phase
+# vclctl with the standby first and no target_session_attrs: it skips the
+# standby by default; with target_session_attrs=any it lands there and fails
+out=$("$VCLCTL" -q --db "$(conninfo "$WORLD/sb2" "$WORLD/sb1")" enqueue "${PLAIN[0]}" noop 2>&1)
+ok "$PHASE: vclctl with host=standby,primary writes on the primary (target_session_attrs read-write by default)" \
+    test "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE id = 0${out//[^0-9]/}")" = 1 || diag "$out"
+[[ $out =~ ^[0-9]+$ ]] && PHASE_IDS+=("$out")
+out=$("$VCLCTL" -q --db "$(conninfo "$WORLD/sb2" "$WORLD/sb1") target_session_attrs=any" enqueue "${PLAIN[0]}" noop 2>&1)
+like "$out" "read-only transaction" "$PHASE: ... and with target_session_attrs=any it lands on the standby and is refused"
 diag "$PHASE: ${#PHASE_IDS[@]} reservations"
 start_workers "$WORLD/sb1" "$WORLD/sb2"
 ok "$PHASE: a third done" wait_for "a third of the reservations done" 180 third_done
