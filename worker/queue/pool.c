@@ -690,6 +690,7 @@ static bool main_session(pool *p, vcl_error *e)
         snprintf(slots, sizeof slots, "%d", p->cfg->slots);
         const char *prm[5] = { p->worker_name, host, pid, slots, version_string() };
         bool isnull = true;
+        vcl_error_clear(e);   /* a NULL id is no retryable error */
         if (!db_scalar_ll(p->db, SQL_REGISTER_WORKER, 5, prm, &p->worker_id, &isnull, e) || isnull) {
             log_error("registering the worker: %s", e->msg);
             return false;
