@@ -97,6 +97,8 @@ BEGIN
     -- and what a node_check reservation found
     GRANT UPDATE (checked_at, check_ok, check_report) ON vcl.node TO vcl_worker;
     GRANT USAGE, SELECT ON SEQUENCE vcl.lease_token_seq TO vcl_worker;
+    -- vcl.lease_epoch: the first claim on a new primary bumps the epoch
+    GRANT SELECT, INSERT, UPDATE ON vcl.epoch TO vcl_worker;
     GRANT USAGE ON ALL SEQUENCES IN SCHEMA vcl TO vcl_worker;
 END;
 $$;

@@ -78,6 +78,7 @@ DECLARE
     v_rescued    bigint[];
     v_expired    boolean;
     v_loads      boolean;
+    v_epoch      bigint;
 BEGIN
     PERFORM set_config('vcl.writer', 'worker', true);  -- its writes are the worker's (guard.sql)
     IF p_limit IS NULL OR p_limit < 1 THEN
@@ -258,6 +259,12 @@ BEGIN
     IF cardinality(v_ids) = 0 THEN
         RETURN;
     END IF;
+    -- fencing tokens: (epoch << 40) | seq, the epoch bumped on a new primary
+    -- (sql/007_epoch.sql); NULL for a lease after a failover: nothing yet
+    v_epoch := vcl.lease_epoch(p_lease_seconds);
+    IF v_epoch IS NULL THEN
+        RETURN;
+    END IF;
 
     -- a rescued row: the stage its dead worker had started never finished
     IF cardinality(v_rescued) > 0 THEN
@@ -276,7 +283,7 @@ BEGIN
         UPDATE vcl.reservation r
            SET state = 'running',
                worker_id = p_worker_id,
-               lease_token = nextval('vcl.lease_token_seq'),
+               lease_token = (v_epoch << 40) | nextval('vcl.lease_token_seq'),
                lease_expires_at = now() + v_lease,
                attempts = r.attempts + 1,
                lease_expiries = r.lease_expiries + CASE WHEN r.state = 'running' THEN 1 ELSE 0 END,
@@ -499,10 +506,12 @@ CREATE OR REPLACE FUNCTION vcl.next_due()
         (SELECT min(r.lease_expires_at) FROM vcl.reservation r
           WHERE r.state = 'running' AND r.lease_expires_at > now()),
         (SELECT min(r.blocks_until) FROM vcl.reservation r
-          WHERE r.blocks_until IS NOT NULL AND r.blocks_until >= now())) - now());
+          WHERE r.blocks_until IS NOT NULL AND r.blocks_until >= now()),
+        vcl.epoch_fenced_until()) - now());
 COMMENT ON FUNCTION vcl.next_due() IS
     'Seconds from now until something may become claimable without a NOTIFY: the earliest future run_at '
-    '(retry backoff, scheduled work), lease expiry (rescue) or end of a cancel block; NULL when nothing is '
+    '(retry backoff, scheduled work), lease expiry (rescue), end of a cancel block or of the fence after a '
+    'failover (vcl.epoch.fenced_until); NULL when nothing is '
     'scheduled. Only future times count (a row already due but not claimable, e.g. its computer in maintenance, '
     'waits for a NOTIFY or the poll). An idle worker sleeps until then (or its poll_seconds).';
 
@@ -585,3 +594,4 @@ CREATE OR REPLACE TRIGGER reservation_finished_at
     FOR EACH ROW
     WHEN (NEW.state IN ('done', 'failed', 'cancelled') AND NEW.finished_at IS NULL)
     EXECUTE FUNCTION vcl.reservation_finished_at();
+

@@ -50,6 +50,16 @@ BEGIN
       FROM vcl.reservation_stage s
      WHERE s.id = p_stage_row AND s.reservation_id = p_id AND s.lease_token = p_token;
     IF NOT FOUND THEN
+        -- A failover without synchronous replication can lose the stage's
+        -- start while the lease survived (sql/007_epoch.sql), and the new
+        -- primary may even give the row id to another stage: a row that is
+        -- missing, or that another epoch wrote, means this stage's record
+        -- is gone: fenced out (the job is abandoned and rescued after its
+        -- lease). Within one epoch it is a caller's mistake.
+        IF NOT EXISTS (SELECT 1 FROM vcl.reservation_stage s
+                        WHERE s.id = p_stage_row AND s.lease_token >> 40 = p_token >> 40) THEN
+            RETURN false;
+        END IF;
         RAISE EXCEPTION 'vcl.stage_finish: stage row % is not a stage of reservation % under lease %',
             p_stage_row, p_id, p_token
             USING ERRCODE = 'invalid_parameter_value';
@@ -73,4 +83,5 @@ END;
 $$;
 COMMENT ON FUNCTION vcl.stage_finish(bigint, bigint, bigint, boolean, text, boolean) IS
     'Fenced: finish stage row p_stage_row (ok or failed, with detail); when ok and p_checkpoint, also advance '
-    'the reservation''s checkpoint (stage) to it, in the same transaction. false (nothing written) when the lease is lost.';
+    'the reservation''s checkpoint (stage) to it, in the same transaction. false (nothing written) when the lease is lost, '
+    'or the stage row is (a failover lost it: missing, or written in another fencing epoch).';

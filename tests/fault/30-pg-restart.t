@@ -89,14 +89,7 @@ ok "all 8 loads ended" wait_for "all 8 ended" 150 not_active "${ids[@]}"
 for i in 0 1; do
     ok "worker w$((i + 1)) survived the restart, the killed connections and the crash" kill -0 "${pids[i]}"
 done
-for pid in "${pids[@]}"; do
-    kill -TERM "$pid"
-done
-for i in 0 1; do
-    rc=0
-    world_worker_wait "${pids[i]}" 30 || rc=$?
-    is "$rc" 0 "worker w$((i + 1)) exits 0 on SIGTERM"
-done
+world_workers_term 30 "worker w" "${pids[@]}"
 like "$(cat "$WORLD"/w1.log "$WORLD"/w2.log)" "reconnect" "the workers' logs show the reconnection"
 diag "drain time: $((SECONDS - t_start)) s for 8 loads, a restart, killed connections and a crash"
 
@@ -117,12 +110,7 @@ is "$(psql_val "SELECT count(*) FROM vcl.reservation_stage WHERE reservation_id 
                  AND outcome NOT IN ('ok', 'abandoned', 'failed')")" 0 "no stage row left running"
 diag "stage reruns (an abandoned or failed run, then ok): $(psql_val "SELECT coalesce(string_agg(reservation_id || ':' || stage || '=' || outcome, ' '), 'none')
        FROM vcl.reservation_stage WHERE reservation_id IN ($ID_LIST) AND outcome <> 'ok'")"
-is "$(psql_val "
-  WITH spans AS (SELECT r.computer_id, s.reservation_id, min(s.started_at) a, max(s.finished_at) b
-                   FROM vcl.reservation r JOIN vcl.reservation_stage s ON s.reservation_id = r.id
-                  WHERE r.id IN ($ID_LIST) GROUP BY 1, 2)
-  SELECT count(*) FROM spans x JOIN spans y ON x.computer_id = y.computer_id AND x.reservation_id < y.reservation_id
-   WHERE x.a < y.b AND y.a < x.b")" 0 "no two reservations of one computer overlapped (stage spans)"
+is "$(computer_overlaps "$ID_LIST")" 0 "no two reservations of one computer overlapped (stage spans)"
 is "$(psql_val "
   SELECT count(*) FROM vcl.reservation x JOIN vcl.reservation y ON x.computer_id = y.computer_id
      AND x.id < y.id AND x.finished_at > y.started_at WHERE x.id IN ($ID_LIST) AND y.id IN ($ID_LIST)")" 0 \

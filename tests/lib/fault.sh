@@ -26,6 +26,8 @@
 #                            loop until every ID has ended; gives up early (1)
 #                            on a job nothing will ever claim again
 #   launch_group N...        start the faulty workers of cells N... (see below)
+#   computer_overlaps IDLIST how many pairs of reservations (of IDLIST, "1,2,...")
+#                            of one computer overlapped in time (stage log spans)
 #
 # Cells: parallel arrays indexed by a cell number N: C_OP, C_STAGE, C_POINT
 # (the fault: VCL_FAULT=C_STAGE:C_POINT), C_COMP and C_ID (computer and
@@ -164,6 +166,15 @@ rescue() {
             diag "rescue worker exited $?"
         not_active "$@" || sleep 0.5
     done
+}
+
+computer_overlaps() {
+    psql_val "
+      WITH spans AS (SELECT r.computer_id, s.reservation_id, min(s.started_at) a, max(s.finished_at) b
+                       FROM vcl.reservation r JOIN vcl.reservation_stage s ON s.reservation_id = r.id
+                      WHERE r.id IN ($1) GROUP BY 1, 2)
+      SELECT count(*) FROM spans x JOIN spans y ON x.computer_id = y.computer_id AND x.reservation_id < y.reservation_id
+       WHERE x.a < y.b AND y.a < x.b"
 }
 
 C_OP=() C_STAGE=() C_POINT=() C_COMP=() C_ID=() C_PID=() C_RC=()

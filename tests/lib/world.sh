@@ -303,6 +303,10 @@ EOS
 #     wait until the worker PID (from world_worker) exits, at most TIMEOUT_S
 #     seconds; returns its exit status (137 = SIGKILL), or 255 (with a diag)
 #     on timeout.
+# world_workers_term TIMEOUT_S LABEL PID...
+#     SIGTERM every worker PID (from world_worker) at once, then wait for
+#     each (TIMEOUT_S): one test per worker, "LABEL N exits 0 on SIGTERM"
+#     (N counts from 1 in the order given).
 # world_track_domains PREFIX
 #     on exit: destroy and undefine, in parallel, every domain on
 #     $VCL_TEST_URI whose name starts with PREFIX (a prefix unique to this
@@ -358,6 +362,20 @@ world_worker_wait() {
         return 255
     wait "$wrapper" 2>/dev/null || rc=$?
     return "$rc"
+}
+
+world_workers_term() {
+    local timeout=$1 label=$2 pid i=0 rc
+    shift 2
+    for pid in "$@"; do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    for pid in "$@"; do
+        i=$((i + 1))
+        rc=0
+        world_worker_wait "$pid" "$timeout" || rc=$?
+        is "$rc" 0 "$label $i exits 0 on SIGTERM"
+    done
 }
 
 _world_drop_domains() {

@@ -1,5 +1,6 @@
 /* db.c: see db.h. */
 #include "queue/db.h"
+#include "queue/dbroute.h"
 #include "base/log.h"
 #include "base/metrics.h"
 
@@ -95,12 +96,19 @@ static void notice_quiet(void *arg, const PGresult *res)
 static bool open_pg(db_conn *db, vcl_error *e)
 {
     /* dbname may hold a whole conninfo string (expand_dbname=1); anything it
-     * leaves unset comes from the PG* environment. */
-    const char *keys[3] = { "fallback_application_name", NULL, NULL };
-    const char *vals[3] = { db->appname, NULL, NULL };
+     * leaves unset comes from the PG* environment. Later entries override
+     * earlier ones: target_session_attrs=read-write (dbroute.h) goes in
+     * only when neither the conninfo nor PGTARGETSESSIONATTRS chooses. */
+    const char *keys[4] = { "fallback_application_name", NULL, NULL, NULL };
+    const char *vals[4] = { db->appname, NULL, NULL, NULL };
+    int n = 1;
+    if (dbroute_wants_default_tsa(db->conninfo, getenv("PGTARGETSESSIONATTRS"))) {
+        keys[n] = "target_session_attrs";
+        vals[n++] = DBROUTE_DEFAULT_TSA;
+    }
     if (db->conninfo[0]) {
-        keys[1] = "dbname";
-        vals[1] = db->conninfo;
+        keys[n] = "dbname";
+        vals[n++] = db->conninfo;
     }
     PGconn *pg = PQconnectdbParams(keys, vals, 1);
     if (!pg || PQstatus(pg) != CONNECTION_OK) {
@@ -270,7 +278,7 @@ static void result_error(db_conn *db, const PGresult *r, const char *prefix, con
      * connect now. */
     bool lost = PQstatus(db->pg) != CONNECTION_OK || !state || !state[0] ||
                 strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
-                strcmp(state, "57P02") == 0;
+                strcmp(state, "57P02") == 0 || dbroute_wrong_server(state);
     bool transient = lost || (state && state[0] && (strncmp(state, "40", 2) == 0 ||
                                         strcmp(state, "55P03") == 0 ||
                                         strcmp(state, "57014") == 0 ||

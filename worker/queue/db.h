@@ -2,9 +2,9 @@
  * statements, logs the SQL at debug level, keeps the SQLSTATE and recognises
  * lost connections (class 08, or a bad connection status) so callers can
  * reconnect. A statement run a second time on a connection is prepared
- * (protocol-level, named vclw_N; PgBouncer in transaction mode needs 1.21+
- * with max_prepared_statements, or db_set_prepare(false)). Statements live in
- * statements.h. */
+ * (protocol-level, named vclw_N; again after a reconnect). Which server a
+ * connection reaches (primary only, no transaction pooling): dbroute.h.
+ * Statements live in statements.h. */
 #ifndef VCL_DB_H
 #define VCL_DB_H
 #include <stdbool.h>
@@ -14,9 +14,10 @@
 
 typedef struct db_conn db_conn;
 
-/* conninfo "" = PG* environment only. application_name is set so DBAs see
- * which worker is which in pg_stat_activity. NULL + retryable error when the
- * server cannot be reached. */
+/* conninfo "" = PG* environment only; multi-host (host=a,b) works, and
+ * target_session_attrs defaults to read-write (dbroute.h). application_name
+ * is set so DBAs see which worker is which in pg_stat_activity. NULL +
+ * retryable error when the server cannot be reached. */
 db_conn *db_connect(const char *conninfo, const char *application_name, vcl_error *e);
 void db_close(db_conn *db);
 /* Drop and reopen the connection (same conninfo). */
@@ -44,7 +45,8 @@ bool db_notified(db_conn *db);
 
 /* Execute with text parameters (NULL entries are SQL NULL). Returns the
  * result (PGRES_TUPLES_OK / COMMAND_OK) or NULL with e filled: lost
- * connection (class 08, and the connection marked broken) and serialization
+ * connection (class 08 or a server that takes no writes, 25006: see
+ * dbroute.h; the connection is marked broken) and serialization
  * or deadlock (40xxx), lock timeouts (55P03) are retryable; everything else is
  * permanent. PQclear the result. */
 PGresult *db_exec(db_conn *db, const char *sql, int nparams, const char *const *params,

@@ -2,6 +2,7 @@
 #include "queue/pool.h"
 #include "base/backoff.h"
 #include "queue/db.h"
+#include "queue/dbroute.h"
 #include "node/hvdriver.h"
 #include "queue/job.h"
 #include "base/log.h"
@@ -682,24 +683,16 @@ static void config_replace(pool *p, vcl_config *c)
     retire_unused(p);
 }
 
-static bool main_connect(pool *p)
+/* The main connection's session: not pooled per transaction (checked once,
+ * at start), LISTEN, and the worker's row the first time. */
+static bool main_session(pool *p, vcl_error *e)
 {
-    vcl_error e;
-    vcl_error_clear(&e);
-    for (;;) {
-        if (!p->db)
-            p->db = db_connect(p->cfg->database, p->worker_name, &e);
-        else if (!db_reconnect_backoff(p->db, &sig_stop, 0, &e))
-            return false;
-        if (p->db)
-            break;
-        log_warn("%s (retrying)", e.msg);
-        if (sig_stop)
-            return false;
-        sleep(1);
+    if (!p->worker_id && !dbroute_check_pooling(p->db, p->cfg->database, p->worker_name, e)) {
+        log_error("%s", e->msg);
+        return false;
     }
-    if (!db_run(p->db, SQL_LISTEN, 0, NULL, &e)) {
-        log_error("LISTEN failed: %s", e.msg);
+    if (!db_run(p->db, SQL_LISTEN, 0, NULL, e)) {
+        log_error("LISTEN failed: %s", e->msg);
         return false;
     }
     if (!p->worker_id) {
@@ -709,14 +702,43 @@ static bool main_connect(pool *p)
         snprintf(slots, sizeof slots, "%d", p->cfg->slots);
         const char *prm[5] = { p->worker_name, host, pid, slots, version_string() };
         bool isnull = true;
-        if (!db_scalar_ll(p->db, SQL_REGISTER_WORKER, 5, prm, &p->worker_id, &isnull, &e) || isnull) {
-            log_error("registering the worker: %s", e.msg);
+        vcl_error_clear(e);   /* a NULL id is no retryable error */
+        if (!db_scalar_ll(p->db, SQL_REGISTER_WORKER, 5, prm, &p->worker_id, &isnull, e) || isnull) {
+            log_error("registering the worker: %s", e->msg);
             return false;
         }
         log_info("worker %s registered as id %lld with %d slot(s)", p->worker_name, p->worker_id,
                  p->cfg->slots);
     }
     return true;
+}
+
+/* Connect (or reconnect) the main connection, LISTEN, and register the
+ * worker the first time. A retryable failure after connecting (a failover:
+ * the server went away again, or took no writes, 25006) starts over. */
+static bool main_connect(pool *p)
+{
+    vcl_error e;
+    vcl_error_clear(&e);
+    for (;;) {
+        if (!p->db)
+            p->db = db_connect(p->cfg->database, p->worker_name, &e);
+        else if (!db_reconnect_backoff(p->db, &sig_stop, 0, &e))
+            return false;
+        if (!p->db) {
+            log_warn("%s (retrying)", e.msg);
+            if (sig_stop)
+                return false;
+            sleep(1);
+            continue;
+        }
+        if (main_session(p, &e))
+            return true;
+        if (e.cls != VCL_ERR_RETRYABLE || sig_stop)
+            return false;
+        log_warn("%s (reconnecting)", e.msg);
+        sleep(1);
+    }
 }
 
 /* Operations with no stages (noop) have nothing to run: they are done as
@@ -865,6 +887,7 @@ static int claim(pool *p, int want)
         if (k == 0)
             p->last_claim_id = id;
         if (op && stage_count(op) == 0) {
+            log_debug("claimed reservation %lld (token %lld)", id, token);
             done_add(p, id, token, op->name);
         } else {
             start_slot(p, id, token, sent_at);
