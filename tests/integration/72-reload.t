@@ -39,7 +39,7 @@ perl -MIO::Socket::INET -e '$| = 1;
 SILENT=$!
 world_track_pid $SILENT
 wait_for "the silent listener" 10 test -s "$WORLD/silent.port" || bail "no silent listener"
-ok "node add silent" "$VCLCTL" node add silent --uri "qemu+tcp://127.0.0.1:$(cat "$WORLD/silent.port")/system" \
+ok "node add silent" "$VCLCTL" node add silent --uri "qemu+libssh2://root@127.0.0.1:$(cat "$WORLD/silent.port")/system?known_hosts=$WORLD/silent_known_hosts&sshauth=privkey" \
     --master-dir "$WORLD/master" --cow-dir "$WORLD/cow" --xml-dir "$WORLD/xml" --repo "$WORLD/repo"
 ok "computer $T-held" "$VCLCTL" computer add "$T-held" --node silent \
     --mac "52:54:00:$(printf %02x $((RANDOM % 256))):72:09" --memory 128 --vcpus 1

@@ -1,5 +1,6 @@
 /* cmd_inventory.c: the inventory: migrate (the schema), node, image (with
  * its revisions, and where a master is: image exists/size) and computer. */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
