@@ -896,6 +896,13 @@ static void test_password_masking(void)
         { "postgresql://u:pw@[::1]:5432/db?sslpassword=k3y&application_name=a%20b",
           "user=u password=**** dbname=db host=::1 port=5432 application_name='a b' "
           "sslpassword=****", "k3y" },
+        /* a raw '/' in the password: libpq reads host "u", port "pa", dbname "ss@db/vcl" */
+        { "postgresql://u:pa/ss@db/vcl", "dbname=**** host=**** port=****", "ss" },
+        { "postgresql://u:pa?ss@db/vcl", "user=u password=**** dbname=vcl host=db", "pa?ss" },
+        /* a dbname that is itself a conninfo (libpq expands it) */
+        { "dbname='postgresql://u:zz9@h/d'", "dbname='user=u password=**** dbname=d host=h'",
+          "zz9" },
+        { "dbname='host=h password=zz8'", "dbname='password=**** host=h'", "zz8" },
         /* no secret: shown as written */
         { "host=x dbname=y", "host=x dbname=y", NULL },
         { "passfile=/etc/pgpass host=x", "passfile=/etc/pgpass host=x", NULL },
