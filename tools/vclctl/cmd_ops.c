@@ -510,7 +510,7 @@ int cmd_node_check(ctl *c, const args *a)
     if (rep->cpu_probed) {
         char report[1024];
         cpu_probe_report(&rep->cpu, report, sizeof report);
-        printable(report);
+        printable(report, false);
         const char *pp[3] = { PQgetvalue(r, 0, 0), rep->cpu.chosen, report };
         vcl_error_clear(&e);
         if (!db_run(c->db, SQL_NODE_CHECK_CPU, 3, pp, &e))
@@ -525,8 +525,8 @@ int cmd_node_check(ctl *c, const args *a)
             cols[k] = calloc(1, cap);
         for (int i = 0; i < rep->n && cols[0] && cols[1] && cols[2] && cols[3]; i++) {
             node_check_item *it = &rep->items[i];
-            printable(it->detail);
-            printable(it->fix);
+            printable(it->detail, false);
+            printable(it->fix, false);
             const char *v[4] = { it->item, it->ok ? "true" : "false", it->detail, it->fix };
             for (int k = 0; k < 4; k++)
                 off[k] += (size_t)snprintf(cols[k] + off[k], cap - off[k], "%s%s", i ? "\x1f" : "", v[k]);
@@ -544,8 +544,8 @@ int cmd_node_check(ctl *c, const args *a)
     printf("node %s: %s (%s), cpu_mode %s\n", name, t.libvirt_uri, t.transport, t.cpu_mode);
     for (int i = 0; i < rep->n; i++) {
         node_check_item *it = &rep->items[i];
-        printable(it->detail);
-        printable(it->fix);
+        printable(it->detail, false);
+        printable(it->fix, false);
         printf("  %-4s  %-11s %s\n", it->ok ? "ok" : "FAIL", it->item, it->detail);
         if (!it->ok && it->fix[0])
             printf("        %-11s fix: %s\n", "", it->fix);
