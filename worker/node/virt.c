@@ -3,6 +3,7 @@
 #include "node/cpumode.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/config.h"
 #include "base/names.h"
 #include "base/util.h"
 
@@ -463,9 +464,25 @@ refused:
     return vcl_error_set(e, VCL_ERR_PERMANENT, "libvirt URI '%s' refused: %s", shown, why);
 }
 
+/* The keyfile= of a checked URI must be private, as ssh demands. */
+static bool uri_keyfile_private(const char *uri, vcl_error *e)
+{
+    const char *q = strchr(uri, '?');
+    char key[PATH_MAX];
+    for (const char *p = q; p; p = strchr(p + 1, '&')) {
+        if (strncmp(p + 1, "keyfile=", 8) != 0)
+            continue;
+        size_t n = strcspn(p + 9, "&");
+        snprintf(key, sizeof key, "%.*s", (int)n, p + 9);
+        if (!config_key_file_check(key, e))
+            return false;
+    }
+    return true;
+}
+
 virConnectPtr virt_open(const char *uri, vcl_error *e)
 {
-    if (!virt_uri_check(uri, e))
+    if (!virt_uri_check(uri, e) || !uri_keyfile_private(uri, e))
         return NULL;
     virt_init();
     int limit = atomic_load(&open_limit_s);
