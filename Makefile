@@ -157,7 +157,7 @@ unit: all
 # their own PostgreSQL, libvirtd and sshd in temp dirs).
 check: deps
 	$(MAKE) all
-	prove --exec '' --timer $(UNIT_BIN) tests/integration/*.t $(wildcard tests/fault/*.t)
+	prove --exec '' --timer $(UNIT_BIN) tests/integration/*.t $(wildcard tests/fault/*.t) $(wildcard tests/security/*.t)
 
 demo: deps
 	$(MAKE) all
