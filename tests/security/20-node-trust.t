@@ -101,7 +101,10 @@ is "$(state_of "$id" | cut -d' ' -f1)" done ".raw with a qcow2 header: loaded (a
 m="$WORLD/master/$T-trick.qcow2"
 is "$(qemu-img info -U --output=json "$m" | grep -c backing-filename)" 0 "its master has no backing file"
 ok "the master holds the .raw file's own bytes" qemu-img compare -q -U -f raw -F qcow2 "$R/$T-trick.raw" "$m"
-ok "and not the host file's" bash -c "! qemu-img convert -U -f qcow2 -O raw '$m' /dev/stdout | grep -aq HOST-SECRET"
+qemu-img convert -U -f qcow2 -O raw "$m" "$WORLD/trick-master.bin"
+ok "the master's bytes are the .raw file's own" cmp -s "$R/$T-trick.raw" <(head -c "$(stat -c %s "$R/$T-trick.raw")" "$WORLD/trick-master.bin")
+ok "and hold nothing of the host file" bash -c "! grep -aq HOST-SECRET '$WORLD/trick-master.bin'"
+rm -f "$WORLD/trick-master.bin"
 
 # --- 4. the stem that is another computer's COW name ------------------------------
 # A node whose COW and master directories are one: refused by the schema...
