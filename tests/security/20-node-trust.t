@@ -58,6 +58,18 @@ load() {
     "$WORKER" --config "$cfg" --drain 2>>"$WORLD/w1.log"
     echo "$id"
 }
+# refused_image STEM ERROR WHAT: a load of that stem on pc1 fails at once with
+# ERROR, writes no master and changes nothing on the node
+refused_image() {
+    local r id before
+    r=$(add_rev "$1")
+    before=$(node_state)
+    id=$(load $T-pc1 "$r" "$1")
+    is "$(state_of "$id")" "failed 1" "$3: failed at once (permanent)"
+    like "$(err_of "$id")" "$2" "the error names what it points at"
+    ok "no master was written" test ! -e "$WORLD/master/$1.qcow2"
+    is "$(node_state)" "$before" "nothing on the node changed"
+}
 state_of() { psql_val "SELECT state || ' ' || attempts FROM vcl.reservation WHERE id = $1"; }
 err_of() { psql_val "SELECT last_error FROM vcl.reservation WHERE id = $1"; }
 
@@ -75,23 +87,12 @@ parentCID=ffffffff
 createType="monolithicFlat"
 RW 100 FLAT "/etc/shadow" 0
 EOF
-r=$(add_rev $T-vmdk)
-before=$(node_state)
-id=$(load $T-pc1 "$r" "$T-vmdk")
-is "$(state_of "$id")" "failed 1" "vmdk with an extent on /etc/shadow: failed at once (permanent)"
-like "$(err_of "$id")" "vmdk extent outside its own directory '/etc/shadow'" "the error names the extent"
-ok "no master was written" test ! -e "$WORLD/master/$T-vmdk.qcow2"
-is "$(node_state)" "$before" "nothing on the node changed"
+refused_image $T-vmdk "vmdk extent outside its own directory '/etc/shadow'" \
+    "vmdk with an extent on /etc/shadow"
 
 # --- 2. qcow2 whose backing file is a host file ---------------------------------
 qemu-img create -q -f qcow2 -F raw -b "$WORLD/host-secret.bin" "$R/$T-back.qcow2"
-r=$(add_rev $T-back)
-before=$(node_state)
-id=$(load $T-pc1 "$r" "$T-back")
-is "$(state_of "$id")" "failed 1" "qcow2 backed by a host file: failed at once (permanent)"
-like "$(err_of "$id")" "has a backing file '$WORLD/host-secret.bin'" "the error names the backing file"
-ok "no master was written" test ! -e "$WORLD/master/$T-back.qcow2"
-is "$(node_state)" "$before" "nothing on the node changed"
+refused_image $T-back "has a backing file '$WORLD/host-secret.bin'" "qcow2 backed by a host file"
 
 # --- 3. a .raw file with a qcow2 header: read as raw -----------------------------
 qemu-img create -q -f qcow2 -F raw -b "$WORLD/host-secret.bin" "$R/$T-trick.raw"

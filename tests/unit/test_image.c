@@ -629,6 +629,14 @@ static bool write_text(const char *path, const char *text)
     return transport_write_file(T, path, text, strlen(text), 0644, &e);
 }
 
+/* A qcow2 at path whose backing file is backing (raw). */
+static bool qcow2_backed(const char *path, const char *backing)
+{
+    const char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", backing, "--",
+                           path, NULL };
+    return run(argv);
+}
+
 /* Hostile repository images (issue #12): nothing of the host reaches a
  * master, and nothing is written when one is refused. */
 static void test_hostile(void)
@@ -657,9 +665,7 @@ static void test_hostile(void)
 
     /* a qcow2 whose backing file is the host file */
     pathf(p, sizeof p, "repo-a/evil-back.qcow2");
-    const char *bk[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", host, "--", p,
-                         NULL };
-    ok(run(bk), "evil-back.qcow2 backed by the host file");
+    ok(qcow2_backed(p, host), "evil-back.qcow2 backed by the host file");
     req_init(&r, "evil-back", master, cow, sizeof master, &l);
     vcl_error_clear(&e);
     ok(!image_ensure_master(&r, &e) && e.cls == VCL_ERR_PERMANENT &&
@@ -683,9 +689,7 @@ static void test_hostile(void)
 
     /* a .raw file with a qcow2 header (backed by the host file): read as raw */
     pathf(p, sizeof p, "repo-a/trick.raw");
-    const char *tr[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", host, "--", p,
-                         NULL };
-    ok(run(tr), "trick.raw: a qcow2 header backed by the host file");
+    ok(qcow2_backed(p, host), "trick.raw: a qcow2 header backed by the host file");
     req_init(&r, "trick", master, cow, sizeof master, &l);
     vcl_error_clear(&e);
     ok(image_ensure_master(&r, &e), "trick.raw loads, as raw (%s)", e.msg);
