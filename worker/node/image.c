@@ -11,7 +11,11 @@
  *
  * qemu-img flags used (checked on QEMU 7.2):
  *   info --output=json -U -- PATH      -U (--force-share): works on a disk a
- *                                       running VM holds locked
+ *                                       running VM holds locked (our own COW)
+ *   info -f FMT --backing-chain --output=json -U -- PATH
+ *                                       anything from a repository and every
+ *                                       master: node/imgtrust.c (format from
+ *                                       the file name, never probed)
  *   check [-U] -f FMT -- PATH          exit 0 ok, 3 leaks only (harmless),
  *                                       2 corrupt, 1 cannot check/open,
  *                                       63 format has no checks (raw, vmdk)
