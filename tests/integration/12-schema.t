@@ -334,7 +334,7 @@ ok "busy: migrate" migrate busy
 T="t${WORLD##*.}"
 (
     export PGDATABASE=busy
-    "$VCLCTL" --quiet node add "$T-n1" --uri test:///default --master-dir "$WORLD" --cow-dir "$WORLD" \
+    "$VCLCTL" --quiet node add "$T-n1" --uri test:///default --master-dir "$WORLD" --cow-dir "$WORLD/cow" \
         --xml-dir "$WORLD" &&
     psql_val "INSERT INTO vcl.computer (name, node_id, mac0)
               SELECT format('$T-c%s', g), n.id, format('52:54:00:dd:00:%s', lpad(to_hex(g), 2, '0'))

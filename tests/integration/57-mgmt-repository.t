@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A repository on the management host (node.repository_location =
 # 'management'): the worker looks the image up on its own host and streams it
-# to an ssh node over SFTP under "<master>.tmp-<id>" (converted there when
+# to an ssh node over SFTP under "<master>.tmp-vcl+<random>" (converted there when
 # its format is not the master's), checks size and `qemu-img check`, and
 # renames it into place; a capture copies the new master back from the node
 # into the first repository path here (temp name, size, check, rename). The
@@ -73,7 +73,7 @@ is "$(V domstate "$T-pc1:$T-blank-v1" | head -1)" running "its domain is running
 master=$N/master/$T-blank-v1.qcow2
 like "$(detail "$id" pre_define)" "master streamed from the management host: $MREPO/$T-blank-v1\.qcow2" \
      "pre_define detail: the master was streamed from the management host"
-like "$(cat "$WORLD/w1.log")" "sftp copy root@127\.0\.0\.1:$PORT: $MREPO/$T-blank-v1\.qcow2 -> $master\.tmp-$id" \
+like "$(cat "$WORLD/w1.log")" "sftp copy root@127\.0\.0\.1:$PORT: $MREPO/$T-blank-v1\.qcow2 -> $master\.tmp-vcl\+[0-9a-f]{16}" \
      "worker log: the image went through SFTP to the temp name"
 ok "the master is byte-identical to the management copy" cmp "$MREPO/$T-blank-v1.qcow2" "$master"
 is "$(find "$N" "$MREPO" -name '*.tmp-*' | wc -l)" 0 "no temporary files left"

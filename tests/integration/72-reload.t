@@ -29,7 +29,9 @@ for i in 1 2 3 4; do
         --mac "52:54:00:$(printf %02x $((RANDOM % 256))):72:0$i" --memory 128 --vcpus 1
 done
 # A node whose libvirtd accepts connections and never answers: a job on it
-# stays in its stage until this listener goes away.
+# stays in its stage until this listener goes away. (Reached with
+# qemu+libssh2://, whose handshake waits for the banner: qemu+tcp:// is not a
+# URI the worker accepts.)
 perl -MIO::Socket::INET -e '$| = 1;
     my $s = IO::Socket::INET->new(Listen => 16, LocalAddr => "127.0.0.1", LocalPort => 0,
                                   ReuseAddr => 1) or die "listen: $!";
@@ -39,7 +41,7 @@ perl -MIO::Socket::INET -e '$| = 1;
 SILENT=$!
 world_track_pid $SILENT
 wait_for "the silent listener" 10 test -s "$WORLD/silent.port" || bail "no silent listener"
-ok "node add silent" "$VCLCTL" node add silent --uri "qemu+tcp://127.0.0.1:$(cat "$WORLD/silent.port")/system" \
+ok "node add silent" "$VCLCTL" node add silent --uri "qemu+libssh2://root@127.0.0.1:$(cat "$WORLD/silent.port")/system?keyfile=$WORLD/silent_key&known_hosts=$WORLD/silent_known_hosts&sshauth=privkey" \
     --master-dir "$WORLD/master" --cow-dir "$WORLD/cow" --xml-dir "$WORLD/xml" --repo "$WORLD/repo"
 ok "computer $T-held" "$VCLCTL" computer add "$T-held" --node silent \
     --mac "52:54:00:$(printf %02x $((RANDOM % 256))):72:09" --memory 128 --vcpus 1

@@ -44,7 +44,7 @@ J() { journalctl --no-pager -q "$@"; }
 ok "migrate" "$VCLCTL" migrate
 ok "node add" "$VCLCTL" node add n1 --uri test:///default --master-dir "$WORLD/master" \
     --cow-dir "$WORLD/cow" --xml-dir "$WORLD/xml" --repo "$WORLD/repo"
-ok "node add (refuses connections)" "$VCLCTL" node add dead --uri "qemu+tcp://127.0.0.1:1/system" \
+ok "node add (refuses connections)" "$VCLCTL" node add dead --uri "qemu+libssh2://127.0.0.1:1/system" \
     --master-dir "$WORLD/master" --cow-dir "$WORLD/cow" --xml-dir "$WORLD/xml" --repo "$WORLD/repo"
 ok "computer $T-pc1" "$VCLCTL" computer add "$T-pc1" --node n1 --mac 52:54:00:9a:90:01 --memory 128 --vcpus 1
 ok "computer $T-pc2" "$VCLCTL" computer add "$T-pc2" --node dead --mac 52:54:00:9a:90:02 --memory 128 --vcpus 1

@@ -863,6 +863,30 @@ static void printed_database(const char *db, char *out, size_t out_len)
  * (db_conninfo_mask): every form libpq accepts, rebuilt as key=value pairs in
  * libpq's order when a secret is present, unchanged when none is, and wholly
  * masked when libpq cannot parse it. */
+/* An ssh private key readable by group or others is refused (as ssh does). */
+static void test_key_file_check(void)
+{
+    char path[] = "/tmp/vcl-key-test.XXXXXX";
+    int fd = mkstemp(path);
+    vcl_error e;
+    ok(fd >= 0, "a key file");
+    close(fd);
+    chmod(path, 0600);
+    vcl_error_clear(&e);
+    ok(config_key_file_check(path, &e), "mode 0600: accepted (%s)", e.msg);
+    chmod(path, 0644);
+    vcl_error_clear(&e);
+    ok(!config_key_file_check(path, &e) && e.cls == VCL_ERR_PERMANENT &&
+           strstr(e.msg, "mode 0644") && strstr(e.msg, "chmod 600"),
+       "mode 0644: refused, says how to fix it (%s)", e.msg);
+    chmod(path, 0640);
+    vcl_error_clear(&e);
+    ok(!config_key_file_check(path, &e), "mode 0640: refused (%s)", e.msg);
+    unlink(path);
+    vcl_error_clear(&e);
+    ok(config_key_file_check(path, &e), "a missing file is left to whoever opens it");
+}
+
 static void test_password_masking(void)
 {
     static const struct {
@@ -896,6 +920,13 @@ static void test_password_masking(void)
         { "postgresql://u:pw@[::1]:5432/db?sslpassword=k3y&application_name=a%20b",
           "user=u password=**** dbname=db host=::1 port=5432 application_name='a b' "
           "sslpassword=****", "k3y" },
+        /* a raw '/' in the password: libpq reads host "u", port "pa", dbname "ss@db/vcl" */
+        { "postgresql://u:pa/ss@db/vcl", "dbname=**** host=**** port=****", "ss" },
+        { "postgresql://u:pa?ss@db/vcl", "user=u password=**** dbname=vcl host=db", "pa?ss" },
+        /* a dbname that is itself a conninfo (libpq expands it) */
+        { "dbname='postgresql://u:zz9@h/d'", "dbname='user=u password=**** dbname=d host=h'",
+          "zz9" },
+        { "dbname='host=h password=zz8'", "dbname='password=**** host=h'", "zz8" },
         /* no secret: shown as written */
         { "host=x dbname=y", "host=x dbname=y", NULL },
         { "passfile=/etc/pgpass host=x", "passfile=/etc/pgpass host=x", NULL },
@@ -1231,6 +1262,7 @@ int main(int argc, char **argv)
     test_validate();
     test_print();
     test_password_masking();
+    test_key_file_check();
     test_help();
     test_stage_timeouts();
     test_reload();

@@ -3,6 +3,7 @@
  * installed). */
 #include "tap.h"
 #include "node/image.h"
+#include "node/imgtrust.h"
 #include "node/transport.h"
 #include "base/error.h"
 
@@ -630,10 +631,170 @@ static void test_cow(void)
     ok(!image_ensure_cow(&r3, &e) && e.cls == VCL_ERR_PERMANENT, "COW path equal to the master refused");
 }
 
+/* imgtrust_judge on qemu-img's JSON (QEMU 7.2, --backing-chain). */
+static void test_judge(void)
+{
+    static const char *const alone =
+        "[{\"virtual-size\": 51200, \"filename\": \"/r/a.qcow2\", \"format\": \"qcow2\","
+        " \"actual-size\": 4096, \"format-specific\": {\"type\": \"qcow2\", \"data\":"
+        " {\"compat\": \"1.1\", \"corrupt\": false}}, \"dirty-flag\": false}]";
+    static const struct { const char *json, *why; } bad[] = {
+        { "[{\"format\": \"qcow2\", \"backing-filename\": \"/etc/shadow\","
+          " \"full-backing-filename\": \"/etc/shadow\"}, {\"format\": \"raw\","
+          " \"filename\": \"/etc/shadow\"}]", "has a backing file '/etc/shadow'" },
+        { "[{\"format\": \"qcow2\"}, {\"format\": \"raw\", \"filename\": \"/x\"}]",
+          "has a backing file '/x'" },
+        { "[{\"format\": \"qcow2\", \"format-specific\": {\"type\": \"qcow2\", \"data\":"
+          " {\"data-file\": \"/dev/sda\"}}}]", "external data file '/dev/sda'" },
+        { "[{\"format\": \"qcow2\", \"format-specific\": {\"data\": {\"extents\":"
+          " [{\"filename\": \"/etc/shadow\", \"format\": \"FLAT\"}]}}}]",
+          "vmdk extent outside its own directory '/etc/shadow'" },
+        { "[{\"format\": \"qcow2\", \"format-specific\": {\"data\": {\"extents\":"
+          " [{\"filename\": \"/r/../etc/x\"}]}}}]", "vmdk extent outside" },
+        { "[{\"format\": \"qcow2\", \"format\": \"raw\"}]", "cannot read" },
+        { "[{\"format\": \"raw\"}]", "another format" },
+        { "{\"format\": \"qcow2\"}", "not a list" },
+        { "[]", "no image" },
+        { "[{\"format\": \"qcow2\", \"virtual-size\": -1}]", "virtual-size" },
+        { "not json [", "cannot read" },
+        { "", "cannot read" },
+    };
+    imgtrust_facts *f = calloc(1, sizeof *f);
+    vcl_error e;
+    vcl_error_clear(&e);
+    ok(imgtrust_judge(alone, "/r/a.qcow2", "qcow2", f, &e) && f->info.virtual_size == 51200 &&
+           strcmp(f->info.format, "qcow2") == 0 && f->n_extents == 0,
+       "a standalone qcow2 passes (%s)", e.msg);
+    vcl_error_clear(&e);
+    ok(imgtrust_judge("[{\"format\": \"vmdk\", \"format-specific\": {\"data\": {\"extents\":"
+                      " [{\"filename\": \"/r/a.vmdk\"}, {\"filename\": \"/r/a-flat.vmdk\"}]}}}]",
+                      "/r/a.vmdk", "vmdk", f, &e) &&
+           f->n_extents == 1 && strcmp(f->extents[0], "/r/a-flat.vmdk") == 0,
+       "vmdk extents: itself and a file next to it pass (%s)", e.msg);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        vcl_error_clear(&e);
+        ok(!imgtrust_judge(bad[i].json, "/r/a.qcow2", "qcow2", f, &e) &&
+               e.cls == VCL_ERR_PERMANENT && strstr(e.msg, bad[i].why),
+           "refused #%zu: %s", i, e.msg);
+    }
+    is_str(imgtrust_format_of("/r/x.raw"), "raw", ".raw is raw");
+    is_str(imgtrust_format_of("/r/x.img"), "raw", ".img is raw");
+    is_str(imgtrust_format_of("/r/x.vmdk"), "vmdk", ".vmdk is vmdk");
+    is_str(imgtrust_format_of("/r/x.qcow2"), "qcow2", ".qcow2 is qcow2");
+    ok(imgtrust_format_of("/r/x.iso") == NULL, ".iso: no format");
+    free(f);
+}
+
+static bool write_text(const char *path, const char *text)
+{
+    vcl_error e;
+    vcl_error_clear(&e);
+    return transport_write_file(T, path, text, strlen(text), 0644, &e);
+}
+
+/* A qcow2 at path whose backing file is backing (raw). */
+static bool qcow2_backed(const char *path, const char *backing)
+{
+    const char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", backing, "--",
+                           path, NULL };
+    return run(argv);
+}
+
+/* Hostile repository images (issue #12): nothing of the host reaches a
+ * master, and nothing is written when one is refused. */
+static void test_hostile(void)
+{
+    image_req r;
+    fake_lock l = { 0 };
+    char master[PATH_MAX], cow[PATH_MAX], host[PATH_MAX], p[PATH_MAX], desc[PATH_MAX + 200];
+    vcl_error e;
+
+    pathf(host, sizeof host, "host-secret.bin");
+    const char *mk[] = { "truncate", "-s", "51200", "--", host, NULL };
+    ok(run(mk) && write_text(host, "host secret\n"), "a host file outside the repository");
+
+    /* a vmdk descriptor whose FLAT extent is the host file */
+    snprintf(desc, sizeof desc,
+             "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n"
+             "createType=\"monolithicFlat\"\nRW 100 FLAT \"%s\" 0\n", host);
+    pathf(p, sizeof p, "repo-a/evil-vmdk.vmdk");
+    ok(write_text(p, desc), "evil-vmdk.vmdk written");
+    req_init(&r, "evil-vmdk", master, cow, sizeof master, &l);
+    vcl_error_clear(&e);
+    ok(!image_ensure_master(&r, &e) && e.cls == VCL_ERR_PERMANENT &&
+           strstr(e.msg, "vmdk extent outside its own directory") && strstr(e.msg, host),
+       "vmdk extent on a host file: refused, permanent (%s)", e.msg);
+    ok(!file_exists(master), "no master written");
+
+    /* a qcow2 whose backing file is the host file */
+    pathf(p, sizeof p, "repo-a/evil-back.qcow2");
+    ok(qcow2_backed(p, host), "evil-back.qcow2 backed by the host file");
+    req_init(&r, "evil-back", master, cow, sizeof master, &l);
+    vcl_error_clear(&e);
+    ok(!image_ensure_master(&r, &e) && e.cls == VCL_ERR_PERMANENT &&
+           strstr(e.msg, "has a backing file") && strstr(e.msg, host),
+       "qcow2 with a host backing file: refused, permanent (%s)", e.msg);
+    ok(!file_exists(master), "no master written");
+
+    /* a qcow2 with an external data file */
+    pathf(p, sizeof p, "repo-a/evil-df.qcow2");
+    char opt[PATH_MAX + 16];
+    pathf(desc, sizeof desc, "evil-data.raw");
+    snprintf(opt, sizeof opt, "data_file=%s", desc);
+    const char *df[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-o", opt, "--", p, "1M", NULL };
+    ok(run(df), "evil-df.qcow2 with an external data file");
+    req_init(&r, "evil-df", master, cow, sizeof master, &l);
+    vcl_error_clear(&e);
+    ok(!image_ensure_master(&r, &e) && e.cls == VCL_ERR_PERMANENT &&
+           strstr(e.msg, "external data file"),
+       "qcow2 with a data file: refused, permanent (%s)", e.msg);
+    ok(!file_exists(master), "no master written");
+
+    /* a .raw file with a qcow2 header (backed by the host file): read as raw */
+    pathf(p, sizeof p, "repo-a/trick.raw");
+    ok(qcow2_backed(p, host), "trick.raw: a qcow2 header backed by the host file");
+    req_init(&r, "trick", master, cow, sizeof master, &l);
+    vcl_error_clear(&e);
+    ok(image_ensure_master(&r, &e), "trick.raw loads, as raw (%s)", e.msg);
+    qimg_info q;
+    ok(qimg_info_get(T, master, &q, &e) && q.backing_file[0] == '\0',
+       "its master has no backing file");
+    const char *cmp[] = { "qemu-img", "compare", "-q", "-f", "raw", "-F", "qcow2", "--", p, master,
+                          NULL };
+    ok(run(cmp), "the master holds the .raw file's own bytes, not the host file's");
+
+    /* a vmdk whose flat extent sits next to it: accepted */
+    pathf(p, sizeof p, "repo-a/good-flat.vmdk");
+    char ext[PATH_MAX];
+    pathf(ext, sizeof ext, "repo-a/good-flat-flat.vmdk");
+    const char *mkx[] = { "truncate", "-s", "51200", "--", ext, NULL };
+    snprintf(desc, sizeof desc,
+             "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n"
+             "createType=\"monolithicFlat\"\nRW 100 FLAT \"good-flat-flat.vmdk\" 0\n");
+    ok(run(mkx) && write_text(p, desc), "good-flat.vmdk with its extent next to it");
+    req_init(&r, "good-flat", master, cow, sizeof master, &l);
+    vcl_error_clear(&e);
+    ok(image_ensure_master(&r, &e), "a vmdk with its own extent loads (%s)", e.msg);
+
+    /* stale temp cleanup never takes a master whose stem looks like a temp */
+    char legit[PATH_MAX], stale[PATH_MAX];
+    pathf(legit, sizeof legit, "images/plain.qcow2.tmp-5.qcow2");
+    pathf(stale, sizeof stale, "images/plain.qcow2.tmp-vcl+0123456789abcdef");
+    pathf(p, sizeof p, "repo-b/plain.qcow2");
+    ok(qimg_create(p, "qcow2", "1M") && qimg_create(legit, "qcow2", "1M") && touch(stale),
+       "the master of stem 'plain.qcow2.tmp-5' and a stale temp of 'plain'");
+    req_init(&r, "plain", master, cow, sizeof master, &l);
+    vcl_error_clear(&e);
+    ok(image_ensure_master(&r, &e), "plain loads (%s)", e.msg);
+    ok(file_exists(legit), "the other stem's master survives the stale-temp cleanup");
+    ok(!file_exists(stale), "the stale temp is gone");
+}
+
 int main(void)
 {
     vcl_error e;
     test_parse();
+    test_judge();
 
     T = transport_new("local", NULL, &e);
     transport_result res = { 0 };
@@ -668,6 +829,7 @@ int main(void)
     test_master();
     test_lock_lost();
     test_cow();
+    test_hostile();
 
     const char *rm[] = { "rm", "-rf", "--", base, NULL };
     run(rm);

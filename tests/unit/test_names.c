@@ -242,9 +242,64 @@ static void test_build(void)
        "master path overflow refused");
 }
 
+/* Masters and COW disks never collide; temp files and ownership are exact. */
+static void test_trust(void)
+{
+    vcl_names n;
+    vcl_error e;
+    vcl_error_clear(&e);
+    ok(!names_build("pc1", 7, 3, "pc2_7-v3", "/x", "/img/", "/img", "qcow2", &n, &e) &&
+           e.cls == VCL_ERR_PERMANENT && strstr(e.msg, "is the master image directory"),
+       "COW dir = master dir (trailing '/' aside): refused (%s)", e.msg);
+    vcl_error_clear(&e);
+    ok(names_build("pc1", 7, 3, "pc2_7-v3", "/x", "/img/vcl-cow", "/img", "qcow2", &n, &e) &&
+           strcmp(n.master_path, "/img/pc2_7-v3.qcow2") == 0 &&
+           strcmp(n.cow_path, "/img/vcl-cow/pc1_7-v3.qcow2") == 0,
+       "a COW dir below the master dir: the stem 'pc2_7-v3' names a master only (%s)", e.msg);
+    ok(names_same_dir("/a/b/", "/a/b") && !names_same_dir("/a/b", "/a/bc") &&
+           !names_same_dir("/a", "/a/b"), "names_same_dir");
+
+    char t1[PATH_MAX], t2[PATH_MAX];
+    ok(names_temp("/img/x.qcow2", t1, sizeof t1) && names_temp("/img/x.qcow2", t2, sizeof t2) &&
+           strncmp(t1, "/img/x.qcow2.tmp-vcl+", 21) == 0 && strlen(t1) == 21 + 16 &&
+           strcmp(t1, t2) != 0,
+       "names_temp: '<final>.tmp-vcl+<16 hex>', random (%s, %s)", t1, t2);
+    ok(names_is_temp(t1 + 5, "x.qcow2"), "its own temp is a temp");
+    static const char *const temps[] = { "x.qcow2.tmp-vcl+0123456789abcdef",
+                                         "x.qcow2.tmp-vcl+0123456789abcdef-conv",
+                                         "x.qcow2.tmp-42", "x.qcow2.tmp-42-conv", NULL };
+    static const char *const not_temps[] = { "x.qcow2.tmp-42.qcow2", "x.qcow2.tmp-5a.qcow2",
+                                             "x.qcow2.tmp-vcl+0123456789abcde",
+                                             "x.qcow2.tmp-vcl+0123456789abcdef.qcow2",
+                                             "x.qcow2.tmp-", "x.qcow2", "y.qcow2.tmp-1", NULL };
+    for (int i = 0; temps[i]; i++)
+        ok(names_is_temp(temps[i], "x.qcow2"), "temp of x.qcow2: %s", temps[i]);
+    for (int i = 0; not_temps[i]; i++)
+        ok(!names_is_temp(not_temps[i], "x.qcow2"), "not a temp of x.qcow2: %s", not_temps[i]);
+
+    static const struct { const char *name, *computer; bool owned; } own[] = {
+        { "pc_7-v3.qcow2", "pc", true },
+        { "pc_7-v3.xml", "pc", true },
+        { "pc_7-v3.console.log", "pc", true },
+        { "pc_1_7-v3.qcow2", "pc", false },
+        { "pc_1_7-v3.qcow2", "pc_1", true },
+        { "pc_7-v3", "pc", false },
+        { "pc_x-v3.qcow2", "pc", false },
+        { "pc_7-v.qcow2", "pc", false },
+        { "pc-7-v3.qcow2", "pc", false },
+        { "pcx_7-v3.qcow2", "pc", false },
+        { "../pc_7-v3.qcow2", "pc", false },
+        { "pc_7-v3.qcow2.tmp-vcl+0123456789abcdef", "pc", false },
+    };
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+        ok(names_owned_by(own[i].name, own[i].computer) == own[i].owned, "%s %s %s",
+           own[i].computer, own[i].owned ? "owns" : "does not own", own[i].name);
+}
+
 int main(void)
 {
     test_names();
+    test_trust();
     test_dirs();
     test_macs();
     test_build();

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "node/virt.h"
 #include "base/error.h"
 #include "base/names.h"
 #include "vclctl.h"
@@ -304,19 +305,16 @@ int check_host(const ctl *c, const char *s)
 int check_uri(const ctl *c, const char *s)
 {
     int rc;
+    vcl_error e;
     if (!s)
         return EXIT_OK;
     if ((rc = check_text(c, "--uri", s, 1024)) != EXIT_OK)
         return rc;
-    size_t i = 0;
-    bool ok = islower((unsigned char)s[0]);
-    for (i = 1; ok && s[i] && s[i] != ':'; i++)
-        ok = islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) ||
-             strchr("+.-", s[i]) != NULL;
-    ok = ok && s[i] == ':' && !strpbrk(s, " \t\n\r\v\f");
-    if (!ok)
-        return usage_error(c, "invalid libvirt URI '%.64s' (expected e.g. qemu:///system "
-                              "or qemu+libssh2://user@host/system?...)", s);
+    /* the worker's own rule (virt_uri_check), so what is added here is what
+     * it will connect to */
+    vcl_error_clear(&e);
+    if (!virt_uri_check(s, &e))
+        return usage_error(c, "--uri: %s", e.msg);
     return EXIT_OK;
 }
 

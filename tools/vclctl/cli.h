@@ -94,7 +94,7 @@ int check_text(const ctl *c, const char *what, const char *s, size_t max);
  * not starting with '-' (it would read as an option to ssh tools); the
  * schema's node_ssh_host_valid says the same. */
 int check_host(const ctl *c, const char *s);
-/* libvirt URI: "scheme:" then no white space (node_libvirt_uri_valid). */
+/* libvirt URI: one the worker accepts (virt_uri_check; node_libvirt_uri_supported). */
 int check_uri(const ctl *c, const char *s);
 /* Repository search path: like a directory, but components may hold the
  * wildcards '*' and '?' (vcl.repository_paths_valid). */

@@ -55,6 +55,7 @@ int cmd_status(ctl *c, const args *a)
                              rep.domain, rep.domain_state, rep.revision };
         return print_json(c, SQL_STATUS_JSON, 7, p, "the status");
     }
+    printable(rep.reason, false); /* may quote libvirt or the node */
     printf("%s: %s (%s)\n", name, rep.status, rep.reason);
     printf("node:     %s\n", rep.node[0] ? rep.node : "-");
     printf("domain:   %s\n", rep.domain[0] ? rep.domain : "-");
@@ -240,10 +241,12 @@ static int wait_reservation(ctl *c, long long id)
         return db_fail(c, &e, "cannot read reservation %lld", id);
     if (strcmp(state, "done") == 0)
         printf("reservation %lld done\n", id);
-    else if (strcmp(state, "failed") == 0)
-        printf("reservation %lld failed in stage %s (attempt %s of %s): %s\n", id,
-               PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 3), PQgetvalue(r, 0, 4), PQgetvalue(r, 0, 2));
-    else
+    else if (strcmp(state, "failed") == 0) {
+        printf("reservation %lld failed in stage %s (attempt %s of %s): ", id,
+               PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 3), PQgetvalue(r, 0, 4));
+        put_clean(stdout, PQgetvalue(r, 0, 2)); /* last_error: node-originated text */
+        fputc('\n', stdout);
+    } else
         printf("reservation %lld was cancelled\n", id);
     PQclear(r);
     if (strcmp(state, "done") != 0)
@@ -459,8 +462,8 @@ const optspec OPTS_NODE_CHECK[] = {
 
 static void print_check_item(bool ok, const char *item, char *detail, char *fix)
 {
-    printable(detail);
-    printable(fix);
+    printable(detail, false);
+    printable(fix, false);
     printf("  %-4s  %-11s %s\n", ok ? "ok" : "FAIL", item, detail);
     if (!ok && fix[0])
         printf("        %-11s fix: %s\n", "", fix);
@@ -565,7 +568,7 @@ int cmd_node_check(ctl *c, const args *a)
     char *cols[4] = { NULL, NULL, NULL, NULL };
     if (rep->cpu_probed) {
         cpu_probe_report(&rep->cpu, report, sizeof report);
-        printable(report);
+        printable(report, false);
     }
     if (!node_check_columns(rep, cols)) {
         rc = fail("out of memory");

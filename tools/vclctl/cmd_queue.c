@@ -281,6 +281,7 @@ int cmd_show(ctl *c, const args *a)
     char last_error[1024] = "";
     if (err >= 0 && !PQgetisnull(r, 0, err))
         snprintf(last_error, sizeof last_error, "%s", PQgetvalue(r, 0, err));
+    printable(last_error, false);
     PQclear(r);
     if ((rc = show_stage_log(c, id.s)) != EXIT_OK)
         return rc;

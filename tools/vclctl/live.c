@@ -58,6 +58,7 @@ static double epoch_cell(const PGresult *r, int row, int col)
 static void copy_cell(char *dst, size_t n, const PGresult *r, int row, int col)
 {
     snprintf(dst, n, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
+    printable(dst, false); /* node-originated text reaches the terminal */
 }
 
 static follow_row *follow_find_row(follow *f, long long id)

@@ -150,12 +150,19 @@ static int text_width(const char *s)
     return w;
 }
 
-/* Write s on one line: control characters (newlines in an error message)
- * become spaces, so a table stays a table. */
+/* Write s on one line: control characters (newlines in an error message,
+ * terminal escapes from a node) become spaces (printable), so a table stays
+ * a table and nothing reaches the terminal as a command. */
 void put_clean(FILE *f, const char *s)
 {
-    for (; *s; s++)
-        fputc(((unsigned char)*s < 0x20 || *s == 0x7f) ? ' ' : *s, f);
+    char *copy = strdup(s);
+    if (!copy) {
+        fputs("?", f);
+        return;
+    }
+    printable(copy, false);
+    fputs(copy, f);
+    free(copy);
 }
 
 static void put_spaces(FILE *f, int n)
@@ -230,14 +237,18 @@ void print_kv(FILE *f, const PGresult *r, int row, const colfmt *fmts, const cha
             continue;
         fprintf(f, "%s:", k);
         put_spaces(f, keyw - text_width(k) + 1);
-        for (const char *s = cell_text(r, row, j, find_fmt(fmts, k), buf, sizeof buf); *s; s++) {
+        char *text = strdup(cell_text(r, row, j, find_fmt(fmts, k), buf, sizeof buf));
+        if (text)
+            printable(text, true);
+        for (const char *s = text ? text : "?"; *s; s++) {
             if (*s == '\n') {
                 fputc('\n', f);
                 put_spaces(f, keyw + 2);
-            } else if (*s != '\r') {
+            } else {
                 fputc(*s, f);
             }
         }
+        free(text);
         fputc('\n', f);
     }
 }
@@ -286,11 +297,46 @@ int print_row_json(ctl *c, const char *sql, long long id, const char *what)
 }
 
 /* Node-originated text reaches a terminal: no control characters. */
-void printable(char *s)
+/* Length of the valid UTF-8 sequence at p (2..4), 0 when it is not one
+ * (a stray continuation byte, an overlong form, a surrogate, > U+10FFFF). */
+static int utf8_len(const unsigned char *p)
 {
-    for (unsigned char *p = (unsigned char *)s; *p; p++)
-        if (*p < 0x20 || *p == 0x7f)
-            *p = ' ';
+    unsigned char c = p[0];
+    int n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    for (int i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] > 0x9F) || (c == 0xF0 && p[1] < 0x90) ||
+        (c == 0xF4 && p[1] > 0x8F))
+        return 0;
+    return n;
+}
+
+void printable(char *s, bool keep_newlines)
+{
+    unsigned char *in = (unsigned char *)s, *out = (unsigned char *)s;
+    while (*in) {
+        unsigned char c = *in;
+        if (c == '\n' && keep_newlines) {
+            *out++ = *in++;
+        } else if (c < 0x20 || c == 0x7f) {
+            *out++ = ' ';
+            in++;
+        } else if (c < 0x80) {
+            *out++ = *in++;
+        } else {
+            int n = utf8_len(in);
+            if (n == 0 || (n == 2 && c == 0xC2 && in[1] <= 0x9F)) {
+                /* not UTF-8, or a C1 control (U+0080..U+009F: CSI is U+009B) */
+                *out++ = '?';
+                in += n ? n : 1;
+            } else {
+                for (int i = 0; i < n; i++)
+                    *out++ = *in++;
+            }
+        }
+    }
+    *out = '\0';
 }
 
 bool vrows_add(vrows *r, const char *const *vals)

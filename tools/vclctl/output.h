@@ -42,8 +42,12 @@ void fmt_age_s(const char *in, char *out, size_t size);
 /* Write s on one line: control characters (newlines in an error message)
  * become spaces, so a table stays a table. */
 void put_clean(FILE *f, const char *s);
-/* The same in place: node-originated text that reaches a terminal. */
-void printable(char *s);
+/* The one cleaner of node-originated text (last_error, stage details,
+ * node_status detail) before it reaches a terminal, in place: C0 controls
+ * (ESC, BEL, CR, backspace...) and DEL become ' ' ('\n' is kept when
+ * keep_newlines), the C1 controls U+0080..U+009F (CSI U+009B) and bytes that
+ * are not UTF-8 become '?'. Printable UTF-8 stays. */
+void printable(char *s, bool keep_newlines);
 
 /* An aligned table with a header from the column names (upper case); two
  * spaces between columns, numbers right-aligned, the last column unpadded.

@@ -1173,6 +1173,16 @@ bool config_load(vcl_config *c, const char *path, vcl_error *e)
         goto cleanup;
     }
     resolve_derived(&tmp);
+    if (st.st_mode & S_IROTH) {
+        /* ssh warns about such keys; a password every local user can read
+         * deserves at least a line */
+        char *masked = tmp.database ? db_conninfo_mask(tmp.database) : NULL;
+        if (masked && strstr(masked, "****"))
+            log_warn("%s is readable by every user of this host (mode %04o) and holds a database "
+                     "password: chmod o-r %s (640 or 600), or keep the password in a pgpass file",
+                     path, (unsigned)(st.st_mode & 07777), path);
+        free(masked);
+    }
     config_clear(c);
     *c = tmp;
     memset(&tmp, 0, sizeof tmp);
@@ -1277,6 +1287,9 @@ bool config_validate(const vcl_config *c, vcl_error *e)
         if (!validate_option(c, &opts[i], e))
             return false;
     }
+    if (c->ssh_private_key && c->ssh_private_key[0] &&
+        !config_key_file_check(c->ssh_private_key, e))
+        return vcl_error_prefix(e, "ssh_private_key");
     if (c->heartbeat_seconds >= c->lease_seconds)
         return vcl_error_set(e, VCL_ERR_PERMANENT,
                              "heartbeat_seconds (%d) must be less than lease_seconds (%d): the "
@@ -1290,6 +1303,21 @@ bool config_validate(const vcl_config *c, vcl_error *e)
                              "retry_max_seconds (%d): the first retry would wait longer than "
                              "the cap on every retry", c->retry_base_seconds,
                              c->retry_max_seconds);
+    return true;
+}
+
+bool config_key_file_check(const char *path, vcl_error *e)
+{
+    struct stat st;
+    if (!path || !path[0] || stat(path, &st) != 0)
+        return true;
+    if (!S_ISREG(st.st_mode))
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "ssh private key %s is not a regular file", path);
+    if (st.st_mode & 077)
+        return vcl_error_set(e, VCL_ERR_PERMANENT,
+                             "ssh private key %s is accessible by group or others (mode %04o): "
+                             "refused, as ssh refuses it; chmod 600 %s", path,
+                             (unsigned)(st.st_mode & 07777), path);
     return true;
 }
 

@@ -103,4 +103,9 @@ void config_print_man(FILE *f);
  * image_req that leaves it 0). */
 #define CONFIG_COMMAND_TIMEOUT_DEFAULT_S 7200
 int config_command_timeout(int seconds);
+/* An ssh private key must be readable by its owner only, as ssh demands:
+ * false + permanent error ("chmod 600 ...") when path is readable or
+ * writable by group or others, or is not a regular file. A missing file is
+ * true here (whoever opens it says so). */
+bool config_key_file_check(const char *path, vcl_error *e);
 #endif

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 
 /* How much of a bad value is quoted back in an error message. */
 #define SHOW_MAX 64
@@ -20,7 +21,7 @@ static bool name_char_ok(unsigned char c)
 
 /* A printable copy of an untrusted value for an error message: printable ASCII
  * as is, anything else as \xNN, at most SHOW_MAX input bytes then "...". */
-static void show(const char *s, char *buf, size_t size)
+void names_show(const char *s, char *buf, size_t size)
 {
     size_t o = 0;
     size_t i;
@@ -105,7 +106,7 @@ bool name_check(const char *what, const char *s, vcl_error *e)
         what = "given";
     if (!s)
         return vcl_error_set(e, VCL_ERR_PERMANENT, "invalid %s name: %s", what, p);
-    show(s, shown, sizeof shown);
+    names_show(s, shown, sizeof shown);
     return vcl_error_set(e, VCL_ERR_PERMANENT, "invalid %s name '%s': %s", what, shown, p);
 }
 
@@ -157,7 +158,7 @@ bool dir_check(const char *what, const char *dir, vcl_error *e)
             cp = name_problem(comp, cwhy, sizeof cwhy);
             if (cp) {
                 char cshown[SHOW_MAX * 4 + 4];
-                show(comp, cshown, sizeof cshown);
+                names_show(comp, cshown, sizeof cshown);
                 snprintf(why, sizeof why, "component '%s': %s", cshown,
                          comp[0] == '.' ? "not allowed (no '.', '..' or hidden components)" : cp);
                 p = why;
@@ -168,7 +169,7 @@ bool dir_check(const char *what, const char *dir, vcl_error *e)
     }
     if (!p)
         return true;
-    show(dir, shown, sizeof shown);
+    names_show(dir, shown, sizeof shown);
     return vcl_error_set(e, VCL_ERR_PERMANENT, "invalid %s directory '%s': %s", what, shown, p);
 }
 
@@ -214,7 +215,7 @@ bool mac_check(const char *mac, vcl_error *e)
     }
     if (!p)
         return true;
-    show(mac, shown, sizeof shown);
+    names_show(mac, shown, sizeof shown);
     return vcl_error_set(e, VCL_ERR_PERMANENT, "invalid MAC address '%s': %s", shown, p);
 }
 
@@ -234,6 +235,14 @@ bool names_build(const char *computer, long long image_id, int revision, const c
         !name_check("disk extension", disk_ext, e) || !dir_check("XML", xml_dir, e) ||
         !dir_check("COW disk", cow_dir, e) || !dir_check("master image", master_dir, e))
         goto cleanup;
+    if (names_same_dir(cow_dir, master_dir)) {
+        names_show(cow_dir, shown, sizeof shown);
+        vcl_error_set(e, VCL_ERR_PERMANENT,
+                      "the COW directory '%s' is the master image directory: a file stem could "
+                      "name another computer's COW disk; give the node a cow_dir of its own "
+                      "(vclctl node set --cow-dir)", shown);
+        goto cleanup;
+    }
     if (image_id <= 0) {
         vcl_error_set(e, VCL_ERR_PERMANENT, "invalid image id %lld for computer '%s': must be > 0",
                       image_id, computer);
@@ -256,26 +265,26 @@ bool names_build(const char *computer, long long image_id, int revision, const c
         goto cleanup;
     }
     if (!util_join_path(out->xml_path, sizeof out->xml_path, xml_dir, out->file_base, "xml")) {
-        show(xml_dir, shown, sizeof shown);
+        names_show(xml_dir, shown, sizeof shown);
         vcl_error_set(e, VCL_ERR_PERMANENT, "XML path for '%s' under '%s' would exceed %d bytes", out->file_base,
                       shown, PATH_MAX - 1);
         goto cleanup;
     }
     if (!util_join_path(out->console_path, sizeof out->console_path, xml_dir, out->file_base,
                    "console.log")) {
-        show(xml_dir, shown, sizeof shown);
+        names_show(xml_dir, shown, sizeof shown);
         vcl_error_set(e, VCL_ERR_PERMANENT, "console log path for '%s' under '%s' would exceed %d bytes",
                       out->file_base, shown, PATH_MAX - 1);
         goto cleanup;
     }
     if (!util_join_path(out->cow_path, sizeof out->cow_path, cow_dir, out->file_base, disk_ext)) {
-        show(cow_dir, shown, sizeof shown);
+        names_show(cow_dir, shown, sizeof shown);
         vcl_error_set(e, VCL_ERR_PERMANENT, "COW disk path for '%s' under '%s' would exceed %d bytes", out->file_base,
                       shown, PATH_MAX - 1);
         goto cleanup;
     }
     if (!util_join_path(out->master_path, sizeof out->master_path, master_dir, file_stem, disk_ext)) {
-        show(master_dir, shown, sizeof shown);
+        names_show(master_dir, shown, sizeof shown);
         vcl_error_set(e, VCL_ERR_PERMANENT, "master image path for '%s' under '%s' would exceed %d bytes", file_stem,
                       shown, PATH_MAX - 1);
         goto cleanup;
@@ -286,4 +295,109 @@ cleanup:
     if (!ok)
         memset(out, 0, sizeof *out);
     return ok;
+}
+
+bool names_same_dir(const char *a, const char *b)
+{
+    size_t al, bl;
+    if (!a || !b)
+        return false;
+    al = strlen(a);
+    bl = strlen(b);
+    while (al > 1 && a[al - 1] == '/')
+        al--;
+    while (bl > 1 && b[bl - 1] == '/')
+        bl--;
+    return al == bl && strncmp(a, b, al) == 0;
+}
+
+#define TEMP_TAG ".tmp-vcl+"
+#define TEMP_HEX 16
+
+bool names_temp(const char *final, char *out, size_t size)
+{
+    unsigned char r[TEMP_HEX / 2];
+    char hex[TEMP_HEX + 1];
+    int w;
+
+    if (!final || !out || size == 0)
+        return false;
+    out[0] = '\0';
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+        return false;
+    for (size_t i = 0; i < sizeof r; i++)
+        snprintf(hex + 2 * i, 3, "%02x", r[i]);
+    w = snprintf(out, size, "%s" TEMP_TAG "%s", final, hex);
+    if (w < 0 || (size_t)w >= size) {
+        out[0] = '\0';
+        return false;
+    }
+    return true;
+}
+
+/* s is exactly n characters from set, then rest */
+static bool span_then(const char *s, const char *set, size_t min, size_t max, const char **rest)
+{
+    size_t n = strspn(s, set);
+    if (n < min || n > max)
+        return false;
+    *rest = s + n;
+    return true;
+}
+
+bool names_is_temp(const char *name, const char *base)
+{
+    size_t bl;
+    const char *p;
+
+    if (!name || !base || !base[0])
+        return false;
+    bl = strlen(base);
+    if (strncmp(name, base, bl) != 0)
+        return false;
+    p = name + bl;
+    if (strncmp(p, TEMP_TAG, strlen(TEMP_TAG)) == 0) {
+        if (!span_then(p + strlen(TEMP_TAG), "0123456789abcdef", TEMP_HEX, TEMP_HEX, &p))
+            return false;
+        return !*p || strcmp(p, "-conv") == 0;
+    }
+    /* an older worker's "<base>.tmp-<reservation id>[-conv]" */
+    if (strncmp(p, ".tmp-", 5) != 0 || !span_then(p + 5, "0123456789", 1, 20, &p))
+        return false;
+    return !*p || strcmp(p, "-conv") == 0;
+}
+
+bool names_owned_by(const char *name, const char *computer)
+{
+    char base[NAME_MAX_LEN + 64 + 16];
+    size_t n, cl;
+    char *dot, *v, *p;
+
+    if (!name || !computer || !name_valid(computer) || strchr(name, '/'))
+        return false;
+    n = strlen(name);
+    if (n >= sizeof base)
+        return false;
+    memcpy(base, name, n + 1);
+    /* the suffix: ".console.log", else the last ".<ext>" */
+    if (n > 12 && strcmp(base + n - 12, ".console.log") == 0)
+        base[n - 12] = '\0';
+    else {
+        dot = strrchr(base, '.');
+        if (!dot || !name_valid(dot + 1))
+            return false;
+        *dot = '\0';
+    }
+    /* "<computer>_<digits>-v<digits>", from the right */
+    v = strrchr(base, 'v');
+    if (!v || v == base || v[-1] != '-' || !v[1] || strspn(v + 1, "0123456789") != strlen(v + 1))
+        return false;
+    p = v - 1; /* the '-' */
+    char *q = p;
+    while (q > base && q[-1] >= '0' && q[-1] <= '9')
+        q--;
+    if (q == p || q == base || q[-1] != '_')
+        return false;
+    cl = (size_t)(q - 1 - base);
+    return cl == strlen(computer) && strncmp(base, computer, cl) == 0;
 }

@@ -7,7 +7,14 @@
  *   XML file:     <xml dir>/<file base>.xml
  *   console log:  <xml dir>/<file base>.console.log (the guest's serial port)
  *   COW disk:     <cow dir>/<file base>.<ext>
- *   master image: <master image dir>/<file stem>.<ext> */
+ *   master image: <master image dir>/<file stem>.<ext>
+ *   temp file:    <final path>.tmp-vcl+<16 hex digits>[-conv]
+ * Masters and COW disks never share a name space: the COW directory must not
+ * be the master image directory (names_build refuses it, and so does the
+ * schema's node_cow_dir_not_master_dir), so a file stem that equals another
+ * computer's file base ("pc2_7-v3") names a master, never that COW. A temp
+ * file holds '+', which no name, stem or file base can: stale-temp cleanup
+ * (names_is_temp) can never match a master or a COW. */
 #ifndef VCL_NAMES_H
 #define VCL_NAMES_H
 #include <limits.h>
@@ -18,6 +25,10 @@
 #define NAME_MAX_LEN 100
 
 bool name_valid(const char *s);
+/* A printable copy of an untrusted value for a message: printable ASCII as
+ * is, anything else as \xNN, at most 64 input bytes then "..."; size 260
+ * holds any. */
+void names_show(const char *s, char *buf, size_t size);
 /* Fills e (permanent) with "invalid <what> name '<s>': <why>" when not valid. */
 bool name_check(const char *what, const char *s, vcl_error *e);
 /* Absolute directory: starts with '/', every component a valid name (so no
@@ -34,6 +45,22 @@ typedef struct vcl_names {
     char cow_path[PATH_MAX];
     char master_path[PATH_MAX];
 } vcl_names;
+
+/* The same directory after dropping trailing '/': "/a/b/" and "/a/b". */
+bool names_same_dir(const char *a, const char *b);
+/* "<final>.tmp-vcl+<16 random hex digits>" into out (size > strlen(final) + 26);
+ * false when no random bytes or too long. */
+bool names_temp(const char *final, char *out, size_t size);
+/* name (a file name, no directory) is a temp file of base (the final file
+ * name): exactly "<base>.tmp-vcl+<16 hex>", optionally then "-conv"; the
+ * form before the random suffix ("<base>.tmp-<digits>[-conv]", exactly) too,
+ * for leftovers of an older worker. A master or COW name never matches. */
+bool names_is_temp(const char *name, const char *base);
+/* name (a file name, no directory) is one of this computer's files, exactly:
+ * "<computer>_<digits>-v<digits>" then ".<ext>", ".xml" or ".console.log"
+ * (ext a valid name without '.'). Read from the right, so computer "pc"
+ * never owns "pc_1_7-v3.qcow2" (computer "pc_1"'s). */
+bool names_owned_by(const char *name, const char *computer);
 
 /* Check every input and build all names; false + permanent error otherwise.
  * disk_ext has no dot ("qcow2"). */

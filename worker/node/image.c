@@ -11,7 +11,11 @@
  *
  * qemu-img flags used (checked on QEMU 7.2):
  *   info --output=json -U -- PATH      -U (--force-share): works on a disk a
- *                                       running VM holds locked
+ *                                       running VM holds locked (our own COW)
+ *   info -f FMT --backing-chain --output=json -U -- PATH
+ *                                       anything from a repository and every
+ *                                       master: node/imgtrust.c (format from
+ *                                       the file name, never probed)
  *   check [-U] -f FMT -- PATH          exit 0 ok, 3 leaks only (harmless),
  *                                       2 corrupt, 1 cannot check/open,
  *                                       63 format has no checks (raw, vmdk)
@@ -22,6 +26,8 @@
  *   create -q -f FMT -F FMT -b MASTER -- COW
  *                                       -F is required with -b since QEMU 6.1 */
 #include "node/image.h"
+#include "node/imgtrust.h"
+#include "base/names.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -322,16 +328,7 @@ static void report(const image_req *r, const char *what, long long done, long lo
  * name (names.c checks the same rule upstream; this is the last line). */
 static bool stem_ok(const char *s, vcl_error *e)
 {
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > 200 || s[0] == '.' || s[0] == '-')
-        return vcl_error_set(e, VCL_ERR_PERMANENT, "invalid image file stem '%s'", s ? s : "");
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return vcl_error_set(e, VCL_ERR_PERMANENT, "invalid image file stem '%s'", s);
-    }
-    return true;
+    return name_check("image file stem", s, e);
 }
 
 static bool req_ok(const image_req *r, bool need_cow, vcl_error *e)
@@ -354,12 +351,15 @@ static void split_path(const char *path, char *dir, size_t dlen, const char **ba
     }
 }
 
-/* Remove "<path>.tmp-*" next to path. Only called while nobody else can be
- * writing one (under the image lock, or per computer for COWs). */
+/* Remove path's temp files next to it: exactly the worker's own forms
+ * (names_is_temp: "<base>.tmp-vcl+<16 hex>[-conv]", or an older worker's
+ * "<base>.tmp-<id>[-conv]"), which no master or COW name can take. Only
+ * called while nobody else can be writing one (under the image lock, or per
+ * computer for COWs). */
 static bool remove_temps(vcl_transport *t, const char *path, vcl_error *e)
 {
     bool ok = false;
-    char dir[PATH_MAX], prefix[PATH_MAX], victim[PATH_MAX];
+    char dir[PATH_MAX], victim[PATH_MAX];
     const char *base;
     char **names = NULL;
     size_t n = 0;
@@ -372,11 +372,10 @@ static bool remove_temps(vcl_transport *t, const char *path, vcl_error *e)
         ok = true;
         goto cleanup;
     }
-    snprintf(prefix, sizeof prefix, "%s.tmp-", base);
     if (!transport_list_dir(t, dir, &names, &n, e))
         goto cleanup;
     for (size_t i = 0; i < n; i++) {
-        if (strncmp(names[i], prefix, strlen(prefix)) != 0)
+        if (!names_is_temp(names[i], base))
             continue;
         if (snprintf(victim, sizeof victim, "%s/%s", strcmp(dir, "/") ? dir : "", names[i]) >=
             (int)sizeof victim)
@@ -709,6 +708,10 @@ static bool master_present(const image_req *r, bool *good, vcl_error *e)
         return vcl_error_prefix(e, "master image");
     if (!exists)
         return true;
+    /* A master with a backing file is not one this worker wrote (an older
+     * worker's COW disk at a master path, a planted file): refused. */
+    if (!imgtrust_inspect(r->t, r->master_path, req_format(r), "master image", NULL, e))
+        return false;
     /* -U: running VMs hold the master open as their backing file. */
     if (!qimg_check(r, r->master_path, req_format(r), true, &passed, e))
         return false;
@@ -838,12 +841,17 @@ static bool master_build(const image_req *r, vcl_error *e)
 
     if (!image_find_in_repository(r, src, sizeof src, e))
         goto cleanup;       /* a regular file: repo_search refuses anything else */
-    /* Probe the source once and name its format explicitly afterwards, so a
-     * raw file's content is never reinterpreted. */
-    if (!qimg_info_get(rt, src, &si, e)) {
-        vcl_error_prefix(e, "repository image %s", src);
+    /* The format comes from the file name, never from probing the content
+     * (a ".raw" with a qcow2 header is raw), and the file must stand alone:
+     * no backing file, no data file, no vmdk extent outside its directory. */
+    const char *sfmt = imgtrust_format_of(src);
+    if (!sfmt) {
+        vcl_error_set(e, VCL_ERR_PERMANENT, "repository image %s: unknown format (the name must "
+                      "end in .qcow2, .raw, .img or .vmdk)", src);
         goto cleanup;
     }
+    if (!imgtrust_inspect(rt, src, sfmt, "repository image", &si, e))
+        goto cleanup;
     if (!qimg_check_path(rt, src, si.format, false, config_command_timeout(r->command_timeout_s),
                          &passed, e))
         goto cleanup;
@@ -858,9 +866,10 @@ static bool master_build(const image_req *r, vcl_error *e)
     split_path(r->master_path, dir, sizeof dir, &base);
     if (!transport_mkdir_p(r->t, dir, 0755, e))
         goto cleanup;
-    if (snprintf(tmp, sizeof tmp, "%s.tmp-%lld", r->master_path, r->reservation_id) >= (int)sizeof tmp ||
+    if (!names_temp(r->master_path, tmp, sizeof tmp) ||
         snprintf(conv_tmp, sizeof conv_tmp, "%s-conv", tmp) >= (int)sizeof conv_tmp) {
-        vcl_error_set(e, VCL_ERR_PERMANENT, "master path too long: %s", r->master_path);
+        vcl_error_set(e, VCL_ERR_PERMANENT, "master path too long (or no random bytes): %s",
+                      r->master_path);
         goto cleanup;
     }
     final_tmp = tmp;
@@ -906,6 +915,9 @@ static bool master_build(const image_req *r, vcl_error *e)
                           tmp, ns.exists ? ns.size : -1LL, src, ls.size);
             goto cleanup;
         }
+        /* what arrived is judged again, on the node, as the same format */
+        if (!imgtrust_inspect(r->t, tmp, sfmt, "streamed copy of a repository image", NULL, e))
+            goto cleanup;
         if (strcmp(si.format, fmt) != 0) {
             if (!qimg_check(r, tmp, si.format, false, &passed, e))
                 goto cleanup;
@@ -927,6 +939,9 @@ static bool master_build(const image_req *r, vcl_error *e)
                  r->file_stem, src, ls.size, final_tmp == conv_tmp ? ", converted" : "");
     }
 
+    /* the master written stands alone (no backing file): checked, not assumed */
+    if (!imgtrust_inspect(r->t, final_tmp, fmt, "the new master", NULL, e))
+        goto cleanup;
     if (!qimg_check(r, final_tmp, fmt, false, &passed, e))
         goto cleanup;
     if (!passed) {
@@ -1043,6 +1058,8 @@ bool image_ensure_cow(const image_req *r, vcl_error *e)
                       r->master_path, r->cow_path);
         goto cleanup;
     }
+    if (!imgtrust_inspect(r->t, r->master_path, fmt, "master image", NULL, e))
+        goto cleanup;
 
     if (!transport_check_file(r->t, r->cow_path, &exists, e)) {
         vcl_error_prefix(e, "COW disk");
@@ -1075,8 +1092,9 @@ bool image_ensure_cow(const image_req *r, vcl_error *e)
      * temp file of it is a leftover of a crash. */
     if (!remove_temps(r->t, r->cow_path, e))
         goto cleanup;
-    if (snprintf(tmp, sizeof tmp, "%s.tmp-%lld", r->cow_path, r->reservation_id) >= (int)sizeof tmp) {
-        vcl_error_set(e, VCL_ERR_PERMANENT, "COW path too long: %s", r->cow_path);
+    if (!names_temp(r->cow_path, tmp, sizeof tmp)) {
+        vcl_error_set(e, VCL_ERR_PERMANENT, "COW path too long (or no random bytes): %s",
+                      r->cow_path);
         goto cleanup;
     }
     const char *argv[] = { "qemu-img", "create", "-q", "-f", fmt, "-F", fmt, "-b", r->master_path,

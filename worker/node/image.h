@@ -2,13 +2,17 @@
  *
  * image_ensure_master: if <master_path> is missing, find the image in the
  * node's repository paths, and under a lock per node and image re-check,
- * remove stale temp files, convert/copy to "<master>.tmp-<reservation>",
- * verify with `qemu-img check`, and rename into place. A partial file is
+ * remove stale temp files, inspect the source (node/imgtrust.h: format from
+ * the file name, no backing file, data file or outside vmdk extent),
+ * convert it with that format named (-f) to "<master>.tmp-vcl+<random>"
+ * (names_temp), check that it stands alone, verify with `qemu-img check`,
+ * and rename into place. A partial file is
  * never taken for a master. Missing everywhere is a permanent error.
  * With repo_t set (node.repository_location = 'management') the repository
  * is searched on the management host and the image is streamed to the node
- * with transport_copy_in (SFTP for an ssh node) as "<master>.tmp-<id>", its
- * size compared, converted on the node into "<master>.tmp-<id>-conv" when
+ * with transport_copy_in (SFTP for an ssh node) as the temp file, its
+ * size compared, inspected again there, converted on the node into
+ * "<temp>-conv" when
  * its format is not the master's, checked and renamed the same way.
  *
  * image_ensure_cow: create <cow_path> with

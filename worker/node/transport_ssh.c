@@ -40,6 +40,7 @@
  * when the target exists (rename(2) there; SFTP v3 has no replacing rename and
  * libssh2 does not speak posix-rename@openssh.com). */
 #include "node/transport_impl.h"
+#include "base/config.h"
 #include "base/log.h"
 #include "base/util.h"
 
@@ -851,6 +852,8 @@ static bool ssh_open(vcl_transport *t, const transport_opts *o, vcl_error *e)
         return vcl_error_set(e, VCL_ERR_PERMANENT,
                              "ssh transport to %s needs a private key: set ssh_private_key in the "
                              "worker config (vclctl: --ssh-key or $VCL_SSH_KEY)", host);
+    if (!config_key_file_check(o->private_key, e))
+        return vcl_error_prefix(e, "ssh transport to %s", host);
     if (!o->known_hosts || !o->known_hosts[0])
         return vcl_error_set(e, VCL_ERR_PERMANENT,
                              "ssh transport to %s needs a known_hosts file to verify the host key: "

@@ -3,6 +3,8 @@
 #include "node/cpumode.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/config.h"
+#include "base/names.h"
 #include "base/util.h"
 
 #include <pthread.h>
@@ -269,8 +271,219 @@ static virConnectPtr open_bounded(const char *uri, int limit_s, vcl_error *e)
     return c;
 }
 
+
+/* ------------------------------------------------------------ URI check */
+
+static pthread_mutex_t keyfile_mu = PTHREAD_MUTEX_INITIALIZER;
+static char allowed_keyfile[PATH_MAX];
+
+void virt_set_ssh_keyfile(const char *path)
+{
+    pthread_mutex_lock(&keyfile_mu);
+    snprintf(allowed_keyfile, sizeof allowed_keyfile, "%s", path ? path : "");
+    pthread_mutex_unlock(&keyfile_mu);
+}
+
+/* One query parameter "name=value" of an ssh URI ([b, end)); why gets the
+ * reason when it is refused. */
+static bool uri_param_ok(const char *b, const char *end, char *why, size_t wlen)
+{
+    static const char *const allowed[] = { "keyfile", "known_hosts", "known_hosts_verify",
+                                            "sshauth", "no_tty" };
+    const char *eq = memchr(b, '=', (size_t)(end - b));
+    size_t nl = eq ? (size_t)(eq - b) : (size_t)(end - b);
+    char name[32], value[PATH_MAX];
+    size_t vl = eq ? (size_t)(end - eq - 1) : 0;
+
+    if (nl == 0 || nl >= sizeof name || vl >= sizeof value) {
+        snprintf(why, wlen, "a query parameter is empty or too long");
+        return false;
+    }
+    memcpy(name, b, nl);
+    name[nl] = '\0';
+    if (eq)
+        memcpy(value, eq + 1, vl);
+    value[vl] = '\0';
+    bool known = false;
+    for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
+        known = known || strcmp(name, allowed[i]) == 0;
+    if (!known) {
+        snprintf(why, wlen,
+                 "query parameter '%.31s' is not allowed (command=, socket=, netcat=, proxy= and "
+                 "no_verify could run programs or switch host-key checks off; allowed: keyfile, "
+                 "known_hosts, known_hosts_verify=normal, sshauth, no_tty)", name);
+        return false;
+    }
+    if (strcmp(name, "known_hosts_verify") == 0 && strcmp(value, "normal") != 0) {
+        snprintf(why, wlen, "known_hosts_verify=%.40s would not verify the node's host key "
+                 "(only known_hosts_verify=normal is allowed)", value);
+        return false;
+    }
+    if (strcmp(name, "keyfile") == 0 || strcmp(name, "known_hosts") == 0) {
+        /* absolute, no "." or ".." component (hidden directories like
+         * ~/.ssh are fine); the characters were checked for the whole URI */
+        bool dots = false;
+        for (const char *c = strstr(value, "/."); c && !dots; c = strstr(c + 1, "/."))
+            dots = c[2] == '/' || c[2] == '\0' || (c[2] == '.' && (c[3] == '/' || c[3] == '\0'));
+        if (value[0] != '/' || dots) {
+            snprintf(why, wlen, "%s=%.200s must be an absolute path without '.' or '..' "
+                     "components", name, value);
+            return false;
+        }
+    }
+    if (strcmp(name, "keyfile") == 0) {
+        pthread_mutex_lock(&keyfile_mu);
+        bool match = !allowed_keyfile[0] || strcmp(allowed_keyfile, value) == 0;
+        pthread_mutex_unlock(&keyfile_mu);
+        if (!match) {
+            snprintf(why, wlen, "keyfile=%.200s is not the configured ssh_private_key", value);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* "[user@]host[:port]" of an ssh URI: user a strict name, host a name or an
+ * IPv4/[IPv6] literal, port digits. */
+static bool uri_authority_ok(const char *b, const char *end)
+{
+    const char *at = memchr(b, '@', (size_t)(end - b));
+    if (at) {
+        char user[NAME_MAX_LEN + 1];
+        size_t ul = (size_t)(at - b);
+        if (ul == 0 || ul > NAME_MAX_LEN)
+            return false;
+        memcpy(user, b, ul);
+        user[ul] = '\0';
+        if (!name_valid(user))
+            return false;
+        b = at + 1;
+    }
+    if (b == end || *b == '-')
+        return false;
+    const char *p = b;
+    if (*p == '[') {
+        while (p < end && *p != ']') {
+            if (!strchr("0123456789abcdefABCDEF:.[", *p))
+                return false;
+            p++;
+        }
+        if (p == end)
+            return false;
+        p++;
+    } else {
+        while (p < end && *p != ':') {
+            unsigned char c = (unsigned char)*p;
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '-' || c == '_'))
+                return false;
+            p++;
+        }
+        if (p == b)
+            return false;
+    }
+    if (p < end) {
+        if (*p != ':' || p + 1 == end || end - p > 6)
+            return false;
+        for (p++; p < end; p++)
+            if (*p < '0' || *p > '9')
+                return false;
+    }
+    return true;
+}
+
+bool virt_uri_check(const char *uri, vcl_error *e)
+{
+    const char *why = NULL;
+    char buf[PATH_MAX + 256];
+    char shown[260];
+
+    if (!uri || !uri[0])
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "no libvirt URI given");
+    for (const unsigned char *c = (const unsigned char *)uri; *c; c++) {
+        if (*c <= 0x20 || *c >= 0x7f || *c == '#' || *c == ';' || *c == '%' || *c == '\\' ||
+            *c == '"' || *c == '\'') {
+            why = "it holds a blank, a control or non-ASCII character, or one of # ; % \\ \" '";
+            goto refused;
+        }
+    }
+    if (strcmp(uri, "qemu:///system") == 0 || strcmp(uri, "qemu:///session") == 0)
+        return true;
+    if (strncmp(uri, "test:///", 8) == 0) {
+        if (strchr(uri, '?')) {
+            why = "the test driver takes no query parameters";
+            goto refused;
+        }
+        return true;
+    }
+    const char *rest = NULL;
+    if (strncmp(uri, "qemu+libssh2://", 15) == 0)
+        rest = uri + 15;
+    else if (strncmp(uri, "qemu+ssh://", 11) == 0)
+        rest = uri + 11;
+    if (!rest) {
+        why = "only qemu:///system, qemu:///session, qemu+libssh2://, qemu+ssh:// and test:/// "
+              "are supported (no ext, unix, tcp or tls transport; qemu:/// takes no query)";
+        goto refused;
+    }
+    const char *slash = strchr(rest, '/');
+    if (!slash || !uri_authority_ok(rest, slash)) {
+        why = "the host part must be [user@]host[:port]";
+        goto refused;
+    }
+    const char *q = strchr(slash, '?');
+    size_t pl = q ? (size_t)(q - slash) : strlen(slash);
+    if (!((pl == 7 && strncmp(slash, "/system", 7) == 0) ||
+          (pl == 8 && strncmp(slash, "/session", 8) == 0))) {
+        why = "the path must be /system or /session";
+        goto refused;
+    }
+    if (q) {
+        const char *p = q + 1;
+        if (!*p) {
+            why = "an empty query";
+            goto refused;
+        }
+        while (*p) {
+            const char *amp = strchr(p, '&');
+            const char *pe = amp ? amp : p + strlen(p);
+            if (!uri_param_ok(p, pe, buf, sizeof buf)) {
+                why = buf;
+                goto refused;
+            }
+            p = amp ? amp + 1 : pe;
+            if (amp && !*p) {
+                why = "an empty query parameter";
+                goto refused;
+            }
+        }
+    }
+    return true;
+refused:
+    names_show(uri, shown, sizeof shown);
+    return vcl_error_set(e, VCL_ERR_PERMANENT, "libvirt URI '%s' refused: %s", shown, why);
+}
+
+/* The keyfile= of a checked URI must be private, as ssh demands. */
+static bool uri_keyfile_private(const char *uri, vcl_error *e)
+{
+    const char *q = strchr(uri, '?');
+    char key[PATH_MAX];
+    for (const char *p = q; p; p = strchr(p + 1, '&')) {
+        if (strncmp(p + 1, "keyfile=", 8) != 0)
+            continue;
+        size_t n = strcspn(p + 9, "&");
+        snprintf(key, sizeof key, "%.*s", (int)n, p + 9);
+        if (!config_key_file_check(key, e))
+            return false;
+    }
+    return true;
+}
+
 virConnectPtr virt_open(const char *uri, vcl_error *e)
 {
+    if (!virt_uri_check(uri, e) || !uri_keyfile_private(uri, e))
+        return NULL;
     virt_init();
     int limit = atomic_load(&open_limit_s);
     virConnectPtr c = NULL;

@@ -31,6 +31,22 @@ void virt_set_connect_timeout(int seconds);
  * closes what it opens late. NULL + retryable error naming the URI when it
  * fails. */
 virConnectPtr virt_open(const char *uri, vcl_error *e);
+/* The connection URIs the worker accepts (README "Security model"); virt_open
+ * calls it first, so the worker, the watcher, the node check and vclctl all
+ * refuse the same URIs before any virConnectOpen. Accepted:
+ *   qemu:///system, qemu:///session      (no query)
+ *   qemu+libssh2://[user@]host[:port]/system|session[?params]
+ *   qemu+ssh://[user@]host[:port]/system|session[?params]
+ *   test:///<fixture or default>         (libvirt's test driver, no query)
+ * params: keyfile=<absolute path> (the configured ssh_private_key when one is
+ * set), known_hosts=<absolute path>, known_hosts_verify=normal, sshauth=,
+ * no_tty=; nothing else: no command=, socket=, netcat=, proxy=, no_verify,
+ * known_hosts_verify=ignore|auto, no '%' escapes, ';', '#' or blanks; no
+ * ext, unix, tcp or tls transports. false + permanent error saying why. */
+bool virt_uri_check(const char *uri, vcl_error *e);
+/* The ssh private key a URI's keyfile= may name (config ssh_private_key);
+ * NULL or "" = any absolute path. */
+void virt_set_ssh_keyfile(const char *path);
 void virt_close(virConnectPtr conn);
 /* Fill e from the thread's last libvirt error: "<what>: <libvirt message>".
  * Returns false. *code (may be NULL) gets the libvirt error code. */

@@ -4,6 +4,7 @@
 #include "node/domxml.h"
 #include "base/log.h"
 #include "queue/job_db.h"
+#include "base/names.h"
 #include "node/virt.h"
 #include "base/util.h"
 
@@ -28,7 +29,9 @@ bool op_domain_owned(const job *j, virDomainPtr dom, const char *xml)
     return xml && domxml_read_owner(xml, &o) && strcmp(o.computer, j->computer) == 0;
 }
 
-/* path is dir + "/" + "<computer>_..." (a file this computer owns) */
+/* path is dir + "/" + one of this computer's file names, exactly
+ * (names_owned_by: "<computer>_<id>-v<rev>.<ext>", read from the right, so
+ * computer "pc" never owns computer "pc_1"'s files) */
 static bool owned_file(const job *j, const char *path, const char *dir)
 {
     size_t dl = strlen(dir);
@@ -36,9 +39,7 @@ static bool owned_file(const job *j, const char *path, const char *dir)
         dl--;
     if (strncmp(path, dir, dl) != 0 || path[dl] != '/')
         return false;
-    const char *base = path + dl + 1;
-    size_t cl = strlen(j->computer);
-    return !strchr(base, '/') && strncmp(base, j->computer, cl) == 0 && base[cl] == '_';
+    return names_owned_by(path + dl + 1, j->computer);
 }
 
 static bool remove_file(job *j, const char *path, op_cleanup_stats *s, vcl_error *e)

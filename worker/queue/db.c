@@ -479,12 +479,29 @@ static bool is_authority(const char *keyword)
            strcmp(keyword, "port") == 0;
 }
 
+static bool is_uri(const char *s)
+{
+    return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
+}
+
+/* A value that may hold part of a URI's password: in a URI, a password with
+ * a raw '@', '/' or '?' ends the user info early or never starts it ("u:pa/
+ * ss@db" is host "u", port "pa", dbname "ss@db"): a host, port, user or
+ * dbname with an '@', or a port that is not digits, is masked. */
+static bool spilled(const char *keyword, const char *val)
+{
+    if (strcmp(keyword, "port") == 0 && val[strspn(val, "0123456789,")] != '\0')
+        return true;
+    return (is_authority(keyword) || strcmp(keyword, "user") == 0 ||
+            strcmp(keyword, "dbname") == 0) && strchr(val, '@');
+}
+
 char *db_conninfo_mask(const char *conninfo)
 {
     const char *s = conninfo ? conninfo : "";
-    char *err = NULL, *out = NULL;
+    char *err = NULL, *out = NULL, *inner = NULL;
     PQconninfoOption *opts = PQconninfoParse(s, &err);
-    bool secret = false, misread = false;
+    bool secret = false, misread = false, uri = is_uri(s);
     size_t cap = 1, len = 0;
 
     if (!opts) {
@@ -499,14 +516,24 @@ char *db_conninfo_mask(const char *conninfo)
         bool hide = o->dispchar && strchr(o->dispchar, '*');
         secret |= hide;
         misread |= is_authority(o->keyword) && strchr(o->val, '@');
+        misread |= uri && spilled(o->keyword, o->val);
+        /* libpq reads a dbname that is itself a conninfo or URI ("expand_dbname") */
+        if (strcmp(o->keyword, "dbname") == 0 && !inner &&
+            (strchr(o->val, '=') || is_uri(o->val))) {
+            inner = db_conninfo_mask(o->val);
+            if (!inner)
+                goto cleanup;
+            secret |= strcmp(inner, o->val) != 0;
+            cap += strlen(inner) * 2;
+        }
         /* key, '=', value with every byte escaped, two quotes, a blank */
         cap += strlen(o->keyword) + 4 + (hide ? strlen(DB_MASK) : 2 * strlen(o->val));
     }
-    if (!secret) {
+    if (!secret && !misread) {
         out = strdup(s);
         goto cleanup;
     }
-    out = malloc(cap);
+    out = malloc(cap + strlen(DB_MASK) * 8);
     if (!out)
         goto cleanup;
     out[0] = '\0';
@@ -514,11 +541,13 @@ char *db_conninfo_mask(const char *conninfo)
         if (!o->val)
             continue;
         bool hide = (o->dispchar && strchr(o->dispchar, '*')) ||
-                    (misread && is_authority(o->keyword));
-        mask_append(out, &len, o->keyword, hide ? DB_MASK : o->val);
+                    (misread && is_authority(o->keyword)) || (uri && spilled(o->keyword, o->val));
+        bool dbn = inner && strcmp(o->keyword, "dbname") == 0;
+        mask_append(out, &len, o->keyword, hide ? DB_MASK : dbn ? inner : o->val);
     }
 
 cleanup:
+    free(inner);
     PQconninfoFree(opts);
     return out;
 }

@@ -1155,6 +1155,7 @@ static void reload_config(pool *p)
     metrics_slots_total(c->slots);
     virt_set_keepalive(c->libvirt_keepalive_interval, c->libvirt_keepalive_count);
     virt_set_connect_timeout(c->libvirt_connect_timeout_seconds);
+    virt_set_ssh_keyfile(c->ssh_private_key);
     config_replace(p, c);
     char changed[512] = "";
     size_t n = 0;
@@ -1237,6 +1238,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
     virt_init();
     virt_set_keepalive(cfg->libvirt_keepalive_interval, cfg->libvirt_keepalive_count);
     virt_set_connect_timeout(cfg->libvirt_connect_timeout_seconds);
+    virt_set_ssh_keyfile(cfg->ssh_private_key);
     if (!hvdriver_load_all(cfg->drivers_dir, cfg->driver_order, cfg->n_driver_order, &p->drivers,
                            &e)) {
         log_error("drivers: %s", e.msg);
