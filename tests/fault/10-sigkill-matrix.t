@@ -92,6 +92,9 @@ declare -A OP_OWN_IMAGE=([capture]=1)
 # Operations this test cannot set up generically (none at the moment; an
 # entry here is reported as a skip).
 declare -A OP_SKIP=()
+# Operations on a node (reservation.node_id, no computer): this matrix is per
+# computer; each names where it is killed and rescued instead.
+declare -A NODE_OPS=([node_check]="killed in its check stage and rescued by tests/integration/23-node-check-op.t")
 # Stages that put the computer in maintenance themselves: a cell killed at
 # their finish leaves it so (the rescue must cope; the test does not undo it).
 declare -A SETS_MAINTENANCE=([maintenance]=maintenance)
@@ -185,6 +188,10 @@ for o in "${OPS[@]}"; do
     [[ $o == load ]] && continue
     if [[ -z ${STAGES[$o]} ]]; then
         diag "operation $o has no stages: nothing to kill (it completes at claim)"
+        continue
+    fi
+    if [[ -n ${NODE_OPS[$o]:-} ]]; then
+        diag "operation $o runs on a node, not a computer: ${NODE_OPS[$o]}"
         continue
     fi
     if [[ -n ${OP_SKIP[$o]:-} ]]; then
