@@ -50,7 +50,8 @@ rule_exprs=$(perl -ne '
     if (/^(\s*)expr:\s*(.*)$/) { ($ind, my $v) = (length($1), $2);
         if ($v =~ /^[|>]-?$/) { $in = 1 } else { print "$v\n\n" } }
     END { print "\n" if $in }' "$RULES")
-is "$(grep -c '^$' <<<"$rule_exprs")" "$n_rules" "one expression per rule read from the rules file"
+is "$(grep -c '^ *expr:' "$RULES")" "$n_rules" "one expression per rule in the rules file"
+ok "every one of them read" test "$(grep -c . <<<"$(perl -00 -ne 'print "x\n" if /\S/' <<<"$rule_exprs")")" = "$n_rules"
 dash_exprs=$(perl -MJSON::PP -e '
     local $/; my $d = JSON::PP->new->decode(<STDIN>);
     sub walk { my $x = shift;
@@ -72,6 +73,8 @@ promql_names() {
             next if $1 =~ /^(?:and|or|unless|bool|offset|by|without|on|ignoring|group_left|group_right|inf|nan)$/i;
             print "$1\n" }' | LC_ALL=C sort -u
 }
+is "$(promql_names <<<'histogram_quantile(0.95, sum by (node, le) (rate(vclw_x_bucket{node=~"$node",a="b{"}[$__rate_interval]))) / on() group_left(w) vclw_y and vector(0)' | paste -sd' ')" \
+   "vclw_x_bucket vclw_y" "the name reader keeps metrics and drops functions, labels, strings, ranges and variables"
 used=$(printf '%s\n%s\n' "$rule_exprs" "$dash_exprs" | promql_names)
 n_used=$(wc -l <<<"$used")
 ok "the rules and the dashboard use metrics ($n_used names)" test "$n_used" -ge 15
@@ -94,14 +97,15 @@ ok "computer $T-lost" "$VCLCTL" computer add "$T-lost" --node gone --mac "$(mac 
 psql_val "UPDATE vcl.computer SET state = 'maintenance' WHERE name = '$T-held'" >/dev/null
 # on the computer in maintenance nothing is claimed: a due pending row waits,
 # and a running row whose lease expired with no attempt left stays (made by
-# hand, as a dead worker would leave it: the guard trigger is off for it)
+# hand, as a dead worker would leave it: the guard trigger is off for it;
+# attempts left, or the next claim would fail it for good)
 psql_val "INSERT INTO vcl.reservation (computer_id, operation, run_at)
           SELECT id, 'power_off', now() - interval '2 minutes' FROM vcl.computer WHERE name = '$T-held'" >/dev/null
 psql_val "SET session_replication_role = replica;
           INSERT INTO vcl.reservation (computer_id, operation, state, lease_token, lease_expires_at,
                                        attempts, max_attempts, started_at)
           SELECT id, 'power_on', 'running', nextval('vcl.lease_token_seq'), now() - interval '1 minute',
-                 1, 1, now() - interval '5 minutes' FROM vcl.computer WHERE name = '$T-held'" >/dev/null
+                 1, 5, now() - interval '5 minutes' FROM vcl.computer WHERE name = '$T-held'" >/dev/null
 
 free_port() {
     perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0) or die "$!"; print $s->sockport'
@@ -130,11 +134,12 @@ view_names=$(psql_val "SELECT DISTINCT metric FROM vcl.metrics ORDER BY 1" | LC_
 is "$(wc -l <<<"$view_names")" 7 "vcl.metrics has a row of each of its 7 metrics: $(paste -sd' ' <<<"$view_names")"
 
 # --- the exporter, as a login that is only a vcl_reader ---------------------------------
-psql_val "DROP ROLE IF EXISTS vcl_exporter_$T; CREATE ROLE vcl_exporter_$T LOGIN IN ROLE vcl_reader" >/dev/null
-is "$(psql_val "SELECT count(*) > 0 FROM vcl.metrics" -U "vcl_exporter_$T")" t "a vcl_reader may read vcl.metrics"
-world_on_exit psql -XAtqc "DROP ROLE IF EXISTS vcl_exporter_$T"
+EROLE="vcl_exporter_${T,,}"
+psql_val "SET client_min_messages = warning; DROP ROLE IF EXISTS $EROLE; CREATE ROLE $EROLE LOGIN IN ROLE vcl_reader" >/dev/null
+is "$(psql_val "SELECT count(*) > 0 FROM vcl.metrics" -U "$EROLE")" t "a vcl_reader may read vcl.metrics"
+world_on_exit psql -XAtqc "DROP ROLE IF EXISTS $EROLE"
 eport=$(free_port)
-DATA_SOURCE_NAME="host=$PGHOST port=$PGPORT user=vcl_exporter_$T dbname=$PGDATABASE sslmode=disable" \
+DATA_SOURCE_NAME="host=$PGHOST port=$PGPORT user=$EROLE dbname=$PGDATABASE sslmode=disable" \
     "$EXPORTER" --extend.query-path="$QUERIES" --disable-default-metrics --disable-settings-metrics \
     --web.listen-address="127.0.0.1:$eport" >"$WORLD/exporter.log" 2>&1 &
 epid=$!
@@ -176,9 +181,9 @@ is "$both" "" "no metric comes from both the worker and vcl.metrics (sum() over 
 missing=$(LC_ALL=C comm -23 <(echo "$used") <(printf '%s\n%s\n' "$worker_names" "$exp_names" | LC_ALL=C sort -u))
 is "$missing" "" "every metric the rules and the dashboard use is exported (by the worker or vcl.metrics)"
 # naming: a counter ends in _total, and nothing else does
-bad=$(perl -ne 'next unless /^# TYPE (\S+) (\S+)/; my $t = $1 =~ /_total$/;
-                print "$1 ($2)\n" if $t != ($2 eq "counter")' <<<"$wbody$(printf '\n')$ebody")
-is "$bad" "" "counters end in _total, gauges and histograms do not"
+bad=$(perl -ne 'next unless /^# TYPE ((?:vclw|process)_\S+) (\S+)/; my ($n, $k) = ($1, $2);
+                print "$n ($k)\n" if ($n =~ /_total$/ ? 1 : 0) != ($k eq "counter" ? 1 : 0)' <<<"$wbody$(printf '\n')$ebody")
+is "$bad" "" "counters end in _total, gauges and histograms do not (vclw_*, process_*)"
 like "$wbody" 'vclw_job_duration_seconds_count\{operation="node_status",node="node1"\} 1' \
      "the worker's job duration of the node_status on node1"
 done_testing
