@@ -2,7 +2,8 @@
 # The shipped monitoring config against the real thing (issue #15 item 3):
 #   - promtool (Debian's prometheus package) accepts
 #     config/prometheus/vcl-worker.rules.yml, and refuses a broken copy (the
-#     check is real);
+#     check is real); its unit tests (tests/prometheus/, promtool test
+#     rules) fire each alert on a series it is about, and not on others;
 #   - config/grafana/vcl-worker.json is JSON;
 #   - a real worker (metrics_listen) and a real prometheus-postgres-exporter
 #     reading vcl.metrics with config/prometheus/postgres_exporter.yml, as a
@@ -40,6 +41,9 @@ n_rules=$(grep -o '[0-9]* rules found' <<<"$out" | cut -d' ' -f1)
 sed 's/expr: vclw_oldest_pending_seconds > 900/expr: vclw_oldest_pending_seconds > > 900/' "$RULES" >"$WORLD/broken.rules.yml"
 out=$(promtool check rules "$WORLD/broken.rules.yml" 2>&1); rc=$?
 isnt "$rc" 0 "promtool refuses a copy with a broken expression (the check is real)"
+out=$(cd "$ROOT/tests/prometheus" && promtool test rules vcl-worker.rules.test.yml 2>&1); rc=$?
+is "$rc" 0 "promtool test rules: each alert fires on what it is about, and not otherwise (tests/prometheus)" ||
+    diag "$out"
 ok "the dashboard is JSON" perl -MJSON::PP -e 'local $/; JSON::PP->new->decode(<STDIN>)' <"$DASH"
 
 # --- the names the rules and the dashboard use ------------------------------------
