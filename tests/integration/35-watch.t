@@ -101,6 +101,11 @@ pid=$(head -1 <<<"$out")
 sleep 2
 is "$(col $T-pc4 status_reason)" "powered off by reservation $pid (power_off)" "the watcher left the reservation's reason alone"
 is "$(metric 'vclw_computer_reloads_total{node="node1",source="watch"}')" 2 "a reservation's power_off is not counted"
+# a node_status check of the destroyed one (its domain still recorded): RELOAD again, counted as the check's
+ns=$(psql_val "INSERT INTO vcl.reservation (computer_id, operation) SELECT id, 'node_status' FROM vcl.computer WHERE name = '$T-pc1' RETURNING id")
+ok "node_status of $T-pc1 ends" wait_for "node_status $ns" 60 finished "$ns"
+is "$(col $T-pc1 node_status)" RELOAD "the check finds $T-pc1 broken"
+is "$(metric 'vclw_computer_reloads_total{node="node1",source="node_status"}')" 1 "counted with source node_status"
 
 # --- 4. a healthy computer stays READY ----------------------------------------
 is "$(col $T-pc3 node_status)" READY "$T-pc3 untouched so far"
