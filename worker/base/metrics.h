@@ -47,7 +47,7 @@ void metrics_stop(void);
 void metrics_reset(void);
 
 /* Label values of an operation: every counter of it shows 0 before its first
- * event, and its queue depth gauges exist (pending and running). */
+ * event. */
 void metrics_seed_operation(const char *operation);
 
 void metrics_job_claimed(const char *operation);
