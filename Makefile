@@ -249,6 +249,11 @@ $(BUILD)/%.service: config/%.service $(FLAGS_FILE) Makefile
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 	    -e 's|@DOCDIR@|$(DOCDIR)|g' -e 's|@DRIVERSDIR@|$(DRIVERSDIR)|g' $< >$@.tmp && mv $@.tmp $@
 
+# Prometheus alert rules, the postgres_exporter queries of vcl.metrics and
+# the Grafana dashboard: examples for the admin (README, Metrics and logs).
+MONITORING = config/prometheus/vcl-worker.rules.yml config/prometheus/postgres_exporter.yml \
+             config/grafana/vcl-worker.json
+
 # The SQL directory holds exactly this version's files: those of an older
 # install (a migration squashed into the baseline since) would be applied.
 install: programs
@@ -260,7 +265,7 @@ install: programs
 	rm -f $(DESTDIR)$(SQLDIR)/*.sql $(DESTDIR)$(SQLDIR)/functions/*.sql $(DESTDIR)$(SQLDIR)/functions/ORDER
 	install -m 644 $(SQL_SRC) $(DESTDIR)$(SQLDIR)/
 	install -m 644 $(SQL_LIVE) $(DESTDIR)$(SQLDIR)/functions/
-	install -m 644 config/vcl-worker.yaml $(DESTDIR)$(DOCDIR)/examples/
+	install -m 644 config/vcl-worker.yaml $(MONITORING) $(DESTDIR)$(DOCDIR)/examples/
 	install -m 644 $(BUILD)/man/vclctl.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 $(BUILD)/man/vcl-worker.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 644 $(UNIT) $(DESTDIR)$(SYSTEMDUNITDIR)/
@@ -274,6 +279,7 @@ uninstall:
 	      $(addprefix $(DESTDIR)$(SQLDIR)/,$(notdir $(SQL_SRC))) \
 	      $(addprefix $(DESTDIR)$(SQLDIR)/functions/,$(notdir $(SQL_LIVE))) \
 	      $(DESTDIR)$(DOCDIR)/examples/vcl-worker.yaml \
+	      $(addprefix $(DESTDIR)$(DOCDIR)/examples/,$(notdir $(MONITORING))) \
 	      $(DESTDIR)$(MANDIR)/man1/vclctl.1 $(DESTDIR)$(MANDIR)/man8/vcl-worker.8 \
 	      $(DESTDIR)$(SYSTEMDUNITDIR)/vcl-worker.service $(DESTDIR)$(SYSTEMDUNITDIR)/vcl-worker@.service \
 	      $(DESTDIR)$(COMPLETIONDIR)/vcl-worker $(DESTDIR)$(COMPLETIONDIR)/vclctl

@@ -13,6 +13,7 @@
 -- grants.sql. A numbered migration that changes a column a view reads drops
 -- that view first (DROP VIEW IF EXISTS vcl.x); this file makes it again.
 
+DROP VIEW IF EXISTS vcl.metrics;
 DROP VIEW IF EXISTS vcl.queue_summary;
 DROP VIEW IF EXISTS vcl.failures;
 DROP VIEW IF EXISTS vcl.running_jobs;
@@ -179,3 +180,70 @@ COMMENT ON VIEW vcl.claimable IS
     'computer''s (a node_check: their node''s) earliest unfinished row (nothing running on it), and running rows whose lease expired with '
     'attempts left; none of a computer in maintenance except the rescue of a maintenance operation. '
     'vcl.claim reads this view; so can a DBA.';
+
+-- vcl.metrics: the queue-wide gauges for Prometheus, from one place. A
+-- worker exports only its own counters (GET /metrics); what is about the
+-- whole queue is read here by one PostgreSQL exporter
+-- (config/prometheus/postgres_exporter.yml), so sum() is never N times the
+-- truth. One row per series: metric name, labels (a JSON object of text
+-- values) and value. Every branch is a constant metric name, so a WHERE
+-- metric = '...' reads only its own tables. Series with nothing to count are
+-- absent except where a 0 means something (vclw_oldest_pending_seconds, and
+-- each node's three node_status values).
+CREATE VIEW vcl.metrics AS
+-- reservations pending and running, per operation and state
+SELECT 'vclw_queue_depth'::text AS metric,
+       jsonb_build_object('operation', r.operation, 'state', r.state) AS labels,
+       count(*)::double precision AS value
+  FROM vcl.reservation r
+ WHERE r.state IN ('pending', 'running')
+ GROUP BY r.operation, r.state
+UNION ALL
+-- pending and due now (run_at passed): what workers should be running
+SELECT 'vclw_pending_due', jsonb_build_object('operation', r.operation), count(*)
+  FROM vcl.reservation r
+ WHERE r.state = 'pending' AND r.run_at <= now()
+ GROUP BY r.operation
+UNION ALL
+-- how long the oldest due pending reservation has waited (0 when none)
+SELECT 'vclw_oldest_pending_seconds', '{}'::jsonb,
+       coalesce(extract(epoch FROM now() - min(r.run_at)), 0)::double precision
+  FROM vcl.reservation r
+ WHERE r.state = 'pending' AND r.run_at <= now()
+UNION ALL
+-- running rows whose lease expired: their worker died or hangs (the next
+-- claim rescues those with attempts left)
+SELECT 'vclw_running_lease_expired', jsonb_build_object('operation', r.operation), count(*)
+  FROM vcl.reservation r
+ WHERE r.state = 'running' AND r.lease_expires_at < now()
+ GROUP BY r.operation
+UNION ALL
+-- failed for good in the last hour, per operation and the stage that failed
+SELECT 'vclw_jobs_failed_last_hour',
+       jsonb_build_object('operation', r.operation, 'stage', coalesce(r.failed_stage, 'unknown')),
+       count(*)
+  FROM vcl.reservation r
+ WHERE r.state = 'failed' AND r.finished_at >= now() - interval '1 hour'
+ GROUP BY r.operation, r.failed_stage
+UNION ALL
+-- computers per node and node_status (0 included: each node, each status)
+SELECT 'vclw_computers', jsonb_build_object('node', n.name, 'node_status', st.s),
+       (SELECT count(*) FROM vcl.computer c WHERE c.node_id = n.id AND c.node_status = st.s)
+  FROM vcl.node n
+ CROSS JOIN (VALUES ('READY'), ('POST_LOAD'), ('RELOAD')) st(s)
+UNION ALL
+-- seconds since each worker's last heartbeat: its newest registration per
+-- name (a restart registers anew), unless it stopped cleanly. A worker that
+-- holds no job renews it every lease_seconds; more than twice that means
+-- it is dead or hung.
+SELECT 'vclw_worker_heartbeat_age_seconds', jsonb_build_object('worker', w.name),
+       extract(epoch FROM now() - w.heartbeat_at)::double precision
+  FROM (SELECT DISTINCT ON (name) name, heartbeat_at, stopped_at
+          FROM vcl.worker
+         ORDER BY name, started_at DESC, id DESC) w
+ WHERE w.stopped_at IS NULL;
+COMMENT ON VIEW vcl.metrics IS
+    'Queue-wide gauges for Prometheus (metric, labels, value), scraped through a PostgreSQL exporter '
+    '(config/prometheus/postgres_exporter.yml): queue depth per operation and state, due pending rows, '
+    'age of the oldest due pending row, expired leases, failures in the last hour per stage, computers per '
+    'node and node_status, and seconds since each worker''s heartbeat. Workers do not export these.';

@@ -148,12 +148,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 4: metrics_job_retried(op); break;
         case 5: metrics_stage_observe(op, stage, (double)(ev >> 3) * 37.5 - 100); break;
         case 6: metrics_stage_deadline(op, stage); break;
-        default: {
-            const char *ops[1] = { op }, *states[1] = { stage };
-            long long counts[1] = { ev >> 3 };
-            metrics_queue_update(1, ops, states, counts);
+        default:
+            /* two labels from the database (an operation or node name, a stage) */
+            if (ev & 8)
+                metrics_computer_reload(op, stage);
+            else
+                metrics_job_observe(op, stage, (double)(ev >> 4) * 75 - 100);
             break;
-        }
         }
     }
     metrics_slot_busy(1);

@@ -4,7 +4,8 @@
 # back and writes the computer RELOAD with a reason naming the domain; its
 # resync finds a domain that vanished while no worker watched; a domain a
 # reservation stops (power_off) keeps that reservation's reason; a healthy
-# computer stays READY.
+# computer stays READY. w1's metrics count the watch's RELOADs per node
+# (vclw_computer_reloads_total{source="watch"}) and each load's duration.
 . "$(dirname "$0")/../lib/world.sh"
 world_init
 world_pg
@@ -21,7 +22,13 @@ T="t${WORLD##*.}"
 "$VCLCTL" migrate >"$WORLD/migrate.log" 2>&1 || bail "vclctl migrate failed: $(tail -3 "$WORLD/migrate.log")"
 
 # w1: events only in practice (its one resync runs at start); w2: resync every 2 s.
-cfg1=$(world_config w1 "watch_resync_seconds: 3600")
+mport=$(perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0) or die "$!"; print $s->sockport')
+cfg1=$(world_config w1 "watch_resync_seconds: 3600" "metrics_listen: \"127.0.0.1:$mport\"")
+# metric NAME{LABELS} of w1 ("" when absent)
+metric() {
+    curl -sS --max-time 5 "http://127.0.0.1:$mport/metrics" |
+        awk -v k="$1" 'index($0, k " ") == 1 { print $2 }'
+}
 cfg2=$(world_config w2 "watch_resync_seconds: 2")
 start_worker() { # NAME CONFIG: background worker (not --drain), tracked
     "$WORKER" --config "$2" 2>>"$WORLD/$1.log" &
@@ -61,6 +68,8 @@ for id in "${ids[@]}"; do wait_for "load $id" 120 finished "$id" || true; done
 for i in 1 2 3 4; do
     is "$(col "$T-pc$i" node_status)" READY "$T-pc$i READY (its own load's domain events changed nothing)"
 done
+is "$(metric 'vclw_job_duration_seconds_count{operation="load",node="node1"}')" 4 "w1 observed 4 load durations on node1"
+is "$(metric 'vclw_computer_reloads_total{node="node1",source="watch"}')" "" "no RELOAD counted for loads"
 
 # The node was added after the worker started: the watcher re-reads the node
 # table every few seconds and subscribes to the new node's events.
@@ -83,6 +92,7 @@ ok "node_status becomes RELOAD" wait_for "$T-pc2 RELOAD" 15 status_is $T-pc2 REL
 diag "undefine -> RELOAD: $(($(ms) - t0)) ms"
 is "$(col $T-pc2 status_reason)" "domain $D2 disappeared outside vcl-worker (undefined)" "reason: disappeared (undefined)"
 V destroy "$D2" >/dev/null 2>&1
+is "$(metric 'vclw_computer_reloads_total{node="node1",source="watch"}')" 2 "w1 counted 2 computers of node1 turned RELOAD by the watch"
 
 # --- 3. a reservation stopping its own domain keeps its own reason -----------
 out=$("$VCLCTL" power $T-pc4 off --wait 2>&1)
@@ -90,6 +100,12 @@ like "$out" "reservation [0-9]+ done" "power_off of $T-pc4 through the queue"
 pid=$(head -1 <<<"$out")
 sleep 2
 is "$(col $T-pc4 status_reason)" "powered off by reservation $pid (power_off)" "the watcher left the reservation's reason alone"
+is "$(metric 'vclw_computer_reloads_total{node="node1",source="watch"}')" 2 "a reservation's power_off is not counted"
+# a node_status check of the destroyed one (its domain still recorded): RELOAD again, counted as the check's
+ns=$(psql_val "INSERT INTO vcl.reservation (computer_id, operation) SELECT id, 'node_status' FROM vcl.computer WHERE name = '$T-pc1' RETURNING id")
+ok "node_status of $T-pc1 ends" wait_for "node_status $ns" 60 finished "$ns"
+is "$(col $T-pc1 node_status)" RELOAD "the check finds $T-pc1 broken"
+is "$(metric 'vclw_computer_reloads_total{node="node1",source="node_status"}')" 1 "counted with source node_status"
 
 # --- 4. a healthy computer stays READY ----------------------------------------
 is "$(col $T-pc3 node_status)" READY "$T-pc3 untouched so far"

@@ -5,8 +5,10 @@
 # without a retry, and a real load when a libvirt daemon can run here), then
 # the scrape (curl) must say exactly what happened: job counters per
 # operation, stage histogram counts equal to the finished rows of
-# vcl.reservation_stage, queue depth gauges equal to SQL counts after a
-# refresh, slots_total = the config. Anything but /metrics is 404; a bad
+# vcl.reservation_stage, a job duration per node for each job done, no
+# queue-wide gauge from the worker (vcl.metrics has them, and equals the SQL
+# counts), vclw_slots = the config, process_* metrics of the worker's own
+# process. Anything but /metrics is 404; a bad
 # metrics_listen or log_format is refused by --check-config with a clear
 # message; with log_format: json every line the worker writes parses as JSON
 # and job lines carry reservation, computer, node and stage.
@@ -81,7 +83,20 @@ like "$body" "# HELP vclw_jobs_claimed_total " "HELP lines"
 like "$body" "# TYPE vclw_stage_duration_seconds histogram" "TYPE lines"
 version=$("$WORKER" --version | head -1 | cut -d' ' -f2)
 like "$body" "vclw_worker_info\{version=\"$version\",worker=\"w1\"\} 1" "worker info gauge with version (vcl-worker --version) and worker name"
-is "$(metric vclw_slots_total)" 3 "slots_total matches the config (3)"
+is "$(metric vclw_slots)" 3 "vclw_slots matches the config (3)"
+unlike "$body" "vclw_slots_total|vclw_queue_depth" "no vclw_slots_total (renamed vclw_slots), no queue-wide gauge (vcl.metrics)"
+# the scrape's own connection is one more descriptor than ls sees
+ok "process_open_fds is the worker's open descriptors (give or take the scrape's)" \
+   perl -e 'exit(abs($ARGV[0] - $ARGV[1]) <= 3 ? 0 : 1)' "$(metric process_open_fds)" "$(ls /proc/$wpid/fd | wc -l)"
+st=$(awk '{ print $22 }' /proc/$wpid/stat)
+btime=$(awk '/^btime/ { print $2 }' /proc/stat)
+want_start=$(echo "$btime + $st / $(getconf CLK_TCK)" | bc -l)
+ok "process_start_time_seconds is the worker's start ($want_start)" \
+   perl -e 'exit(abs($ARGV[0] - $ARGV[1]) < 1 ? 0 : 1)' "$(metric process_start_time_seconds)" "$want_start"
+ok "process_resident_memory_bytes is the worker's RSS" \
+   perl -e 'exit(abs($ARGV[0] - $ARGV[1] * 1024) < 8 * 1048576 ? 0 : 1)' "$(metric process_resident_memory_bytes)" \
+   "$(awk '/^VmRSS/ { print $2 }' /proc/$wpid/status)"
+like "$(metric process_cpu_seconds_total)" '^[0-9.e+-]+$' "process_cpu_seconds_total is a number"
 is "$(metric 'vclw_jobs_claimed_total{operation="noop"}')" 0 "counters start at 0"
 is "$(curl -sS -o /dev/null -w '%{http_code}' "$M/other")" 404 "/other is 404"
 is "$(curl -sS -o /dev/null -w '%{http_code}' "$M/")" 404 "/ is 404"
@@ -111,6 +126,8 @@ ns=$(sql_op "$T-pc2" node_status)
 wait_end "$ns"
 is "$(state_of "$ns")" done "node_status of $T-pc2 is done"
 is "$(metric 'vclw_jobs_done_total{operation="node_status"}')" 1 "jobs_done{node_status} == 1"
+is "$(metric 'vclw_job_duration_seconds_count{operation="node_status",node="node1"}')" 1 \
+   "job duration histogram: one node_status done on node1"
 
 # --- node_status on an unreachable node: failed (once), retried then failed ---
 lib0=$(metric vclw_libvirt_errors_total)
@@ -156,26 +173,37 @@ ok "some stages were observed" test -n "$want"
 sum_ok=$(scrape | perl -ne '$s += $1 if /^vclw_stage_duration_seconds_sum\{[^}]*\} (\S+)$/; END { print $s > 0 ? 1 : 0 }')
 is "$sum_ok" 1 "histogram sums are positive"
 
-# --- queue depth ---------------------------------------------------------------
+# --- queue-wide gauges: vcl.metrics, not the worker ----------------------------
 psql_val "INSERT INTO vcl.reservation (computer_id, operation, run_at)
           SELECT c.id, 'power_on', now() + interval '1 hour' FROM vcl.computer c, generate_series(1, 3) g
            WHERE c.name = '$T-pc2'" >/dev/null
 psql_val "INSERT INTO vcl.reservation (computer_id, operation, run_at)
           SELECT id, 'snapshot_create', now() + interval '1 hour' FROM vcl.computer WHERE name = '$T-pc1'" >/dev/null
-queue_matches() {
+view_matches() {
     local op st sql m
     for op in power_on snapshot_create noop load; do
         for st in pending running; do
             sql=$(psql_val "SELECT count(*) FROM vcl.reservation WHERE operation = '$op' AND state = '$st'")
-            m=$(metric "vclw_queue_depth{operation=\"$op\",state=\"$st\"}")
-            [ "$sql" = "$m" ] || { echo "$op/$st: sql $sql, metric $m"; return 1; }
+            m=$(psql_val "SELECT coalesce(sum(value), 0) FROM vcl.metrics WHERE metric = 'vclw_queue_depth'
+                            AND labels = jsonb_build_object('operation', '$op', 'state', '$st')")
+            [ "$sql" = "$m" ] || { echo "$op/$st: sql $sql, vcl.metrics $m"; return 1; }
         done
     done
 }
-ok "queue depth gauges equal the SQL counts after a refresh (at most 5 s)" wait_for "queue depth" 12 queue_matches
-is "$(metric 'vclw_queue_depth{operation="power_on",state="pending"}')" 3 "queue_depth{power_on,pending} == 3"
+ok "vcl.metrics' queue depth equals the SQL counts" view_matches
+is "$(psql_val "SELECT value FROM vcl.metrics WHERE metric = 'vclw_queue_depth' AND labels->>'operation' = 'power_on' AND labels->>'state' = 'pending'")" 3 \
+   "vcl.metrics: queue depth {power_on, pending} == 3"
+is "$(psql_val "SELECT count(*) FROM vcl.metrics WHERE metric = 'vclw_pending_due' AND labels->>'operation' = 'power_on'")" 0 \
+   "rows due in an hour are not due now"
+unlike "$(scrape)" "vclw_queue_depth" "the worker exports no queue depth"
 psql_val "UPDATE vcl.reservation SET state = 'cancelled' WHERE operation = 'power_on' AND state = 'pending'" >/dev/null
-ok "and follow the queue when it drains" wait_for "queue depth to drop" 12 metric_is 'vclw_queue_depth{operation="power_on",state="pending"}' 0
+is "$(psql_val "SELECT count(*) FROM vcl.metrics WHERE metric = 'vclw_queue_depth' AND labels->>'operation' = 'power_on'")" 0 \
+   "and it follows the queue when it drains"
+is "$(psql_val "SELECT value FROM vcl.metrics WHERE metric = 'vclw_computers' AND labels = '{\"node\": \"node1\", \"node_status\": \"READY\"}'")" \
+   "$(psql_val "SELECT count(*) FROM vcl.computer c JOIN vcl.node n ON n.id = c.node_id WHERE n.name = 'node1' AND c.node_status = 'READY'")" \
+   "vcl.metrics: computers of node1 READY == SQL count"
+ok "vcl.metrics: w1's heartbeat is recent" \
+   test "$(psql_val "SELECT (value < 120)::int FROM vcl.metrics WHERE metric = 'vclw_worker_heartbeat_age_seconds' AND labels->>'worker' = 'w1'")" = 1
 is "$(metric vclw_slots_busy)" 0 "slots_busy == 0 when idle"
 is "$(metric vclw_lease_lost_total)" 0 "no lease lost"
 is "$(metric vclw_db_reconnects_total)" 0 "no DB reconnect"

@@ -28,6 +28,9 @@ expected_files() {
             printf '644 %s\n' "$root$p/share/vcl-worker/${f#"$ROOT"/}"
         done
         printf '644 %s\n' "$root$p/share/doc/vcl-worker/examples/vcl-worker.yaml" \
+            "$root$p/share/doc/vcl-worker/examples/vcl-worker.rules.yml" \
+            "$root$p/share/doc/vcl-worker/examples/postgres_exporter.yml" \
+            "$root$p/share/doc/vcl-worker/examples/vcl-worker.json" \
             "$root$p/share/man/man1/vclctl.1" "$root$p/share/man/man8/vcl-worker.8" \
             "$root$p/lib/systemd/system/vcl-worker.service" \
             "$root$p/lib/systemd/system/vcl-worker@.service" \

@@ -1,5 +1,6 @@
-/* test_metrics: metrics_listen parsing, label escaping, and the exposition
- * text (counters, gauges, histogram buckets, queue depth replacement); the
+/* test_metrics: metrics_listen parsing, label escaping, the exposition text
+ * (counters, gauges, histogram buckets, no queue-wide gauge: those are
+ * vcl.metrics'), /proc/self/stat parsing and the process_* metrics; the
  * HTTP side is tested against a real worker in tests/integration/70-metrics.t. */
 #include "base/metrics.h"
 #include "tap.h"
@@ -8,6 +9,8 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static bool parses(const char *spec, int family, const char *addr, unsigned port)
 {
@@ -102,7 +105,7 @@ int main(void)
     metrics_init("w\"1", "0.1");
     metrics_seed_operation("load");
     metrics_seed_operation("noop");
-    metrics_slots_total(4);
+    metrics_slots(4);
     metrics_job_claimed("noop");
     metrics_job_claimed("noop");
     metrics_job_done("noop");
@@ -122,12 +125,12 @@ int main(void)
     metrics_stage_observe("load", "define", 3);       /* 5 */
     metrics_stage_observe("load", "define", 5000);    /* only +Inf */
     metrics_stage_observe("load", "post_load", -1);   /* clock oddity: 0 */
-    const char *ops[] = { "load", "noop" }, *states[] = { "pending", "running" };
-    long long counts[] = { 7, 2 };
-    metrics_queue_update(2, ops, states, counts);
-    const char *ops2[] = { "load" }, *states2[] = { "running" };
-    long long counts2[] = { 3 };
-    metrics_queue_update(1, ops2, states2, counts2); /* load/pending and noop/running drop to 0 */
+    metrics_job_observe("load", "kvm1", 42);
+    metrics_job_observe("load", "kvm1", 100);
+    metrics_job_observe("load", "kvm2", 0.2);
+    metrics_computer_reload("kvm1", "watch");
+    metrics_computer_reload("kvm1", "watch");
+    metrics_computer_reload("kvm2", "node_status");
     /* label values stay UTF-8: cut at a character boundary (62 ASCII bytes and
      * a 2-byte character would end one byte past the 63 kept), bad bytes '?' */
     char longop[80];
@@ -159,14 +162,26 @@ int main(void)
         "vclw_lease_lost_total 1",
         "vclw_db_reconnects_total 1",
         "vclw_libvirt_errors_total 2",
-        "# TYPE vclw_queue_depth gauge",
-        "vclw_queue_depth{operation=\"load\",state=\"pending\"} 0",
-        "vclw_queue_depth{operation=\"load\",state=\"running\"} 3",
-        "vclw_queue_depth{operation=\"noop\",state=\"running\"} 0",
         "vclw_slots_busy 1",
         "vclw_slots_stuck 0",
         "# TYPE vclw_stage_deadline_exceeded_total counter",
-        "vclw_slots_total 4",
+        "# TYPE vclw_slots gauge",
+        "vclw_slots 4",
+        "# TYPE vclw_job_duration_seconds histogram",
+        "vclw_job_duration_seconds_bucket{operation=\"load\",node=\"kvm1\",le=\"30\"} 0",
+        "vclw_job_duration_seconds_bucket{operation=\"load\",node=\"kvm1\",le=\"60\"} 1",
+        "vclw_job_duration_seconds_bucket{operation=\"load\",node=\"kvm1\",le=\"120\"} 2",
+        "vclw_job_duration_seconds_count{operation=\"load\",node=\"kvm1\"} 2",
+        "vclw_job_duration_seconds_sum{operation=\"load\",node=\"kvm1\"} 142.000000",
+        "vclw_job_duration_seconds_bucket{operation=\"load\",node=\"kvm2\",le=\"0.25\"} 1",
+        "# TYPE vclw_computer_reloads_total counter",
+        "vclw_computer_reloads_total{node=\"kvm1\",source=\"watch\"} 2",
+        "vclw_computer_reloads_total{node=\"kvm2\",source=\"node_status\"} 1",
+        "# TYPE process_cpu_seconds_total counter",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_virtual_memory_bytes gauge",
+        "# TYPE process_open_fds gauge",
+        "# TYPE process_start_time_seconds gauge",
         "vclw_worker_info{version=\"0.1\",worker=\"w\\\"1\"} 1",
         "vclw_jobs_done_total{operation=\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"} 1",
         "vclw_jobs_done_total{operation=\"bad?" "?zop\"} 1",
@@ -175,12 +190,54 @@ int main(void)
         ok(t && has_line(t, want[i]), "line: %s", want[i]);
     int help = 0, type = 0;
     for (const char *p = t; p && (p = strstr(p, "\n# ")); p++)
-        help += strncmp(p, "\n# HELP ", 8) == 0, type += strncmp(p, "\n# TYPE ", 8) == 0;
-    help += t && strncmp(t, "# HELP ", 7) == 0;
-    is_int(help, 14, "one HELP line per metric");
-    is_int(type, 14, "one TYPE line per metric");
+        help += strncmp(p, "\n# HELP vclw_", 13) == 0, type += strncmp(p, "\n# TYPE vclw_", 13) == 0;
+    help += t && strncmp(t, "# HELP vclw_", 12) == 0;
+    is_int(help, 15, "one HELP line per vclw_ metric");
+    is_int(type, 15, "one TYPE line per vclw_ metric");
+    ok(t && !strstr(t, "vclw_queue_depth") && !strstr(t, "vclw_slots_total"),
+       "no queue-wide gauge (vcl.metrics has them) and no vclw_slots_total (renamed vclw_slots)");
+    /* counters end in _total, and nothing else does (Prometheus naming) */
+    bool names_ok = true;
+    for (const char *p = t; p && (p = strstr(p, "# TYPE ")); p++) {
+        char name[128] = "", kind[32] = "";
+        if (sscanf(p, "# TYPE %127s %31s", name, kind) != 2)
+            continue;
+        size_t n = strlen(name);
+        bool total = n > 6 && strcmp(name + n - 6, "_total") == 0;
+        if (total != (strcmp(kind, "counter") == 0)) {
+            diag("%s is a %s", name, kind);
+            names_ok = false;
+        }
+    }
+    ok(names_ok, "every counter ends in _total and no gauge or histogram does");
+    /* process metrics of this very process */
+    double start = -1, fds = -1, rss = -1;
+    for (const char *p = t; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        sscanf(p, "process_start_time_seconds %lf", &start);
+        sscanf(p, "process_open_fds %lf", &fds);
+        sscanf(p, "process_resident_memory_bytes %lf", &rss);
+    }
+    double now = (double)time(NULL);
+    ok(start > now - 3600 && start <= now + 1, "process_start_time_seconds is this process's start (%.0f, now %.0f)", start, now);
+    ok(fds >= 3 && fds < 1000, "process_open_fds counts this process's descriptors (%.0f)", fds);
+    ok(rss > 100000, "process_resident_memory_bytes is plausible (%.0f)", rss);
     ok(t && t[strlen(t) - 1] == '\n', "ends with a newline");
     free(t);
+
+    /* ---- /proc/self/stat parsing ---- */
+    metrics_proc pr;
+    /* comm with a space and a ')': fields are counted after the last ')' */
+    const char *stat = "1234 (vcl w) rk) S 1 1234 1234 0 -1 4194560 500 0 0 0 "
+                       "250 150 0 0 20 0 3 0 1000 104857600 2560 18446744073709551615 1 1 0 0 "
+                       "0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+    ok(metrics_parse_proc_stat(stat, 100, 4096, 1700000000.0, &pr), "a stat line parses");
+    ok(pr.cpu_seconds == 4.0, "cpu = (utime 250 + stime 150) / 100 ticks = 4 s (%g)", pr.cpu_seconds);
+    ok(pr.start_time_seconds == 1700000010.0, "start = boot + 1000 / 100 ticks (%.1f)", pr.start_time_seconds);
+    ok(pr.virtual_bytes == 104857600.0, "vsize in bytes");
+    ok(pr.resident_bytes == 2560.0 * 4096, "rss pages x page size");
+    ok(!metrics_parse_proc_stat("1234 (x) S 1 2", 100, 4096, 0, &pr), "a short line is refused");
+    ok(!metrics_parse_proc_stat("garbage", 100, 4096, 0, &pr), "no ')' is refused");
+    ok(!metrics_parse_proc_stat(stat, 0, 4096, 0, &pr), "no tick rate is refused");
 
     metrics_stop();
     metrics_job_done("noop");

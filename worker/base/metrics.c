@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -23,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #define LABEL_MAX 64
 #define SERIES_MAX 2048
@@ -43,11 +46,12 @@ typedef enum {
     M_LEASE_LOST,
     M_DB_RECONNECTS,
     M_LIBVIRT_ERRORS,
-    M_QUEUE_DEPTH,
     M_SLOTS_BUSY,
-    M_SLOTS_TOTAL,
+    M_SLOTS,
     M_STAGE_DEADLINE,
     M_SLOTS_STUCK,
+    M_JOB_SECONDS,
+    M_COMPUTER_RELOADS,
     M_WORKER_INFO,
     M__COUNT
 } metric_id;
@@ -82,13 +86,10 @@ static const metric_def metric_defs[M__COUNT] = {
                            "libvirt calls that failed, as reported by the worker (including "
                            "ones it tolerates, e.g. destroying a domain that stopped by "
                            "itself)." },
-    [M_QUEUE_DEPTH] = { "vclw_queue_depth", MT_GAUGE, "operation", "state",
-                        "Reservations pending or running in the whole queue (all workers), "
-                        "sampled from the database at most every 5 s." },
     [M_SLOTS_BUSY] = { "vclw_slots_busy", MT_GAUGE, NULL, NULL,
                        "Slots of this worker running a job now." },
-    [M_SLOTS_TOTAL] = { "vclw_slots_total", MT_GAUGE, NULL, NULL,
-                        "Slots of this worker (config option slots)." },
+    [M_SLOTS] = { "vclw_slots", MT_GAUGE, NULL, NULL,
+                  "Slots of this worker (config option slots)." },
     [M_STAGE_DEADLINE] = { "vclw_stage_deadline_exceeded_total", MT_COUNTER, "operation",
                            "stage",
                            "Stages failed because they ran past their deadline "
@@ -96,6 +97,15 @@ static const metric_def metric_defs[M__COUNT] = {
     [M_SLOTS_STUCK] = { "vclw_slots_stuck", MT_GAUGE, NULL, NULL,
                         "Threads of jobs failed at their stage deadline that are still stuck "
                         "in a call to an unresponsive node (their slots run new jobs)." },
+    [M_JOB_SECONDS] = { "vclw_job_duration_seconds", MT_HISTOGRAM, "operation", "node",
+                        "Time from this worker's claim of a reservation to its completion "
+                        "(state done), per operation and node: a load's latency. A retried "
+                        "or rescued reservation counts its last attempt only." },
+    [M_COMPUTER_RELOADS] = { "vclw_computer_reloads_total", MT_COUNTER, "node", "source",
+                             "Loaded computers this worker found broken and marked RELOAD "
+                             "outside a load: source watch (its domain stopped, crashed or "
+                             "vanished outside vcl-worker) or node_status (a check found it "
+                             "not READY)." },
     [M_WORKER_INFO] = { "vclw_worker_info", MT_GAUGE, "version", "worker",
                         "Always 1; the labels say which worker and version this is." },
 };
@@ -315,7 +325,7 @@ void metrics_init(const char *worker_name, const char *version)
     add(M_LIBVIRT_ERRORS, NULL, NULL, 0);
     add(M_SLOTS_BUSY, NULL, NULL, 0);
     add(M_SLOTS_STUCK, NULL, NULL, 0);
-    add(M_SLOTS_TOTAL, NULL, NULL, 0);
+    add(M_SLOTS, NULL, NULL, 0);
 }
 
 void metrics_seed_operation(const char *op)
@@ -324,8 +334,6 @@ void metrics_seed_operation(const char *op)
     add(M_JOBS_DONE, op, NULL, 0);
     add(M_JOBS_FAILED, op, NULL, 0);
     add(M_JOBS_RETRIED, op, NULL, 0);
-    add(M_QUEUE_DEPTH, op, "pending", 0);
-    add(M_QUEUE_DEPTH, op, "running", 0);
 }
 
 void metrics_job_claimed(const char *op) { add(M_JOBS_CLAIMED, op, NULL, 1); }
@@ -335,7 +343,11 @@ void metrics_job_retried(const char *op) { add(M_JOBS_RETRIED, op, NULL, 1); }
 void metrics_lease_lost(void) { add(M_LEASE_LOST, NULL, NULL, 1); }
 void metrics_db_reconnect(void) { add(M_DB_RECONNECTS, NULL, NULL, 1); }
 void metrics_libvirt_error(void) { add(M_LIBVIRT_ERRORS, NULL, NULL, 1); }
-void metrics_slots_total(int n) { set(M_SLOTS_TOTAL, NULL, NULL, n); }
+void metrics_slots(int n) { set(M_SLOTS, NULL, NULL, n); }
+void metrics_computer_reload(const char *node, const char *source)
+{
+    add(M_COMPUTER_RELOADS, node, source, 1);
+}
 void metrics_slot_busy(int delta) { add(M_SLOTS_BUSY, NULL, NULL, delta); }
 void metrics_stage_deadline(const char *op, const char *stage)
 {
@@ -343,14 +355,14 @@ void metrics_stage_deadline(const char *op, const char *stage)
 }
 void metrics_slots_stuck(int n) { set(M_SLOTS_STUCK, NULL, NULL, n); }
 
-void metrics_stage_observe(const char *op, const char *stage, double seconds)
+static void observe(metric_id m, const char *l1, const char *l2, double seconds)
 {
     if (!metrics_enabled())
         return;
     if (!(seconds >= 0)) /* also NaN */
         seconds = 0;
     pthread_mutex_lock(&mu);
-    series *s = find(M_STAGE_SECONDS, op, stage);
+    series *s = find(m, l1, l2);
     if (s) {
         size_t b = 0;
         while (b < N_BUCKETS && seconds > buckets[b])
@@ -363,21 +375,14 @@ void metrics_stage_observe(const char *op, const char *stage, double seconds)
     pthread_mutex_unlock(&mu);
 }
 
-void metrics_queue_update(int n, const char *const *ops, const char *const *states,
-                          const long long *counts)
+void metrics_stage_observe(const char *op, const char *stage, double seconds)
 {
-    if (!metrics_enabled())
-        return;
-    pthread_mutex_lock(&mu);
-    for (size_t i = 0; i < n_all; i++)
-        if (all[i].m == M_QUEUE_DEPTH)
-            all[i].value = 0;
-    for (int k = 0; k < n; k++) {
-        series *s = find(M_QUEUE_DEPTH, ops[k], states[k]);
-        if (s)
-            s->value = (double)counts[k];
-    }
-    pthread_mutex_unlock(&mu);
+    observe(M_STAGE_SECONDS, op, stage, seconds);
+}
+
+void metrics_job_observe(const char *op, const char *node, double seconds)
+{
+    observe(M_JOB_SECONDS, op, node, seconds);
 }
 
 /* ---- exposition text --------------------------------------------------- */
@@ -477,6 +482,130 @@ static const char *type_name(metric_type t)
     return t == MT_COUNTER ? "counter" : t == MT_GAUGE ? "gauge" : "histogram";
 }
 
+/* ---- process metrics (/proc/self) --------------------------------------- */
+
+bool metrics_parse_proc_stat(const char *stat, long ticks_per_second, long page_size,
+                             double boot_time, metrics_proc *out)
+{
+    memset(out, 0, sizeof *out);
+    /* field 2, comm, is in parentheses and may hold spaces and ')': the
+     * fields that follow start after the last ')' */
+    const char *p = stat ? strrchr(stat, ')') : NULL;
+    if (!p || ticks_per_second <= 0 || page_size <= 0)
+        return false;
+    p++;
+    unsigned long long f[25] = { 0 }; /* f[k] = field k (1-based, as in proc(5)) */
+    for (int k = 3; k <= 24; k++) {
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            return false;
+        if (k == 3) { /* state: one letter */
+            p++;
+            continue;
+        }
+        char *end;
+        errno = 0;
+        if (*p == '-') { /* signed fields (priority, nice): not used here */
+            (void)strtoll(p, &end, 10);
+        } else {
+            f[k] = strtoull(p, &end, 10);
+        }
+        if (end == p || errno)
+            return false;
+        p = end;
+    }
+    out->cpu_seconds = (double)(f[14] + f[15]) / (double)ticks_per_second;
+    out->start_time_seconds = boot_time + (double)f[22] / (double)ticks_per_second;
+    out->virtual_bytes = (double)f[23];
+    out->resident_bytes = (double)f[24] * (double)page_size;
+    return true;
+}
+
+/* The whole of a small /proc file, NUL-terminated; false when unreadable. */
+static bool read_small(const char *path, char *buf, size_t len)
+{
+    FILE *fp = fopen(path, "re");
+    if (!fp)
+        return false;
+    size_t n = fread(buf, 1, len - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    return n > 0;
+}
+
+/* Boot time (seconds since the epoch): "btime N" in /proc/stat, read once. */
+static double boot_time(void)
+{
+    static double bt; /* written once per process; a race writes the same value */
+    if (bt > 0)
+        return bt;
+    FILE *fp = fopen("/proc/stat", "re");
+    if (!fp)
+        return 0;
+    char line[256];
+    while (fgets(line, sizeof line, fp))
+        if (strncmp(line, "btime ", 6) == 0) {
+            bt = strtod(line + 6, NULL);
+            break;
+        }
+    fclose(fp);
+    return bt;
+}
+
+/* Descriptors open now: the entries of /proc/self/fd but the one opendir
+ * holds; -1 when unreadable. */
+static long open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    long n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;
+}
+
+static void process_metric(sbuf *b, const char *name, const char *type, const char *help,
+                           double v)
+{
+    sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+/* The process_* metrics every Prometheus client library exports (same names,
+ * types and units), read from /proc/self at each scrape. One that cannot be
+ * read is left out rather than reported as 0. */
+static void render_process(sbuf *b)
+{
+    char stat[1024];
+    metrics_proc pr;
+    if (read_small("/proc/self/stat", stat, sizeof stat) &&
+        metrics_parse_proc_stat(stat, sysconf(_SC_CLK_TCK), sysconf(_SC_PAGESIZE), boot_time(),
+                                &pr)) {
+        process_metric(b, "process_cpu_seconds_total", "counter",
+                       "Total user and system CPU time spent in seconds.", pr.cpu_seconds);
+        process_metric(b, "process_resident_memory_bytes", "gauge",
+                       "Resident memory size in bytes.", pr.resident_bytes);
+        process_metric(b, "process_virtual_memory_bytes", "gauge",
+                       "Virtual memory size in bytes.", pr.virtual_bytes);
+        if (boot_time() > 0)
+            process_metric(b, "process_start_time_seconds", "gauge",
+                           "Start time of the process since unix epoch in seconds.",
+                           pr.start_time_seconds);
+    }
+    long fds = open_fds();
+    if (fds >= 0)
+        process_metric(b, "process_open_fds", "gauge", "Number of open file descriptors.",
+                       (double)fds);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        process_metric(b, "process_max_fds", "gauge",
+                       "Maximum number of open file descriptors.", (double)rl.rlim_cur);
+}
+
 char *metrics_render(void)
 {
     sbuf b = { 0 };
@@ -518,6 +647,8 @@ char *metrics_render(void)
         }
     }
     pthread_mutex_unlock(&mu);
+    if (metrics_enabled())
+        render_process(&b);
     if (b.oom) {
         free(b.p);
         return NULL;

@@ -9,17 +9,21 @@
  * metrics_serve() starts libmicrohttpd in its own thread
  * (MHD_USE_INTERNAL_POLLING_THREAD); GET /metrics answers with the text
  * exposition format 0.0.4, anything else is 404. The HTTP thread only reads
- * what is here: it never touches the database. The queue depth gauges are
- * sampled by the worker's main thread (metrics_queue_update()). */
+ * what is here (and /proc/self for the process_* metrics): it never touches
+ * the database.
+ *
+ * Only this worker's own metrics are here. Queue-wide gauges (queue depth,
+ * age of the oldest due pending reservation, computers per node_status,
+ * worker heartbeats) come from one place, the view vcl.metrics
+ * (sql/functions/views.sql), scraped by a PostgreSQL exporter
+ * (config/prometheus/postgres_exporter.yml): exported by every worker,
+ * sum() over workers counted them once per worker. */
 #ifndef VCL_METRICS_H
 #define VCL_METRICS_H
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include "base/error.h"
-
-/* How often the main thread samples the queue depth, at most. */
-#define METRICS_QUEUE_SAMPLE_SECONDS 5.0
 
 /* Parse a metrics_listen value: "" (off: *off set), "HOST:PORT" with HOST an
  * IPv4 literal or "localhost", "[IPV6]:PORT", ":PORT" or "PORT" (both mean
@@ -43,7 +47,7 @@ void metrics_stop(void);
 void metrics_reset(void);
 
 /* Label values of an operation: every counter of it shows 0 before its first
- * event, and its queue depth gauges exist (pending and running). */
+ * event. */
 void metrics_seed_operation(const char *operation);
 
 void metrics_job_claimed(const char *operation);
@@ -55,15 +59,25 @@ void metrics_stage_observe(const char *operation, const char *stage, double seco
 void metrics_lease_lost(void);
 void metrics_db_reconnect(void);
 void metrics_libvirt_error(void);
-void metrics_slots_total(int n);
+void metrics_slots(int n);
 void metrics_slot_busy(int delta);
 /* A stage failed at its deadline; threads still stuck after that. */
 void metrics_stage_deadline(const char *operation, const char *stage);
 void metrics_slots_stuck(int n);
-/* Replace every queue depth gauge: n rows of (operation, state, count);
- * operations seen before and absent now drop to 0. */
-void metrics_queue_update(int n, const char *const *operations, const char *const *states,
-                          const long long *counts);
+/* A reservation this worker claimed ended done, seconds after the claim. */
+void metrics_job_observe(const char *operation, const char *node, double seconds);
+/* A loaded computer of node was marked RELOAD outside a load; source is
+ * "watch" or "node_status". */
+void metrics_computer_reload(const char *node, const char *source);
+
+/* What /proc/self/stat says (proc(5)): utime + stime, start time (boot_time +
+ * starttime ticks), vsize, rss pages * page_size. false when the text does not
+ * parse. For the process_* metrics, and pure so tests can feed it text. */
+typedef struct metrics_proc {
+    double cpu_seconds, start_time_seconds, virtual_bytes, resident_bytes;
+} metrics_proc;
+bool metrics_parse_proc_stat(const char *stat, long ticks_per_second, long page_size,
+                             double boot_time, metrics_proc *out);
 
 /* The exposition text (what GET /metrics returns), malloc'd; NULL when out
  * of memory. For the HTTP thread and for tests. */

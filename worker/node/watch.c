@@ -18,6 +18,7 @@
  * left behind: it is never joined while stuck, and what it uses stays
  * allocated (a retired node is freed only after its thread returned). */
 #include "node/watch.h"
+#include "base/metrics.h"
 #include "base/backoff.h"
 #include "base/log.h"
 #include "queue/job_db.h"
@@ -576,8 +577,16 @@ static void mark_reload(const watch_event *ev)
         log_warn("watch: writing RELOAD for domain %s: %s", ev->name, e.msg);
         return;
     }
-    for (size_t k = 0; k < n; k++)
+    char node[128] = "";
+    pthread_mutex_lock(&W.mu);
+    watch_node *wn = node_by_id_locked(ev->node_id);
+    if (wn)
+        UTIL_COPY(node, wn->name);
+    pthread_mutex_unlock(&W.mu);
+    for (size_t k = 0; k < n; k++) {
         log_warn("watch: computer %s: %s: node_status RELOAD", computers[k], reason);
+        metrics_computer_reload(node, "watch");
+    }
     if (n == 0)
         log_debug("watch: domain %s (%s): no loaded computer to update", ev->name, ev->uuid);
     util_strv_free(computers, n);

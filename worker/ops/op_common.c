@@ -3,6 +3,7 @@
 #include "node/nodestatus.h"
 #include "node/domxml.h"
 #include "base/log.h"
+#include "base/metrics.h"
 #include "queue/job_db.h"
 #include "base/names.h"
 #include "node/virt.h"
@@ -400,5 +401,10 @@ bool op_stage_check_status(void *opaque, char *detail, size_t dlen, vcl_error *e
     if (!job_status_row(j, &row, e) || !node_status_check(&row, job_transport_opts(j), &rep, e))
         return false;
     snprintf(detail, dlen, "%s: %s", rep.status, rep.reason);
-    return job_write_status(j, rep.status, rep.reason, false, e);
+    if (!job_write_status(j, rep.status, rep.reason, false, e))
+        return false;
+    /* a computer that had a domain and is found broken (not one never loaded) */
+    if (strcmp(rep.status, "RELOAD") == 0 && (row.domain[0] || row.domain_uuid[0]))
+        metrics_computer_reload(j->node, "node_status");
+    return true;
 }

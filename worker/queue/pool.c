@@ -71,6 +71,7 @@ typedef struct slot {
                                 * yet, so the struct is not reused until it has (reap_slots) */
     slot_stage cur;            /* guarded by pool.mu */
     atomic_int lost;           /* set by the heartbeat when the lease is gone */
+    double job_began;          /* slot thread only: util_mono_s() when it took the job */
     _Atomic double lease_until;/* monotonic time our lease surely holds until (claim or
                                 * renewal time + lease - margin); past it the job may
                                 * already be someone else's: a SIGSTOPped worker that
@@ -473,6 +474,7 @@ static void slot_finish_job(slot *s, job *j, stage_run_result res, const char *f
         if (r && PQntuples(r) == 1) {
             log_info("reservation done");
             metrics_job_done(j->operation);
+            metrics_job_observe(j->operation, j->node, util_mono_s() - s->job_began);
         } else if (r) {
             log_warn("reservation finished but the lease was lost before completion was written");
             metrics_lease_lost();
@@ -532,6 +534,7 @@ static void *slot_main(void *arg)
     vcl_error_clear(&e);
     char failed_stage[64] = "";
     stage_run_result res = STAGE_RUN_FAILED;
+    s->job_began = util_mono_s();
     log_ctx_set(s->id, NULL, NULL);
 
     if (!s->db || db_is_broken(s->db)) {
@@ -1152,7 +1155,7 @@ static void reload_config(pool *p)
     log_format lf;
     if (log_format_parse(c->log_format, &lf))
         log_set_format(lf);
-    metrics_slots_total(c->slots);
+    metrics_slots(c->slots);
     virt_set_keepalive(c->libvirt_keepalive_interval, c->libvirt_keepalive_count);
     virt_set_connect_timeout(c->libvirt_connect_timeout_seconds);
     virt_set_ssh_keyfile(c->ssh_private_key);
@@ -1165,35 +1168,6 @@ static void reload_config(pool *p)
     log_info("SIGHUP: configuration reloaded from %s (slots %d, lease %ds, poll %ds); "
              "changed: %s", path, c->slots, c->lease_seconds, c->poll_seconds,
              ch.n_applied ? changed : "nothing");
-}
-
-/* Metrics: queue depth per operation and state, from the database. Only the
- * main thread does this (the HTTP thread has no connection). */
-static void sample_queue(pool *p)
-{
-    vcl_error e;
-    vcl_error_clear(&e);
-    PGresult *r = db_exec(p->db, SQL_QUEUE_DEPTH, 0, NULL, &e);
-    if (!r) {
-        log_warn("metrics: sampling the queue depth failed: %s", e.msg);
-        return;
-    }
-    int n = PQntuples(r);
-    const char **ops = calloc((size_t)n + 1, sizeof *ops);
-    const char **states = calloc((size_t)n + 1, sizeof *states);
-    long long *counts = calloc((size_t)n + 1, sizeof *counts);
-    if (ops && states && counts) {
-        for (int k = 0; k < n; k++) {
-            ops[k] = PQgetvalue(r, k, 0);
-            states[k] = PQgetvalue(r, k, 1);
-            counts[k] = db_get_ll(r, k, 2);
-        }
-        metrics_queue_update(n, ops, states, counts);
-    }
-    free(ops);
-    free(states);
-    free(counts);
-    PQclear(r);
 }
 
 int pool_run(vcl_config *cfg, const pool_opts *opts)
@@ -1248,7 +1222,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         metrics_init(p->worker_name, version_string());
         for (const op_def *const *op = ops_all(); *op; op++)
             metrics_seed_operation((*op)->name);
-        metrics_slots_total(cfg->slots);
+        metrics_slots(cfg->slots);
         if (!metrics_serve(cfg->metrics_listen, &e)) {
             log_error("%s", e.msg);
             goto cleanup;
@@ -1265,7 +1239,6 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
     p->next_heartbeat = util_mono_s() + p->cfg->heartbeat_seconds;
     double next_prune = util_mono_s() + 5;
     double next_poll = 0;
-    double next_queue_sample = 0;
     bool want_claim = true;
     bool claim_more = false;   /* the last claim was full: more may be waiting */
     bool claim_now = true;     /* a slot freed up, a signal, a reconnect: no debounce */
@@ -1310,10 +1283,6 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
             if (running == 0 && p->cfg->lease_seconds > every)
                 every = p->cfg->lease_seconds;
             p->next_heartbeat = now + every;
-        }
-        if (metrics_enabled() && now >= next_queue_sample) {
-            sample_queue(p);
-            next_queue_sample = now + METRICS_QUEUE_SAMPLE_SECONDS;
         }
         if (now >= next_prune && !opts->drain) {
             prune(p);
@@ -1363,8 +1332,6 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
             until = next_poll;
         if (!atomic_load(&stopping) && free_slots > 0 && want_claim && last_claim + gap < until)
             until = last_claim + gap;   /* a NOTIFY held back by the debounce */
-        if (metrics_enabled() && next_queue_sample < until)
-            until = next_queue_sample;
         double deadline = next_deadline(p);
         if (deadline > 0 && deadline + 0.01 < until)
             until = deadline + 0.01;

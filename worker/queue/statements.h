@@ -25,10 +25,6 @@
 #define SQL_LISTEN       "LISTEN vcl_reservation"
 /* Milliseconds until the next retry / lease expiry / cancel block falls due (NULL: none). */
 #define SQL_NEXT_DUE     "SELECT ceil(vcl.next_due() * 1000)::bigint"
-/* Metrics: the queue depth gauges (sampled by the main thread, metrics.h). */
-#define SQL_QUEUE_DEPTH \
-    "SELECT operation, state, count(*) FROM vcl.reservation" \
-    " WHERE state IN ('pending', 'running') GROUP BY operation, state"
 /* After a fenced-out job: was it cancelled while we held it? */
 #define SQL_CANCELLED_BY_US \
     "SELECT 1 FROM vcl.reservation WHERE id = $1 AND lease_token = $2 AND state = 'cancelled'"
