@@ -1,9 +1,9 @@
--- sql/functions/epoch.sql: the fencing-token epoch (see sql/007_epoch.sql).
+-- sql/functions/epoch.sql: the fencing-token epoch (see sql/006_epoch.sql).
 
 -- The epoch of the tokens minted on this server now: the vcl.epoch row when
 -- it names this server (system identifier and current WAL timeline), else
 -- the row is bumped first, and fenced for a lease (NULL until fenced_until:
--- claim nothing yet; see sql/007_epoch.sql) (one statement, compare-and-set on the old epoch:
+-- claim nothing yet; see sql/006_epoch.sql) (one statement, compare-and-set on the old epoch:
 -- concurrent first claims on a new primary agree on one bump). On a standby
 -- it raises read_only_sql_transaction (25006): the worker reconnects, and
 -- with target_session_attrs=read-write finds the primary.
@@ -77,7 +77,7 @@ COMMENT ON FUNCTION vcl.lease_epoch(int) IS
 
 -- When the fence after the last bump ends (NULL when it is over): for
 -- vcl.next_due, so an idle worker wakes when claims may start again.
--- PL/pgSQL, so that a live file using it compiles before 007 made the table.
+-- PL/pgSQL, so that a live file using it compiles before 006 made the table.
 CREATE OR REPLACE FUNCTION vcl.epoch_fenced_until()
     RETURNS timestamptz
     LANGUAGE plpgsql STABLE

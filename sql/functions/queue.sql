@@ -260,7 +260,7 @@ BEGIN
         RETURN;
     END IF;
     -- fencing tokens: (epoch << 40) | seq, the epoch bumped on a new primary
-    -- (sql/007_epoch.sql); NULL for a lease after a failover: nothing yet
+    -- (sql/006_epoch.sql); NULL for a lease after a failover: nothing yet
     v_epoch := vcl.lease_epoch(p_lease_seconds);
     IF v_epoch IS NULL THEN
         RETURN;

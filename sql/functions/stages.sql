@@ -51,7 +51,7 @@ BEGIN
      WHERE s.id = p_stage_row AND s.reservation_id = p_id AND s.lease_token = p_token;
     IF NOT FOUND THEN
         -- A failover without synchronous replication can lose the stage's
-        -- start while the lease survived (sql/007_epoch.sql), and the new
+        -- start while the lease survived (sql/006_epoch.sql), and the new
         -- primary may even give the row id to another stage: a row that is
         -- missing, or that another epoch wrote, means this stage's record
         -- is gone: fenced out (the job is abandoned and rescued after its

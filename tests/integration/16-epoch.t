@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fencing tokens carry an epoch (sql/007_epoch.sql, sql/functions/epoch.sql):
+# Fencing tokens carry an epoch (sql/006_epoch.sql, sql/functions/epoch.sql):
 # lease_token = (epoch << 40) | seq. On one server the epoch is its WAL
 # timeline; a claim on "another primary" (the vcl.epoch row made to name
 # another system identifier, or an older timeline: what a restore or a

@@ -1,4 +1,4 @@
--- 007_epoch.sql: fencing tokens that stay unique across a failover.
+-- 006_epoch.sql: fencing tokens that stay unique across a failover.
 --
 -- A lease_token was nextval('vcl.lease_token_seq'). With asynchronous
 -- replication a failover can lose the old primary's last commits, and with

@@ -1,4 +1,4 @@
--- 006_trust_node.sql: what a node row may say (issue #12, node side; README
+-- 007_trust_node.sql: what a node row may say (issue #12, node side; README
 -- "Security model"). The worker checks the same in C before it acts
 -- (names.c names_build, virt.c virt_uri_check), so a row written before this
 -- migration, or by a role that bypasses it, is still refused there.
