@@ -82,8 +82,8 @@ CREATE OR REPLACE TRIGGER node_notify_changed
 -- For front ends: NOTIFY vcl_done when a reservation ends (done, failed or
 -- cancelled: by its worker, vcl.cancel, a claim giving up on it, or a DBA's
 -- UPDATE). The payload is a JSON object:
---   {"id": 42, "operation": "load", "state": "done", "computer": "pc1",
---    "node": "node1", "failed_stage": null}
+--   {"id": 42, "node": "node1", "state": "done", "computer": "pc1",
+--    "operation": "load", "failed_stage": null}
 -- computer is null for a node_check row (node is its node); failed_stage is
 -- the stage that failed, for a failed row. The error text is not in it (a
 -- payload is at most 8000 bytes): read it from the row. One notification per
@@ -108,7 +108,7 @@ BEGIN
     ELSE
         SELECT n.name INTO v_node FROM vcl.node n WHERE n.id = NEW.node_id;
     END IF;
-    PERFORM pg_notify('vcl_done', json_build_object(
+    PERFORM pg_notify('vcl_done', jsonb_build_object(
         'id', NEW.id, 'operation', NEW.operation, 'state', NEW.state,
         'computer', v_computer, 'node', v_node,
         'failed_stage', CASE WHEN NEW.state = 'failed' THEN NEW.failed_stage END)::text);
