@@ -487,7 +487,8 @@ static int retry_failed(ctl *c, const args *a)
     if (c->json) {
         rc = print_json(c, SQL_RETRY_FAILED_JSON, 3, pj, "the result");
     } else {
-        rc = print_query_table(c, SQL_RETRY_FAILED_LIST, 1, pj, NULL, "reservations", NULL);
+        rc = print_query_table(c, SQL_RETRY_FAILED_LIST, 1, pj, NULL, "reservations",
+                               "no failed reservation matches");
         long long n = 0;
         for (const char *p = ids; *p; p++)
             n += *p == ',';

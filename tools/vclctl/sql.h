@@ -255,10 +255,10 @@
 /* The plain UPDATE of each picked row ($1 their ids, $2 --from-start); a
  * row that stopped being failed meanwhile is left alone. */
 #define SQL_RETRY_IDS                                                                      \
-    "SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM ("                              \
-    " UPDATE vcl.reservation r SET state = 'pending',"                                     \
+    "WITH u AS (UPDATE vcl.reservation r SET state = 'pending',"                           \
     " stage = CASE WHEN $2::boolean THEN NULL ELSE r.stage END"                            \
-    " WHERE r.id = ANY($1::bigint[]) AND r.state = 'failed' RETURNING r.id) u"
+    " WHERE r.id = ANY($1::bigint[]) AND r.state = 'failed' RETURNING r.id)"               \
+    " SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM u"
 /* What retry --failed prints: the rows $1, as they were when they failed. */
 #define SQL_RETRY_FAILED_ROWS                                                              \
     "SELECT r.id, co.name AS computer, n.name AS node, r.operation, r.state,"              \
