@@ -268,7 +268,7 @@
     " LEFT JOIN vcl.node n ON n.id = coalesce(r.node_id, co.node_id)"                      \
     " WHERE r.id = ANY($1::bigint[]) ORDER BY r.id"
 #define SQL_RETRY_FAILED_LIST                                                              \
-    "SELECT id, computer, node, operation, failed_stage AS stage,"                         \
+    "SELECT id, computer, node, operation, state, failed_stage AS stage,"                       \
     " to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS') AS failed_at, left(error, 60) AS error"  \
     " FROM (" SQL_RETRY_FAILED_ROWS ") t"
 #define SQL_RETRY_FAILED_JSON                                                              \
