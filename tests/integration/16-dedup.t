@@ -12,12 +12,7 @@
 #     guard keeps it; a retry that would hold a key twice is refused.
 . "$(dirname "$0")/../lib/world.sh"
 world_init
-world_pg
-
-VCLCTL="$ROOT/bin/vclctl"
-export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
-T="t${WORLD##*.}"
-ok "migrate" "$VCLCTL" migrate
+world_vcl
 ok "node add" "$VCLCTL" node add n1 --uri test:///default --master-dir "$WORLD/m" --cow-dir "$WORLD/c" --xml-dir "$WORLD/x"
 ok "image add" "$VCLCTL" image add $T-img --os-type none
 ok "revision 1" "$VCLCTL" image revision-add $T-img --revision 1 --file-stem $T-img-v1 --production

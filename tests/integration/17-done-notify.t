@@ -10,12 +10,7 @@
 #   - a real worker's completions reach a session that LISTENs.
 . "$(dirname "$0")/../lib/world.sh"
 world_init
-world_pg
-
-VCLCTL="$ROOT/bin/vclctl"
-WORKER="$ROOT/bin/vcl-worker"
-export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
-ok "migrate" "$VCLCTL" migrate
+world_vcl
 psql_val "INSERT INTO vcl.node (name, libvirt_uri) VALUES ('n1', 'test:///default');
           INSERT INTO vcl.computer (name, node_id, mac0)
           SELECT 'c' || g, 1, format('52:54:00:00:17:%s', lpad(to_hex(g), 2, '0')) FROM generate_series(1, 6) g" >/dev/null

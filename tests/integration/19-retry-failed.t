@@ -13,12 +13,7 @@
 #   - --json; usage errors; `retry ID` still works.
 . "$(dirname "$0")/../lib/world.sh"
 world_init
-world_pg
-
-VCLCTL="$ROOT/bin/vclctl"
-WORKER="$ROOT/bin/vcl-worker"
-export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
-ok "migrate" "$VCLCTL" migrate
+world_vcl
 psql_val "INSERT INTO vcl.node (name, libvirt_uri) VALUES ('n1', 'test:///default'), ('n2', 'test:///default');
           INSERT INTO vcl.computer (name, node_id, mac0) VALUES
             ('a1', 1, '52:54:00:00:19:01'), ('a2', 1, '52:54:00:00:19:02'),

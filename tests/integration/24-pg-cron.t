@@ -8,11 +8,7 @@
 # installed.
 . "$(dirname "$0")/../lib/world.sh"
 world_init
-world_pg
-
-VCLCTL="$ROOT/bin/vclctl"
-WORKER="$ROOT/bin/vcl-worker"
-export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
+world_vcl
 libdir=$(psql_val "SELECT setting FROM pg_config WHERE name = 'PKGLIBDIR'" 2>/dev/null)
 [ -f "$libdir/pg_cron.so" ] || skip_all "pg_cron is not installed ($libdir/pg_cron.so; Debian: postgresql-15-cron)"
 
@@ -27,8 +23,6 @@ ok "restart with pg_cron preloaded" "$ROOT/tools/pg-throwaway" stop "$WORLD/pg"
 ok "started" "$ROOT/tools/pg-throwaway" start "$WORLD/pg"
 eval "$("$ROOT/tools/pg-throwaway" env "$WORLD/pg")"
 ok "CREATE EXTENSION pg_cron" psql_val "CREATE EXTENSION pg_cron"
-
-ok "migrate" "$VCLCTL" migrate
 ok "node add" "$VCLCTL" node add n1 --uri test:///default --master-dir "$WORLD/m" --cow-dir "$WORLD/c" --xml-dir "$WORLD/x"
 for i in 1 2 3; do
     ok "computer pc$i" "$VCLCTL" computer add pc$i --node n1 --mac 52:54:00:24:00:0$i
