@@ -106,7 +106,7 @@ static const command COMMANDS[] = {
     { "show", cmd_show, NULL, OPTS_SHOW, 1, 1, "ID [--xml | --follow]",
       "show a reservation and its stage log" },
     { "retry", cmd_retry, NULL, OPTS_RETRY, 0, 1,
-      "ID [--from-start] | --failed [--node N] [--operation OP] [--since INTERVAL] [--dry-run]",
+      "ID [--from-start] | --failed [--node N] [--operation OP] [--since INTERVAL] [--dry-run] [--from-start]",
       "queue a failed, cancelled or done reservation again; --failed: every failed one" },
     { "cancel", cmd_cancel, NULL, NULL, 1, 1, "ID", "cancel a reservation" },
     { "status", cmd_status, NULL, NULL, 1, 1, "COMPUTER",
