@@ -7,7 +7,8 @@
 #     the fallback SELECT) returns the id of the row already queued;
 #   - `vclctl load` sets load:<computer>: the same load again prints the
 #     queued id and says so on stderr; a load of another image fails naming
-#     it; once the first ended, a new load is a new row;
+#     it; once the first ended, a new load is a new row; --no-dedup queues
+#     a second one anyway;
 #   - vcl_submitter may set dedup_key (column grant, guard whitelist); the
 #     guard keeps it; a retry that would hold a key twice is refused.
 . "$(dirname "$0")/../lib/world.sh"
@@ -95,6 +96,11 @@ like "$out" "already queued as reservation $id1 \\(pending\\): not queued; cance
 is "$(nrows "computer_id = $(cid pc1)")" 1 "still one row for pc1"
 id3=$("$VCLCTL" enqueue pc1 load $T-img 2>/dev/null)
 is "$id3" "$id1" "vclctl enqueue COMPUTER load is de-duplicated the same way"
+nd=$("$VCLCTL" load pc1 $T-img --no-dedup 2>"$WORLD/end")
+isnt "$nd" "$id1" "--no-dedup: a second load behind the first"
+is "$(res "coalesce(dedup_key, 'none')" "$nd")" none "without a key"
+is "$(cat "$WORLD/end")" "" "and without a note"
+ok "cancel it" "$VCLCTL" -q cancel "$nd"
 other=$("$VCLCTL" load pc2 $T-img 2>/dev/null)
 isnt "$other" "$id1" "another computer's load is its own row"
 ok "cancel the first" "$VCLCTL" -q cancel "$id1"

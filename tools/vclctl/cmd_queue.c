@@ -30,6 +30,7 @@ const optspec OPTS_QUEUE[] = {
     { "at", "TIME", 0, "run at TIME (any timestamptz PostgreSQL accepts: "
                        "'2026-12-24 18:00', 'tomorrow 06:00 UTC')" },
     { "in", "INTERVAL", 0, "run after INTERVAL from now (10m, 2h, '1 day')" },
+    { "no-dedup", NULL, 0, "load: queue it even while a load of the computer is queued" },
     { NULL, NULL, 0, NULL },
 };
 
@@ -38,6 +39,7 @@ const optspec OPTS_LOAD[] = {
     { "max-attempts", "N", 0, "give up after N failed attempts" },
     { "at", "TIME", 0, "run at TIME (any timestamptz PostgreSQL accepts)" },
     { "in", "INTERVAL", 0, "run after INTERVAL from now (10m, 2h, '1 day')" },
+    { "no-dedup", NULL, 0, "queue it even while a load of the computer is queued" },
     { NULL, NULL, 0, NULL },
 };
 
@@ -147,7 +149,8 @@ int enqueue(ctl *c, const args *a, const char *computer, const char *operation,
     /* A load is de-duplicated per computer (008_dedup.sql): while one is
      * queued, another returns its id. Tried a few times: the row holding
      * the key may end between the INSERT and the look-up. */
-    if (strcmp(operation, "load") == 0) {
+    if (strcmp(operation, "load") == 0 &&
+        !(opt_declared(a, "no-dedup") && opt_flag(a, "no-dedup"))) {
         snprintf(key, sizeof key, "load:%s", computer);
         colset_add(&s, "dedup_key", key);
     }

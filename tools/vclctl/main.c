@@ -92,7 +92,7 @@ static const command COMMANDS[] = {
       "manage images and their revisions" },
     { "computer", NULL, COMPUTER_CMDS, NULL, 0, 0, "add|list|set ...", "manage computers" },
     { "load", cmd_load, NULL, OPTS_LOAD, 2, 2,
-      "COMPUTER IMAGE[:REV] [--priority N] [--max-attempts N] [--at TIME | --in INTERVAL]",
+      "COMPUTER IMAGE[:REV] [--priority N] [--max-attempts N] [--at TIME | --in INTERVAL] [--no-dedup]",
       "queue a load; prints the reservation id" },
     { "enqueue", cmd_enqueue, NULL, OPTS_QUEUE, 2, 3,
       "COMPUTER OPERATION [IMAGE[:REV]] [--priority N] [--max-attempts N] [--args JSON] "
@@ -155,7 +155,8 @@ static const command_notes NOTES[] = {
       "De-duplicated: the load is queued with dedup_key 'load:COMPUTER'; while a load\n"
       "of the computer is pending or running, the same load prints that reservation's\n"
       "id (and says so on stderr) instead of queueing a second one; a load of another\n"
-      "image fails (exit 1) naming the queued one. --at TIME (any timestamptz\n"
+      "image fails (exit 1) naming the queued one; --no-dedup queues it anyway\n"
+      "(behind the other, without a key). --at TIME (any timestamptz\n"
       "PostgreSQL accepts) or --in INTERVAL (10m, 2h, '1 day') sets run_at." },
     { "enqueue", "OPERATION is one of: load, capture, power_on, power_off, power_reset, "
                  "shutdown,\ndelete, snapshot_create, snapshot_delete, snapshot_revert, "
