@@ -5,7 +5,8 @@
 --               queue through its functions, the stage log, its vcl.worker
 --               row, the written-back columns of vcl.computer, captures.
 --   vcl_submitter  queues work: SELECT on every table and view; INSERT of
---               the columns a submitter chooses on vcl.reservation; UPDATE
+--               the columns a submitter chooses on vcl.reservation (with
+--               dedup_key); UPDATE
 --               of the columns of a DBA's retry or cancel (state, stage,
 --               run_at, priority, max_attempts). Which values it may write
 --               there is the trigger's business (guard.sql), for every role.
@@ -133,7 +134,9 @@ BEGIN
         RETURN;
     END IF;
     -- a new row: what to do, where, when, how urgently, how often to try
-    GRANT INSERT (computer_id, node_id, image_revision_id, operation, args, priority, run_at, max_attempts)
+    -- (and under which de-duplication key: 008_dedup.sql)
+    GRANT INSERT (computer_id, node_id, image_revision_id, operation, args, priority, run_at, max_attempts,
+                  dedup_key)
           ON vcl.reservation TO vcl_submitter;
     -- a retry (state pending, stage NULL to rerun every stage), a cancel
     -- (state cancelled), rescheduling; guard.sql decides which values pass

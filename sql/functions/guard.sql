@@ -7,7 +7,8 @@
 --   anyone else    (vcl_submitter: the web front end; a DBA, superusers
 --                  included) the columns a submitter chooses on INSERT
 --                  (computer_id, node_id, image_revision_id, operation, args,
---                  priority, run_at, max_attempts) and, on UPDATE, the state
+--                  priority, run_at, max_attempts, dedup_key) and, on UPDATE,
+--                  the dedup_key (a DBA may clear it) and the state
 --                  changes a DBA may make: a finished row (done, failed,
 --                  cancelled) back to pending, optionally clearing the
 --                  checkpoint (stage = NULL: rerun every stage); a pending
@@ -113,10 +114,10 @@ BEGIN
     v_new := NEW;
     NEW := OLD;
     SELECT v_new.computer_id, v_new.node_id, v_new.image_revision_id, v_new.operation, v_new.args,
-           v_new.priority, v_new.run_at, v_new.max_attempts, v_new.state,
+           v_new.priority, v_new.run_at, v_new.max_attempts, v_new.state, v_new.dedup_key,
            CASE WHEN v_new.stage IS NULL THEN NULL ELSE OLD.stage END
       INTO NEW.computer_id, NEW.node_id, NEW.image_revision_id, NEW.operation, NEW.args,
-           NEW.priority, NEW.run_at, NEW.max_attempts, NEW.state, NEW.stage;
+           NEW.priority, NEW.run_at, NEW.max_attempts, NEW.state, NEW.dedup_key, NEW.stage;
 
     -- What the allowed changes imply (the reset to pending: reservation_reset,
     -- which runs after this trigger: triggers fire in name order).

@@ -78,3 +78,51 @@ CREATE OR REPLACE TRIGGER node_notify_changed
     AFTER INSERT OR DELETE OR UPDATE OF name, libvirt_uri ON vcl.node
     FOR EACH STATEMENT
     EXECUTE FUNCTION vcl.notify_trigger('vcl_node', 'changed');
+
+-- For front ends: NOTIFY vcl_done when a reservation ends (done, failed or
+-- cancelled: by its worker, vcl.cancel, a claim giving up on it, or a DBA's
+-- UPDATE). The payload is a JSON object:
+--   {"id": 42, "node": "node1", "state": "done", "computer": "pc1",
+--    "operation": "load", "failed_stage": null}
+-- computer is null for a node_check row (node is its node); failed_stage is
+-- the stage that failed, for a failed row. The error text is not in it (a
+-- payload is at most 8000 bytes): read it from the row. One notification per
+-- row that ends; they are not folded (each payload differs), but a
+-- transaction pays the NOTIFY commit lock once, and the worker's completions
+-- already send 'next' in the same transaction. The workers do not LISTEN on
+-- vcl_done: anyone may NOTIFY it, so a front end treats it as a hint and
+-- reads the row.
+CREATE OR REPLACE FUNCTION vcl.reservation_notify_done() RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_computer text;
+    v_node     text;
+BEGIN
+    IF NEW.computer_id IS NOT NULL THEN
+        SELECT c.name, n.name INTO v_computer, v_node
+          FROM vcl.computer c JOIN vcl.node n ON n.id = c.node_id
+         WHERE c.id = NEW.computer_id;
+    ELSE
+        SELECT n.name INTO v_node FROM vcl.node n WHERE n.id = NEW.node_id;
+    END IF;
+    PERFORM pg_notify('vcl_done', jsonb_build_object(
+        'id', NEW.id, 'operation', NEW.operation, 'state', NEW.state,
+        'computer', v_computer, 'node', v_node,
+        'failed_stage', CASE WHEN NEW.state = 'failed' THEN NEW.failed_stage END)::text);
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION vcl.reservation_notify_done() IS
+    'AFTER UPDATE trigger: NOTIFY vcl_done with {"id", "operation", "state", "computer", "node", "failed_stage"} '
+    'when a reservation becomes done, failed or cancelled (for front ends; the workers do not listen).';
+
+-- Row level with a WHEN: heartbeats and checkpoints (most updates) never
+-- call the function.
+CREATE OR REPLACE TRIGGER reservation_notify_done
+    AFTER UPDATE OF state ON vcl.reservation
+    FOR EACH ROW
+    WHEN (NEW.state IN ('done', 'failed', 'cancelled') AND OLD.state IS DISTINCT FROM NEW.state)
+    EXECUTE FUNCTION vcl.reservation_notify_done();

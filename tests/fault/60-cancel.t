@@ -17,7 +17,7 @@ node_files() { find "$WORLD/cow" "$WORLD/xml" -maxdepth 1 -name "${1}_*" -printf
 new_computer; A=$NEWC
 set_state available "$A"
 id1=$(enqueue "$A" load)
-id2=$(enqueue "$A" load)
+id2=$("$VCLCTL" -q load --no-dedup "$A" "$T-blank:1")   # a second load behind the first
 out=$("$VCLCTL" cancel "$id1" 2>&1)
 is "$?" 0 "vclctl cancel $id1 (pending) exits 0"
 diag "vclctl cancel said: $out"

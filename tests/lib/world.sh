@@ -26,6 +26,9 @@
 #   world_track_pid PID     on exit: SIGTERM, then SIGKILL after 5 s
 #   world_track_domain NAME on exit: virsh destroy + undefine on $VCL_TEST_URI
 #   world_on_exit CMD...    on exit: run CMD (any cleanup of your own)
+#   world_vcl               world_pg, then VCLCTL and WORKER (bin/), T (a
+#                           prefix unique to this world), PGOPTIONS without
+#                           NOTICEs, and `vclctl migrate` as a test
 #   psql_val "SQL" [psql args...]
 #                           psql -XAtq -v ON_ERROR_STOP=1: prints the value(s)
 #   wait_for "description" TIMEOUT_S cmd args...
@@ -421,4 +424,13 @@ hidden() {
     else
         "$@"
     fi
+}
+
+world_vcl() {
+    world_pg
+    VCLCTL="$ROOT/bin/vclctl"
+    WORKER="$ROOT/bin/vcl-worker"
+    T="t${WORLD##*.}"
+    export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
+    ok "migrate" "$VCLCTL" migrate
 }

@@ -43,6 +43,14 @@ static int opt_index(const args *a, const char *name)
     abort();
 }
 
+bool opt_declared(const args *a, const char *name)
+{
+    for (int i = 0; a->spec && a->spec[i].name; i++)
+        if (strcmp(a->spec[i].name, name) == 0)
+            return true;
+    return false;
+}
+
 /* The value of --name, NULL when not given. */
 const char *opt_str(const args *a, const char *name)
 {

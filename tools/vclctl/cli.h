@@ -57,6 +57,9 @@ int check_required(const ctl *c, const args *a);
 /* The value of --name, NULL when not given. */
 const char *opt_str(const args *a, const char *name);
 bool opt_flag(const args *a, const char *name);
+/* Does the command's option table have --name? (for helpers shared by
+ * commands whose tables differ) */
+bool opt_declared(const args *a, const char *name);
 
 /* Strict integer: optional '-', digits only, within [min, max]. */
 bool parse_ll(const char *s, long long min, long long max, long long *out);

@@ -27,14 +27,89 @@ const optspec OPTS_QUEUE[] = {
     { "max-attempts", "N", 0, "give up after N failed attempts" },
     { "args", "JSON", 0, "operation arguments as a JSON object (enqueue), "
                          "e.g. '{\"snapshot\":\"s1\"}'" },
+    { "at", "TIME", 0, "run at TIME (any timestamptz PostgreSQL accepts: "
+                       "'2026-12-24 18:00', 'tomorrow 06:00 UTC')" },
+    { "in", "INTERVAL", 0, "run after INTERVAL from now (10m, 2h, '1 day')" },
+    { "no-dedup", NULL, 0, "load: queue it even while a load of the computer is queued" },
     { NULL, NULL, 0, NULL },
 };
 
 const optspec OPTS_LOAD[] = {
     { "priority", "N", 0, "higher runs first among claimable rows" },
     { "max-attempts", "N", 0, "give up after N failed attempts" },
+    { "at", "TIME", 0, "run at TIME (any timestamptz PostgreSQL accepts)" },
+    { "in", "INTERVAL", 0, "run after INTERVAL from now (10m, 2h, '1 day')" },
+    { "no-dedup", NULL, 0, "queue it even while a load of the computer is queued" },
     { NULL, NULL, 0, NULL },
 };
+
+/* --at TIME or --in INTERVAL (commands that declare them): both checked by
+ * PostgreSQL, which reads them, so a bad value is a usage error here rather
+ * than a failed INSERT. *tmpl and *val are run_at's value expression and
+ * parameter; *val stays NULL when neither was given. */
+static int opt_run_at(ctl *c, const args *a, const char **tmpl, const char **val)
+{
+    const char *at = opt_declared(a, "at") ? opt_str(a, "at") : NULL;
+    const char *in = opt_declared(a, "in") ? opt_str(a, "in") : NULL;
+    const char *opt = at ? "--at" : "--in";
+    vcl_error e;
+    int rc;
+    *tmpl = NULL;
+    *val = NULL;
+    if (at && in)
+        return usage_error(c, "give --at TIME or --in INTERVAL, not both");
+    if (!at && !in)
+        return EXIT_OK;
+    if ((rc = check_text(c, opt, at ? at : in, 200)) != EXIT_OK)
+        return rc;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    const char *p[1] = { at ? at : in };
+    vcl_error_clear(&e);
+    PGresult *r = db_exec(c->db, at ? SQL_CHECK_AT : SQL_CHECK_IN, 1, p, &e);
+    if (!r)
+        return usage_error(c, "%s '%s': not %s PostgreSQL accepts (%s)", opt, p[0],
+                           at ? "a time (timestamptz)" : "an interval", db_msg(&e));
+    PQclear(r);
+    *tmpl = at ? "?::timestamptz" : "now() + ?::interval";
+    *val = p[0];
+    return EXIT_OK;
+}
+
+/* The load already queued under the same dedup key: its id, printed as if
+ * queued now (same revision), or a failure naming it (another revision).
+ * EXIT_OK with *found false when no row holds the key any more (it ended
+ * meanwhile: the caller inserts again). */
+static int dedup_holder(ctl *c, const char *key, const char *computer,
+                        const char *revision_ids, long long *id, bool *found)
+{
+    const char *p[2] = { key, revision_ids };
+    vcl_error e;
+    vcl_error_clear(&e);
+    *found = false;
+    PGresult *r = db_exec(c->db, SQL_DEDUP_HOLDER, 2, p, &e);
+    if (!r)
+        return db_fail(c, &e, "cannot read the reservation queued under '%s'", key);
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return EXIT_OK;
+    }
+    *found = true;
+    *id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    char state[32], image[160];
+    snprintf(state, sizeof state, "%s", PQgetvalue(r, 0, 1));
+    snprintf(image, sizeof image, "%s", PQgetvalue(r, 0, 2));
+    bool same = strcmp(PQgetvalue(r, 0, 3), "t") == 0;
+    PQclear(r);
+    if (!same)
+        return fail("a load of computer '%s' (%s) is already queued as reservation %lld (%s): "
+                    "not queued; cancel it first (%s cancel %lld) to load another image",
+                    computer, image, *id, state, PROG, *id);
+    /* not a note: --quiet scripts still learn their id is not a new row */
+    fprintf(stderr, "%s: a load of computer '%s' (%s) is already queued as reservation %lld "
+                    "(%s, dedup_key %s): not queued again\n", PROG, computer, image, *id, state, key);
+    return EXIT_OK;
+}
 
 int enqueue(ctl *c, const args *a, const char *computer, const char *operation,
             const char *image, const char *json_args)
@@ -43,14 +118,17 @@ int enqueue(ctl *c, const args *a, const char *computer, const char *operation,
     image_ref ref;
     num prio, maxatt;
     long long computer_id = 0, revision_id = 0, id = 0;
-    char computer_ids[32], revision_ids[32];
+    char computer_ids[32], revision_ids[32], key[NAME_MAX_LEN + 16] = "";
+    const char *run_at_tmpl, *run_at;
+    bool inserted = false, held = false;
     vcl_error e;
     int rc;
     if ((rc = check_name(c, "computer", computer)) != EXIT_OK ||
         (image && (rc = parse_image_ref(c, image, &ref)) != EXIT_OK) ||
         (rc = opt_num(c, a, "priority", -1000000, 1000000, &prio)) != EXIT_OK ||
         (rc = opt_num(c, a, "max-attempts", 1, 100, &maxatt)) != EXIT_OK ||
-        (rc = check_text(c, "--args", json_args, 65536)) != EXIT_OK)
+        (rc = check_text(c, "--args", json_args, 65536)) != EXIT_OK ||
+        (rc = opt_run_at(c, a, &run_at_tmpl, &run_at)) != EXIT_OK)
         return rc;
     if (!ctl_db(c))
         return EXIT_FAIL;
@@ -66,9 +144,33 @@ int enqueue(ctl *c, const args *a, const char *computer, const char *operation,
     colset_add_expr(&s, "priority", "?::int", NUM_PARAM(prio));
     colset_add_expr(&s, "max_attempts", "?::int", NUM_PARAM(maxatt));
     colset_add_expr(&s, "args", "?::jsonb", json_args);
-    vcl_error_clear(&e);
-    if (!colset_insert(c, "vcl.reservation", &s, &id, &e))
-        return db_fail(c, &e, "cannot queue %s on computer '%s'", operation, computer);
+    if (run_at)
+        colset_add_expr(&s, "run_at", run_at_tmpl, run_at);
+    /* A load is de-duplicated per computer (008_dedup.sql): while one is
+     * queued, another returns its id. Tried a few times: the row holding
+     * the key may end between the INSERT and the look-up. */
+    if (strcmp(operation, "load") == 0 &&
+        !(opt_declared(a, "no-dedup") && opt_flag(a, "no-dedup"))) {
+        snprintf(key, sizeof key, "load:%s", computer);
+        colset_add(&s, "dedup_key", key);
+    }
+    for (int tries = 0; !inserted && !held; tries++) {
+        vcl_error_clear(&e);
+        if (tries == 5)
+            return fail("cannot queue %s on computer '%s': the row holding dedup_key %s keeps "
+                        "changing; try again", operation, computer, key);
+        if (!key[0]) {
+            if (!colset_insert(c, "vcl.reservation", &s, &id, &e))
+                return db_fail(c, &e, "cannot queue %s on computer '%s'", operation, computer);
+            inserted = true;
+        } else if (!colset_insert_new(c, "vcl.reservation", &s, &id, &inserted, &e)) {
+            return db_fail(c, &e, "cannot queue %s on computer '%s'", operation, computer);
+        } else if (!inserted &&
+                   (rc = dedup_holder(c, key, computer, image ? revision_ids : NULL, &id, &held)) !=
+                       EXIT_OK) {
+            return rc;
+        }
+    }
     c->last_id = id;
     if (c->json)
         return print_row_json(c, SQL_ID_JSON, id, "the id");
@@ -296,6 +398,11 @@ int cmd_show(ctl *c, const args *a)
 
 const optspec OPTS_RETRY[] = {
     { "from-start", NULL, 0, "clear the checkpoint: rerun every stage" },
+    { "failed", NULL, 0, "retry every failed reservation (narrowed by the options below)" },
+    { "node", "NODE", 0, "--failed: only those on NODE (its computers, its node checks)" },
+    { "operation", "OP", 0, "--failed: only those of operation OP" },
+    { "since", "INTERVAL", 0, "--failed: only those that failed within INTERVAL (1h, '2 days')" },
+    { "dry-run", NULL, 0, "--failed: list what would be retried, change nothing" },
     { NULL, NULL, 0, NULL },
 };
 
@@ -309,12 +416,118 @@ static int print_id_state(ctl *c, const char *id, const char *state)
     return EXIT_OK;
 }
 
+/* retry --failed: pick the rows (SQL_RETRY_FAILED_PICK), set them pending
+ * (unless --dry-run), print them and the count. */
+static int retry_failed(ctl *c, const args *a)
+{
+    const char *node = opt_str(a, "node"), *op = opt_str(a, "operation");
+    const char *since = opt_str(a, "since");
+    bool dry = opt_flag(a, "dry-run"), from_start = opt_flag(a, "from-start");
+    char node_ids[32], list[512];
+    long long node_id = 0;
+    vcl_error e;
+    PGresult *r;
+    int rc;
+    if (a->npos > 0)
+        return usage_error(c, "--failed takes no ID");
+    if (node && (rc = check_name(c, "node", node)) != EXIT_OK)
+        return rc;
+    if (op && !one_of(op, OPERATIONS) && strcmp(op, "node_check") != 0)
+        return usage_error(c, "unknown operation '%s' (one of %s, node_check)", op,
+                           words_join(OPERATIONS, list, sizeof list));
+    if (since && (rc = check_text(c, "--since", since, 200)) != EXIT_OK)
+        return rc;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    if (since) {
+        const char *p[1] = { since };
+        vcl_error_clear(&e);
+        if (!(r = db_exec(c->db, SQL_CHECK_IN, 1, p, &e)))
+            return usage_error(c, "--since '%s': not an interval PostgreSQL accepts (%s)", since,
+                               db_msg(&e));
+        PQclear(r);
+    }
+    if (node && (rc = lookup_id(c, SQL_NODE_ID, "node", node, &node_id)) != EXIT_OK)
+        return rc;
+    snprintf(node_ids, sizeof node_ids, "%lld", node_id);
+    /* pick, and (unless a dry run) update, in one transaction so the count
+     * of skipped rows and the rows printed agree with what changed */
+    vcl_error_clear(&e);
+    if (!db_run(c->db, "BEGIN", 0, NULL, &e))
+        return db_fail(c, &e, "cannot retry failed reservations");
+    const char *pp[3] = { node ? node_ids : NULL, op, since };
+    char *ids = NULL, held[32] = "0";
+    if (!(r = db_exec(c->db, SQL_RETRY_FAILED_PICK, 3, pp, &e)))
+        goto dberr;
+    ids = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (!ids) {
+        rc = fail("out of memory");
+        goto rollback;
+    }
+    const char *ph[4] = { pp[0], pp[1], pp[2], ids };
+    if (!(r = db_exec(c->db, SQL_RETRY_FAILED_HELD, 4, ph, &e)))
+        goto dberr;
+    snprintf(held, sizeof held, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (!dry) {
+        const char *pu[2] = { ids, from_start ? "true" : "false" };
+        if (!(r = db_exec(c->db, SQL_RETRY_IDS, 2, pu, &e)))
+            goto dberr;
+        free(ids);
+        ids = strdup(PQgetvalue(r, 0, 0));
+        PQclear(r);
+        if (!ids) {
+            rc = fail("out of memory");
+            goto rollback;
+        }
+    }
+    if (!db_run(c->db, dry ? "ROLLBACK" : "COMMIT", 0, NULL, &e)) {
+        rc = db_fail(c, &e, "cannot retry failed reservations");
+        free(ids);
+        return rc;
+    }
+    const char *pj[3] = { ids, dry ? "true" : "false", held };
+    if (c->json) {
+        rc = print_json(c, SQL_RETRY_FAILED_JSON, 3, pj, "the result");
+    } else {
+        rc = print_query_table(c, SQL_RETRY_FAILED_LIST, 1, pj, NULL, "reservations",
+                               "no failed reservation matches");
+        long long n = 0;
+        for (const char *p = ids; *p; p++)
+            n += *p == ',';
+        n += strcmp(ids, "{}") != 0;
+        if (rc == EXIT_OK)
+            printf("%s %lld failed reservation%s\n", dry ? "would retry" : "retried", n,
+                   n == 1 ? "" : "s");
+        if (strcmp(held, "0") != 0)
+            note(c, "%s more left failed: a pending or running reservation (or a newer failed "
+                    "one) has the same dedup_key", held);
+    }
+    free(ids);
+    return rc;
+dberr:
+    rc = db_fail(c, &e, "cannot retry failed reservations");
+rollback:
+    free(ids);
+    vcl_error_clear(&e);
+    db_run(c->db, "ROLLBACK", 0, NULL, &e);
+    return rc;
+}
+
 int cmd_retry(ctl *c, const args *a)
 {
     num id;
     vcl_error e;
     char state[64];
     int rc;
+    if (opt_flag(a, "failed"))
+        return retry_failed(c, a);
+    if (opt_str(a, "node") || opt_str(a, "operation") || opt_str(a, "since") ||
+        opt_flag(a, "dry-run"))
+        return usage_error(c, "--node, --operation, --since and --dry-run go with --failed");
+    if (a->npos != 1)
+        return usage_error(c, "give a reservation ID, or --failed");
     if ((rc = arg_id(c, a->pos[0], &id)) != EXIT_OK)
         return rc;
     bool from_start = opt_flag(a, "from-start");

@@ -92,10 +92,11 @@ static const command COMMANDS[] = {
       "manage images and their revisions" },
     { "computer", NULL, COMPUTER_CMDS, NULL, 0, 0, "add|list|set ...", "manage computers" },
     { "load", cmd_load, NULL, OPTS_LOAD, 2, 2,
-      "COMPUTER IMAGE[:REV] [--priority N] [--max-attempts N]",
+      "COMPUTER IMAGE[:REV] [--priority N] [--max-attempts N] [--at TIME | --in INTERVAL] [--no-dedup]",
       "queue a load; prints the reservation id" },
     { "enqueue", cmd_enqueue, NULL, OPTS_QUEUE, 2, 3,
-      "COMPUTER OPERATION [IMAGE[:REV]] [--priority N] [--max-attempts N] [--args JSON]",
+      "COMPUTER OPERATION [IMAGE[:REV]] [--priority N] [--max-attempts N] [--args JSON] "
+      "[--at TIME | --in INTERVAL]",
       "queue any operation; prints the reservation id" },
     { "capture", cmd_capture, NULL, OPTS_CAPTURE, 1, 1,
       "COMPUTER [--after off|reload] [--file-stem STEM] [--shutdown-timeout S]",
@@ -104,8 +105,9 @@ static const command COMMANDS[] = {
       "list reservations, newest first" },
     { "show", cmd_show, NULL, OPTS_SHOW, 1, 1, "ID [--xml | --follow]",
       "show a reservation and its stage log" },
-    { "retry", cmd_retry, NULL, OPTS_RETRY, 1, 1, "ID [--from-start]",
-      "queue a failed, cancelled or done reservation again" },
+    { "retry", cmd_retry, NULL, OPTS_RETRY, 0, 1,
+      "ID [--from-start] | --failed [--node N] [--operation OP] [--since INTERVAL] [--dry-run] [--from-start]",
+      "queue a failed, cancelled or done reservation again; --failed: every failed one" },
     { "cancel", cmd_cancel, NULL, NULL, 1, 1, "ID", "cancel a reservation" },
     { "status", cmd_status, NULL, NULL, 1, 1, "COMPUTER",
       "check a computer's node_status with libvirt (READY, POST_LOAD, RELOAD)" },
@@ -149,7 +151,13 @@ static const command_notes NOTES[] = {
       "lock timeout is tried again twice)." },
     { "load",
       "IMAGE without :REV loads the highest production revision, else the highest revision.\n"
-      "Only the id is printed, so this works: id=$(vclctl load vclv1 win7)" },
+      "Only the id is printed, so this works: id=$(vclctl load vclv1 win7)\n"
+      "De-duplicated: the load is queued with dedup_key 'load:COMPUTER'; while a load\n"
+      "of the computer is pending or running, the same load prints that reservation's\n"
+      "id (and says so on stderr) instead of queueing a second one; a load of another\n"
+      "image fails (exit 1) naming the queued one; --no-dedup queues it anyway\n"
+      "(behind the other, without a key). --at TIME (any timestamptz\n"
+      "PostgreSQL accepts) or --in INTERVAL (10m, 2h, '1 day') sets run_at." },
     { "enqueue", "OPERATION is one of: load, capture, power_on, power_off, power_reset, "
                  "shutdown,\ndelete, snapshot_create, snapshot_delete, snapshot_revert, "
                  "maintenance,\nnode_status, noop." },
@@ -168,7 +176,12 @@ static const command_notes NOTES[] = {
     { "retry", "The same as the plain SQL a DBA may type:\n"
                "  UPDATE vcl.reservation SET state = 'pending' WHERE id = ID;\n"
                "which resumes from the last checkpoint (--from-start also sets stage = NULL).\n"
-               "Only failed, cancelled or done reservations can be retried." },
+               "Only failed, cancelled or done reservations can be retried.\n"
+               "--failed retries every failed reservation, narrowed by --node (its computers\n"
+               "and node checks), --operation and --since (failed within INTERVAL), in one\n"
+               "transaction, and prints them with the count; --dry-run only lists them.\n"
+               "Of failed rows sharing a dedup_key only the newest is retried, and none whose\n"
+               "key a pending or running row holds (a note counts those left failed)." },
     { "status", "Exit status 0 for any answer (READY, POST_LOAD or RELOAD); 1 when the check\n"
                 "could not run (unknown computer, node unreachable)." },
     { "list", "STAGE is the stage running now for a running row, the stage that failed for\n"

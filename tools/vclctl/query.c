@@ -62,10 +62,13 @@ void colset_add(colset *s, const char *col, const char *val)
     colset_add_expr(s, col, "?", val);
 }
 
-bool colset_insert(ctl *c, const char *table, const colset *s, long long *id, vcl_error *e)
+/* INSERT INTO table (cols) VALUES ($1, ...) <tail>; *isnull when no row came
+ * back. */
+static bool insert_tail(ctl *c, const char *table, const colset *s, const char *tail,
+                        long long *id, bool *isnull, vcl_error *e)
 {
     dstr d = { 0 };
-    bool isnull, ok;
+    bool ok;
     ds_add(&d, "INSERT INTO ");
     ds_add(&d, table);
     ds_add(&d, " (");
@@ -78,12 +81,27 @@ bool colset_insert(ctl *c, const char *table, const colset *s, long long *id, vc
         ds_add(&d, i ? ", " : "");
         ds_param(&d, s->tmpl[i], i + 1);
     }
-    ds_add(&d, ") RETURNING id");
+    ds_add(&d, tail);
     if (d.oom)
         ok = vcl_error_set(e, VCL_ERR_PERMANENT, "out of memory");
     else
-        ok = db_scalar_ll(c->db, d.s, s->n, s->val, id, &isnull, e);
+        ok = db_scalar_ll(c->db, d.s, s->n, s->val, id, isnull, e);
     free(d.s);
+    return ok;
+}
+
+bool colset_insert(ctl *c, const char *table, const colset *s, long long *id, vcl_error *e)
+{
+    bool isnull;
+    return insert_tail(c, table, s, ") RETURNING id", id, &isnull, e);
+}
+
+bool colset_insert_new(ctl *c, const char *table, const colset *s, long long *id,
+                       bool *inserted, vcl_error *e)
+{
+    bool isnull = true;
+    bool ok = insert_tail(c, table, s, ") ON CONFLICT DO NOTHING RETURNING id", id, &isnull, e);
+    *inserted = ok && !isnull;
     return ok;
 }
 

@@ -39,6 +39,10 @@ void colset_add_expr(colset *s, const char *col, const char *tmpl, const char *v
 void colset_add(colset *s, const char *col, const char *val);
 /* INSERT INTO table (cols) VALUES ($1, ...) RETURNING id */
 bool colset_insert(ctl *c, const char *table, const colset *s, long long *id, vcl_error *e);
+/* The same with ON CONFLICT DO NOTHING: *inserted false (and no error) when
+ * a unique index already holds the row's key (dedup_key). */
+bool colset_insert_new(ctl *c, const char *table, const colset *s, long long *id,
+                       bool *inserted, vcl_error *e);
 /* UPDATE table SET col = $1, ... WHERE key_col = $n RETURNING id; *found
  * false when no row has that key. */
 bool colset_update(ctl *c, const char *table, const colset *s, const char *key_col,

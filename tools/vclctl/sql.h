@@ -128,6 +128,21 @@
 
 #define SQL_ID_JSON "SELECT json_build_object('id', $1::bigint)"
 
+/* --at / --in: is $1 a time (an interval) PostgreSQL accepts? The value
+ * back, as PostgreSQL reads it, for the note. */
+#define SQL_CHECK_AT "SELECT $1::timestamptz::text"
+#define SQL_CHECK_IN "SELECT (now() + $1::interval)::text"
+
+/* The queued row holding dedup key $1: id, state, its revision (or NULL),
+ * and whether that is revision $2 (a NULL $2 is "any"). */
+#define SQL_DEDUP_HOLDER                                                                   \
+    "SELECT r.id, r.state, coalesce(i.name || ':' || ir.revision, '-'),"                  \
+    " ($2::bigint IS NULL OR r.image_revision_id IS NOT DISTINCT FROM $2::bigint)"         \
+    " FROM vcl.reservation r"                                                              \
+    " LEFT JOIN vcl.image_revision ir ON ir.id = r.image_revision_id"                      \
+    " LEFT JOIN vcl.image i ON i.id = ir.image_id"                                         \
+    " WHERE r.dedup_key = $1 AND r.state IN ('pending', 'running')"
+
 /* The args object of a capture, made by PostgreSQL (absent options left out). */
 #define SQL_CAPTURE_ARGS                                                                   \
     "SELECT jsonb_strip_nulls(jsonb_build_object('after', $1::text,"                       \
@@ -215,6 +230,52 @@
 /* ---- retry, cancel ---- */
 
 #define SQL_ID_STATE_JSON "SELECT json_build_object('id', $1::bigint, 'state', $2::text)"
+
+/* retry --failed: the failed rows to queue again. $1 node id, $2
+ * operation, $3 --since interval (each NULL: any). One row per dedup key
+ * (the newest), and none whose key a queued row holds: its retry would be
+ * a unique violation (the count of those is SQL_RETRY_FAILED_HELD). */
+#define SQL_RETRY_FAILED_SET                                                              \
+    "SELECT r.id, r.dedup_key FROM vcl.reservation r"                                     \
+    " LEFT JOIN vcl.computer co ON co.id = r.computer_id"                                  \
+    " WHERE r.state = 'failed'"                                                            \
+    " AND ($1::bigint IS NULL OR coalesce(r.node_id, co.node_id) = $1::bigint)"            \
+    " AND ($2::text IS NULL OR r.operation = $2::text)"                                    \
+    " AND ($3::interval IS NULL OR r.finished_at >= now() - $3::interval)"
+#define SQL_RETRY_FAILED_PICK                                                              \
+    "SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM ("                              \
+    " SELECT DISTINCT ON (coalesce(f.dedup_key, f.id::text)) f.id FROM ("                  \
+    SQL_RETRY_FAILED_SET ") f"                                                         \
+    " WHERE f.dedup_key IS NULL OR NOT EXISTS (SELECT 1 FROM vcl.reservation q"            \
+    "  WHERE q.dedup_key = f.dedup_key AND q.state IN ('pending', 'running'))"             \
+    " ORDER BY coalesce(f.dedup_key, f.id::text), f.id DESC) p"
+#define SQL_RETRY_FAILED_HELD                                                              \
+    "SELECT count(*) FROM (" SQL_RETRY_FAILED_SET ") f"                                \
+    " WHERE NOT (f.id = ANY($4::bigint[]))"
+/* The plain UPDATE of each picked row ($1 their ids, $2 --from-start); a
+ * row that stopped being failed meanwhile is left alone. */
+#define SQL_RETRY_IDS                                                                      \
+    "WITH u AS (UPDATE vcl.reservation r SET state = 'pending',"                           \
+    " stage = CASE WHEN $2::boolean THEN NULL ELSE r.stage END"                            \
+    " WHERE r.id = ANY($1::bigint[]) AND r.state = 'failed' RETURNING r.id)"               \
+    " SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM u"
+/* What retry --failed prints: the rows $1, as they were when they failed. */
+#define SQL_RETRY_FAILED_ROWS                                                              \
+    "SELECT r.id, co.name AS computer, n.name AS node, r.operation, r.state,"              \
+    " r.failed_stage, r.finished_at, r.attempts, r.last_error AS error"                    \
+    " FROM vcl.reservation r"                                                              \
+    " LEFT JOIN vcl.computer co ON co.id = r.computer_id"                                  \
+    " LEFT JOIN vcl.node n ON n.id = coalesce(r.node_id, co.node_id)"                      \
+    " WHERE r.id = ANY($1::bigint[]) ORDER BY r.id"
+#define SQL_RETRY_FAILED_LIST                                                              \
+    "SELECT id, computer, node, operation, state, failed_stage AS stage,"                       \
+    " to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS') AS failed_at, left(error, 60) AS error"  \
+    " FROM (" SQL_RETRY_FAILED_ROWS ") t"
+#define SQL_RETRY_FAILED_JSON                                                              \
+    "SELECT json_build_object('dry_run', $2::boolean, 'count', cardinality($1::bigint[]),"  \
+    " 'skipped_queued_key', $3::bigint,"                                                   \
+    " 'reservations', (SELECT coalesce(json_agg(t), '[]'::json) FROM ("                    \
+    SQL_RETRY_FAILED_ROWS ") t))"
 
 /* The same plain UPDATE a DBA would type; the schema's trigger resets
  * attempts and run_at and wakes the workers. The state condition makes the
