@@ -53,7 +53,9 @@ world_config w1 >/dev/null
 # --- 1. estimates from history -------------------------------------------------
 # A finished load on node2 with three define runs of 100, 300 and 900 ms (and a
 # failed one of 50 s, which does not count).
-hid=$(psql_val "INSERT INTO vcl.reservation (computer_id, image_revision_id, state, finished_at)
+# (history written as the worker would: the reservation guard makes any other
+# writer's INSERT a new pending row)
+hid=$(PGOPTIONS="-c vcl.writer=worker" psql_val "INSERT INTO vcl.reservation (computer_id, image_revision_id, state, finished_at)
                 SELECT c.id, ir.id, 'done', now() FROM vcl.computer c, vcl.image_revision ir
                  WHERE c.name = '$T-pc3' AND ir.file_stem = '$T-blank-v1' RETURNING id")
 psql_val "INSERT INTO vcl.reservation_stage (reservation_id, attempt, lease_token, stage, started_at, finished_at, outcome)
@@ -75,7 +77,7 @@ is "$(psql_val "SELECT round(estimate_ms)::text || ' ' || source FROM vcl.stage_
    "500 default" "p_exclude_reservation leaves that reservation's own runs out"
 is "$(psql_val "SELECT round(estimate_ms)::text || ' ' || source FROM vcl.stage_estimate('load', $node2, 'define', 2)")" \
    "600 node" "p_runs = 2: the median of the last two runs (300, 900)"
-other=$(psql_val "INSERT INTO vcl.reservation (computer_id, image_revision_id, state)
+other=$(PGOPTIONS="-c vcl.writer=worker" psql_val "INSERT INTO vcl.reservation (computer_id, image_revision_id, state)
                   SELECT c.id, ir.id, 'cancelled' FROM vcl.computer c, vcl.image_revision ir
                    WHERE c.name = '$T-pc4' AND ir.file_stem = '$T-blank-v1' RETURNING id")
 is "$(psql_val "SELECT string_agg(stage || '=' || round(estimate_ms) || '/' || source, ' ' ORDER BY ord)
@@ -215,7 +217,8 @@ like "$(cat "$WORLD/tty2.raw")" "error: .*not found" "and the error below"
 
 # --- 5. top --------------------------------------------------------------------
 for i in 4 5 6; do
-    psql_val "INSERT INTO vcl.reservation (computer_id, image_revision_id, run_at, created_at)
+    # queued two minutes ago: created_at is the worker's column (the guard)
+    PGOPTIONS="-c vcl.writer=worker" psql_val "INSERT INTO vcl.reservation (computer_id, image_revision_id, run_at, created_at)
               SELECT c.id, ir.id, now() + interval '1 hour', now() - interval '2 minutes'
                 FROM vcl.computer c, vcl.image_revision ir
                WHERE c.name = '$T-pc$i' AND ir.file_stem = '$T-blank-v1'" >/dev/null
