@@ -174,7 +174,20 @@ like "$out" "\"migrations\" : \[\]" "--json: no migration applied"
 like "$out" "\"file\" : \"functions/${live[0]}\", \"changed\" : false" "--json: each live file, unchanged"
 
 # --- 2. every upgrade path --------------------------------------------------------------
+# A version no commit ever stood at (migrations that landed together, as
+# 004-008 did in one merge): no database can be there, and there are no live
+# files of its day to have migrated it with (today's may need a column a
+# later migration adds). Without git history every version counts.
+version_seen() {
+    (($1 == ${#NUM[@]})) && return 0
+    git_ rev-parse --git-dir >/dev/null 2>&1 || return 0
+    [[ -n $(live_commit "$1") ]]
+}
 for ((k = 1; k <= ${#NUM[@]}; k++)); do
+    if ! version_seen "$k"; then
+        skip "no commit had exactly migrations 1..$k: no database was ever at version $k" 3
+        continue
+    fi
     dir=$(sql_upto "$k")
     newdb "up$k"
     ok "from version $k: migrate 001..$k (+ live files)" migrate "up$k" --sql-dir "$dir"
@@ -183,6 +196,10 @@ for ((k = 1; k <= ${#NUM[@]}; k++)); do
 done
 newdb steps
 for ((k = 1; k <= ${#NUM[@]}; k++)); do
+    if ! version_seen "$k"; then
+        skip "no commit had exactly migrations 1..$k: the steps go past version $k"
+        continue
+    fi
     ok "one database, step $k of ${#NUM[@]}" migrate steps --sql-dir "$(sql_upto "$k")"
 done
 same_schema "one database upgraded step by step: same schema as a fresh migrate" fresh_copy steps
