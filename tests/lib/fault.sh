@@ -111,7 +111,8 @@ set_state() {
 enqueue() {
     local c=$1 o=$2 a=${3:-} img=${4:-$T-blank:1}
     if [[ $o == load ]]; then
-        "$VCLCTL" -q load "$c" "$img"
+        # fault tests queue loads behind loads on purpose: no de-duplication
+        "$VCLCTL" -q load --no-dedup "$c" "$img"
     elif [[ -n $a ]]; then
         "$VCLCTL" -q enqueue "$c" "$o" --args "$a"
     else
