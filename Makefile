@@ -87,7 +87,7 @@ MAN        = $(BUILD)/man/vcl-worker.8 $(BUILD)/man/vclctl.1
 COMPLETION = $(BUILD)/completion/vcl-worker $(BUILD)/completion/vclctl
 UNIT       = $(BUILD)/vcl-worker.service $(BUILD)/vcl-worker@.service
 
-.PHONY: all programs check unit demo deps install uninstall clean version deb fuzz fuzz-build fuzz-replay
+.PHONY: all programs check unit demo deps install uninstall clean version deb fuzz fuzz-build fuzz-replay test-modes
 all: programs $(UNIT_BIN) $(BENCH_BIN) $(TEST_WORKER)
 # What install needs (debian/rules builds only this).
 programs: bin/vcl-worker bin/vclctl $(DRV_SO) $(MAN) $(COMPLETION) $(UNIT)
@@ -162,10 +162,18 @@ unit: all
 
 # Everything: unit tests (no services) and integration/fault/security tests
 # (they start their own PostgreSQL, libvirtd and sshd in temp dirs).
-check: deps
+check: deps test-modes
 	$(MAKE) all fuzz-replay
 	prove --exec '' --timer $(UNIT_BIN) tests/fuzz/replay.t tests/integration/*.t $(wildcard tests/fault/*.t) \
 	    $(wildcard tests/security/*.t)
+
+# prove runs each .t itself (--exec ''): one committed without its x bit would
+# only fail at its turn, after the rest of the suite. Fail first, and say how.
+test-modes:
+	@bad=$$(find tests -name '*.t' ! -perm -u+x); \
+	if [ -n "$$bad" ]; then \
+	    echo "make check: test files without the executable bit:" $$bad >&2; \
+	    echo "  fix: chmod +x FILE && git update-index --chmod=+x FILE" >&2; exit 1; fi
 
 # ---- fuzzing (tests/fuzz/, README "Fuzzing") ----------------------------------
 # One harness per target: tests/fuzz/fuzz_<target>.c, seeds in
