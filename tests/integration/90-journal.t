@@ -125,6 +125,24 @@ p2=$(pings)
 ok "WATCHDOG=1 again and again with WATCHDOG_USEC=1.5 s ($p1, then $p2 after 3 s)" test $((p2 - p1)) -ge 3
 like "$(J WORKER=w1 -o cat --grep watchdog)" "WATCHDOG=1 every 0.5 s" "the worker logs its watchdog interval"
 
+# PostgreSQL away for longer than WatchdogSec: the worker keeps trying, says so
+# in STATUS=, and keeps the watchdog fed (else systemd would kill it and the
+# stages its slots run); back to work when the database is.
+"$ROOT/tools/pg-throwaway" stop "$WORLD/pg" >/dev/null 2>&1 || bail "cannot stop PostgreSQL"
+waiting_status() { grep -q '^STATUS=waiting for PostgreSQL: ' "$WORLD/notify.log"; }
+ok "PostgreSQL stopped: STATUS= says the worker waits for it" wait_for "STATUS=waiting" 60 waiting_status
+p1=$(pings)
+sleep 4
+p2=$(pings)
+ok "WATCHDOG=1 goes on while PostgreSQL is away ($p1, then $p2 after 4 s)" test $((p2 - p1)) -ge 3
+"$ROOT/tools/pg-throwaway" start "$WORLD/pg" >/dev/null 2>&1 || bail "cannot start PostgreSQL"
+n_outage=$(N | wc -l)
+again=$("$VCLCTL" enqueue "$T-pc1" node_status)
+again_done() { [[ $(psql_val "SELECT state FROM vcl.reservation WHERE id = $again") == done ]]; }
+ok "PostgreSQL back: reservation $again done" wait_for "reservation $again" 90 again_done
+status_back() { N | tail -n +"$((n_outage + 1))" | grep -qE "^STATUS=[0-9] of 2 slots busy; last claim [0-9:]+ UTC"; }
+ok "STATUS= shows the slots again" wait_for "STATUS= slots" 30 status_back
+
 # SIGHUP: RELOADING=1, READY=1; a restart-only option changed: a warning
 world_config w1 'log_level: debug' 'slots: 2' 'worker_name: w1-renamed' >/dev/null
 n_before=$(N | wc -l)

@@ -89,6 +89,14 @@ void sdnotify_claimed(int got, long long first_id)
     }
 }
 
+static void watchdog_ping(void)
+{
+    if (watchdog_every > 0 && util_mono_s() >= watchdog_next) {
+        send_state("WATCHDOG=1");
+        watchdog_next = util_mono_s() + watchdog_every;
+    }
+}
+
 void sdnotify_tick(int busy, int slots)
 {
     if (!active)
@@ -97,10 +105,29 @@ void sdnotify_tick(int busy, int slots)
     cur_slots = slots;
     if (ready && !stopping)
         send_status();
-    if (watchdog_every > 0 && util_mono_s() >= watchdog_next) {
-        send_state("WATCHDOG=1");
-        watchdog_next = util_mono_s() + watchdog_every;
+    watchdog_ping();
+}
+
+void sdnotify_waiting(const char *why)
+{
+    char st[sizeof last_status], msg[sizeof last_status + 8];
+    if (!active)
+        return;
+    if (!stopping) {
+        /* only the first line, without control characters: it is libpq's text */
+        snprintf(st, sizeof st, "waiting for PostgreSQL: %s", why ? why : "reconnecting");
+        for (char *c = st; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+                *c = '\0';
+                break;
+            }
+        if (strcmp(st, last_status) != 0) {
+            snprintf(last_status, sizeof last_status, "%s", st);
+            snprintf(msg, sizeof msg, "STATUS=%s", st);
+            send_state(msg);
+        }
     }
+    watchdog_ping();
 }
 
 double sdnotify_next_due(void)

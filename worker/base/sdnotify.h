@@ -7,7 +7,8 @@
  *                42)", shown by `systemctl status`; sent when it changes
  *   WATCHDOG=1   from the main loop, every third of WATCHDOG_USEC
  *                (WatchdogSec=): a main loop that hangs gets the worker
- *                restarted
+ *                restarted; also while it waits for PostgreSQL to come back
+ *                (STATUS=waiting for PostgreSQL: ...), which is not a hang
  *   RELOADING=1  on SIGHUP (with MONOTONIC_USEC=, for Type=notify-reload)
  *   STOPPING=1   on SIGTERM/SIGINT
  * Without NOTIFY_SOCKET (not under systemd, Type=simple) every call does
@@ -25,6 +26,11 @@ void sdnotify_tick(int busy, int slots);
 /* util_mono_s() time the next WATCHDOG=1 is due (the main loop wakes up by
  * then); 0 when there is no watchdog. */
 double sdnotify_next_due(void);
+/* While the main loop waits for PostgreSQL (an outage, a failover): STATUS=
+ * "waiting for PostgreSQL: why" when it changed, and WATCHDOG=1 when due. A
+ * worker that keeps trying is alive: systemd must not kill it (and the stages
+ * its slots still run) because the database is away longer than WatchdogSec. */
+void sdnotify_waiting(const char *why);
 void sdnotify_reloading(void);
 void sdnotify_reloaded(void);
 void sdnotify_stopping(void);

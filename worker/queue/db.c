@@ -190,7 +190,8 @@ bool db_reconnect(db_conn *db, vcl_error *e)
     return true;
 }
 
-bool db_reconnect_backoff(db_conn *db, volatile int *stop, int max_wait_s, vcl_error *e)
+bool db_reconnect_backoff(db_conn *db, volatile int *stop, int max_wait_s,
+                          void (*waiting)(const char *why), vcl_error *e)
 {
     double delay = 0.1;
     time_t start = time(NULL);
@@ -204,8 +205,15 @@ bool db_reconnect_backoff(db_conn *db, volatile int *stop, int max_wait_s, vcl_e
             log_warn("%s (retrying)", e->msg);
         if ((stop && *stop) || (max_wait_s > 0 && time(NULL) - start >= max_wait_s))
             return false;
-        struct timespec ts = { (time_t)delay, (long)((delay - (long)delay) * 1e9) };
-        nanosleep(&ts, NULL);
+        /* sleep in slices: a stop is seen within one, and waiting() (the
+         * systemd watchdog) is called often enough for any WatchdogSec */
+        for (double left = delay; left > 0 && !(stop && *stop); left -= 0.25) {
+            double d = left < 0.25 ? left : 0.25;
+            if (waiting)
+                waiting(e->msg);
+            struct timespec ts = { 0, (long)(d * 1e9) };
+            nanosleep(&ts, NULL);
+        }
         delay = delay * 2 > 5.0 ? 5.0 : delay * 2;
     }
 }

@@ -24,7 +24,8 @@ void db_close(db_conn *db);
 bool db_reconnect(db_conn *db, vcl_error *e);
 /* Reconnect with capped exponential backoff until it works, *stop becomes
  * true, or max_wait_s passes (0 = forever). */
-bool db_reconnect_backoff(db_conn *db, volatile int *stop, int max_wait_s, vcl_error *e);
+bool db_reconnect_backoff(db_conn *db, volatile int *stop, int max_wait_s,
+                          void (*waiting)(const char *why), vcl_error *e);
 bool db_is_broken(const db_conn *db);
 /* Whether connections prepare repeated statements (default true; set once at
  * start, before connecting: config option prepared_statements). */

@@ -156,7 +156,7 @@ static PGresult *slot_exec(slot *s, const char *sql, db_params *prm, vcl_error *
                     sleep(1);
                     continue;
                 }
-            } else if (!db_reconnect_backoff(s->db, NULL, s->cfg->lease_seconds, &ce)) {
+            } else if (!db_reconnect_backoff(s->db, NULL, s->cfg->lease_seconds, NULL, &ce)) {
                 *e = ce;
                 return NULL;
             }
@@ -726,12 +726,13 @@ static bool main_connect(pool *p)
     for (;;) {
         if (!p->db)
             p->db = db_connect(p->cfg->database, p->worker_name, &e);
-        else if (!db_reconnect_backoff(p->db, &sig_stop, 0, &e))
+        else if (!db_reconnect_backoff(p->db, &sig_stop, 0, sdnotify_waiting, &e))
             return false;
         if (!p->db) {
             log_warn("%s (retrying)", e.msg);
             if (sig_stop)
                 return false;
+            sdnotify_waiting(e.msg);
             sleep(1);
             continue;
         }
@@ -740,6 +741,7 @@ static bool main_connect(pool *p)
         if (e.cls != VCL_ERR_RETRYABLE || sig_stop)
             return false;
         log_warn("%s (reconnecting)", e.msg);
+        sdnotify_waiting(e.msg);
         sleep(1);
     }
 }
