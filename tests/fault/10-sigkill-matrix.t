@@ -45,6 +45,7 @@ run_wave() {
         world_worker_wait "${C_PID[n]}" 60 || C_RC[n]=$?
     done
     local t_killed=$SECONDS
+    world_libvirt_revive
     for n in "$@"; do
         # a computer its own killed stage put in maintenance stays so: the
         # claim rescues that maintenance operation all the same

@@ -17,6 +17,7 @@
 #                           VCL_TEST_LIBVIRT=real|test. Preset
 #                           VCL_TEST_LIBVIRT=test to force the test driver,
 #                           =real to bail out when no daemon can run.
+#   world_libvirt_revive    restart libvirtd if it died (after bulk kills)
 #   world_dirs              $WORLD/{master,cow,xml,repo}, mode 755 (QEMU runs
 #                           as libvirt-qemu and must traverse them)
 #   world_config NAME [extra yaml lines...]
@@ -145,6 +146,20 @@ world_libvirt() {
         fi
     fi
     export VCL_TEST_URI VCL_TEST_LIBVIRT
+}
+
+# world_libvirt_revive: the system libvirtd (9.0) has segfaulted here when
+# dozens of its clients were SIGKILLed at once (tests/fault/10-sigkill-matrix.t
+# kills 32 workers per wave). That is libvirtd's crash, not the worker's: the
+# guests (QEMU processes) live on and a restarted libvirtd finds them again.
+# A test that kills workers in bulk calls this after the kills; it restarts
+# libvirtd when it is gone, and says so.
+world_libvirt_revive() {
+    [[ ${VCL_TEST_LIBVIRT:-} == real ]] || return 0
+    timeout 30 virsh -c "$VCL_TEST_URI" version >/dev/null 2>&1 && return 0
+    diag "libvirtd does not answer after the kills ($(journalctl -k -n 200 --no-pager 2>/dev/null |
+        grep -o 'libvirtd.*segfault.*' | tail -1)); restarting it (tools/libvirt-up)"
+    "$ROOT/tools/libvirt-up" >>"$WORLD/libvirt-up.log" 2>&1 || bail "tools/libvirt-up failed: $(tail -n 3 "$WORLD/libvirt-up.log")"
 }
 
 world_dirs() {
