@@ -311,6 +311,20 @@ bool names_same_dir(const char *a, const char *b)
     return al == bl && strncmp(a, b, al) == 0;
 }
 
+bool names_dir_inside(const char *inner, const char *outer)
+{
+    size_t il, ol;
+    if (!inner || !outer)
+        return false;
+    il = strlen(inner);
+    ol = strlen(outer);
+    while (il > 1 && inner[il - 1] == '/')
+        il--;
+    while (ol > 0 && outer[ol - 1] == '/')
+        ol--;   /* "/" becomes "": every absolute path is below it */
+    return il > ol + 1 && strncmp(inner, outer, ol) == 0 && inner[ol] == '/';
+}
+
 #define TEMP_TAG ".tmp-vcl+"
 #define TEMP_HEX 16
 
