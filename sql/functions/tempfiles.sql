@@ -12,37 +12,31 @@
 
 CREATE OR REPLACE FUNCTION vcl.temp_file_record(p_node bigint, p_path text, p_id bigint, p_token bigint)
     RETURNS boolean
-    LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-    v_got boolean;
-BEGIN
-    -- fenced, the check job_check_ours makes: only a job still running under
-    -- its lease records a file it is about to create
-    IF NOT EXISTS (SELECT 1 FROM vcl.reservation r
-                    WHERE r.id = p_id AND r.lease_token = p_token AND r.state = 'running'
-                      AND r.lease_expires_at > now()) THEN
-        RETURN NULL;
-    END IF;
-    -- the same reservation under a later lease adopts its own earlier record
-    -- (a capture's temp file outlives a crash between its stages)
-    INSERT INTO vcl.temp_file AS t (node_id, path, reservation_id, lease_token)
-    VALUES (p_node, p_path, p_id, p_token)
-    ON CONFLICT (node_id, path) DO UPDATE
-       SET lease_token = excluded.lease_token
-     WHERE t.reservation_id = excluded.reservation_id
-    RETURNING true INTO v_got;
-    RETURN coalesce(v_got, false);
+    LANGUAGE sql VOLATILE
+BEGIN ATOMIC
+    -- fenced, the check job_check_ours makes: only a job still running
+    -- under a live lease records a file it is about to create; the same
+    -- reservation under a later lease adopts its own earlier record (a
+    -- capture's temp file outlives a crash between its stages)
+    WITH fence AS (
+        SELECT r.id FROM vcl.reservation r
+         WHERE r.id = p_id AND r.lease_token = p_token AND r.state = 'running'
+           AND r.lease_expires_at > now()),
+    rec AS (
+        INSERT INTO vcl.temp_file AS t (node_id, path, reservation_id, lease_token)
+        SELECT p_node, p_path, fence.id, p_token FROM fence
+        ON CONFLICT (node_id, path) DO UPDATE SET lease_token = excluded.lease_token
+         WHERE t.reservation_id = excluded.reservation_id
+        RETURNING 1)
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM fence) THEN EXISTS (SELECT 1 FROM rec) END;
 END;
-$$;
 COMMENT ON FUNCTION vcl.temp_file_record(bigint, text, bigint, bigint) IS
     'Record temp file p_path on node p_node for reservation p_id under lease p_token, before it is created: true '
     'when recorded (or already ours), false when another reservation recorded that path, NULL when p_id no longer '
     'runs under p_token (fenced out: create nothing).';
 
 CREATE OR REPLACE FUNCTION vcl.temp_file_forget(p_node bigint, p_path text, p_id bigint, p_token bigint)
-    RETURNS boolean
-    LANGUAGE sql VOLATILE
+    RETURNS boolean LANGUAGE sql VOLATILE
 BEGIN ATOMIC
     WITH gone AS (
         DELETE FROM vcl.temp_file t

@@ -13,19 +13,12 @@
 #      master dir (a row from before the schema's check), with the fix
 . "$(dirname "$0")/../lib/world.sh"
 world_init
-world_pg
 world_libvirt
-world_dirs
 [ "$VCL_TEST_LIBVIRT" = real ] || skip_all "no libvirt daemon can run here (loads need QEMU)"
-
-VCLCTL="$ROOT/bin/vclctl"
-WORKER="$ROOT/bin/vcl-worker"
-URI="$VCL_TEST_URI"
-T="t${WORLD##*.}"
+world_vcl      # PostgreSQL, VCLCTL, WORKER, T, migrate
+world_dirs
 R="$WORLD/repo"
-
-ok "migrate" "$VCLCTL" migrate
-ok "node add" "$VCLCTL" node add n1 --uri "$URI" --master-dir "$WORLD/master" \
+ok "node add" "$VCLCTL" node add n1 --uri "$VCL_TEST_URI" --master-dir "$WORLD/master" \
     --cow-dir "$WORLD/cow" --xml-dir "$WORLD/xml" --repo "$R"
 for i in 1 2; do
     ok "computer $T-pc$i" "$VCLCTL" computer add "$T-pc$i" --node n1 \
@@ -115,7 +108,7 @@ mkdir -p "$WORLD/same"
 chmod 755 "$WORLD/same"
 psql_val "ALTER TABLE vcl.node DROP CONSTRAINT node_cow_dir_not_master_dir;
           INSERT INTO vcl.node (name, libvirt_uri, master_image_dir, cow_dir, xml_dir, repository_paths, cpu_mode)
-          VALUES ('n-same', '$URI', '$WORLD/same', '$WORLD/same/', '$WORLD/xml', ARRAY['$R'], 'custom:qemu64');
+          VALUES ('n-same', '$VCL_TEST_URI', '$WORLD/same', '$WORLD/same/', '$WORLD/xml', ARRAY['$R'], 'custom:qemu64');
           ALTER TABLE vcl.node ADD CONSTRAINT node_cow_dir_not_master_dir
             CHECK (rtrim(cow_dir, '/') <> rtrim(master_image_dir, '/')) NOT VALID" >/dev/null
 out=$(timeout 600 "$VCLCTL" node check n-same 2>&1); rc=$?

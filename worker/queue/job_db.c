@@ -168,20 +168,22 @@ static bool pg_status_row(job *j, node_status_row *out, vcl_error *e)
 
 /* ---------------- recorded temp files ---------------- */
 
-static void temp_params(const job *j, const char *path, bool lease, db_params *p)
+/* $1 node, $2 path, then ($3 reservation id, $4 lease token) as far as n. */
+static void temp_params(const job *j, const char *path, int n, db_params *p)
 {
     db_params_init(p);
     db_param_ll(p, j->node_id);
     db_param_str(p, path);
-    db_param_ll(p, j->id);
-    if (lease)
+    if (n >= 3)
+        db_param_ll(p, j->id);
+    if (n >= 4)
         db_param_ll(p, j->token);
 }
 
 static bool pg_temp_record(job *j, const char *path, vcl_error *e)
 {
     db_params p;
-    temp_params(j, path, true, &p);
+    temp_params(j, path, 4, &p);
     PGresult *r = db_exec(j->db, SQL_TEMP_FILE_RECORD, p.n, p.v, e);
     if (!r)
         return vcl_error_prefix(e, "recording temp file %s of node %s", path, j->node);
@@ -199,7 +201,7 @@ static bool pg_temp_record(job *j, const char *path, vcl_error *e)
 static bool pg_temp_forget(job *j, const char *path, vcl_error *e)
 {
     db_params p;
-    temp_params(j, path, true, &p);
+    temp_params(j, path, 4, &p);
     if (!db_run(j->db, SQL_TEMP_FILE_FORGET, p.n, p.v, e))
         return vcl_error_prefix(e, "forgetting temp file %s of node %s", path, j->node);
     return true;
@@ -210,9 +212,7 @@ static bool pg_temp_stale(job *j, const char *final, char ***paths, size_t *n, v
     *paths = NULL;
     *n = 0;
     db_params p;
-    db_params_init(&p);
-    db_param_ll(&p, j->node_id);
-    db_param_str(&p, final);
+    temp_params(j, final, 2, &p);
     PGresult *r = db_exec(j->db, SQL_TEMP_FILE_STALE, p.n, p.v, e);
     if (!r)
         return vcl_error_prefix(e, "listing stale temp files of %s on node %s", final, j->node);
@@ -242,7 +242,7 @@ static bool pg_temp_stale(job *j, const char *final, char ***paths, size_t *n, v
 static bool pg_temp_mine(job *j, const char *final, char *out, size_t len, vcl_error *e)
 {
     db_params p;
-    temp_params(j, final, false, &p);
+    temp_params(j, final, 3, &p);
     PGresult *r = db_exec(j->db, SQL_TEMP_FILE_MINE, p.n, p.v, e);
     if (!r)
         return vcl_error_prefix(e, "looking up the temp file of %s on node %s", final, j->node);
