@@ -88,6 +88,8 @@ BEGIN
     GRANT INSERT, UPDATE ON vcl.capture TO vcl_worker;
     -- master copy locks (locks.sql): vcl_worker is the only writer
     GRANT INSERT, UPDATE, DELETE ON vcl.image_lock TO vcl_worker;
+    -- recorded temp files (tempfiles.sql): vcl_worker is the only writer
+    GRANT INSERT, UPDATE, DELETE ON vcl.temp_file TO vcl_worker;
     GRANT INSERT ON vcl.image_revision TO vcl_worker;
     -- vcl.claim locks rows through the view (FOR NO KEY UPDATE needs UPDATE
     -- on it; the view is security_invoker, so the caller's own table

@@ -58,7 +58,7 @@ is "$(row check_ok $T-a)" t "node.check_ok"
 is "$(row "checked_at > now() - interval '5 minutes'" $T-a)" t "node.checked_at is recent"
 is "$(row "jsonb_typeof(check_report)" $T-a)" array "check_report is an array"
 items=$(psql_val "SELECT string_agg(x.e->>'item', ',' ORDER BY x.o) FROM vcl.node n, jsonb_array_elements(n.check_report) WITH ORDINALITY AS x(e, o) WHERE n.name = '$T-a'")
-like "$items" "^libvirt,transport,driver,hypervisor,qemu-img,master dir,cow dir,xml dir,cpu$" "every item in order: $items"
+like "$items" "^libvirt,transport,driver,hypervisor,qemu-img,master dir,cow dir,xml dir,disk dirs,cpu$" "every item in order: $items"
 is "$(psql_val "SELECT count(*) FROM vcl.node n, jsonb_array_elements(n.check_report) e WHERE n.name = '$T-a' AND NOT (e->>'ok')::boolean")" \
    0 "no item failed"
 resolved=$(row "coalesce(cpu_mode_resolved, '')" $T-a)

@@ -100,7 +100,7 @@ is "$(stages "$id")" "shutdown=ok flatten=ok verify=ok publish=ok upload=ok regi
 up=$MREPO/$T-blank-v2.qcow2
 like "$(detail "$id" upload)" "copied $N/master/$T-blank-v2\.qcow2 from the node to the management host: $up" \
      "upload detail: copied from the node to the management host"
-like "$(cat "$WORLD/w3.log")" "sftp copy root@127\.0\.0\.1:$PORT: $N/master/$T-blank-v2\.qcow2 -> \(this host\) $up\.tmp-$id" \
+like "$(cat "$WORLD/w3.log")" "sftp copy root@127\.0\.0\.1:$PORT: $N/master/$T-blank-v2\.qcow2 -> \(this host\) $up\.tmp-vcl\+[0-9a-f]{16}" \
      "worker log: the copy came back through SFTP"
 ok "the new revision is in the management repository" test -f "$up"
 ok "it passes qemu-img check" qemu-img check -q -U "$up"

@@ -83,6 +83,7 @@ is "$(psql_val "SELECT ir.file_stem FROM vcl.reservation r JOIN vcl.image_revisi
    "$T-blank-v2" "the reservation points at the revision it made"
 like "$("$VCLCTL" image exists $T-blank:2 --node node1)" "node1 +node +$new" "vclctl image exists finds it on the node"
 is "$(find "$WORLD" -name '*.tmp-*' | wc -l)" 0 "no temporary files anywhere"
+is "$(psql_val "SELECT count(*) FROM vcl.temp_file")" 0 "and no recorded temp file rows (vcl.temp_file)"
 
 # --- 2. the COW's own data is captured too: revision 3, then reloaded --------
 qemu-io -f qcow2 -c "write -P 0x77 8M 1M" "$cow1" >/dev/null
@@ -177,6 +178,7 @@ ok "the repository copy matches" qemu-img compare -U -f qcow2 -F qcow2 "$M/$T-bl
 is "$(psql_val "SELECT c.node_status || ' ' || ir.file_stem FROM vcl.computer c JOIN vcl.image_revision ir ON ir.id = c.current_revision_id WHERE c.name = '$T-pc3'")" \
    "READY $T-blank-v$rev" "$T-pc3 reloaded from its capture"
 is "$(find "$WORLD" -name '*.tmp-*' | wc -l)" 0 "no temporary files anywhere"
+is "$(psql_val "SELECT count(*) FROM vcl.temp_file")" 0 "and no recorded temp file rows (vcl.temp_file)"
 is "$(V list --all --name | grep -c "^$T-pc3:")" 1 "exactly one domain for $T-pc3"
 
 # --- 6. the same over the ssh transport (loopback sshd) -----------------------

@@ -222,8 +222,7 @@ int main(void)
     is_str(F.rec_stem, "win10-v5", "what the rows recorded");
     snprintf(want, sizeof want, "%s/win10-v5.qcow2", dir);
     is_str(f.final, want, "the final path under the master dir");
-    snprintf(want, sizeof want, "%s/win10-v5.qcow2.tmp-7", dir);
-    is_str(f.tmp, want, "the temp path carries the reservation id");
+    is_str(f.tmp, "", "no temp path until flatten records a random one");
 
     /* a rerun after the target was recorded reads it back and plans nothing */
     vcl_error_clear(&e);

@@ -6,6 +6,7 @@
 #include "node/imgtrust.h"
 #include "node/transport.h"
 #include "base/error.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -269,6 +270,85 @@ static void on_progress(void *opaque, const char *what, long long done, long lon
 static char master_dir[PATH_MAX], cow_dir[PATH_MAX], repo_pat[PATH_MAX], repo_missing[PATH_MAX];
 static const char *repo_paths[2];
 
+/* Files in dir named "<base>.tmp-..." */
+static int count_temps(const char *dir, const char *fbase)
+{
+    char **names = NULL;
+    size_t n = 0;
+    int c = 0;
+    vcl_error e;
+    char prefix[PATH_MAX];
+    snprintf(prefix, sizeof prefix, "%s.tmp-", fbase);
+    if (!transport_list_dir(T, dir, &names, &n, &e))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(names[i], prefix, strlen(prefix)) == 0)
+            c++;
+    util_strv_free(names, n);
+    return c;
+}
+
+/* A fake of vcl.temp_file (node/temps.h): what the worker recorded, and
+ * whether its owner's lease is still live. */
+#define FAKE_TEMPS_MAX 64
+static struct { char path[PATH_MAX]; bool dead; } temp_rows[FAKE_TEMPS_MAX];
+static int n_temp_rows, temp_records, temp_forgets;
+static bool temp_created_unrecorded;   /* a temp file existed before its record */
+
+static int temp_row(const char *path)
+{
+    for (int i = 0; i < n_temp_rows; i++)
+        if (strcmp(temp_rows[i].path, path) == 0)
+            return i;
+    return -1;
+}
+
+static bool fake_temp_record(void *opaque, const char *path, vcl_error *e)
+{
+    struct stat sb;
+    if (lstat(path, &sb) == 0)
+        temp_created_unrecorded = true;
+    if (temp_row(path) >= 0 || n_temp_rows == FAKE_TEMPS_MAX)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "fake: %s recorded twice (or full)", path);
+    snprintf(temp_rows[n_temp_rows].path, PATH_MAX, "%s", path);
+    temp_rows[n_temp_rows++].dead = false;
+    temp_records++;
+    return true;
+}
+
+static bool fake_temp_forget(void *opaque, const char *path, vcl_error *e)
+{
+    int i = temp_row(path);
+    if (i >= 0)
+        temp_rows[i] = temp_rows[--n_temp_rows];
+    temp_forgets++;
+    return true;
+}
+
+static bool fake_temp_stale(void *opaque, const char *final, char ***paths, size_t *n,
+                            vcl_error *e)
+{
+    char prefix[PATH_MAX];
+    snprintf(prefix, sizeof prefix, "%s.tmp-vcl+", final);
+    *paths = calloc(FAKE_TEMPS_MAX, sizeof **paths);
+    *n = 0;
+    for (int i = 0; i < n_temp_rows; i++)
+        if (temp_rows[i].dead && strncmp(temp_rows[i].path, prefix, strlen(prefix)) == 0)
+            (*paths)[(*n)++] = strdup(temp_rows[i].path);
+    return true;
+}
+
+/* A row left by a worker whose lease is gone. */
+static void fake_temp_dead(const char *path)
+{
+    snprintf(temp_rows[n_temp_rows].path, PATH_MAX, "%s", path);
+    temp_rows[n_temp_rows++].dead = true;
+}
+
+static const node_temps fake_temps = {
+    .record = fake_temp_record, .forget = fake_temp_forget, .stale = fake_temp_stale,
+};
+
 static void req_init(image_req *r, const char *stem, char *master, char *cow, size_t len, fake_lock *l)
 {
     memset(r, 0, sizeof *r);
@@ -287,6 +367,7 @@ static void req_init(image_req *r, const char *stem, char *master, char *cow, si
     r->lock_opaque = l;
     r->progress = on_progress;
     r->command_timeout_s = 120;
+    r->temps = &fake_temps;
 }
 
 static bool check_passes(const char *path)
@@ -443,9 +524,18 @@ static void test_master(void)
     fake_lock l = { 0 };
     struct stat sb, sb2;
 
+    char planted[PATH_MAX], old[PATH_MAX], nofile[PATH_MAX];
     req_init(&r, "win7", master, cow, sizeof master, &l);
-    snprintf(stale, sizeof stale, "%s.tmp-99", master);
-    ok(transport_mkdir_p(T, master_dir, 0755, &e) && touch(stale), "stale temp file in place");
+    snprintf(stale, sizeof stale, "%s.tmp-vcl+00000000000000a1", master);
+    snprintf(planted, sizeof planted, "%s.tmp-vcl+0123456789abcdef", master);
+    snprintf(old, sizeof old, "%s.tmp-99", master);
+    snprintf(nofile, sizeof nofile, "%s.tmp-vcl+00000000000000b2-conv", master);
+    ok(transport_mkdir_p(T, master_dir, 0755, &e) && touch(stale) && touch(planted) && touch(old),
+       "a recorded stale temp, an unrecorded file of the temp form, an older worker's temp");
+    n_temp_rows = temp_records = temp_forgets = 0;
+    temp_created_unrecorded = false;
+    fake_temp_dead(stale);
+    fake_temp_dead(nofile);
 
     vcl_error_clear(&e);
     progress_calls = 0;
@@ -457,10 +547,13 @@ static void test_master(void)
     qimg_info q;
     ok(qimg_info_get(T, master, &q, &e) && strcmp(q.format, "qcow2") == 0 && q.virtual_size == 16777216,
        "master is a 16 MiB qcow2");
-    ok(!file_exists(stale), "stale <master>.tmp-99 removed");
-    char ours[PATH_MAX];
-    snprintf(ours, sizeof ours, "%s.tmp-42", master);
-    ok(!file_exists(ours), "our temp file renamed away");
+    ok(!file_exists(stale), "the recorded temp of a dead lease is removed");
+    ok(file_exists(planted), "an unrecorded file of the temp form stays");
+    ok(file_exists(old), "an older worker's unrecorded <master>.tmp-99 stays");
+    is_int(n_temp_rows, 0, "every record forgotten: the dead ones, the copy's two");
+    is_int(temp_records, 2, "the copy recorded its temp and its -conv temp");
+    ok(!temp_created_unrecorded, "no temp file existed before its record");
+    is_int(count_temps(master_dir, "win7.qcow2"), 2, "no temp file of ours left (two planted)");
     is_int(l.acquired, 1, "lock taken");
     is_int(l.released, 1, "lock released");
     ok(progress_calls >= 2, "progress reported (%d)", progress_calls);
@@ -556,8 +649,9 @@ static void test_lock_lost(void)
     is_int(l.timeout_s, 7, "the lock was asked to wait lock_timeout_s");
     is_int(l.held_calls, 1, "held asked once, before the rename");
     ok(!file_exists(master), "no master renamed into place");
-    snprintf(ours, sizeof ours, "%s.tmp-42", master);
-    ok(!file_exists(ours), "our temp file removed");
+    snprintf(ours, sizeof ours, "lost1.qcow2");
+    is_int(count_temps(master_dir, ours), 0, "our temp file removed");
+    is_int(n_temp_rows, 0, "and forgotten");
     is_int(l.released, 1, "lock released");
 
     l = (fake_lock){ 0 };
@@ -576,10 +670,16 @@ static void test_cow(void)
     struct stat sb, sb2;
     qimg_info q;
 
+    char planted[PATH_MAX];
     req_init(&r, "win7", master, cow, sizeof master, NULL);
     ok(transport_mkdir_p(T, cow_dir, 0755, &e), "cow dir");
-    snprintf(stale, sizeof stale, "%s.tmp-7", cow);
+    snprintf(stale, sizeof stale, "%s.tmp-vcl+00000000000000c3", cow);
+    snprintf(planted, sizeof planted, "%s.tmp-7", cow);
     touch(stale);
+    touch(planted);
+    n_temp_rows = temp_records = 0;
+    temp_created_unrecorded = false;
+    fake_temp_dead(stale);
 
     vcl_error_clear(&e);
     ok(image_ensure_cow(&r, &e), "ensure_cow creates the overlay");
@@ -589,7 +689,12 @@ static void test_cow(void)
     is_str(q.format, "qcow2", "COW is qcow2");
     is_str(q.backing_file, master, "backing file is the master");
     is_str(q.backing_format, "qcow2", "backing format recorded (-F)");
-    ok(!file_exists(stale), "stale COW temp removed");
+    ok(!file_exists(stale), "stale recorded COW temp removed");
+    ok(file_exists(planted), "an unrecorded COW temp form stays");
+    is_int(temp_records, 1, "the COW temp was recorded");
+    ok(!temp_created_unrecorded, "before it was created");
+    is_int(n_temp_rows, 0, "and forgotten after its rename");
+    unlink(planted);
 
     ok(stat_of(cow, &sb), "stat COW");
     vcl_error_clear(&e);
@@ -783,6 +888,7 @@ static void test_hostile(void)
     pathf(p, sizeof p, "repo-b/plain.qcow2");
     ok(qimg_create(p, "qcow2", "1M") && qimg_create(legit, "qcow2", "1M") && touch(stale),
        "the master of stem 'plain.qcow2.tmp-5' and a stale temp of 'plain'");
+    fake_temp_dead(stale);
     req_init(&r, "plain", master, cow, sizeof master, &l);
     vcl_error_clear(&e);
     ok(image_ensure_master(&r, &e), "plain loads (%s)", e.msg);

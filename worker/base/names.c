@@ -297,18 +297,30 @@ cleanup:
     return ok;
 }
 
+/* Length of dir without its trailing '/', keeping at least keep bytes. */
+static size_t dir_len(const char *dir, size_t keep)
+{
+    size_t n = strlen(dir);
+    while (n > keep && dir[n - 1] == '/')
+        n--;
+    return n;
+}
+
 bool names_same_dir(const char *a, const char *b)
 {
-    size_t al, bl;
     if (!a || !b)
         return false;
-    al = strlen(a);
-    bl = strlen(b);
-    while (al > 1 && a[al - 1] == '/')
-        al--;
-    while (bl > 1 && b[bl - 1] == '/')
-        bl--;
+    size_t al = dir_len(a, 1), bl = dir_len(b, 1);
     return al == bl && strncmp(a, b, al) == 0;
+}
+
+bool names_dir_inside(const char *inner, const char *outer)
+{
+    if (!inner || !outer)
+        return false;
+    /* "/" becomes "": every absolute path is below it */
+    size_t il = dir_len(inner, 1), ol = dir_len(outer, 0);
+    return il > ol + 1 && strncmp(inner, outer, ol) == 0 && inner[ol] == '/';
 }
 
 #define TEMP_TAG ".tmp-vcl+"

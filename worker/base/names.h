@@ -12,9 +12,14 @@
  * Masters and COW disks never share a name space: the COW directory must not
  * be the master image directory (names_build refuses it, and so does the
  * schema's node_cow_dir_not_master_dir), so a file stem that equals another
- * computer's file base ("pc2_7-v3") names a master, never that COW. A temp
- * file holds '+', which no name, stem or file base can: stale-temp cleanup
- * (names_is_temp) can never match a master or a COW. */
+ * computer's file base ("pc2_7-v3") names a master, never that COW (one
+ * directory inside the other is fine: no name holds a '/'; the node check's
+ * "disk dirs" item fails when they are the same). A temp file holds '+',
+ * which no name, stem or file base can: names_is_temp can never match a
+ * master or a COW. Its random suffix is recorded in vcl.temp_file before the
+ * file is created, and a stale-temp cleanup removes only recorded temps
+ * whose job's lease is gone (node/temps.h): a file that merely has the temp
+ * form is never removed. */
 #ifndef VCL_NAMES_H
 #define VCL_NAMES_H
 #include <limits.h>
@@ -48,13 +53,18 @@ typedef struct vcl_names {
 
 /* The same directory after dropping trailing '/': "/a/b/" and "/a/b". */
 bool names_same_dir(const char *a, const char *b);
+/* inner is a directory strictly below outer, by name (trailing '/'
+ * dropped): "/a/b/c" is inside "/a/b" and "/", "/a/bc" is not inside "/a/b". */
+bool names_dir_inside(const char *inner, const char *outer);
 /* "<final>.tmp-vcl+<16 random hex digits>" into out (size > strlen(final) + 26);
  * false when no random bytes or too long. */
 bool names_temp(const char *final, char *out, size_t size);
 /* name (a file name, no directory) is a temp file of base (the final file
  * name): exactly "<base>.tmp-vcl+<16 hex>", optionally then "-conv"; the
  * form before the random suffix ("<base>.tmp-<digits>[-conv]", exactly) too,
- * for leftovers of an older worker. A master or COW name never matches. */
+ * for leftovers of an older worker. A master or COW name never matches.
+ * The form alone never makes a file removable (node/temps.h: only recorded
+ * temps are); node/temps.c uses it to log look-alikes it leaves alone. */
 bool names_is_temp(const char *name, const char *base);
 /* name (a file name, no directory) is one of this computer's files, exactly:
  * "<computer>_<digits>-v<digits>" then ".<ext>", ".xml" or ".console.log"

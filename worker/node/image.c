@@ -351,45 +351,6 @@ static void split_path(const char *path, char *dir, size_t dlen, const char **ba
     }
 }
 
-/* Remove path's temp files next to it: exactly the worker's own forms
- * (names_is_temp: "<base>.tmp-vcl+<16 hex>[-conv]", or an older worker's
- * "<base>.tmp-<id>[-conv]"), which no master or COW name can take. Only
- * called while nobody else can be writing one (under the image lock, or per
- * computer for COWs). */
-static bool remove_temps(vcl_transport *t, const char *path, vcl_error *e)
-{
-    bool ok = false;
-    char dir[PATH_MAX], victim[PATH_MAX];
-    const char *base;
-    char **names = NULL;
-    size_t n = 0;
-    transport_stat_info st;
-
-    split_path(path, dir, sizeof dir, &base);
-    if (!transport_stat(t, dir, &st, e))
-        goto cleanup;
-    if (!st.exists) {
-        ok = true;
-        goto cleanup;
-    }
-    if (!transport_list_dir(t, dir, &names, &n, e))
-        goto cleanup;
-    for (size_t i = 0; i < n; i++) {
-        if (!names_is_temp(names[i], base))
-            continue;
-        if (snprintf(victim, sizeof victim, "%s/%s", strcmp(dir, "/") ? dir : "", names[i]) >=
-            (int)sizeof victim)
-            continue;
-        log_info("removing stale temporary file %s", victim);
-        if (!transport_remove(t, victim, e))
-            goto cleanup;
-    }
-    ok = true;
-cleanup:
-    util_strv_free(names, n);
-    return ok;
-}
-
 /* qemu-img check. *passed true for 0 (clean), 3 (leaked clusters only: no
  * harm) and 63 (format without consistency checks). false only when the
  * command could not run; a failed check is *passed=false with why in e. */
@@ -821,12 +782,13 @@ static bool node_convert(const image_req *r, const char *sfmt, const char *src, 
     return true;
 }
 
-/* Under the lock: copy the repository image to "<master>.tmp-<id>", check
+/* Under the lock: copy the repository image to "<master>.tmp-vcl+<random>"
+ * (node/temps.h: both temp names recorded before either file exists), check
  * it, rename it into place (never over an existing master). A repository on
  * the management host (r->repo_t) is first streamed to the node
- * (transport_copy_in: SFTP for an ssh node) as "<master>.tmp-<id>", its size
+ * (transport_copy_in: SFTP for an ssh node) as that temp, its size
  * compared with the source's, then converted on the node into
- * "<master>.tmp-<id>-conv" when its format is not the master's. */
+ * "<temp>-conv" when its format is not the master's. */
 static bool master_build(const image_req *r, vcl_error *e)
 {
     bool ok = false;
@@ -834,10 +796,10 @@ static bool master_build(const image_req *r, vcl_error *e)
     const char *base, *final_tmp;
     qimg_info si;
     bool passed = false, existed = false, tmp_made = false, conv_made = false;
+    bool tmp_rec = false, conv_rec = false;
     const char *fmt = req_format(r);
     bool mgmt = r->repo_t != NULL;
     vcl_transport *rt = repo_tp(r);
-    vcl_error e2;
 
     if (!image_find_in_repository(r, src, sizeof src, e))
         goto cleanup;       /* a regular file: repo_search refuses anything else */
@@ -866,12 +828,16 @@ static bool master_build(const image_req *r, vcl_error *e)
     split_path(r->master_path, dir, sizeof dir, &base);
     if (!transport_mkdir_p(r->t, dir, 0755, e))
         goto cleanup;
-    if (!names_temp(r->master_path, tmp, sizeof tmp) ||
+    if (!temps_name(r->master_path, "", tmp, sizeof tmp, e) ||
         snprintf(conv_tmp, sizeof conv_tmp, "%s-conv", tmp) >= (int)sizeof conv_tmp) {
         vcl_error_set(e, VCL_ERR_PERMANENT, "master path too long (or no random bytes): %s",
                       r->master_path);
         goto cleanup;
     }
+    /* recorded before either file can exist: a cleanup removes only these */
+    if (!(tmp_rec = temps_record(r->temps, tmp, e)) ||
+        !(conv_rec = temps_record(r->temps, conv_tmp, e)))
+        goto cleanup;
     final_tmp = tmp;
 
     if (!mgmt) {
@@ -951,7 +917,7 @@ static bool master_build(const image_req *r, vcl_error *e)
         goto cleanup;
     }
     /* a lock lost mid-copy (our lease ran out, another worker took it):
-     * that worker owns the temp names and the rename now */
+     * that worker makes the master now (and may remove our recorded temps) */
     if (r->lock && r->lock_held && !r->lock_held(r->lock_opaque, e))
         goto cleanup;
     if (!transport_rename_noreplace(r->t, final_tmp, r->master_path, &existed, e)) {
@@ -966,16 +932,11 @@ static bool master_build(const image_req *r, vcl_error *e)
         conv_made = false;
     ok = true;
 cleanup:
-    if (tmp_made) {
-        vcl_error_clear(&e2);
-        if (!transport_remove(r->t, tmp, &e2))
-            log_warn("cannot remove %s: %s", tmp, e2.msg);
-    }
-    if (conv_made) {
-        vcl_error_clear(&e2);
-        if (!transport_remove(r->t, conv_tmp, &e2))
-            log_warn("cannot remove %s: %s", conv_tmp, e2.msg);
-    }
+    /* removed when still there, then forgotten */
+    if (tmp_rec)
+        temps_done(r->t, r->temps, tmp, tmp_made);
+    if (conv_rec)
+        temps_done(r->t, r->temps, conv_tmp, conv_made);
     return ok;
 }
 
@@ -1013,8 +974,9 @@ bool image_ensure_master(const image_req *r, vcl_error *e)
         ok = true;
         goto cleanup;
     }
-    /* We hold the lock: no temp file of this master is being written. */
-    if (!remove_temps(r->t, r->master_path, e))
+    /* We hold the lock: no live job is writing a temp file of this master;
+     * a dead one's recorded temps go (node/temps.h), nothing else does. */
+    if (!temps_remove_stale(r->t, r->temps, r->master_path, e))
         goto cleanup;
     if (!master_build(r, e))
         goto cleanup;
@@ -1035,12 +997,11 @@ cleanup:
 
 bool image_ensure_cow(const image_req *r, vcl_error *e)
 {
-    bool ok = false, tmp_made = false;
+    bool ok = false, tmp_made = false, tmp_rec = false;
     char tmp[PATH_MAX], dir[PATH_MAX];
     const char *base;
     bool exists = false;
     const char *fmt = req_format(r);
-    vcl_error e2;
 
     if (!req_ok(r, true, e))
         return false;
@@ -1088,15 +1049,14 @@ bool image_ensure_cow(const image_req *r, vcl_error *e)
     split_path(r->cow_path, dir, sizeof dir, &base);
     if (!transport_mkdir_p(r->t, dir, 0755, e))
         goto cleanup;
-    /* One job per computer at a time, and the COW path is per computer: any
-     * temp file of it is a leftover of a crash. */
-    if (!remove_temps(r->t, r->cow_path, e))
+    /* One job per computer at a time, and the COW path is per computer: a
+     * recorded temp of it whose job's lease is gone is a leftover of a crash. */
+    if (!temps_remove_stale(r->t, r->temps, r->cow_path, e))
         goto cleanup;
-    if (!names_temp(r->cow_path, tmp, sizeof tmp)) {
-        vcl_error_set(e, VCL_ERR_PERMANENT, "COW path too long (or no random bytes): %s",
-                      r->cow_path);
+    if (!temps_name(r->cow_path, "", tmp, sizeof tmp, e))
         goto cleanup;
-    }
+    if (!(tmp_rec = temps_record(r->temps, tmp, e)))
+        goto cleanup;
     const char *argv[] = { "qemu-img", "create", "-q", "-f", fmt, "-F", fmt, "-b", r->master_path,
                            "--", tmp, NULL };
     tmp_made = true;
@@ -1110,10 +1070,7 @@ bool image_ensure_cow(const image_req *r, vcl_error *e)
     report(r, "cow", 1, 1);
     ok = true;
 cleanup:
-    if (tmp_made) {
-        vcl_error_clear(&e2);
-        if (!transport_remove(r->t, tmp, &e2))
-            log_warn("cannot remove %s: %s", tmp, e2.msg);
-    }
+    if (tmp_rec)
+        temps_done(r->t, r->temps, tmp, tmp_made);
     return ok;
 }

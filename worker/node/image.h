@@ -2,10 +2,11 @@
  *
  * image_ensure_master: if <master_path> is missing, find the image in the
  * node's repository paths, and under a lock per node and image re-check,
- * remove stale temp files, inspect the source (node/imgtrust.h: format from
+ * remove the stale recorded temp files (node/temps.h: only those a job
+ * whose lease is gone recorded), inspect the source (node/imgtrust.h: format from
  * the file name, no backing file, data file or outside vmdk extent),
  * convert it with that format named (-f) to "<master>.tmp-vcl+<random>"
- * (names_temp), check that it stands alone, verify with `qemu-img check`,
+ * (names_temp, recorded in vcl.temp_file before it is created), check that it stands alone, verify with `qemu-img check`,
  * and rename into place. A partial file is
  * never taken for a master. Missing everywhere is a permanent error.
  * With repo_t set (node.repository_location = 'management') the repository
@@ -16,7 +17,8 @@
  * its format is not the master's, checked and renamed the same way.
  *
  * image_ensure_cow: create <cow_path> with
- * `qemu-img create -f FMT -F FMT -b <master> <cow>.tmp` then rename; an
+ * `qemu-img create -f FMT -F FMT -b <master> <cow>.tmp-vcl+<random>`
+ * (recorded the same way) then rename; an
  * existing COW whose backing file is the master is kept, a wrong one is
  * replaced. */
 #ifndef VCL_IMAGE_H
@@ -25,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "base/error.h"
+#include "node/temps.h"
 #include "node/transport.h"
 
 /* Lock per (node, image revision); acquire=true blocks up to timeout_s and
@@ -47,7 +50,9 @@ typedef struct image_req {
     const char *disk_format;          /* "qcow2" */
     const char *const *repo_paths;    /* node.repository_paths; entries may hold wildcards */
     size_t n_repo;
-    long long reservation_id;         /* makes temp names unique */
+    long long reservation_id;         /* for logs */
+    const node_temps *temps;          /* recorded temp files; NULL (unit tests): none recorded,
+                                         none removed */
     image_lock_fn lock;               /* may be NULL (no locking, tests) */
     image_lock_held_fn lock_held;     /* may be NULL (not checked) */
     void *lock_opaque;

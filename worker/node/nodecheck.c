@@ -1,5 +1,6 @@
 /* nodecheck.c: see nodecheck.h. */
 #include "node/nodecheck.h"
+#include "base/names.h"
 #include "node/virt.h"
 #include "base/util.h"
 
@@ -256,6 +257,29 @@ static void check_dir(node_check_report *r, vcl_transport *tr, const char *what,
     }
 }
 
+void node_check_disk_dirs(const char *master_dir, const char *cow_dir, node_check_item *it)
+{
+    char fix[512];
+    if (!master_dir || !cow_dir) {
+        say(it, false, NULL, "master or COW directory not set");
+    } else if (names_same_dir(master_dir, cow_dir)) {
+        int ml = (int)strlen(master_dir);
+        while (ml > 0 && master_dir[ml - 1] == '/')
+            ml--;
+        snprintf(fix, sizeof fix, "give COW disks a directory of their own: vclctl node set NODE "
+                 "--cow-dir %.*s/vcl-cow (then reload the node's computers)",
+                 ml > 200 ? 200 : ml, master_dir);
+        say(it, false, fix, "the COW directory %.300s is the master image directory: a file stem "
+            "could name another computer's COW disk, and the stale-temp cleanup of one could "
+            "meet the other's files", cow_dir);
+    } else if (names_dir_inside(cow_dir, master_dir) || names_dir_inside(master_dir, cow_dir)) {
+        say(it, true, NULL, "COW disks in %.300s, masters in %.300s: one inside the other, "
+            "apart by name (no file name holds a '/')", cow_dir, master_dir);
+    } else {
+        say(it, true, NULL, "COW disks in %.300s, masters in %.300s: apart", cow_dir, master_dir);
+    }
+}
+
 static void check_cpu(const node_check_target *t, node_check_report *r, virConnectPtr conn,
                       const vcl_driver_ops *drv)
 {
@@ -324,6 +348,7 @@ void node_check_run(const node_check_target *t, node_check_report *r)
     check_dir(r, tr, "master", t->master_dir);
     check_dir(r, tr, "cow", t->cow_dir);
     check_dir(r, tr, "xml", t->xml_dir);
+    node_check_disk_dirs(t->master_dir, t->cow_dir, item(r, "disk dirs"));
     check_cpu(t, r, conn, drv);
 
     for (int i = 0; i < r->n; i++)

@@ -6,7 +6,8 @@
  * Items, in order: libvirt (reachable, versions, connect and round-trip
  * time), driver (which driver accepts the node, why others decline),
  * hypervisor (QEMU for the driver's domain type), qemu-img, the master, COW
- * and XML directories (exist, directories, writable, safe, free space), cpu
+ * and XML directories (exist, directories, writable, safe, free space), disk
+ * dirs (the COW directory is not the master directory), cpu
  * (a throwaway probe domain started with each candidate mode; see
  * cpuprobe.h). An item that cannot run because an earlier one failed says so
  * and fails too. Nothing here writes to the database: the caller records the
@@ -49,6 +50,13 @@ typedef struct node_check_report {
     char cpu_use[CPU_MODE_STR_MAX]; /* what a load would use now: the forced mode when it
                                      * starts, else the first auto candidate that did; "" none */
 } node_check_report;
+
+/* The "disk dirs" item (pure: names only): fails when the COW directory is
+ * the master image directory (trailing '/' ignored), where a file stem
+ * could name another computer's COW disk; one inside the other passes, with
+ * a note (no name holds a '/', and the defaults nest vcl-cow in the images
+ * directory). */
+void node_check_disk_dirs(const char *master_dir, const char *cow_dir, node_check_item *it);
 
 /* Run every item; never stops early. r->failed counts failed items. */
 void node_check_run(const node_check_target *t, node_check_report *r);

@@ -9,7 +9,8 @@
  *             the guest down (ACPI every 5 s, destroy after args
  *             {"shutdown_timeout": N}, default 60 s)
  *   flatten   qemu-img convert of the COW with its backing chain into
- *             "<master dir>/<stem>.qcow2.tmp-<reservation>"
+ *             "<master dir>/<stem>.qcow2.tmp-vcl+<random>", recorded in
+ *             vcl.temp_file before it is created (node/temps.h)
  *   verify    qemu-img check, qcow2, no backing file, the COW's virtual size
  *   publish   rename into "<master dir>/<stem>.qcow2", never over a file
  *   upload    into the first repository path the same way (temp, verify,
@@ -27,7 +28,10 @@
  *    be ours: it is created by a no-replace rename of our own temp file,
  *    after verification, so a partial file is never at a final name;
  *  - flatten always rebuilds its temp file (a half-written qcow2 may pass
- *    `qemu-img check`) unless the final master is already there;
+ *    `qemu-img check`) under a new recorded name unless the final master is
+ *    already there; an earlier run's temp (its lease is gone) is removed by
+ *    the stale-temp cleanup; verify and publish find the temp by its record
+ *    (this reservation's, under any lease) and adopt it for their lease;
  *  - register inserts with ON CONFLICT DO NOTHING and then adopts the row
  *    only when it is exactly ours (same image, revision and stem);
  *  - after=reload queues its load in the statement that records its id in
@@ -82,15 +86,13 @@ static bool parse_args(job *j, capture_facts *f, const char *after, const char *
     return true;
 }
 
-/* <dir>/<stem>.<ext> into final and its temporary name <final>.tmp-<id>
- * into tmp (both PATH_MAX bytes). A path that does not fit is a permanent
- * error, never a truncated path. */
-static bool target_paths(const job *j, const char *dir, const char *stem, const char *ext,
-                         char *final, char *tmp, vcl_error *e)
+/* <dir>/<stem>.<ext> into final (PATH_MAX bytes). A path that does not
+ * fit is a permanent error, never a truncated path. Temp names are random
+ * and recorded (node/temps.h: temps_name, temps_record). */
+static bool target_paths(const char *dir, const char *stem, const char *ext, char *final,
+                         vcl_error *e)
 {
-    int w;
-    if (!util_join_path(final, PATH_MAX, dir, stem, ext) ||
-        (w = snprintf(tmp, PATH_MAX, "%s.tmp-%lld", final, j->id)) < 0 || w >= PATH_MAX)
+    if (!util_join_path(final, PATH_MAX, dir, stem, ext))
         return vcl_error_set(e, VCL_ERR_PERMANENT,
                              "the path of '%s.%s' under '%.200s' would exceed %d bytes", stem, ext,
                              dir, PATH_MAX - 1);
@@ -99,7 +101,8 @@ static bool target_paths(const job *j, const char *dir, const char *stem, const 
 
 static bool set_paths(job *j, capture_facts *f, vcl_error *e)
 {
-    return target_paths(j, j->master_dir, f->stem, f->ext, f->final, f->tmp, e);
+    f->tmp[0] = '\0';
+    return target_paths(j->master_dir, f->stem, f->ext, f->final, e);
 }
 
 bool op_capture_load_facts(job *j, capture_facts *f, long long fallback_revision_id,
@@ -139,6 +142,16 @@ static bool load_plan(job *j, capture_facts *f, vcl_error *e)
                              "checkpoint is past shutdown; rerun every stage: vclctl retry %lld "
                              "--from-start", j->id, j->id);
     return true;
+}
+
+/* f->tmp = the temp of f->final this reservation recorded (flatten), under
+ * any of its leases, adopted for the current one so that no cleanup takes it
+ * while this lease lives; "" when none. */
+static bool capture_temp(job *j, capture_facts *f, vcl_error *e)
+{
+    if (!job_temp_mine(j, f->final, f->tmp, sizeof f->tmp, e))
+        return false;
+    return !f->tmp[0] || job_temp_record(j, f->tmp, e);
 }
 
 /* ---- the domain and its disk ---- */
@@ -440,7 +453,8 @@ static bool st_flatten(void *opaque, char *detail, size_t dlen, vcl_error *e)
     virDomainPtr dom = NULL;
     char disk[PATH_MAX], how[512], why[1024], dir[PATH_MAX];
     qimg_info src, out;
-    bool ok = false, exists = false, good = false, tmp_made = false;
+    bool ok = false, exists = false, good = false, tmp_made = false, tmp_rec = false;
+    node_temps tt = op_temps(j);
 
     if (!load_plan(j, &f, e))
         return false;
@@ -472,8 +486,12 @@ static bool st_flatten(void *opaque, char *detail, size_t dlen, vcl_error *e)
     *strrchr(dir, '/') = '\0';
     if (!transport_mkdir_p(j->t, dir[0] ? dir : "/", 0755, e))
         goto cleanup;
-    /* A temp file of ours from an earlier run may be partial: start over. */
-    if (!transport_remove(j->t, f.tmp, e))
+    /* A temp file of an earlier run (its lease is gone) may be partial:
+     * start over under a new name, recorded before it is created. A temp
+     * this lease recorded in an earlier try of this stage was removed then. */
+    if (!temps_remove_stale(j->t, &tt, f.final, e) ||
+        !temps_name(f.final, "", f.tmp, sizeof f.tmp, e) ||
+        !(tmp_rec = temps_record(&tt, f.tmp, e)))
         goto cleanup;
     log_info("capture %lld: flattening %s (%s, backing %s) into %s", j->id, disk, src.format,
              src.backing_file[0] ? src.backing_file : "none", f.tmp);
@@ -487,12 +505,10 @@ static bool st_flatten(void *opaque, char *detail, size_t dlen, vcl_error *e)
              src.backing_file[0] ? src.backing_file : "none", f.tmp);
     ok = true;
 cleanup:
-    if (tmp_made) {
-        vcl_error re;
-        vcl_error_clear(&re);
-        if (!transport_remove(j->t, f.tmp, &re))
-            log_warn("cannot remove %s: %s", f.tmp, re.msg);
-    }
+    if (tmp_made)   /* kept recorded when all went well: verify and publish use it */
+        temps_done(j->t, &tt, f.tmp, true);
+    else if (tmp_rec && !ok)
+        temps_done(j->t, &tt, f.tmp, false);
     virDomainFree(dom);
     return ok;
 }
@@ -513,24 +529,24 @@ static bool st_verify(void *opaque, char *detail, size_t dlen, vcl_error *e)
         return false;
     if (!file_exists(j, f.final, &exists, e))
         return false;
+    if (!exists && !capture_temp(j, &f, e))
+        return false;
     path = exists ? f.final : f.tmp;
     if (!exists) {
-        if (!file_exists(j, f.tmp, &exists, e))
+        if (f.tmp[0] && !file_exists(j, f.tmp, &exists, e))
             return false;
         if (!exists)
             return vcl_error_set(e, VCL_ERR_PERMANENT,
                                  "neither %s nor its temporary file %s exists; rerun every stage "
                                  "to flatten again: vclctl retry %lld --from-start", f.final,
-                                 f.tmp, j->id);
+                                 f.tmp[0] ? f.tmp : "(none recorded)", j->id);
     }
     if (!master_verify(j, path, f.fmt, vsize, &good, &qi, why, sizeof why, e))
         return false;
     if (!good) {
         if (path == f.tmp) {
-            vcl_error re;
-            vcl_error_clear(&re);
-            if (!transport_remove(j->t, f.tmp, &re))
-                log_warn("cannot remove %s: %s", f.tmp, re.msg);
+            node_temps tt = op_temps(j);
+            temps_done(j->t, &tt, f.tmp, true);
         }
         return vcl_error_set(e, VCL_ERR_PERMANENT,
                              "the captured image fails verification: %s%s", why,
@@ -552,23 +568,26 @@ static bool st_publish(void *opaque, char *detail, size_t dlen, vcl_error *e)
     job *j = opaque;
     capture_facts f;
     bool exists = false, tmp_exists = false, existed = false;
+    node_temps tt = op_temps(j);
 
-    if (!load_plan(j, &f, e))
+    if (!load_plan(j, &f, e) || !capture_temp(j, &f, e))
         return false;
-    if (!file_exists(j, f.final, &exists, e) || !file_exists(j, f.tmp, &tmp_exists, e))
+    if (!file_exists(j, f.final, &exists, e) ||
+        (f.tmp[0] && !file_exists(j, f.tmp, &tmp_exists, e)))
         return false;
     if (exists) {
         /* Ours: the no-replace rename below made it before a crash (the
          * target was free when it was recorded). */
-        if (tmp_exists && !transport_remove(j->t, f.tmp, e))
-            return false;
+        if (f.tmp[0])
+            temps_done(j->t, &tt, f.tmp, tmp_exists);
         snprintf(detail, dlen, "%s already published", f.final);
         return true;
     }
     if (!tmp_exists)
         return vcl_error_set(e, VCL_ERR_PERMANENT,
-                             "%s is gone before it was published; rerun every stage: vclctl "
-                             "retry %lld --from-start", f.tmp, j->id);
+                             "the temp file of %s (%s) is gone before it was published; rerun "
+                             "every stage: vclctl retry %lld --from-start", f.final,
+                             f.tmp[0] ? f.tmp : "none recorded", j->id);
     if (!transport_rename_noreplace(j->t, f.tmp, f.final, &existed, e)) {
         if (existed)
             vcl_error_set(e, VCL_ERR_PERMANENT,
@@ -576,12 +595,16 @@ static bool st_publish(void *opaque, char *detail, size_t dlen, vcl_error *e)
                           "capture is left in %s)", f.final, f.tmp);
         return false;
     }
+    temps_done(j->t, &tt, f.tmp, false);
     snprintf(detail, dlen, "published %s", f.final);
     return true;
 }
 
 /* upload for a repository on the management host: copy the published
- * master from the node into "<dir>/<stem>.<ext>.tmp-<id>" here
+ * master from the node into "<dir>/<stem>.<ext>.tmp-vcl+<random>" here
+ * (recorded like a node's temp, under the job's node: the random name
+ * cannot collide with one on the node; the stale ones of an earlier run
+ * are removed here first)
  * (transport_copy_out: SFTP for an ssh node), compare sizes, verify with
  * qemu-img here, rename without replacing. */
 static bool upload_to_management(job *j, capture_facts *f, const char *dir, char *detail,
@@ -591,11 +614,12 @@ static bool upload_to_management(job *j, capture_facts *f, const char *dir, char
     qimg_info mq, rq;
     transport_stat_info ns, ls;
     vcl_transport *rt = NULL;
-    bool good = false, existed = false, tmp_made = false, ok = false;
+    bool good = false, existed = false, tmp_made = false, tmp_rec = false, ok = false;
+    node_temps tt = op_temps(j);
 
     if (!job_repo_transport(j, &rt, e))
         return false;
-    if (!target_paths(j, dir, f->stem, f->ext, dst, tmp, e))
+    if (!target_paths(dir, f->stem, f->ext, dst, e))
         return false;
     if (!qimg_info_get(j->t, f->final, &mq, e))
         return vcl_error_prefix(e, "the published master");
@@ -612,10 +636,10 @@ static bool upload_to_management(job *j, capture_facts *f, const char *dir, char
                  "virtual)", dst, rq.virtual_size);
         return true;
     }
-    if (!transport_mkdir_p(rt, dir, 0755, e) || !transport_remove(rt, tmp, e))
-        return false;
-    if (!transport_stat(j->t, f->final, &ns, e))
-        return false;
+    if (!transport_mkdir_p(rt, dir, 0755, e) || !transport_stat(j->t, f->final, &ns, e) ||
+        !temps_remove_stale(rt, &tt, dst, e) || !temps_name(dst, "", tmp, sizeof tmp, e) ||
+        !(tmp_rec = temps_record(&tt, tmp, e)))
+        goto cleanup;
     log_info("capture %lld: copying %s from node %s to the management repository: %s", j->id,
              f->final, j->node, dst);
     tmp_made = true;
@@ -652,12 +676,8 @@ static bool upload_to_management(job *j, capture_facts *f, const char *dir, char
              prog.last[0] ? "; " : "", prog.last);
     ok = true;
 cleanup:
-    if (tmp_made) {
-        vcl_error re;
-        vcl_error_clear(&re);
-        if (!transport_remove(rt, tmp, &re))
-            log_warn("cannot remove %s: %s", tmp, re.msg);
-    }
+    if (tmp_rec)
+        temps_done(rt, &tt, tmp, tmp_made);
     return ok;
 }
 
@@ -668,7 +688,9 @@ static bool st_upload(void *opaque, char *detail, size_t dlen, vcl_error *e)
     capture_facts f;
     char dir[PATH_MAX], dst[PATH_MAX], tmp[PATH_MAX], why[1024];
     qimg_info mq, rq;
-    bool exists = false, good = false, existed = false, tmp_made = false, ok = false;
+    bool exists = false, good = false, existed = false, tmp_made = false, tmp_rec = false;
+    bool ok = false;
+    node_temps tt = op_temps(j);
 
     if (!load_plan(j, &f, e) || !repo_dir(j, dir, sizeof dir, e))
         return false;
@@ -678,7 +700,7 @@ static bool st_upload(void *opaque, char *detail, size_t dlen, vcl_error *e)
     }
     if (strcmp(j->repo_location, "management") == 0)
         return upload_to_management(j, &f, dir, detail, dlen, e);
-    if (!target_paths(j, dir, f.stem, f.ext, dst, tmp, e))
+    if (!target_paths(dir, f.stem, f.ext, dst, e))
         return false;
     if (!qimg_info_get(j->t, f.final, &mq, e))
         return vcl_error_prefix(e, "the published master");
@@ -695,8 +717,9 @@ static bool st_upload(void *opaque, char *detail, size_t dlen, vcl_error *e)
                  rq.virtual_size);
         return true;
     }
-    if (!transport_mkdir_p(j->t, dir, 0755, e) || !transport_remove(j->t, tmp, e))
-        return false;
+    if (!transport_mkdir_p(j->t, dir, 0755, e) || !temps_remove_stale(j->t, &tt, dst, e) ||
+        !temps_name(dst, "", tmp, sizeof tmp, e) || !(tmp_rec = temps_record(&tt, tmp, e)))
+        goto cleanup;
     log_info("capture %lld: uploading %s to %s", j->id, f.final, dst);
     const char *conv[] = { "qemu-img", "convert", "-t", "writeback", "-f", f.fmt, "-O", f.fmt,
                            "--", f.final, tmp, NULL };
@@ -731,12 +754,8 @@ static bool st_upload(void *opaque, char *detail, size_t dlen, vcl_error *e)
              rq.virtual_size, prog.last);
     ok = true;
 cleanup:
-    if (tmp_made) {
-        vcl_error re;
-        vcl_error_clear(&re);
-        if (!transport_remove(j->t, tmp, &re))
-            log_warn("cannot remove %s: %s", tmp, re.msg);
-    }
+    if (tmp_rec)
+        temps_done(j->t, &tt, tmp, tmp_made);
     return ok;
 }
 
@@ -809,7 +828,7 @@ static const stage_def capture_stages[] = {
     { "shutdown", st_shutdown,
       "record the target revision; ACPI shutdown every 5 s, destroy after shutdown_timeout" },
     { "flatten", st_flatten,
-      "qemu-img convert the COW and its backing chain into <master dir>/<stem>.qcow2.tmp-<id>" },
+      "qemu-img convert the COW and its backing chain into <master dir>/<stem>.qcow2.tmp-vcl+<random> (recorded)" },
     { "verify", st_verify, "qemu-img check; qcow2, no backing file, the disk's virtual size" },
     { "publish", st_publish, "rename into <master dir>/<stem>.qcow2, never over a file" },
     { "upload", st_upload,

@@ -31,7 +31,10 @@ typedef struct capture_facts {
     const char *fmt;             /* driver disk format ("qcow2") */
     const char *ext;             /* driver disk extension ("qcow2") */
     char final[PATH_MAX];        /* <master dir>/<stem>.<ext> */
-    char tmp[PATH_MAX];          /* <final>.tmp-<reservation id> */
+    char tmp[PATH_MAX];          /* its recorded temp (vcl.temp_file, node/temps.h):
+                                    "<final>.tmp-vcl+<random>", made and recorded by
+                                    flatten, found again by verify and publish
+                                    (capture_temp); "" when none */
 } capture_facts;
 
 /* Read the capture's rows (job_capture_facts) and check its args: bad input

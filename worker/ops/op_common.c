@@ -296,6 +296,27 @@ int op_command_timeout(const job *j)
     return config_command_timeout(j->cfg ? j->cfg->command_timeout_seconds : 0);
 }
 
+static bool temp_record(void *opaque, const char *path, vcl_error *e)
+{
+    return job_temp_record(opaque, path, e);
+}
+
+static bool temp_forget(void *opaque, const char *path, vcl_error *e)
+{
+    return job_temp_forget(opaque, path, e);
+}
+
+static bool temp_stale(void *opaque, const char *final, char ***paths, size_t *n, vcl_error *e)
+{
+    return job_temp_stale(opaque, final, paths, n, e);
+}
+
+node_temps op_temps(job *j)
+{
+    return (node_temps){ .record = temp_record, .forget = temp_forget, .stale = temp_stale,
+                         .opaque = j };
+}
+
 bool op_recorded_domain(job *j, virDomainPtr *dom, vcl_error *e)
 {
     *dom = NULL;

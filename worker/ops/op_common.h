@@ -5,6 +5,7 @@
 #define VCL_OP_COMMON_H
 #include <stdbool.h>
 #include <stddef.h>
+#include "node/temps.h"
 #include "queue/job.h"
 #include "queue/stage.h"
 
@@ -55,6 +56,10 @@ bool op_shutdown_domain(job *j, virDomainPtr dom, int timeout_s, char *detail, s
 /* The job's timeout for one command on the node (qemu-img, copies):
  * command_timeout_seconds, or its default for a job without a config. */
 int op_command_timeout(const job *j);
+
+/* The job's recorded temp files on its node (node/temps.h), kept in
+ * vcl.temp_file through job_db.h's job_temp_* (fenced on its lease). */
+node_temps op_temps(job *j);
 
 /* Stage functions shared by several operations' tables:
  * remove every domain of the computer with its disks, then RELOAD with no

@@ -46,9 +46,12 @@ static bool image_lock_held(void *opaque, vcl_error *e)
     return locks_image_held(j->db, &l, e);
 }
 
-static bool fill_image_req(job *j, image_req *r, vcl_error *e)
+/* tt: storage for the job's recorded temp files, as long as r lives. */
+static bool fill_image_req(job *j, image_req *r, node_temps *tt, vcl_error *e)
 {
     memset(r, 0, sizeof *r);
+    *tt = op_temps(j);
+    r->temps = tt;
     r->t = j->t;
     /* 'management': the repository paths are on this host (repo_t local). */
     if (!job_repo_transport(j, &r->repo_t, e))
@@ -197,8 +200,9 @@ static bool st_pre_define(void *opaque, char *detail, size_t dlen, vcl_error *e)
                              j->drv->name);
     }
     image_req req;
+    node_temps tt;
     char how[PATH_MAX + 128] = "";
-    if (!fill_image_req(j, &req, e))
+    if (!fill_image_req(j, &req, &tt, e))
         return false;
     req.how = how;
     req.how_len = sizeof how;

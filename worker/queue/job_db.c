@@ -166,6 +166,94 @@ static bool pg_status_row(job *j, node_status_row *out, vcl_error *e)
     return node_status_row_fetch(j->db, j->computer, out, e);
 }
 
+/* ---------------- recorded temp files ---------------- */
+
+/* $1 node, $2 path, then ($3 reservation id, $4 lease token) as far as n. */
+static void temp_params(const job *j, const char *path, int n, db_params *p)
+{
+    db_params_init(p);
+    db_param_ll(p, j->node_id);
+    db_param_str(p, path);
+    if (n >= 3)
+        db_param_ll(p, j->id);
+    if (n >= 4)
+        db_param_ll(p, j->token);
+}
+
+static bool pg_temp_record(job *j, const char *path, vcl_error *e)
+{
+    db_params p;
+    temp_params(j, path, 4, &p);
+    PGresult *r = db_exec(j->db, SQL_TEMP_FILE_RECORD, p.n, p.v, e);
+    if (!r)
+        return vcl_error_prefix(e, "recording temp file %s of node %s", path, j->node);
+    bool fenced = PQntuples(r) != 1 || PQgetisnull(r, 0, 0);
+    bool got = !fenced && db_get_bool(r, 0, 0);
+    PQclear(r);
+    if (fenced)
+        return job_lost(j, e);
+    if (!got)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "temp file %s of node %s is recorded by another "
+                             "reservation: not writing it", path, j->node);
+    return true;
+}
+
+static bool pg_temp_forget(job *j, const char *path, vcl_error *e)
+{
+    db_params p;
+    temp_params(j, path, 4, &p);
+    if (!db_run(j->db, SQL_TEMP_FILE_FORGET, p.n, p.v, e))
+        return vcl_error_prefix(e, "forgetting temp file %s of node %s", path, j->node);
+    return true;
+}
+
+static bool pg_temp_stale(job *j, const char *final, char ***paths, size_t *n, vcl_error *e)
+{
+    *paths = NULL;
+    *n = 0;
+    db_params p;
+    temp_params(j, final, 2, &p);
+    PGresult *r = db_exec(j->db, SQL_TEMP_FILE_STALE, p.n, p.v, e);
+    if (!r)
+        return vcl_error_prefix(e, "listing stale temp files of %s on node %s", final, j->node);
+    int rows = PQntuples(r);
+    bool ok = true;
+    if (rows > 0) {
+        *paths = calloc((size_t)rows, sizeof **paths);
+        ok = *paths != NULL;
+        for (int i = 0; ok && i < rows; i++) {
+            const char *s = db_get_str(r, i, 0);
+            if (!((*paths)[i] = strdup(s ? s : "")))
+                ok = false;
+            else
+                (*n)++;
+        }
+    }
+    PQclear(r);
+    if (!ok) {
+        util_strv_free(*paths, *n);
+        *paths = NULL;
+        *n = 0;
+        return vcl_error_set(e, VCL_ERR_RETRYABLE, "out of memory");
+    }
+    return true;
+}
+
+static bool pg_temp_mine(job *j, const char *final, char *out, size_t len, vcl_error *e)
+{
+    db_params p;
+    temp_params(j, final, 3, &p);
+    PGresult *r = db_exec(j->db, SQL_TEMP_FILE_MINE, p.n, p.v, e);
+    if (!r)
+        return vcl_error_prefix(e, "looking up the temp file of %s on node %s", final, j->node);
+    const char *s = PQntuples(r) == 1 ? db_get_str(r, 0, 0) : NULL;
+    bool fits = snprintf(out, len, "%s", s ? s : "") < (int)len;
+    PQclear(r);
+    if (!fits)
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "temp file of %s: path too long", final);
+    return true;
+}
+
 /* ---------------- the seam ---------------- */
 
 const job_rows job_rows_pg = {
@@ -177,6 +265,10 @@ const job_rows job_rows_pg = {
     .capture_link = pg_capture_link,
     .capture_queue_reload = pg_capture_queue_reload,
     .status_row = pg_status_row,
+    .temp_record = pg_temp_record,
+    .temp_forget = pg_temp_forget,
+    .temp_stale = pg_temp_stale,
+    .temp_mine = pg_temp_mine,
 };
 
 static const job_rows *rows_of(const job *j)
@@ -232,6 +324,26 @@ bool job_capture_queue_reload(job *j, long long *load_id, vcl_error *e)
 bool job_status_row(job *j, node_status_row *out, vcl_error *e)
 {
     return ROWS_CALL(j, status_row, e, out);
+}
+
+bool job_temp_record(job *j, const char *path, vcl_error *e)
+{
+    return ROWS_CALL(j, temp_record, e, path);
+}
+
+bool job_temp_forget(job *j, const char *path, vcl_error *e)
+{
+    return ROWS_CALL(j, temp_forget, e, path);
+}
+
+bool job_temp_stale(job *j, const char *final, char ***paths, size_t *n, vcl_error *e)
+{
+    return ROWS_CALL(j, temp_stale, e, final, paths, n);
+}
+
+bool job_temp_mine(job *j, const char *final, char *out, size_t len, vcl_error *e)
+{
+    return ROWS_CALL(j, temp_mine, e, final, out, len);
 }
 
 /* ---------------- the domain watcher ---------------- */

@@ -8,7 +8,8 @@
  *    job_set_maintenance, progress, the CPU probe), and defines what "fenced
  *    out" means (job_fenced_ok, job_lost: VCL_ERR_LOST);
  *  - job_db.c (this module) owns every other statement that code under
- *    worker/ops/ and worker/node/ needs: the capture's rows, the facts row
+ *    worker/ops/ and worker/node/ needs: the capture's rows, the recorded
+ *    temp files, the facts row
  *    of the node_status check (also `vclctl status`), and the domain
  *    watcher's connection and queries;
  *  - pool.c keeps the queue's own statements (claim, heartbeat, stage rows,
@@ -23,7 +24,7 @@
  * that matched no row returns false with e->cls VCL_ERR_LOST (job_lost).
  *
  * The seam for tests: the job-scoped functions (job_capture_*,
- * job_status_row) dispatch through j->rows, a table of function pointers;
+ * job_temp_*, job_status_row) dispatch through j->rows, a table of function pointers;
  * NULL (what job_load leaves) is job_rows_pg, the database. A unit test sets
  * j->rows to a fake of its own and drives an operation's stages with no
  * database at all; an entry the fake leaves NULL fails permanently ("not in
@@ -93,6 +94,27 @@ bool job_capture_link(job *j, long long revision_id, vcl_error *e);
  * one statement (so once); *load_id gets it. LOST when fenced out. */
 bool job_capture_queue_reload(job *j, long long *load_id, vcl_error *e);
 
+/* ---- recorded temp files (vcl.temp_file; sql/functions/tempfiles.sql) ----
+ * Every temp file a job writes on its node (names_temp: a master copy, its
+ * "-conv", a COW, a capture's flatten and upload) is recorded BEFORE the
+ * file is created and forgotten after it was renamed into place or removed;
+ * a cleanup removes only recorded temps whose owner's lease is gone. Paths
+ * are on the job's node (j->node_id). */
+
+/* Record path for this job's lease (or adopt its own earlier lease's record
+ * of it). LOST when fenced out; permanent when another reservation recorded
+ * that exact path (a random name: never, short of a broken random source). */
+bool job_temp_record(job *j, const char *path, vcl_error *e);
+/* Forget path: this lease's record, or one whose owner's lease is gone. A
+ * path with no such record is no error. */
+bool job_temp_forget(job *j, const char *path, vcl_error *e);
+/* The recorded temps of final whose owner no longer holds a live lease:
+ * *paths malloc'd (util_strv_free), NULL when *n is 0. */
+bool job_temp_stale(job *j, const char *final, char ***paths, size_t *n, vcl_error *e);
+/* The newest temp of final this reservation recorded, under any of its
+ * leases, into out (len bytes); "" when none. */
+bool job_temp_mine(job *j, const char *final, char *out, size_t len, vcl_error *e);
+
 /* ---- node_status (nodestatus.c decides; the facts row comes from here) ---- */
 
 /* The facts row of the job's computer (op_stage_check_status). */
@@ -115,6 +137,10 @@ typedef struct job_rows {
     bool (*capture_link)(job *j, long long revision_id, vcl_error *e);
     bool (*capture_queue_reload)(job *j, long long *load_id, vcl_error *e);
     bool (*status_row)(job *j, node_status_row *out, vcl_error *e);
+    bool (*temp_record)(job *j, const char *path, vcl_error *e);
+    bool (*temp_forget)(job *j, const char *path, vcl_error *e);
+    bool (*temp_stale)(job *j, const char *final, char ***paths, size_t *n, vcl_error *e);
+    bool (*temp_mine)(job *j, const char *final, char *out, size_t len, vcl_error *e);
 } job_rows;
 
 /* The database (j->db), what j->rows NULL means. */

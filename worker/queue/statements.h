@@ -191,6 +191,14 @@
     "             WHERE ct.reservation_id = r.id AND " SQL_FENCE " RETURNING ct.reservation_id)" \
     "UPDATE vcl.reservation r SET image_revision_id = $3::bigint FROM ct" \
     " WHERE r.id = ct.reservation_id"
+/* Recorded temp files (sql/functions/tempfiles.sql): $1 node id, $2 path
+ * (record, forget) or final path (stale, mine), $3 reservation id, $4 lease
+ * token. record: true, false (another reservation's path), NULL (fenced out). */
+#define SQL_TEMP_FILE_RECORD "SELECT vcl.temp_file_record($1, $2, $3, $4)"
+#define SQL_TEMP_FILE_FORGET "SELECT vcl.temp_file_forget($1, $2, $3, $4)"
+#define SQL_TEMP_FILE_STALE  "SELECT p FROM vcl.temp_file_stale($1, $2) AS p"
+#define SQL_TEMP_FILE_MINE   "SELECT p FROM vcl.temp_file_mine($1, $2, $3) AS p LIMIT 1"
+
 /* after=reload: queue the load of the new revision and record its id, in
  * one statement (so once); returns that id, nothing when fenced out. */
 #define SQL_CAPTURE_QUEUE_RELOAD \
