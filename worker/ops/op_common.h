@@ -63,6 +63,15 @@ bool op_stage_remove_domains(void *job, char *detail, size_t dlen, vcl_error *e)
 /* ask libvirt (node_status check) and write what it says back. */
 bool op_stage_check_status(void *job, char *detail, size_t dlen, vcl_error *e);
 
+/* op_load.c: the master image request of the job's node and revision (the
+ * image lock is the job's vcl.image_lock row, taken under its lease), for
+ * pre_define and stage_image; and its progress reporter (image_progress_fn,
+ * opaque: a job_copy_progress) that writes a copy's progress, as the stage's
+ * detail. */
+struct image_req;
+bool op_image_req(job *j, struct image_req *r, vcl_error *e);
+void op_copy_progress(void *opaque, const char *what, long long done, long long total);
+
 extern const op_def op_load;
 /* op_power.c */
 extern const op_def op_power_on;
@@ -80,4 +89,6 @@ extern const op_def op_maintenance;
 extern const op_def op_capture;
 /* op_node_check.c (a node's reservation: no computer) */
 extern const op_def op_node_check;
+/* op_stage_image.c (a node's reservation with an image revision) */
+extern const op_def op_stage_image;
 #endif

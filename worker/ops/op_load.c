@@ -46,7 +46,7 @@ static bool image_lock_held(void *opaque, vcl_error *e)
     return locks_image_held(j->db, &l, e);
 }
 
-static bool fill_image_req(job *j, image_req *r, vcl_error *e)
+bool op_image_req(job *j, image_req *r, vcl_error *e)
 {
     memset(r, 0, sizeof *r);
     r->t = j->t;
@@ -72,7 +72,7 @@ static bool fill_image_req(job *j, image_req *r, vcl_error *e)
  * with transport_copy_in, "convert" = qemu-img convert on the node, reported
  * at its start, once a second from the size of its output, and at its end;
  * its other reports are steps, not copies) into the running stage's detail. */
-static void load_copy_progress(void *opaque, const char *what, long long done, long long total)
+void op_copy_progress(void *opaque, const char *what, long long done, long long total)
 {
     job_copy_progress *p = opaque;
     bool convert = strcmp(what, "convert") == 0;
@@ -198,13 +198,13 @@ static bool st_pre_define(void *opaque, char *detail, size_t dlen, vcl_error *e)
     }
     image_req req;
     char how[PATH_MAX + 128] = "";
-    if (!fill_image_req(j, &req, e))
+    if (!op_image_req(j, &req, e))
         return false;
     req.how = how;
     req.how_len = sizeof how;
     job_copy_progress prog;
     job_copy_progress_init(&prog, j, "");
-    req.progress = load_copy_progress;
+    req.progress = op_copy_progress;
     req.progress_opaque = &prog;
     vcl_driver_load ld = {
         .node = &j->dnode,
