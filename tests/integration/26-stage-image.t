@@ -15,7 +15,12 @@
 #   - bad names, a nonexistent image, revision or node: a clear vclctl error
 #     and nothing queued; the schema refuses a stage_image row without a
 #     revision, or with a computer;
-#   - --all-nodes: one row per node; --wait prints the outcome.
+#   - --all-nodes: one row per node; --wait prints the outcome;
+#   - SIGKILL right after the stage started, in the middle of the copy (a
+#     temp file on the node) and right before its checkpoint: a rescuing
+#     worker finishes it once, the master in place and checked, no temp file,
+#     the lock row gone. (The per-computer matrix, tests/fault/10-sigkill-
+#     matrix.t, lists stage_image as a node operation killed here.)
 . "$(dirname "$0")/../lib/world.sh"
 world_init
 world_pg
@@ -196,5 +201,58 @@ is "$(psql_val "SELECT string_agg(n.name, ',' ORDER BY n.name) FROM vcl.reservat
 json=$("$VCLCTL" --json image stage $T-a --all-nodes)
 like "$json" '^\[\{"node" ?: ?"n1", ?"id" ?: ?[0-9]+' "--json prints the rows"
 world_workers_term 60 "the worker" "$wpid"
+drain   # the two rows --json queued: none may be left for the killed workers below
+
+# --- 8. SIGKILL at the start, mid-copy, at the finish: rescued once --------------
+# rescue_done ID: drain until the row has ended (its lease, 10 s, expires first)
+rescue_done() {
+    local id=$1 deadline=$((SECONDS + 120))
+    while [ "$(res state "$id")" != done ] && ((SECONDS < deadline)); do
+        sleep 1
+        drain
+    done
+}
+# killed_cell STEM WHAT ID: the rescue finished ID once, the master is whole
+killed_cell() {
+    local stem=$1 what=$2 id=$3 m="$WORLD/master/$1.qcow2" rv
+    rescue_done "$id"
+    is "$(res state "$id")" done "$what: rescued, done"
+    is "$(psql_val "SELECT string_agg(outcome, ',' ORDER BY id) FROM vcl.reservation_stage WHERE reservation_id = $id")" \
+       "abandoned,ok" "$what: the killed run abandoned, one ok run after it"
+    ok "$what: the master is in place" test -f "$m"
+    ok "$what: and passes qemu-img check" qemu-img check -q -f qcow2 "$m"
+    is "$(find "$WORLD/master" -name "$stem*.tmp-*" | wc -l)" 0 "$what: no temp file left"
+    rv=$(psql_val "SELECT image_revision_id FROM vcl.reservation WHERE id = $id")
+    is "$(psql_val "SELECT count(*) FROM vcl.image_lock WHERE image_revision_id = $rv")" 0 "$what: no lock row left"
+}
+for point in start finish; do
+    [ "$point" = start ] && rv=2 || rv=3
+    cp "$R/$T-a-v1.qcow2" "$R/$T-a-v$rv.qcow2"
+    ok "a revision $rv" "$VCLCTL" image revision-add $T-a --revision $rv --file-stem $T-a-v$rv
+    kid=$("$VCLCTL" image stage "$T-a:$rv" --node n1)
+    world_worker w1 --fault master:$point --drain
+    rc=0
+    world_worker_wait "$WORLD_WORKER_PID" 90 || rc=$?
+    is "$rc" 137 "master:$point: the worker was killed there"
+    if [ "$point" = start ]; then
+        ok "master:start: killed before any copy" test ! -e "$WORLD/master/$T-a-v$rv.qcow2"
+    else
+        ok "master:finish: killed with the master in place" test -f "$WORLD/master/$T-a-v$rv.qcow2"
+    fi
+    killed_cell $T-a-v$rv "master:$point" "$kid"
+done
+# mid-copy: a 512 MiB convert, killed once its temp file is on the node
+qemu-img create -q -f raw "$R/$T-big-v2.raw" 512M
+qemu-io -f raw -c "write -P 0x66 0 512M" "$R/$T-big-v2.raw" >/dev/null
+ok "big revision 2" "$VCLCTL" image revision-add $T-big --revision 2 --file-stem $T-big-v2
+kid=$("$VCLCTL" image stage "$T-big:2" --node n1)
+world_worker w1
+wpid=$WORLD_WORKER_PID
+tmp_there() { [ -n "$(find "$WORLD/master" -name "$T-big-v2.qcow2.tmp-*" -size +1M)" ]; }
+ok "the copy's temp file appears on the node" wait_for "a temp file of the copy" 120 tmp_there
+kill -KILL "$wpid"
+world_worker_wait "$wpid" 30
+ok "mid-copy: killed with a partial temp file and no master" test ! -e "$WORLD/master/$T-big-v2.qcow2"
+killed_cell $T-big-v2 "mid-copy" "$kid"
 
 done_testing
