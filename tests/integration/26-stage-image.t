@@ -22,15 +22,12 @@
 #     the lock row gone. (The per-computer matrix, tests/fault/10-sigkill-
 #     matrix.t, lists stage_image as a node operation killed here.)
 . "$(dirname "$0")/../lib/world.sh"
+. "$(dirname "$0")/../lib/images.sh"
 world_init
-world_pg
 world_libvirt
-world_dirs
 [ "$VCL_TEST_LIBVIRT" = real ] || skip_all "no libvirt daemon can run here (loads need QEMU)"
-
-VCLCTL="$ROOT/bin/vclctl"
-WORKER="$ROOT/bin/vcl-worker"
-T="t${WORLD##*.}"
+world_dirs
+world_vcl
 R="$WORLD/repo"
 res() { psql_val "SELECT $1 FROM vcl.reservation WHERE id = $2"; }
 detail_running() { psql_val "SELECT detail FROM vcl.reservation_stage WHERE reservation_id = $1 AND stage = '$2' AND outcome = 'running'"; }
@@ -39,7 +36,6 @@ stopped() { [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = T ]; }
 staged() { psql_val "SELECT count(*) FROM vcl.reservation WHERE operation = 'stage_image'"; }
 drain() { "$WORKER" --config "$CFG" --drain 2>>"$WORLD/w1.log"; }
 
-ok "migrate" "$VCLCTL" migrate
 qemu-img create -q -f qcow2 "$R/$T-a-v1.qcow2" 64M
 qemu-io -f qcow2 -c "write -P 0x5a 0 16M" "$R/$T-a-v1.qcow2" >/dev/null
 ok "node n1" "$VCLCTL" node add n1 --uri "$VCL_TEST_URI" --master-dir "$WORLD/master" \
@@ -137,14 +133,7 @@ fi
 world_workers_term 60 "the worker" "$wpid"
 
 # --- 5. hostile repository file: vmdk descriptor pointing at a host file ----------
-cat >"$R/$T-vmdk.vmdk" <<'EOF'
-# Disk DescriptorFile
-version=1
-CID=fffffffe
-parentCID=ffffffff
-createType="monolithicFlat"
-RW 100 FLAT "/etc/shadow" 0
-EOF
+hostile_vmdk "$R/$T-vmdk.vmdk"
 ok "image hostile" "$VCLCTL" image add $T-bad --os-type none
 ok "hostile revision" "$VCLCTL" image revision-add $T-bad --revision 1 --file-stem $T-vmdk
 before=$(find "$WORLD/master" "$WORLD/cow" -printf '%p %s %T@\n' | sort)

@@ -6,7 +6,7 @@
  *
  * One stage, master: exactly the first half of a load's pre_define, through
  * the same function (image_ensure_master, node/image.h) with the same
- * request (op_image_req: the vcl.image_lock row of (node, revision) under
+ * request (op_master_init: the vcl.image_lock row of (node, revision) under
  * this job's lease, the repository search, imgtrust inspection, qemu-img
  * check, rename into place) and the same progress reporter, so `vclctl show
  * --follow` shows the copy as it shows a load's. A load of the image on the
@@ -23,9 +23,6 @@
 #include "queue/job.h"
 #include "base/log.h"
 
-#include <stdio.h>
-#include <string.h>
-
 static bool st_master(void *opaque, char *detail, size_t dlen, vcl_error *e)
 {
     job *j = opaque;
@@ -33,25 +30,13 @@ static bool st_master(void *opaque, char *detail, size_t dlen, vcl_error *e)
         return vcl_error_set(e, VCL_ERR_PERMANENT, "stage_image %lld names no image revision", j->id);
     if (!job_prepare(j, e))
         return false;
-    image_req req;
-    char how[PATH_MAX + 128] = "";
-    if (!op_image_req(j, &req, e))
+    op_master m;
+    if (!op_master_init(j, &m, e) || !transport_mkdir_p(j->t, j->master_dir, 0755, e))
         return false;
-    req.how = how;
-    req.how_len = sizeof how;
-    job_copy_progress prog;
-    job_copy_progress_init(&prog, j, "");
-    req.progress = op_copy_progress;
-    req.progress_opaque = &prog;
-    if (!transport_mkdir_p(j->t, j->master_dir, 0755, e))
-        return false;
-    if (!image_ensure_master(&req, e))
+    if (!image_ensure_master(&m.req, e))
         return vcl_error_prefix(e, "staging image %s revision %d on node %s", j->image, j->revision,
                                 j->node);
-    snprintf(detail, dlen, "master=%s%s%s%s%s%s", j->names.master_path,
-             how[0] ? " (master " : "", how, how[0] ? ")" : "",
-             how[0] && strncmp(prog.last, "copied", 6) == 0 ? "; " : "",
-             how[0] && strncmp(prog.last, "copied", 6) == 0 ? prog.last : "");
+    op_master_detail(j, &m, detail, dlen);
     log_info("node %s: image %s revision %d staged: %s", j->node, j->image, j->revision, detail);
     return true;
 }
