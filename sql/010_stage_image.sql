@@ -34,3 +34,8 @@ ALTER TABLE vcl.reservation ADD CONSTRAINT reservation_target_valid CHECK (
          ELSE computer_id IS NOT NULL AND node_id IS NULL END);
 COMMENT ON COLUMN vcl.reservation.node_id IS
     'The node of a node_check or a stage_image (then computer_id is NULL); NULL for every operation on a computer.';
+
+-- The estimate of its one stage before it has run anywhere (show --follow,
+-- vcl.stage_estimate): pre_define's, whose copy it is.
+INSERT INTO vcl.stage_default_estimate (stage, estimate_ms) VALUES ('master', 30000)
+ON CONFLICT (stage) DO NOTHING;

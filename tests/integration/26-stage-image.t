@@ -74,7 +74,7 @@ rc=0
 wait "$fpid" || rc=$?
 is "$rc" 0 "show --follow exits 0 when the staging ends done"
 diag "$(sed 's/^/  /' "$WORLD/follow.out")"
-like "$(cat "$WORLD/follow.out")" "stage master started" "show --follow shows the stage"
+like "$(cat "$WORLD/follow.out")" "stage master started \(est 30 s\)" "show --follow shows the stage (its default estimate: pre_define's)"
 like "$(tail -1 "$WORLD/follow.out")" "#$id done in [0-9.]+ s$" "and that it ended done"
 is "$(res state "$id")" done "stage_image done"
 ok "the master is on the node" test -f "$M1"
