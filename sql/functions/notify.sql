@@ -84,7 +84,7 @@ CREATE OR REPLACE TRIGGER node_notify_changed
 -- UPDATE). The payload is a JSON object:
 --   {"id": 42, "node": "node1", "state": "done", "computer": "pc1",
 --    "operation": "load", "failed_stage": null}
--- computer is null for a node_check row (node is its node); failed_stage is
+-- computer is null for a node row (node_check, stage_image); failed_stage is
 -- the stage that failed, for a failed row. The error text is not in it (a
 -- payload is at most 8000 bytes): read it from the row. One notification per
 -- row that ends; they are not folded (each payload differs), but a

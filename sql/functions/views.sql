@@ -155,7 +155,7 @@ SELECT r.*
                             AND e.state = 'pending')
          AND NOT EXISTS (SELECT 1 FROM vcl.reservation o
                           WHERE o.computer_id = r.computer_id AND o.state = 'running')
-         -- a node_check row (no computer): the same, per node
+         -- a node row (node_check, stage_image: no computer): the same, per node
          AND (r.node_id IS NULL
               OR NOT EXISTS (SELECT 1 FROM vcl.reservation e
                               WHERE e.node_id = r.node_id AND e.node_id IS NOT NULL
@@ -177,7 +177,7 @@ SELECT r.*
                       AND x.blocks_until IS NOT NULL AND x.blocks_until >= now());
 COMMENT ON VIEW vcl.claimable IS
     'Reservations a worker may claim now, before the per-node load cap: due pending rows that are their '
-    'computer''s (a node_check: their node''s) earliest unfinished row (nothing running on it), and running rows whose lease expired with '
+    'computer''s (a node_check or stage_image: their node''s) earliest unfinished row (nothing running on it), and running rows whose lease expired with '
     'attempts left; none of a computer in maintenance except the rescue of a maintenance operation. '
     'vcl.claim reads this view; so can a DBA.';
 

@@ -95,7 +95,8 @@ declare -A OP_OWN_IMAGE=([capture]=1)
 declare -A OP_SKIP=()
 # Operations on a node (reservation.node_id, no computer): this matrix is per
 # computer; each names where it is killed and rescued instead.
-declare -A NODE_OPS=([node_check]="killed in its check stage and rescued by tests/integration/23-node-check-op.t")
+declare -A NODE_OPS=([node_check]="killed in its check stage and rescued by tests/integration/23-node-check-op.t"
+                      [stage_image]="killed at the start, mid-copy and at the finish of its master stage and rescued by tests/integration/26-stage-image.t")
 # Stages that put the computer in maintenance themselves: a cell killed at
 # their finish leaves it so (the rescue must cope; the test does not undo it).
 declare -A SETS_MAINTENANCE=([maintenance]=maintenance)

@@ -13,6 +13,7 @@
 #   6. an ESC sequence in last_error: vclctl show, show --follow and list print none
 #   7. a world-readable ssh private key: the worker refuses its configuration
 . "$(dirname "$0")/../lib/world.sh"
+. "$(dirname "$0")/../lib/images.sh"
 world_init
 world_pg
 world_libvirt
@@ -79,14 +80,7 @@ printf 'HOST-SECRET-%s\n' "$T" | dd of="$WORLD/host-secret.bin" conv=notrunc sta
 chmod 600 "$WORLD/host-secret.bin"
 
 # --- 1. vmdk descriptor with a host file as its extent ---------------------------
-cat >"$R/$T-vmdk.vmdk" <<'EOF'
-# Disk DescriptorFile
-version=1
-CID=fffffffe
-parentCID=ffffffff
-createType="monolithicFlat"
-RW 100 FLAT "/etc/shadow" 0
-EOF
+hostile_vmdk "$R/$T-vmdk.vmdk"
 refused_image $T-vmdk "vmdk extent outside its own directory '/etc/shadow'" \
     "vmdk with an extent on /etc/shadow"
 

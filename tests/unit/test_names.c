@@ -296,6 +296,28 @@ static void test_trust(void)
            own[i].computer, own[i].owned ? "owns" : "does not own", own[i].name);
 }
 
+/* names_master: a node row's master path alone (stage_image), the same
+ * checks and the same path as names_build's. */
+static void test_master(void)
+{
+    char path[PATH_MAX];
+    vcl_names n;
+    vcl_error e;
+    vcl_error_clear(&e);
+    ok(names_master("win7-base-v3", "/var/lib/vcl/masters/", "qcow2", path, sizeof path, &e),
+       "names_master ok");
+    is_str(path, "/var/lib/vcl/masters/win7-base-v3.qcow2", "names_master: <master dir>/<stem>.<ext>");
+    ok(names_build("pc1", 1, 1, "win7-base-v3", "/x", "/y", "/var/lib/vcl/masters/", "qcow2", &n, &e) &&
+       strcmp(n.master_path, path) == 0, "names_build gives the same master path");
+    vcl_error_clear(&e);
+    ok(!names_master("../etc/shadow", "/m", "qcow2", path, sizeof path, &e) &&
+       e.cls == VCL_ERR_PERMANENT, "names_master refuses a stem with a path (permanent)");
+    vcl_error_clear(&e);
+    ok(!names_master("stem", "relative/dir", "qcow2", path, sizeof path, &e), "and a relative master dir");
+    vcl_error_clear(&e);
+    ok(!names_master("stem", "/m", "qcow2", path, 8, &e), "and a path longer than the buffer");
+}
+
 int main(void)
 {
     test_names();
@@ -303,5 +325,6 @@ int main(void)
     test_dirs();
     test_macs();
     test_build();
+    test_master();
     return done_testing();
 }

@@ -674,3 +674,79 @@ cleanup:
     virt_close(conn);
     return rc;
 }
+
+/* ---- image stage ---- */
+
+const optspec OPTS_IMAGE_STAGE[] = {
+    { "node", "NODE", 0, "stage on this node" },
+    { "all-nodes", NULL, 0, "stage on every node (one stage_image reservation each)" },
+    { "wait", NULL, 0, "wait until each ends and print what it did (--json: one object per line)" },
+    { NULL, NULL, 0, NULL },
+};
+
+/* vclctl image stage IMAGE[:REV] --node N | --all-nodes [--wait]: queue a
+ * stage_image per node (sql/010_stage_image.sql), skipping a node where one
+ * of that revision is pending or running already (its id is printed too,
+ * with a note). */
+int cmd_image_stage(ctl *c, const args *a)
+{
+    const char *node = opt_str(a, "node");
+    bool all = opt_flag(a, "all-nodes");
+    image_ref ref;
+    long long revision_id = 0, node_id = 0;
+    char rev_s[32], list[4096] = "{";
+    long long ids[256];
+    int n = 0, rc;
+    vcl_error e;
+
+    if ((rc = parse_image_ref(c, a->pos[0], &ref)) != EXIT_OK)
+        return rc;
+    if (!node == !all)
+        return usage_error(c, "give --node NODE or --all-nodes (one of them)");
+    if (node && (rc = check_name(c, "node", node)) != EXIT_OK)
+        return rc;
+    if (!ctl_db(c))
+        return EXIT_FAIL;
+    if ((rc = resolve_revision(c, &ref, &revision_id)) != EXIT_OK)
+        return rc;
+    if (node && (rc = lookup_id(c, SQL_NODE_ID, "node", node, &node_id)) != EXIT_OK)
+        return rc;
+    snprintf(rev_s, sizeof rev_s, "%lld", revision_id);
+    const char *p[2] = { rev_s, node };
+    vcl_error_clear(&e);
+    PGresult *r = db_exec(c->db, SQL_IMAGE_STAGE_QUEUE, 2, p, &e);
+    if (!r)
+        return db_fail(c, &e, "cannot queue the staging of %s", a->pos[0]);
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return fail("no nodes to stage on (add one: %s node add NAME --uri URI)", PROG);
+    }
+    for (int i = 0; i < PQntuples(r) && n < (int)(sizeof ids / sizeof ids[0]); i++) {
+        if (PQgetisnull(r, i, 1))
+            continue;   /* finished between the conflict and the look-up: rare, harmless */
+        ids[n] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+        bool queued = PQgetvalue(r, i, 2)[0] == 't';
+        if (!queued)
+            note(c, "node %s: %s is already being staged there (reservation %lld)",
+                 PQgetvalue(r, i, 0), a->pos[0], ids[n]);
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s%lld", n ? "," : "", ids[n]);
+        if (!c->json && !opt_flag(a, "wait"))
+            printf("%lld\n", ids[n]);
+        n++;
+    }
+    PQclear(r);
+    size_t used = strlen(list);
+    snprintf(list + used, sizeof list - used, "}");
+    if (c->json && !opt_flag(a, "wait")) {
+        const char *pj[1] = { list };
+        return print_json(c, SQL_IMAGE_STAGE_JSON, 1, pj, "the reservations");
+    }
+    if (!opt_flag(a, "wait"))
+        return EXIT_OK;
+    rc = EXIT_OK;
+    for (int i = 0; i < n; i++)
+        if (wait_reservation(c, ids[i]) != EXIT_OK)
+            rc = EXIT_FAIL;
+    return rc;
+}

@@ -432,8 +432,9 @@ static int retry_failed(ctl *c, const args *a)
         return usage_error(c, "--failed takes no ID");
     if (node && (rc = check_name(c, "node", node)) != EXIT_OK)
         return rc;
-    if (op && !one_of(op, OPERATIONS) && strcmp(op, "node_check") != 0)
-        return usage_error(c, "unknown operation '%s' (one of %s, node_check)", op,
+    if (op && !one_of(op, OPERATIONS) && strcmp(op, "node_check") != 0 &&
+        strcmp(op, "stage_image") != 0)
+        return usage_error(c, "unknown operation '%s' (one of %s, node_check, stage_image)", op,
                            words_join(OPERATIONS, list, sizeof list));
     if (since && (rc = check_text(c, "--since", since, 200)) != EXIT_OK)
         return rc;

@@ -68,6 +68,10 @@ static const command IMAGE_CMDS[] = {
       "is the master on the node, else in its repository? (exit 0 yes, 1 no)" },
     { "size", cmd_image_size, NULL, OPTS_IMAGE_WHERE, 1, 1, "IMAGE[:REV] [--node NODE]",
       "size of the master on the node, else of the repository copy (bytes, MB)" },
+    { "stage", cmd_image_stage, NULL, OPTS_IMAGE_STAGE, 1, 1,
+      "IMAGE[:REV] --node NODE | --all-nodes [--wait]",
+      "queue a stage_image per node: copy the master there ahead of its loads (prints the ids; "
+      "a node where one is queued already is skipped)" },
     { NULL, NULL, NULL, NULL, 0, 0, NULL, NULL },
 };
 
@@ -88,7 +92,7 @@ static const command COMMANDS[] = {
     { "migrate", cmd_migrate, NULL, OPTS_MIGRATE, 0, 0, "[--sql-dir DIR]",
       "apply new migrations and re-apply the live SQL (one transaction)" },
     { "node", NULL, NODE_CMDS, NULL, 0, 0, "add|list|set|check ...", "manage hypervisor nodes" },
-    { "image", NULL, IMAGE_CMDS, NULL, 0, 0, "add|revision-add|list|exists|size ...",
+    { "image", NULL, IMAGE_CMDS, NULL, 0, 0, "add|revision-add|list|exists|size|stage ...",
       "manage images and their revisions" },
     { "computer", NULL, COMPUTER_CMDS, NULL, 0, 0, "add|list|set ...", "manage computers" },
     { "load", cmd_load, NULL, OPTS_LOAD, 2, 2,

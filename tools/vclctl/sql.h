@@ -414,6 +414,31 @@
     "INSERT INTO vcl.reservation (node_id, operation)"                                     \
     " SELECT id, 'node_check' FROM vcl.node WHERE name = $1 RETURNING id"
 
+/* ---- image stage ---- */
+
+/* Queue a stage_image of revision $1 on node $2 (NULL: every node), one row
+ * per node, with dedup_key 'stage_image:<node id>:<revision id>' (a node
+ * where one is pending or running is skipped: ON CONFLICT DO NOTHING). One
+ * line per node: name, the id (new or the one already queued), whether this
+ * statement queued it. */
+#define SQL_IMAGE_STAGE_QUEUE                                                              \
+    "WITH ins AS (INSERT INTO vcl.reservation (node_id, image_revision_id, operation, dedup_key)" \
+    "  SELECT n.id, $1::bigint, 'stage_image', format('stage_image:%s:%s', n.id, $1::bigint)" \
+    "    FROM vcl.node n WHERE $2::text IS NULL OR n.name = $2::text ORDER BY n.id"          \
+    "  ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('pending', 'running')" \
+    "  DO NOTHING RETURNING id, node_id)"                                                  \
+    " SELECT n.name, coalesce(ins.id, q.id), ins.id IS NOT NULL"                           \
+    "   FROM vcl.node n LEFT JOIN ins ON ins.node_id = n.id"                               \
+    "   LEFT JOIN vcl.reservation q ON q.dedup_key = format('stage_image:%s:%s', n.id, $1::bigint)" \
+    "        AND q.state IN ('pending', 'running')"                                        \
+    "  WHERE $2::text IS NULL OR n.name = $2::text ORDER BY n.name"
+
+/* The stage_image rows $1 (a bigint[] literal) as JSON: [{"node", "id", "state"}]. */
+#define SQL_IMAGE_STAGE_JSON                                                               \
+    "SELECT coalesce(json_agg(json_build_object('node', n.name, 'id', r.id, 'state', r.state)" \
+    "       ORDER BY n.name), '[]') FROM vcl.reservation r JOIN vcl.node n ON n.id = r.node_id" \
+    " WHERE r.id = ANY ($1::bigint[])"
+
 /* What the last node check found, after a queued one finished. */
 #define SQL_NODE_CHECK_STORED                                                              \
     "SELECT t.item, t.ok, t.detail, t.fix"                                                 \

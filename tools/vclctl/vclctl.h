@@ -105,7 +105,8 @@ int enqueue(ctl *c, const args *a, const char *computer, const char *operation,
             const char *image, const char *json_args);
 
 /* cmd_ops.c */
-extern const optspec OPTS_POWER[], OPTS_SNAPSHOT[], OPTS_OP_WAIT[], OPTS_NODE_CHECK[];
+extern const optspec OPTS_POWER[], OPTS_SNAPSHOT[], OPTS_OP_WAIT[], OPTS_NODE_CHECK[],
+    OPTS_IMAGE_STAGE[];
 int cmd_status(ctl *c, const args *a);
 int cmd_power(ctl *c, const args *a);
 int cmd_snapshot(ctl *c, const args *a);
@@ -113,6 +114,7 @@ int cmd_delete(ctl *c, const args *a);
 int cmd_maintenance(ctl *c, const args *a);
 int cmd_domains(ctl *c, const args *a);
 int cmd_node_check(ctl *c, const args *a);
+int cmd_image_stage(ctl *c, const args *a);
 
 /* live.c */
 extern const optspec OPTS_TOP[];

@@ -219,6 +219,21 @@ bool mac_check(const char *mac, vcl_error *e)
     return vcl_error_set(e, VCL_ERR_PERMANENT, "invalid MAC address '%s': %s", shown, p);
 }
 
+bool names_master(const char *file_stem, const char *master_dir, const char *disk_ext, char *out,
+                  size_t size, vcl_error *e)
+{
+    char shown[SHOW_MAX * 4 + 4];
+    if (!name_check("image file stem", file_stem, e) || !name_check("disk extension", disk_ext, e) ||
+        !dir_check("master image", master_dir, e))
+        return false;
+    if (!util_join_path(out, size, master_dir, file_stem, disk_ext)) {
+        names_show(master_dir, shown, sizeof shown);
+        return vcl_error_set(e, VCL_ERR_PERMANENT, "master image path for '%s' under '%s' would "
+                             "exceed %zu bytes", file_stem, shown, size - 1);
+    }
+    return true;
+}
+
 bool names_build(const char *computer, long long image_id, int revision, const char *file_stem,
                  const char *xml_dir, const char *cow_dir, const char *master_dir,
                  const char *disk_ext, vcl_names *out, vcl_error *e)
@@ -283,12 +298,8 @@ bool names_build(const char *computer, long long image_id, int revision, const c
                       shown, PATH_MAX - 1);
         goto cleanup;
     }
-    if (!util_join_path(out->master_path, sizeof out->master_path, master_dir, file_stem, disk_ext)) {
-        names_show(master_dir, shown, sizeof shown);
-        vcl_error_set(e, VCL_ERR_PERMANENT, "master image path for '%s' under '%s' would exceed %d bytes", file_stem,
-                      shown, PATH_MAX - 1);
+    if (!names_master(file_stem, master_dir, disk_ext, out->master_path, sizeof out->master_path, e))
         goto cleanup;
-    }
     ok = true;
 
 cleanup:

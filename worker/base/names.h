@@ -72,6 +72,11 @@ bool names_is_temp(const char *name, const char *base);
  * never owns "pc_1_7-v3.qcow2" (computer "pc_1"'s). */
 bool names_owned_by(const char *name, const char *computer);
 
+/* The master path alone, "<master_dir>/<file_stem>.<disk_ext>", with the
+ * checks names_build makes of those three (an operation on a node with no
+ * computer: stage_image); false + permanent error otherwise. */
+bool names_master(const char *file_stem, const char *master_dir, const char *disk_ext, char *out,
+                  size_t size, vcl_error *e);
 /* Check every input and build all names; false + permanent error otherwise.
  * disk_ext has no dot ("qcow2"). */
 bool names_build(const char *computer, long long image_id, int revision, const char *file_stem,

@@ -5,6 +5,7 @@
 #define VCL_OP_COMMON_H
 #include <stdbool.h>
 #include <stddef.h>
+#include "node/image.h"
 #include "node/temps.h"
 #include "queue/job.h"
 #include "queue/stage.h"
@@ -68,6 +69,21 @@ bool op_stage_remove_domains(void *job, char *detail, size_t dlen, vcl_error *e)
 /* ask libvirt (node_status check) and write what it says back. */
 bool op_stage_check_status(void *job, char *detail, size_t dlen, vcl_error *e);
 
+/* op_load.c: the master image request of the job's node and revision (the
+ * image lock is the job's vcl.image_lock row, taken under its lease), with
+ * its progress reporter (a copy's progress as the running stage's detail)
+ * and where image_ensure_master says how it got the master: shared by
+ * pre_define and stage_image. op_master_detail: "master=PATH (master HOW);
+ * <the copy's last progress line>" for the stage log. */
+typedef struct op_master {
+    image_req req;            /* req.temps points at temps: init in place, never copy */
+    node_temps temps;
+    job_copy_progress prog;
+    char how[PATH_MAX + 128];
+} op_master;
+bool op_master_init(job *j, op_master *m, vcl_error *e);
+void op_master_detail(const job *j, const op_master *m, char *detail, size_t dlen);
+
 extern const op_def op_load;
 /* op_power.c */
 extern const op_def op_power_on;
@@ -85,4 +101,6 @@ extern const op_def op_maintenance;
 extern const op_def op_capture;
 /* op_node_check.c (a node's reservation: no computer) */
 extern const op_def op_node_check;
+/* op_stage_image.c (a node's reservation with an image revision) */
+extern const op_def op_stage_image;
 #endif

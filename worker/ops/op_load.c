@@ -97,6 +97,28 @@ static void load_copy_progress(void *opaque, const char *what, long long done, l
     job_copy_progress_fn(p, done, total);
 }
 
+bool op_master_init(job *j, op_master *m, vcl_error *e)
+{
+    memset(m, 0, sizeof *m);
+    if (!fill_image_req(j, &m->req, &m->temps, e))
+        return false;
+    m->req.how = m->how;
+    m->req.how_len = sizeof m->how;
+    job_copy_progress_init(&m->prog, j, "");
+    m->req.progress = load_copy_progress;
+    m->req.progress_opaque = &m->prog;
+    return true;
+}
+
+void op_master_detail(const job *j, const op_master *m, char *detail, size_t dlen)
+{
+    /* a copy's last progress line stays in the log: how much, how fast */
+    bool copied = m->how[0] && strncmp(m->prog.last, "copied", 6) == 0;
+    snprintf(detail, dlen, "master=%s%s%s%s%s%s", j->names.master_path,
+             m->how[0] ? " (master " : "", m->how, m->how[0] ? ")" : "", copied ? "; " : "",
+             copied ? m->prog.last : "");
+}
+
 /* The domain XML of this load, built with libxml2 and the driver's hook
  * (deterministic: the same rows give the same document). *xml malloc'd;
  * summary (may be NULL) gets what it chose. */
@@ -199,17 +221,9 @@ static bool st_pre_define(void *opaque, char *detail, size_t dlen, vcl_error *e)
         return vcl_error_set(e, VCL_ERR_PERMANENT, "driver %s does not support pre_define",
                              j->drv->name);
     }
-    image_req req;
-    node_temps tt;
-    char how[PATH_MAX + 128] = "";
-    if (!fill_image_req(j, &req, &tt, e))
+    op_master m;
+    if (!op_master_init(j, &m, e))
         return false;
-    req.how = how;
-    req.how_len = sizeof how;
-    job_copy_progress prog;
-    job_copy_progress_init(&prog, j, "");
-    req.progress = load_copy_progress;
-    req.progress_opaque = &prog;
     vcl_driver_load ld = {
         .node = &j->dnode,
         .computer = j->computer,
@@ -218,19 +232,19 @@ static bool st_pre_define(void *opaque, char *detail, size_t dlen, vcl_error *e)
         .file_stem = j->file_stem,
         .master_path = j->names.master_path,
         .cow_path = j->names.cow_path,
-        .disk_format = req.disk_format,
-        .handle = &req,
+        .disk_format = m.req.disk_format,
+        .handle = &m.req,
     };
     if (!transport_mkdir_p(j->t, j->cow_dir, 0755, e) ||
         !transport_mkdir_p(j->t, j->master_dir, 0755, e))
         return false;
     if (!j->drv->pre_define(hvdriver_host(), &ld, 0, e))
         return false;
-    /* a copy's last progress line stays in the log: how much, how fast */
-    snprintf(detail, dlen, "master=%s cow=%s%s%s%s%s%s", j->names.master_path, j->names.cow_path,
-             how[0] ? " (master " : "", how, how[0] ? ")" : "",
-             how[0] && strncmp(prog.last, "copied", 6) == 0 ? "; " : "",
-             how[0] && strncmp(prog.last, "copied", 6) == 0 ? prog.last : "");
+    /* "master=M cow=C (master how); last progress": the cow after the master */
+    char md[PATH_MAX * 2 + 1024];
+    op_master_detail(j, &m, md, sizeof md);
+    size_t ml = strlen("master=") + strlen(j->names.master_path);
+    snprintf(detail, dlen, "%.*s cow=%s%s", (int)ml, md, j->names.cow_path, md + ml);
     return true;
 }
 

@@ -29,7 +29,7 @@ static const op_def *const all_ops[] = {
     &op_load,           &op_node_status,     &op_power_on,        &op_power_off,
     &op_power_reset,    &op_shutdown,        &op_snapshot_create, &op_snapshot_delete,
     &op_snapshot_revert, &op_delete,         &op_maintenance,     &op_noop,
-    &op_capture,        &op_node_check,
+    &op_capture,        &op_node_check,     &op_stage_image,
     NULL,
 };
 

@@ -152,7 +152,8 @@ bool job_prepare(job *j, vcl_error *e)
 {
     if (j->prepared)
         return true;
-    if (!name_check("computer", j->computer, e) || !name_check("node", j->node, e))
+    /* a node's row (stage_image) has no computer: only the master's name */
+    if ((j->computer_id && !name_check("computer", j->computer, e)) || !name_check("node", j->node, e))
         return false;
     for (size_t i = 0; i < j->n_repo; i++)
         if (!repo_path_check(j->repo_paths[i], e))
@@ -174,8 +175,13 @@ bool job_prepare(job *j, vcl_error *e)
         return vcl_error_prefix(e, "no hypervisor driver accepts node %s", j->node);
     if (j->revision_id) {
         const char *ext = j->drv->disk_extension ? j->drv->disk_extension(0) : "qcow2";
-        if (!names_build(j->computer, j->image_id, j->revision, j->file_stem, j->xml_dir,
-                         j->cow_dir, j->master_dir, ext, &j->names, e))
+        if (!j->computer_id) {
+            memset(&j->names, 0, sizeof j->names);
+            if (!names_master(j->file_stem, j->master_dir, ext, j->names.master_path,
+                              sizeof j->names.master_path, e))
+                return false;
+        } else if (!names_build(j->computer, j->image_id, j->revision, j->file_stem, j->xml_dir,
+                                j->cow_dir, j->master_dir, ext, &j->names, e))
             return false;
     }
     j->prepared = true;

@@ -105,7 +105,8 @@ bool job_check_ours(job *j, vcl_error *e);
 /* Load the reservation's rows (by id); the token comes from the claim. */
 bool job_load(job *j, db_conn *db, long long id, long long token, vcl_error *e);
 /* Open the node transport and libvirt, pick the driver, build the names.
- * Idempotent. Bad names/paths are permanent errors. */
+ * Idempotent. Bad names/paths are permanent errors. A node's row with an
+ * image revision and no computer (stage_image) gets names.master_path only. */
 bool job_prepare(job *j, vcl_error *e);
 void job_clear(job *j);
 /* How to reach the job's node over ssh: host, port, user from the node row,
