@@ -153,8 +153,14 @@ SELECT r.*
          AND NOT EXISTS (SELECT 1 FROM vcl.reservation e
                           WHERE e.computer_id = r.computer_id AND e.id < r.id
                             AND e.state = 'pending')
+         -- OFFSET 0: a probe of reservation_one_running_per_computer per
+         -- candidate row. Without it the planner may hash this NOT EXISTS
+         -- (it sits inside an OR) and read every running row on every
+         -- claim: the claim then grew with the running jobs (issue #13
+         -- item 6; tests/bench/scale --phases running).
          AND NOT EXISTS (SELECT 1 FROM vcl.reservation o
-                          WHERE o.computer_id = r.computer_id AND o.state = 'running')
+                          WHERE o.computer_id = r.computer_id AND o.state = 'running'
+                         OFFSET 0)
          -- a node row (node_check, stage_image: no computer): the same, per node
          AND (r.node_id IS NULL
               OR NOT EXISTS (SELECT 1 FROM vcl.reservation e
