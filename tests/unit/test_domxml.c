@@ -390,6 +390,26 @@ static void test_read_owner(void)
                           "reservation='1' image-revision='2' file-stem='s'/></metadata></domain>",
                           &o),
        "(d) external entity is not expanded into the owner");
+
+    /* (e) the owner element alone, as virDomainGetMetadata returns it */
+    ok(domxml_read_owner_element("<vcl:owner xmlns:vcl=\"" VCL_XML_NS "\" computer=\"c9\" "
+                                 "reservation=\"7\" image-revision=\"3\" file-stem=\"s-v3\"/>",
+                                 &o) &&
+           strcmp(o.computer, "c9") == 0 && o.reservation_id == 7 && o.image_revision_id == 3 &&
+           strcmp(o.file_stem, "s-v3") == 0,
+       "(e) owner element alone read");
+    ok(!domxml_read_owner_element("<vcl:owner xmlns:vcl='http://example.invalid/other' computer='c' "
+                                  "reservation='1' image-revision='2' file-stem='s'/>", &o),
+       "(e) an element of another namespace -> false");
+    ok(!domxml_read_owner_element("<x:owner xmlns:x='" VCL_XML_NS "' computer='c' image-revision='2' "
+                                  "file-stem='s'/>", &o),
+       "(e) missing reservation -> false");
+    ok(!domxml_read_owner_element("<domain><metadata><x:owner xmlns:x='" VCL_XML_NS "' computer='c' "
+                                  "reservation='1' image-revision='2' file-stem='s'/></metadata></domain>",
+                                  &o),
+       "(e) a whole domain is not an owner element");
+    ok(!domxml_read_owner_element(NULL, &o) && !domxml_read_owner_element("<<<", &o),
+       "(e) NULL, garbage -> false");
 }
 
 static void test_disk_files(void)

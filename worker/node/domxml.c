@@ -538,7 +538,14 @@ cleanup:
     return ok;
 }
 
-bool domxml_read_owner(const char *xml, domxml_owner *out)
+static bool is_owner(xmlNodePtr n)
+{
+    return is_el(n, "owner") && n->ns && xmlStrEqual(n->ns->href, BAD_CAST VCL_XML_NS);
+}
+
+/* The owner element of a domain document (full: true) or the element
+ * itself (as from virDomainGetMetadata) into out. */
+static bool read_owner(const char *xml, bool full, domxml_owner *out)
 {
     xmlDocPtr doc = NULL;
     xmlNodePtr meta, owner = NULL;
@@ -548,10 +555,14 @@ bool domxml_read_owner(const char *xml, domxml_owner *out)
         return false;
     memset(out, 0, sizeof *out);
     doc = parse(xml);
-    meta = child(domain_root(doc), "metadata");
-    for (xmlNodePtr c = meta ? meta->children : NULL; c && !owner; c = c->next)
-        if (is_el(c, "owner") && c->ns && xmlStrEqual(c->ns->href, BAD_CAST VCL_XML_NS))
-            owner = c;
+    if (full) {
+        meta = child(domain_root(doc), "metadata");
+        for (xmlNodePtr c = meta ? meta->children : NULL; c && !owner; c = c->next)
+            if (is_owner(c))
+                owner = c;
+    } else if (doc && is_owner(xmlDocGetRootElement(doc))) {
+        owner = xmlDocGetRootElement(doc);
+    }
     if (!owner)
         goto cleanup;
     if (!copy_attr(owner, "computer", out->computer, sizeof out->computer) ||
@@ -566,6 +577,16 @@ cleanup:
         memset(out, 0, sizeof *out);
     xmlFreeDoc(doc);
     return ok;
+}
+
+bool domxml_read_owner(const char *xml, domxml_owner *out)
+{
+    return read_owner(xml, true, out);
+}
+
+bool domxml_read_owner_element(const char *xml, domxml_owner *out)
+{
+    return read_owner(xml, false, out);
 }
 
 bool domxml_disk_files(const char *xml, char ***paths, size_t *n)

@@ -56,6 +56,10 @@ char *domxml_to_string(xmlDocPtr doc);
 /* Read the owner metadata back from a domain XML (as from virDomainGetXMLDesc).
  * false when absent or unparsable. */
 bool domxml_read_owner(const char *xml, domxml_owner *out);
+/* The same from the owner element alone, as virDomainGetMetadata(dom,
+ * VIR_DOMAIN_METADATA_ELEMENT, VCL_XML_NS, 0) returns it: one small
+ * document instead of the domain's whole definition. */
+bool domxml_read_owner_element(const char *xml, domxml_owner *out);
 /* File paths of every <disk type='file'> <source file=...> (top images only,
  * not backing stores). *paths malloc'd array of malloc'd strings (free with
  * util_strv_free, base/util.h). */

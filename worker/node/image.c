@@ -670,17 +670,21 @@ static bool master_present(const image_req *r, bool *good, vcl_error *e)
     if (!exists)
         return true;
     /* A master with a backing file is not one this worker wrote (an older
-     * worker's COW disk at a master path, a planted file): refused. */
-    if (!imgtrust_inspect(r->t, r->master_path, req_format(r), "master image", NULL, e))
+     * worker's COW disk at a master path, a planted file): refused. An
+     * unchanged master that passed both earlier is not looked at again. */
+    imgtrust_seen seen;
+    if (!imgtrust_inspect_known(r->t, r->master_path, req_format(r), "master image", &seen, e))
         return false;
     /* -U: running VMs hold the master open as their backing file. */
-    if (!qimg_check(r, r->master_path, req_format(r), true, &passed, e))
+    if (!seen.checked && !qimg_check(r, r->master_path, req_format(r), true, &passed, e))
         return false;
-    if (!passed) {
+    if (!seen.checked && !passed) {
         return vcl_error_prefix(e, "master image %s exists but fails its check; it is never "
                                 "overwritten (COW disks may use it): inspect it and remove it by hand "
                                 "to have it copied again", r->master_path);
     }
+    if (!seen.checked)
+        imgtrust_note_checked(r->t, r->master_path, req_format(r), &seen);
     *good = true;
     return true;
 }
@@ -1019,7 +1023,7 @@ bool image_ensure_cow(const image_req *r, vcl_error *e)
                       r->master_path, r->cow_path);
         goto cleanup;
     }
-    if (!imgtrust_inspect(r->t, r->master_path, fmt, "master image", NULL, e))
+    if (!imgtrust_inspect_known(r->t, r->master_path, fmt, "master image", NULL, e))
         goto cleanup;
 
     if (!transport_check_file(r->t, r->cow_path, &exists, e)) {

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,4 +281,176 @@ cleanup:
     transport_result_clear(&res);
     free(f);
     return ok;
+}
+
+/* ------------------------------------------------------------ trust memory
+ *
+ * A small table per process (the masters one worker loads are few), LRU by
+ * a use counter, one mutex: a lookup is a few string compares beside the
+ * lstat it needs anyway. Only qcow2 and raw are remembered: a vmdk's extents
+ * are other files, whose identity the entry would not cover. */
+
+#define TRUST_SLOTS 64
+
+typedef struct trust_entry {
+    char *path;                     /* NULL: a free slot */
+    char fmt[16];
+    unsigned long long dev, ino;
+    long long size, mtime_ns, ctime_ns;
+    bool checked;
+    unsigned long used;             /* trust_clock at the last use */
+} trust_entry;
+
+static pthread_mutex_t trust_mu = PTHREAD_MUTEX_INITIALIZER;
+static trust_entry trust[TRUST_SLOTS];
+static unsigned long trust_clock, trust_hits, trust_misses;
+
+static bool trust_fmt_ok(const char *fmt)
+{
+    return fmt && (strcmp(fmt, "qcow2") == 0 || strcmp(fmt, "raw") == 0);
+}
+
+static bool same_file(const transport_stat_info *a, const transport_stat_info *b)
+{
+    return a->has_id && b->has_id && a->exists && b->exists && a->is_reg && b->is_reg &&
+           a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
+}
+
+static bool entry_is(const trust_entry *x, const transport_stat_info *st)
+{
+    transport_stat_info was = { .exists = true, .is_reg = true, .has_id = true, .dev = x->dev,
+                                .ino = x->ino, .size = x->size, .mtime_ns = x->mtime_ns,
+                                .ctime_ns = x->ctime_ns };
+    return same_file(&was, st);
+}
+
+/* The slot of (path, fmt), or NULL. Under trust_mu. */
+static trust_entry *trust_find(const char *path, const char *fmt)
+{
+    for (size_t i = 0; i < TRUST_SLOTS; i++)
+        if (trust[i].path && strcmp(trust[i].path, path) == 0 && strcmp(trust[i].fmt, fmt) == 0)
+            return &trust[i];
+    return NULL;
+}
+
+static void trust_drop(trust_entry *x)
+{
+    free(x->path);
+    memset(x, 0, sizeof *x);
+}
+
+/* Remember st for (path, fmt); checked only adds (an entry of the same file
+ * that was checked stays checked). Under trust_mu. */
+static void trust_put(const char *path, const char *fmt, const transport_stat_info *st,
+                      bool checked)
+{
+    trust_entry *x = trust_find(path, fmt), *oldest = &trust[0];
+    if (x && entry_is(x, st)) {
+        x->checked = x->checked || checked;
+        x->used = ++trust_clock;
+        return;
+    }
+    if (!x) {
+        for (size_t i = 0; i < TRUST_SLOTS && !x; i++) {
+            if (!trust[i].path)
+                x = &trust[i];
+            else if (trust[i].used < oldest->used)
+                oldest = &trust[i];
+        }
+        if (!x)
+            x = oldest;
+    }
+    trust_drop(x);
+    if (!(x->path = strdup(path)))
+        return;   /* out of memory: simply not remembered */
+    snprintf(x->fmt, sizeof x->fmt, "%s", fmt);
+    x->dev = st->dev;
+    x->ino = st->ino;
+    x->size = st->size;
+    x->mtime_ns = st->mtime_ns;
+    x->ctime_ns = st->ctime_ns;
+    x->checked = checked;
+    x->used = ++trust_clock;
+}
+
+/* lstat path; true when it has an identity worth remembering. */
+static bool trust_stat(vcl_transport *t, const char *path, transport_stat_info *st)
+{
+    vcl_error ignore;
+    vcl_error_clear(&ignore);
+    if (!transport_lstat(t, path, st, &ignore)) {
+        memset(st, 0, sizeof *st);
+        return false;
+    }
+    return st->exists && st->is_reg && st->has_id;
+}
+
+bool imgtrust_inspect_known(vcl_transport *t, const char *path, const char *fmt, const char *what,
+                            imgtrust_seen *seen, vcl_error *e)
+{
+    imgtrust_seen s;
+    memset(&s, 0, sizeof s);
+    if (seen)
+        memset(seen, 0, sizeof *seen);
+    bool id = t && path && trust_fmt_ok(fmt) && trust_stat(t, path, &s.st);
+
+    pthread_mutex_lock(&trust_mu);
+    trust_entry *x = id ? trust_find(path, fmt) : NULL;
+    if (x && entry_is(x, &s.st)) {
+        s.known = true;
+        s.checked = x->checked;
+        x->used = ++trust_clock;
+        trust_hits++;
+    } else {
+        if (x)
+            trust_drop(x);   /* the file changed: inspect it again */
+        trust_misses++;
+    }
+    pthread_mutex_unlock(&trust_mu);
+
+    if (!s.known) {
+        if (!imgtrust_inspect(t, path, fmt, what, NULL, e))
+            return false;
+        transport_stat_info after;
+        if (id && trust_stat(t, path, &after) && same_file(&s.st, &after)) {
+            pthread_mutex_lock(&trust_mu);
+            trust_put(path, fmt, &s.st, false);
+            pthread_mutex_unlock(&trust_mu);
+        }
+    }
+    if (seen)
+        *seen = s;
+    return true;
+}
+
+void imgtrust_note_checked(vcl_transport *t, const char *path, const char *fmt,
+                           const imgtrust_seen *seen)
+{
+    transport_stat_info now;
+    if (!t || !path || !seen || !trust_fmt_ok(fmt) || !trust_stat(t, path, &now) ||
+        !same_file(&seen->st, &now))
+        return;
+    pthread_mutex_lock(&trust_mu);
+    trust_put(path, fmt, &now, true);
+    pthread_mutex_unlock(&trust_mu);
+}
+
+void imgtrust_forget(void)
+{
+    pthread_mutex_lock(&trust_mu);
+    for (size_t i = 0; i < TRUST_SLOTS; i++)
+        trust_drop(&trust[i]);
+    trust_hits = trust_misses = 0;
+    pthread_mutex_unlock(&trust_mu);
+}
+
+void imgtrust_counts(unsigned long *hits, unsigned long *misses)
+{
+    pthread_mutex_lock(&trust_mu);
+    if (hits)
+        *hits = trust_hits;
+    if (misses)
+        *misses = trust_misses;
+    pthread_mutex_unlock(&trust_mu);
 }

@@ -40,4 +40,30 @@ bool imgtrust_judge(const char *json, const char *path, const char *fmt, imgtrus
  * errors ("repository image"). */
 bool imgtrust_inspect(vcl_transport *t, const char *path, const char *fmt, const char *what,
                       qimg_info *info, vcl_error *e);
+
+/* Trust memory (per worker process): a master that passed inspection, and
+ * `qemu-img check` too when the caller says so, is not inspected again while
+ * its identity on the node is unchanged: path, format, device, inode, size,
+ * mtime and ctime to the nanosecond (ctime cannot be set back: any write,
+ * chmod or rename onto the path changes it). Only a transport that reports
+ * an identity (transport_stat_info.has_id: local) is remembered; over ssh
+ * every call inspects. An entry is kept only when the identity read before
+ * the inspection is the one read after it. */
+typedef struct imgtrust_seen {
+    transport_stat_info st; /* lstat before the inspection (or the hit) */
+    bool known;             /* inspected earlier, identity unchanged */
+    bool checked;           /* ... and its qemu-img check passed then */
+} imgtrust_seen;
+
+/* imgtrust_inspect unless remembered; seen (may be NULL) says which. */
+bool imgtrust_inspect_known(vcl_transport *t, const char *path, const char *fmt, const char *what,
+                            imgtrust_seen *seen, vcl_error *e);
+/* The caller's qemu-img check of the file of seen passed: remember it, if
+ * the file is still the one seen. */
+void imgtrust_note_checked(vcl_transport *t, const char *path, const char *fmt,
+                           const imgtrust_seen *seen);
+/* Forget everything (tests; a worker never needs to). */
+void imgtrust_forget(void);
+/* Calls of imgtrust_inspect_known answered from memory / by inspecting. */
+void imgtrust_counts(unsigned long *hits, unsigned long *misses);
 #endif

@@ -503,6 +503,11 @@ static bool local_stat(vcl_transport *t, const char *path, transport_stat_info *
     }
     transport_stat_fill(st, (unsigned)sb.st_mode, (unsigned)sb.st_uid, (unsigned)sb.st_gid,
                         (long long)sb.st_size, (long long)sb.st_mtime);
+    st->has_id = true;
+    st->dev = (unsigned long long)sb.st_dev;
+    st->ino = (unsigned long long)sb.st_ino;
+    st->mtime_ns = (long long)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
+    st->ctime_ns = (long long)sb.st_ctim.tv_sec * 1000000000LL + sb.st_ctim.tv_nsec;
     return true;
 }
 

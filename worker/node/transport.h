@@ -47,6 +47,11 @@ typedef struct transport_stat_info {
     unsigned mode;     /* st_mode: file type bits and permissions (mode & 07777) */
     unsigned uid;
     unsigned gid;
+    /* The file's identity, known only where the transport sees st_dev and
+     * st_ino (local; SFTP has no inode): has_id false, the rest 0, over ssh. */
+    bool has_id;
+    unsigned long long dev, ino;
+    long long mtime_ns, ctime_ns; /* nanoseconds since the epoch */
 } transport_stat_info;
 
 /* Verdict on a directory on the node: exists, is a directory (not a symlink), owner, mode,

@@ -18,7 +18,7 @@ typedef struct op_cleanup_stats {
 
 /* Does this domain belong to the job's computer? By recorded UUID/name, by
  * the <metadata> owner, or by carrying exactly the name this load will use. */
-bool op_domain_owned(const job *j, virDomainPtr dom, const char *xml);
+bool op_domain_owned(const job *j, virDomainPtr dom);
 /* Destroy, undefine (with snapshot metadata) every domain of the computer and
  * remove the disks and XML files they own (only files in the node's COW/XML
  * dirs whose names start with "<computer>_"; never a master). Also removes
