@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Watching progress: stage estimates from history (vcl.stage_estimate: the
 # median on the node, else on any node, else a default), copy progress in the
-# running stage's detail (qemu-img convert on the node, also while a 1 GiB one
+# running stage's detail (qemu-img convert on the node, also while a 3 GiB one
 # runs, and a stream from a repository on the management host),
 # `vclctl show ID --follow` while a real
 # worker runs real loads on libvirt (one line per change when stdout is not a
@@ -127,10 +127,14 @@ is "$(psql_val "SELECT state FROM vcl.reservation WHERE id = $id")" done "the lo
 unlike "$(cat "$WORLD/w1.log")" "cannot write the stage's progress" "no progress write failed"
 
 # --- 2b. a convert long enough to be watched: its progress moves ----------------
-# A 1 GiB raw master of non-zero data (qemu-img convert on the node takes a
-# few seconds): while it runs, the stage detail shows how far it is.
-qemu-img create -q -f raw "$WORLD/repo/$T-big-v1.raw" 1G
-qemu-io -f raw -c "write -P 0x55 0 1G" "$WORLD/repo/$T-big-v1.raw" >/dev/null
+# A 3 GiB raw master of non-zero data: while qemu-img convert runs on the
+# node, the stage detail shows how far it is. The watcher looks once a
+# second; a quiet host with a fast disk converts 1 GiB in about a second, so
+# with 1 GiB the copy could end before its first look (it did, here).
+qemu-img create -q -f raw "$WORLD/repo/$T-big-v1.raw" 3G
+# (qemu-io writes at most 2 GiB per request)
+qemu-io -f raw -c "write -P 0x55 0 1G" -c "write -P 0x55 1G 1G" -c "write -P 0x55 2G 1G" \
+    "$WORLD/repo/$T-big-v1.raw" >/dev/null
 ok "image big" "$VCLCTL" image add $T-big --os-type none
 ok "big revision 1" "$VCLCTL" image revision-add $T-big --revision 1 --file-stem $T-big-v1
 ok "computer $T-pc7 on node1" "$VCLCTL" computer add "$T-pc7" --node node1 \
@@ -138,12 +142,12 @@ ok "computer $T-pc7 on node1" "$VCLCTL" computer add "$T-pc7" --node node1 \
 idb=$("$VCLCTL" load "$T-pc7" "$T-big:1")
 world_worker w1 --drain
 wpid=$WORLD_WORKER_PID
-partial() { [[ $(detail_running "$idb" pre_define) =~ ^copied\ [0-9.]+\ [KMG]iB\ of\ 1\.0\ GiB\ \(([0-9]|[1-9][0-9])%\) ]]; }
+partial() { [[ $(detail_running "$idb" pre_define) =~ ^copied\ [0-9.]+\ [KMG]iB\ of\ 3\.0\ GiB\ \(([0-9]|[1-9][0-9])%\) ]]; }
 ok "while qemu-img convert runs on the node, the detail shows a partial copy" \
    wait_for "a partial convert progress line" 60 partial
 diag "seen: $(detail_running "$idb" pre_define)"
-world_worker_wait "$wpid" 120
-like "$(detail_ok "$idb" pre_define)" "copied 1\.0 GiB of 1\.0 GiB \(100%\)" "and the final line says all of it"
+world_worker_wait "$wpid" 300
+like "$(detail_ok "$idb" pre_define)" "copied 3\.0 GiB of 3\.0 GiB \(100%\)" "and the final line says all of it"
 is "$(psql_val "SELECT state FROM vcl.reservation WHERE id = $idb")" done "the big load is done"
 rm -f "$WORLD/repo/$T-big-v1.raw"
 
