@@ -71,6 +71,7 @@ BEGIN
         NEW.lease_expires_at := NULL;
         NEW.lease_expiries := 0;
         NEW.blocks_until := NULL;
+        NEW.load_node_id := NULL;  -- set from the computer next (reservation_load_node)
         NEW.last_error := NULL;
         NEW.failed_stage := NULL;
         NEW.domain_uuid := gen_random_uuid();
@@ -111,13 +112,18 @@ BEGIN
     -- later is the worker's too until it is named here): a DBA's values for
     -- the others are ignored. The checkpoint may only be cleared (rerun
     -- every stage), never set (skip stages).
+    -- load_node_id (a load's node) is passed on, whatever its value, to
+    -- trigger reservation_load_node, which fires next and sets it from the
+    -- computer: so a DBA cannot point a load at another node, and a
+    -- computer's move (vcl.computer_moved, running as this writer) reaches
+    -- its loads.
     v_new := NEW;
     NEW := OLD;
     SELECT v_new.computer_id, v_new.node_id, v_new.image_revision_id, v_new.operation, v_new.args,
            v_new.priority, v_new.run_at, v_new.max_attempts, v_new.state, v_new.dedup_key,
-           CASE WHEN v_new.stage IS NULL THEN NULL ELSE OLD.stage END
+           CASE WHEN v_new.stage IS NULL THEN NULL ELSE OLD.stage END, v_new.load_node_id
       INTO NEW.computer_id, NEW.node_id, NEW.image_revision_id, NEW.operation, NEW.args,
-           NEW.priority, NEW.run_at, NEW.max_attempts, NEW.state, NEW.dedup_key, NEW.stage;
+           NEW.priority, NEW.run_at, NEW.max_attempts, NEW.state, NEW.dedup_key, NEW.stage, NEW.load_node_id;
 
     -- What the allowed changes imply (the reset to pending: reservation_reset,
     -- which runs after this trigger: triggers fire in name order).
