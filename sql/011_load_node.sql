@@ -52,3 +52,11 @@ CREATE INDEX reservation_load_pending_idx ON vcl.reservation (load_node_id, prio
 -- lease_expires_at in it: heartbeats stay HOT updates.)
 CREATE INDEX reservation_load_busy_idx ON vcl.reservation (load_node_id)
     WHERE operation = 'load' AND (state = 'running' OR blocks_until IS NOT NULL);
+
+-- The claim's walk of every other pending row in claim order no longer
+-- holds the loads (the claim finds them per node above): a claim stepped
+-- over every load queued ahead for a node at its cap, thousands of them
+-- once real loads wait. Same name and columns as in 001_baseline.sql.
+DROP INDEX vcl.reservation_claim_idx;
+CREATE INDEX reservation_claim_idx ON vcl.reservation (priority DESC, run_at, id)
+    WHERE state = 'pending' AND operation <> 'load';

@@ -59,29 +59,6 @@
 -- claim; a worker passes true at most once a second (and whenever it was
 -- idle), false otherwise. Callers that omit it (DBAs, older workers) look
 -- every time.
--- The loads holding one of node p_node's load slots now: running with a
--- live lease, or cancelled while running until the lease its worker held
--- would have expired (that worker may still be inside a stage). Through
--- reservation_load_busy_idx: reads only that node's running and blocking
--- loads, never its queued ones. (vcl.claim counts under the node's row lock.)
-CREATE OR REPLACE FUNCTION vcl.node_busy_loads(p_node bigint)
-    RETURNS bigint
-    LANGUAGE plpgsql STABLE
-AS $$
-BEGIN
-    RETURN (SELECT count(*)
-              FROM vcl.reservation o
-             WHERE o.load_node_id = p_node
-               AND o.operation = 'load'
-               AND (o.state = 'running' OR o.blocks_until IS NOT NULL)
-               AND ((o.state = 'running' AND o.lease_expires_at >= now())
-                    OR o.blocks_until >= now()));
-END;
-$$;
-COMMENT ON FUNCTION vcl.node_busy_loads(bigint) IS
-    'How many of node p_node''s load slots are taken now: its loads running with a live lease, and those cancelled '
-    'while running whose old lease has not yet run out (blocks_until). vcl.claim counts them under the node''s row lock.';
-
 DROP FUNCTION IF EXISTS vcl.claim(bigint, int, int);
 CREATE OR REPLACE FUNCTION vcl.claim(p_worker_id bigint, p_limit int, p_lease_seconds int,
                                      p_rescue boolean DEFAULT true)
@@ -165,19 +142,16 @@ BEGIN
     -- 2. Loads are capped per node. Only when a load could be claimed, lock
     -- the vcl.node row (FOR NO KEY UPDATE SKIP LOCKED, until this claim
     -- commits) of every available node that has a due pending load (or,
-    -- looking for rescues, an expired one) and looked to have a free slot:
-    -- a node another claimer holds is skipped this time, as SKIP LOCKED
-    -- does, so two claimers never count the same node's free slots at once.
-    -- Only the node's row, never an advisory lock key: only a role with
-    -- UPDATE on vcl.node (operators, vcl_worker) can hold it, never a reader.
-    -- Per node two index probes (reservation_load_pending_idx,
-    -- reservation_load_busy_idx on load_node_id, 011_load_node.sql): the
-    -- cost follows the nodes, not the queued loads. (It read every due
-    -- pending load on every claim before: 22 ms at 10,000 queued loads.)
-    -- The free slots seen here are only a hint (this snapshot predates the
-    -- locks); step 3 counts them again under the locks.
+    -- looking for rescues, an expired one): a node another claimer holds is
+    -- skipped this time, as SKIP LOCKED does, so two claimers never count
+    -- the same node's free slots at once. Only the node's row, never an
+    -- advisory lock key: only a role with UPDATE on vcl.node (operators,
+    -- vcl_worker) can hold it, never a reader. Per node one index probe
+    -- (reservation_load_pending_idx on load_node_id, 011_load_node.sql):
+    -- the cost follows the nodes, not the queued loads (this step read
+    -- every due pending load before: 22 ms at 10,000 queued loads).
     IF v_loads THEN
-        WITH wanted AS MATERIALIZED (
+        WITH locked AS MATERIALIZED (
             SELECT n.id
               FROM vcl.node n
              WHERE n.state = 'available'
@@ -190,14 +164,8 @@ BEGIN
                                        AND (r.state = 'running' OR r.blocks_until IS NOT NULL)
                                        AND r.state = 'running' AND r.lease_expires_at < now()
                                        AND r.attempts < r.max_attempts)))
-               AND n.max_concurrent_loads > vcl.node_busy_loads(n.id)
-        ), locked AS MATERIALIZED (
-            SELECT n.id
-              FROM vcl.node n
-             WHERE n.id IN (SELECT wanted.id FROM wanted)
-               AND n.state = 'available'
              ORDER BY n.id
-               FOR NO KEY UPDATE SKIP LOCKED
+               FOR NO KEY UPDATE OF n SKIP LOCKED
         )
         SELECT coalesce(array_agg(locked.id ORDER BY locked.id), '{}') INTO v_nodes FROM locked;
     END IF;
@@ -207,11 +175,23 @@ BEGIN
     -- claim order. These are new statements, so their snapshots postdate
     -- the locks: they see every load an earlier holder of a lock claimed.
     IF cardinality(v_nodes) > 0 THEN
-        -- 3a. free slots per locked node
+        -- 3a. free slots per locked node: max_concurrent_loads minus the
+        -- loads holding a slot there: running with a live lease, and
+        -- cancelled while running (their worker may still be inside a
+        -- stage until the old lease lapses). Through
+        -- reservation_load_busy_idx: only those nodes' running and blocking
+        -- loads are read, never their queued ones.
         SELECT coalesce(array_agg(f.id), '{}'), coalesce(array_agg(f.slots), '{}')
           INTO v_free_nodes, v_free_slots
-          FROM (SELECT n.id, n.max_concurrent_loads - vcl.node_busy_loads(n.id) AS slots
+          FROM (SELECT n.id, n.max_concurrent_loads - b.loads AS slots
                   FROM vcl.node n
+                 CROSS JOIN LATERAL (SELECT count(*) AS loads
+                                       FROM vcl.reservation o
+                                      WHERE o.load_node_id = n.id
+                                        AND o.operation = 'load'
+                                        AND (o.state = 'running' OR o.blocks_until IS NOT NULL)
+                                        AND ((o.state = 'running' AND o.lease_expires_at >= now())
+                                             OR o.blocks_until >= now())) b
                  WHERE n.id = ANY (v_nodes) AND n.state = 'available') f
          WHERE f.slots > 0;
 
@@ -221,26 +201,31 @@ BEGIN
         -- running loads whose lease expired), so a node's loads are found
         -- however many loads other nodes have queued ahead of them.
         IF cardinality(v_free_nodes) > 0 THEN
-            SELECT coalesce(array_agg(p.id), '{}')
+            SELECT coalesce(array_agg(t.id), '{}')
               INTO v_load_ids
-              FROM unnest(v_free_nodes, v_free_slots) AS f(node_id, slots)
-             CROSS JOIN LATERAL (
-                   SELECT c.id
-                     FROM ((SELECT q.id, q.priority, q.run_at
-                              FROM vcl.claimable q
-                             WHERE q.load_node_id = f.node_id AND q.operation = 'load' AND q.state = 'pending'
-                             ORDER BY q.priority DESC, q.run_at, q.id
-                             LIMIT f.slots)
-                           UNION ALL
-                           (SELECT q.id, q.priority, q.run_at
-                              FROM vcl.claimable q
-                             WHERE v_expired
-                               AND q.load_node_id = f.node_id AND q.operation = 'load'
-                               AND (q.state = 'running' OR q.blocks_until IS NOT NULL) AND q.state = 'running'
-                             ORDER BY q.priority DESC, q.run_at, q.id
-                             LIMIT f.slots)) c
-                    ORDER BY c.priority DESC, c.run_at, c.id
-                    LIMIT f.slots) p;
+              FROM (SELECT p.id
+                      FROM unnest(v_free_nodes, v_free_slots) AS f(node_id, slots)
+                     CROSS JOIN LATERAL (
+                           SELECT c.id, c.priority, c.run_at
+                             FROM ((SELECT q.id, q.priority, q.run_at
+                                      FROM vcl.claimable q
+                                     WHERE q.load_node_id = f.node_id AND q.operation = 'load'
+                                       AND q.state = 'pending'
+                                     ORDER BY q.priority DESC, q.run_at, q.id
+                                     LIMIT least(f.slots, p_limit))
+                                   UNION ALL
+                                   (SELECT q.id, q.priority, q.run_at
+                                      FROM vcl.claimable q
+                                     WHERE v_expired
+                                       AND q.load_node_id = f.node_id AND q.operation = 'load'
+                                       AND (q.state = 'running' OR q.blocks_until IS NOT NULL) AND q.state = 'running'
+                                     ORDER BY q.priority DESC, q.run_at, q.id
+                                     LIMIT least(f.slots, p_limit))) c
+                            ORDER BY c.priority DESC, c.run_at, c.id
+                            LIMIT least(f.slots, p_limit)) p
+                     -- no more than the claim can take: the first p_limit
+                     ORDER BY p.priority DESC, p.run_at, p.id
+                     LIMIT p_limit) t;
         END IF;
     END IF;
 
@@ -265,17 +250,37 @@ BEGIN
         SELECT coalesce(array_agg(picked.id), '{}') INTO v_rescued FROM picked;
     END IF;
 
+    -- Pending rows: the other operations through reservation_claim_idx,
+    -- which holds no loads (011_load_node.sql), and the loads step 3 picked,
+    -- by primary key; each set locked with SKIP LOCKED, and the first
+    -- (p_limit - rescues) of both together in claim order claimed. One walk
+    -- of an index of every pending row stepped over each load of a capped
+    -- node queued ahead: thousands on every claim once real loads wait
+    -- behind their nodes' caps. A picked load that loses to the others
+    -- stays locked, unclaimed, until this claim commits (and the other way
+    -- round): at most as many rows as loads were picked.
     IF cardinality(v_rescued) < p_limit THEN
-        WITH picked AS MATERIALIZED (
-            SELECT q.id
+        WITH others AS MATERIALIZED (
+            SELECT q.id, q.priority, q.run_at
               FROM vcl.claimable q
-             WHERE q.state = 'pending'
-               AND (q.operation <> 'load' OR q.id = ANY (v_load_ids))
+             WHERE q.state = 'pending' AND q.operation <> 'load'
+             ORDER BY q.priority DESC, q.run_at, q.id
+             LIMIT p_limit - cardinality(v_rescued)
+               FOR NO KEY UPDATE SKIP LOCKED
+        ), loads AS MATERIALIZED (
+            SELECT q.id, q.priority, q.run_at
+              FROM vcl.claimable q
+             WHERE q.id = ANY (v_load_ids) AND q.state = 'pending' AND q.operation = 'load'
              ORDER BY q.priority DESC, q.run_at, q.id
              LIMIT p_limit - cardinality(v_rescued)
                FOR NO KEY UPDATE SKIP LOCKED
         )
-        SELECT coalesce(array_agg(picked.id), '{}') INTO v_ids FROM picked;
+        SELECT coalesce(array_agg(a.id), '{}') INTO v_ids
+          FROM (SELECT others.id, others.priority, others.run_at FROM others
+                UNION ALL
+                SELECT loads.id, loads.priority, loads.run_at FROM loads
+                 ORDER BY 2 DESC, 3, 1
+                 LIMIT p_limit - cardinality(v_rescued)) a;
     ELSE
         v_ids := '{}';
     END IF;
