@@ -688,11 +688,11 @@ CREATE OR REPLACE TRIGGER reservation_load_node_update
 -- computer row waited for every open INSERT of a load of it (each holds
 -- FOR SHARE on it: vcl.reservation_load_node), so the UPDATE below, a new
 -- statement with a new snapshot, sees those loads. Wakes the workers: the
--- new node may have a free slot.
+-- new node may have a free slot. SECURITY INVOKER: only the inventory's
+-- owner may change computer.node_id (grants.sql), and it may update the
+-- reservations too.
 CREATE OR REPLACE FUNCTION vcl.computer_moved() RETURNS trigger
     LANGUAGE plpgsql
-    SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     UPDATE vcl.reservation r

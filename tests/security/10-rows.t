@@ -36,11 +36,13 @@ cid() { psql_val "SELECT id FROM vcl.computer WHERE name = '$1'"; }
 id=$(as_val web "INSERT INTO vcl.reservation (computer_id, image_revision_id, operation, args, priority, run_at, max_attempts)
                  VALUES ($(cid pc1), 1, 'load', '{}', 5, now(), 3) RETURNING id")
 like "$id" '^[0-9]+$' "vcl_submitter inserts a load with the submitter's columns"
-for col in "stage" "domain_xml" "state" "lease_expires_at" "blocks_until" "attempts" "lease_token" "worker_id" "domain_uuid"; do
+for col in "stage" "domain_xml" "state" "lease_expires_at" "blocks_until" "attempts" "lease_token" "worker_id" "domain_uuid" \
+    "load_node_id"; do
     val="NULL"
     case $col in
         stage) val="'generate_xml'" ;; domain_xml) val="'<domain/>'" ;; state) val="'pending'" ;;
-        lease_expires_at | blocks_until) val="now() + interval '100 years'" ;; attempts | lease_token | worker_id) val=1 ;;
+        lease_expires_at | blocks_until) val="now() + interval '100 years'" ;;
+        attempts | lease_token | worker_id | load_node_id) val=1 ;;
         domain_uuid) val="gen_random_uuid()" ;;
     esac
     like "$(as_err web "INSERT INTO vcl.reservation (computer_id, operation, $col) VALUES ($(cid pc2), 'noop', $val)")" \
