@@ -127,13 +127,22 @@ ok "a node added while the watcher runs is watched within seconds" \
 
 # --- idle: almost nothing --------------------------------------------------------
 # (statistics of an idle backend reach pg_stat_database up to 10 s late: wait)
+# Autovacuum's transactions count too, and it may pick this minute to visit
+# the tables the earlier tests filled (once it made a window 16 instead of
+# 6-9): the workers' idle cost is the same in every window and autovacuum
+# only adds, so the least of up to three windows is the measure.
 sleep 11
-before=$(psql_val "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
-sleep 15
-after=$(psql_val "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
-n=$((after - before))
-diag "two idle workers: $n transactions in 15 s (this probe and autovacuum included)"
-ok "two idle workers: at most 15 transactions in 15 s (got $n)" test "$n" -le 15
+n=
+for window in 1 2 3; do
+    before=$(psql_val "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+    sleep 15
+    after=$(psql_val "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+    w=$((after - before))
+    diag "two idle workers, window $window: $w transactions in 15 s (this probe and autovacuum included)"
+    { [[ -z $n ]] || ((w < n)); } && n=$w
+    ((n <= 15)) && break
+done
+ok "two idle workers: at most 15 transactions in 15 s (got $n, the least of the windows)" test "$n" -le 15
 
 # --- prepared statements, and prepared_statements: off ---------------------------
 world_config w3 "prepared_statements: off" "poll_seconds: 3600" "watch_resync_seconds: 0" >/dev/null
