@@ -133,7 +133,7 @@ int cmd_migrate(ctl *c, const args *a)
                            "/var/lib/vcl-worker/xml; made 0755, must not be world-writable)" }, \
     { "repo", "PATH", OPT_MULTI, "image repository path searched for masters; repeat for " \
                                  "several (node set: replaces the list)" },                 \
-    { "max-loads", "N", 0, "at most N loads at once on this node" },                        \
+    { "max-loads", "N", 0, "at most N loads at once on this node (default 8)" },            \
     { "repo-location", "node|management", 0, "where the --repo paths are: on the node "     \
                                               "(default) or on the worker's host" },         \
     { "network", "NAME", 0, "libvirt network the NICs attach to" },                       \
