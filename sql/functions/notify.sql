@@ -120,9 +120,14 @@ COMMENT ON FUNCTION vcl.reservation_notify_done() IS
     'when a reservation becomes done, failed or cancelled (for front ends; the workers do not listen).';
 
 -- Row level with a WHEN: heartbeats and checkpoints (most updates) never
--- call the function.
+-- call the function, nor do the worker's batched completions: vcl.complete
+-- (queue.sql) sends their vcl_done itself, set-based, with the same payload,
+-- and marks its UPDATE with the transaction-local vcl.done_notify =
+-- 'complete' (a session that sets it itself only silences its own rows'
+-- hints).
 CREATE OR REPLACE TRIGGER reservation_notify_done
     AFTER UPDATE OF state ON vcl.reservation
     FOR EACH ROW
-    WHEN (NEW.state IN ('done', 'failed', 'cancelled') AND OLD.state IS DISTINCT FROM NEW.state)
+    WHEN (NEW.state IN ('done', 'failed', 'cancelled') AND OLD.state IS DISTINCT FROM NEW.state
+          AND current_setting('vcl.done_notify', true) IS DISTINCT FROM 'complete')
     EXECUTE FUNCTION vcl.reservation_notify_done();

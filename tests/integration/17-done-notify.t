@@ -66,6 +66,17 @@ is "$(heard "SELECT vcl.cancel($k)")" \
    "{\"id\": $k, \"node\": \"n1\", \"state\": \"cancelled\", \"computer\": null, \"operation\": \"node_check\", \"failed_stage\": null}" \
    "a node_check row: node n1, computer null"
 psql_val "UPDATE vcl.reservation SET state = 'cancelled' WHERE state = 'pending'" >/dev/null
+# vcl.complete sends its rows' vcl_done itself (set-based, not the trigger):
+# a node row names its node there too, and the trigger's own rows after it
+# in the same transaction still send theirs
+k2=$(psql_val "INSERT INTO vcl.reservation (node_id, operation) VALUES (1, 'node_check') RETURNING id")
+tk2=$(claim "$k2")
+z=$(ins c6 noop)
+out=$(heard "BEGIN; SELECT vcl.complete('{$k2}', '{$tk2}'); SELECT vcl.cancel($z); COMMIT")
+like "$out" "\"id\": $k2, \"node\": \"n1\", \"state\": \"done\", \"computer\": null, \"operation\": \"node_check\"" \
+     "vcl.complete of a node_check row: node n1, computer null"
+like "$out" "\"id\": $z, .*\"state\": \"cancelled\"" "a cancel after vcl.complete in the same transaction: its own vcl_done"
+is "$(printf '%s\n' "$out" | grep -c '"id"')" 2 "one notification each"
 
 # --- a real worker, a LISTENing session -----------------------------------------------
 mkfifo "$WORLD/listen.in"
