@@ -294,6 +294,22 @@ static void test_trust(void)
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
         ok(names_owned_by(own[i].name, own[i].computer) == own[i].owned, "%s %s %s",
            own[i].computer, own[i].owned ? "owns" : "does not own", own[i].name);
+
+    static const struct { const char *domain, *computer; bool in; } dom[] = {
+        { "pc:win7-v3", "pc", true },
+        { "pc:", "pc", true },
+        { "pc1:win7-v3", "pc", false },
+        { "pc", "pc", false },
+        { "xpc:win7-v3", "pc", false },
+        { "pc_1:win7-v3", "pc", false },
+        { "pc_1:win7-v3", "pc_1", true },
+        { "pc:win7-v3", "pc:", false },   /* not a valid computer name */
+        { "pc:win7-v3", "", false },
+    };
+    for (size_t i = 0; i < sizeof dom / sizeof dom[0]; i++)
+        ok(names_domain_of(dom[i].domain, dom[i].computer) == dom[i].in, "domain %s %s %s's name space",
+           dom[i].domain, dom[i].in ? "is in" : "is not in", dom[i].computer);
+    ok(!names_domain_of(NULL, "pc") && !names_domain_of("pc:x", NULL), "names_domain_of(NULL) is false");
 }
 
 /* names_master: a node row's master path alone (stage_image), the same
