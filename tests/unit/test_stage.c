@@ -59,7 +59,27 @@ static int f_check(void *ctx)
     return 0;
 }
 
-static const stage_hooks hooks = { f_start, f_finish, f_check, NULL };
+/* the merged write of the queue (vcl.stage_next): the same log as
+ * f_finish(ok) + f_start, or nothing at all when fenced out */
+static int merges;
+static bool f_finish_start(void *ctx, long long row, const char *stage, const char *detail,
+                           const char *next, long long *next_row, vcl_error *e)
+{
+    fake *f = ctx;
+    (void)detail;
+    if ((f->fence_finish_at && strcmp(stage, f->fence_finish_at) == 0) ||
+        (f->fence_at && strcmp(next, f->fence_at) == 0))
+        return vcl_error_set(e, VCL_ERR_LOST, "finish of %s / start of %s fenced out", stage, next);
+    merges++;
+    add(f, "ok", stage);
+    snprintf(f->checkpoint, sizeof f->checkpoint, "%s", stage);
+    add(f, "start", next);
+    *next_row = 100;
+    return row == 100;
+}
+
+static const stage_hooks hooks = { f_start, f_finish, f_check, NULL, NULL };
+static const stage_hooks hooks_merged = { f_start, f_finish, f_check, NULL, f_finish_start };
 
 static bool run_stage(fake *f, int idx, const char *name, char *detail, size_t dl, vcl_error *e)
 {
@@ -197,6 +217,45 @@ int main(void)
     is_int(r, STAGE_RUN_FAILED, "unknown checkpoint fails");
     is_int(e.cls, VCL_ERR_PERMANENT, "unknown checkpoint is permanent");
     ok(strstr(e.msg, "--from-start") != NULL, "error says how to fix it: %s", e.msg);
+
+    /* finish + next start in one write: the same rows in the same order */
+    reset(&f);
+    merges = 0;
+    r = stage_run(&op_abc, NULL, &f, &hooks_merged, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_DONE, "merged: fresh run completes");
+    is_str(f.log, "start:a ok:a start:b ok:b start:c ok:c", "merged: the same rows in the same order");
+    is_int(merges, 2, "merged: a->b and b->c in one write each, c's finish alone");
+    is_str(f.checkpoint, "c", "merged: checkpoint is the last stage");
+
+    reset(&f);
+    merges = 0;
+    f.fail_stage = "b";
+    f.fail_cls = VCL_ERR_RETRYABLE;
+    r = stage_run(&op_abc, NULL, &f, &hooks_merged, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_FAILED, "merged: failing stage fails the run");
+    is_str(f.log, "start:a ok:a start:b fail:b", "merged: a failed stage is finished alone, c never started");
+    is_int(merges, 1, "merged: only the finish of a success is merged");
+    is_str(f.checkpoint, "a", "merged: checkpoint did not advance past the failed stage");
+
+    reset(&f);
+    f.fence_finish_at = "a";
+    r = stage_run(&op_abc, NULL, &f, &hooks_merged, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_LOST, "merged: fenced-out finish: lost");
+    is_str(f.log, "start:a", "merged: nothing written by the fenced-out write");
+    is_int(f.runs[1], 0, "merged: nothing runs after it");
+
+    reset(&f);
+    f.stop_after = 1;
+    r = stage_run(&op_abc, NULL, &f, &hooks_merged, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_STOPPED, "merged: shutdown requested: stopped");
+    is_str(f.log, "start:a ok:a", "merged: the stage is finished alone, the next not started");
+
+    reset(&f);
+    f.lost_after = 2;
+    r = stage_run(&op_abc, NULL, &f, &hooks_merged, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_LOST, "merged: lease lost before the write: lost");
+    is_str(f.log, "start:a ok:a", "merged: the stage is finished alone, the next not started");
+    is_int(f.runs[1], 0, "merged: stage b not run");
 
     is_int(stage_resume_index(&op_abc, ""), 0, "empty checkpoint starts at 0");
     is_int(stage_resume_index(&op_abc, "b"), 2, "after b comes index 2");

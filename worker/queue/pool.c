@@ -347,7 +347,43 @@ static void hook_on_stage(void *ctx, const char *stage)
     log_ctx_stage(stage);
 }
 
-static const stage_hooks engine_hooks = { hook_start, hook_finish, hook_check, hook_on_stage };
+/* hook_finish (ok) then hook_on_stage + hook_start of next, with one
+ * statement (vcl.stage_next): the same rows, logs and fault points, in the
+ * same order. */
+static bool hook_finish_start(void *ctx, long long row, const char *stage, const char *detail,
+                              const char *next, long long *next_row, vcl_error *e)
+{
+    hook_ctx *h = ctx;
+    pool *p = h->s->p;
+    fault_point(stage, "finish", h->j->node);
+    db_params prm;
+    db_params_init(&prm);
+    db_param_ll(&prm, h->j->id);
+    db_param_ll(&prm, h->j->token);
+    db_param_ll(&prm, row);
+    db_param_str(&prm, detail);
+    db_param_str(&prm, next);
+    PGresult *r = slot_exec(h->s, SQL_STAGE_NEXT, &prm, e);
+    if (!r)
+        return false;
+    bool fenced_out = PQgetisnull(r, 0, 0);
+    *next_row = fenced_out ? 0 : db_get_ll(r, 0, 0);
+    PQclear(r);
+    if (fenced_out)
+        return vcl_error_set(e, VCL_ERR_LOST, "stage %s of reservation %lld: this worker no "
+                             "longer holds the lease (its finish was fenced out)", stage, h->j->id);
+    log_info("stage %s finished: %s", stage, detail);
+    hook_on_stage(ctx, next);
+    pthread_mutex_lock(&p->mu);
+    h->s->cur.row = *next_row;
+    pthread_mutex_unlock(&p->mu);
+    log_info("stage %s started", next);
+    fault_point(next, "start", h->j->node);
+    return true;
+}
+
+static const stage_hooks engine_hooks = { hook_start, hook_finish, hook_check, hook_on_stage,
+                                          hook_finish_start };
 
 /* "{1,2,3}" into buf; cap must hold n * 21 + 3 bytes (ARRAY_LITERAL_CAP). */
 #define ARRAY_LITERAL_CAP(n) ((size_t)(n) * 21 + 3)
