@@ -295,20 +295,16 @@ static void test_trust(void)
         ok(names_owned_by(own[i].name, own[i].computer) == own[i].owned, "%s %s %s",
            own[i].computer, own[i].owned ? "owns" : "does not own", own[i].name);
 
-    static const struct { const char *domain, *computer; bool in; } dom[] = {
-        { "pc:win7-v3", "pc", true },
-        { "pc:", "pc", true },
-        { "pc1:win7-v3", "pc", false },
-        { "pc", "pc", false },
-        { "xpc:win7-v3", "pc", false },
-        { "pc_1:win7-v3", "pc", false },
-        { "pc_1:win7-v3", "pc_1", true },
-        { "pc:win7-v3", "pc:", false },   /* not a valid computer name */
-        { "pc:win7-v3", "", false },
-    };
-    for (size_t i = 0; i < sizeof dom / sizeof dom[0]; i++)
-        ok(names_domain_of(dom[i].domain, dom[i].computer) == dom[i].in, "domain %s %s %s's name space",
-           dom[i].domain, dom[i].in ? "is in" : "is not in", dom[i].computer);
+    /* the name space of computer "pc" (and of "pc_1"): "<computer>:..." */
+    static const char *const of_pc[] = { "pc:win7-v3", "pc:", NULL };
+    static const char *const not_of_pc[] = { "pc1:win7-v3", "pc", "xpc:win7-v3", "pc_1:win7-v3", NULL };
+    for (int i = 0; of_pc[i]; i++)
+        ok(names_domain_of(of_pc[i], "pc"), "domain %s is in pc's name space", of_pc[i]);
+    for (int i = 0; not_of_pc[i]; i++)
+        ok(!names_domain_of(not_of_pc[i], "pc"), "domain %s is not in pc's name space", not_of_pc[i]);
+    ok(names_domain_of("pc_1:win7-v3", "pc_1"), "pc_1:win7-v3 is in pc_1's name space");
+    ok(!names_domain_of("pc:win7-v3", "pc:") && !names_domain_of("pc:win7-v3", ""),
+       "no name space for an invalid computer name");
     ok(!names_domain_of(NULL, "pc") && !names_domain_of("pc:x", NULL), "names_domain_of(NULL) is false");
 }
 
