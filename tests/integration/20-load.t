@@ -139,7 +139,7 @@ for round in 1 2 3 4 5; do
     wait $a $b
     [ "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE state IN ('pending','running')")" = 0 ] && break
 done
-is "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE state = 'done'")" 23 "all 20 (+3 earlier) reservations done"
+is "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE state = 'done'")" 24 "all 20 (+4 earlier) reservations done"
 is "$(psql_val "
   WITH spans AS (SELECT r.computer_id, r.id, min(s.started_at) a, max(s.finished_at) b
                    FROM vcl.reservation r JOIN vcl.reservation_stage s ON s.reservation_id = r.id
