@@ -259,6 +259,25 @@ is "$(psql_val "SELECT vcl.stage_finish($R, $T2, $S4, false, 'virDomainDefineXML
 is "$(psql_val "SELECT outcome || ' ' || (duration_ms >= 0) || ' ' || detail FROM vcl.reservation_stage WHERE id = $S4")" \
    "failed true virDomainDefineXML: boom" "failed stage logged with duration and detail"
 is "$(psql_val "SELECT stage FROM vcl.reservation WHERE id = $R")" cleanup "a failed stage does not checkpoint"
+# stage_next: a finish (ok, checkpoint) and the next start in one transaction
+S5=$(psql_val "SELECT vcl.stage_start($R, $T2, 'define')")
+S6=$(psql_val "SELECT vcl.stage_next($R, $T2, $S5, 'defined', 'power_on')")
+ok "stage_next returns the next stage's row id" test -n "$S6" -a "$S6" -gt "$S5"
+is "$(psql_val "SELECT outcome || ' ' || detail FROM vcl.reservation_stage WHERE id = $S5")" "ok defined" \
+   "stage_next finished the stage"
+is "$(psql_val "SELECT stage FROM vcl.reservation WHERE id = $R")" define "... advanced the checkpoint"
+is "$(psql_val "SELECT stage || ' ' || outcome || ' ' || lease_token || ' ' || (started_at >= (SELECT finished_at FROM vcl.reservation_stage WHERE id = $S5))
+                FROM vcl.reservation_stage WHERE id = $S6")" "power_on running $T2 true" \
+   "... and started the next one under the same lease, after the finish"
+n=$(psql_val "SELECT count(*) FROM vcl.reservation_stage WHERE reservation_id = $R")
+is "$(psql_val "SELECT coalesce(vcl.stage_next($R, $T1, $S6, 'late', 'post_load')::text, 'NULL')")" NULL \
+   "old token: stage_next returns NULL"
+is "$(psql_val "SELECT count(*) || ' ' || (SELECT outcome FROM vcl.reservation_stage WHERE id = $S6)
+                FROM vcl.reservation_stage WHERE reservation_id = $R")" "$n running" "... and writes nothing"
+like "$(sql_err "SELECT vcl.stage_next($R, $T2, $S3, '', 'post_load')")" "is not a stage of reservation" \
+     "stage_next of another lease's stage row is an error"
+is "$(psql_val "SELECT count(*) FROM vcl.reservation_stage WHERE reservation_id = $R")" "$n" "... that starts nothing"
+is "$(psql_val "SELECT stage FROM vcl.reservation WHERE id = $R")" define "... nor moves the checkpoint"
 
 # --- heartbeat --------------------------------------------------------------------
 psql_val "SELECT t.clean()" >/dev/null

@@ -84,6 +84,28 @@ is "$(V list --all --name | grep -c "^$T-pc1:")" 1 "exactly one domain for $T-pc
 like "$(psql_val "SELECT detail FROM vcl.reservation_stage WHERE reservation_id = $id2 AND stage = 'cleanup'")" \
      "removed 1 domain" "cleanup detail says what it removed"
 
+# --- 2b. cleanup asks for the owner only in the computer's name space -------
+# Two domains carrying pc1's owner metadata, defined by hand: one named
+# "<computer>:..." (the only names vcl-worker gives) is pc1's and goes; one
+# named otherwise is never asked (one metadata call per domain on the node
+# was most of a cleanup's time) and stays.
+owner="<metadata><vcl:owner xmlns:vcl='http://vcl-worker.apache.invalid/xmlns/domain/1' computer='$T-pc1' reservation='$id2' image-revision='1' file-stem='$T-blank-v1'/></metadata>"
+for d in "$T-pc1:stray" "$T-stray-of-pc1"; do
+    world_track_domain "$d"
+    printf "<domain type='qemu'><name>%s</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>%s</domain>\n" \
+        "$d" "$owner" >"$WORLD/stray.xml"
+    V define "$WORLD/stray.xml" >/dev/null
+done
+id2b=$("$VCLCTL" load $T-pc1 $T-blank:1)
+"$WORKER" --config "$cfg" --drain 2>"$WORLD/w1-b2.log"
+is "$(psql_val "SELECT state FROM vcl.reservation WHERE id = $id2b")" done "third load of $T-pc1 done"
+ok "a domain named $T-pc1:... with $T-pc1's owner metadata is removed" \
+   bash -c "! virsh -q -c '$URI' dominfo '$T-pc1:stray' >/dev/null 2>&1"
+ok "a domain outside that name space is left alone" V dominfo "$T-stray-of-pc1"
+like "$(psql_val "SELECT detail FROM vcl.reservation_stage WHERE reservation_id = $id2b AND stage = 'cleanup'")" \
+     "removed 2 domain" "cleanup removed the v2 domain and the stray one"
+is "$(V list --all --name | grep -c "^$T-pc1:")" 1 "exactly one domain for $T-pc1 again"
+
 # --- 3. missing image: permanent failure, then a DBA retry -------------------
 id3=$("$VCLCTL" load $T-pc2 $T-blank:3)
 "$WORKER" --config "$cfg" --drain 2>"$WORLD/w1-c.log"
@@ -117,7 +139,7 @@ for round in 1 2 3 4 5; do
     wait $a $b
     [ "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE state IN ('pending','running')")" = 0 ] && break
 done
-is "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE state = 'done'")" 23 "all 20 (+3 earlier) reservations done"
+is "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE state = 'done'")" 24 "all 20 (+4 earlier) reservations done"
 is "$(psql_val "
   WITH spans AS (SELECT r.computer_id, r.id, min(s.started_at) a, max(s.finished_at) b
                    FROM vcl.reservation r JOIN vcl.reservation_stage s ON s.reservation_id = r.id

@@ -294,6 +294,18 @@ static void test_trust(void)
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
         ok(names_owned_by(own[i].name, own[i].computer) == own[i].owned, "%s %s %s",
            own[i].computer, own[i].owned ? "owns" : "does not own", own[i].name);
+
+    /* the name space of computer "pc" (and of "pc_1"): "<computer>:..." */
+    static const char *const of_pc[] = { "pc:win7-v3", "pc:", NULL };
+    static const char *const not_of_pc[] = { "pc1:win7-v3", "pc", "xpc:win7-v3", "pc_1:win7-v3", NULL };
+    for (int i = 0; of_pc[i]; i++)
+        ok(names_domain_of(of_pc[i], "pc"), "domain %s is in pc's name space", of_pc[i]);
+    for (int i = 0; not_of_pc[i]; i++)
+        ok(!names_domain_of(not_of_pc[i], "pc"), "domain %s is not in pc's name space", not_of_pc[i]);
+    ok(names_domain_of("pc_1:win7-v3", "pc_1"), "pc_1:win7-v3 is in pc_1's name space");
+    ok(!names_domain_of("pc:win7-v3", "pc:") && !names_domain_of("pc:win7-v3", ""),
+       "no name space for an invalid computer name");
+    ok(!names_domain_of(NULL, "pc") && !names_domain_of("pc:x", NULL), "names_domain_of(NULL) is false");
 }
 
 /* names_master: a node row's master path alone (stage_image), the same

@@ -59,7 +59,27 @@ static int f_check(void *ctx)
     return 0;
 }
 
-static const stage_hooks hooks = { f_start, f_finish, f_check, NULL };
+/* the merged write of the queue (vcl.stage_next): the same log as
+ * f_finish(ok) + f_start, or nothing at all when fenced out */
+static int merges;
+static bool f_finish_start(void *ctx, long long row, const char *stage, const char *detail,
+                           const char *next, long long *next_row, vcl_error *e)
+{
+    fake *f = ctx;
+    (void)detail;
+    if ((f->fence_finish_at && strcmp(stage, f->fence_finish_at) == 0) ||
+        (f->fence_at && strcmp(next, f->fence_at) == 0))
+        return vcl_error_set(e, VCL_ERR_LOST, "finish of %s / start of %s fenced out", stage, next);
+    merges++;
+    add(f, "ok", stage);
+    snprintf(f->checkpoint, sizeof f->checkpoint, "%s", stage);
+    add(f, "start", next);
+    *next_row = 100;
+    return row == 100;
+}
+
+static const stage_hooks hooks = { f_start, f_finish, f_check, NULL, NULL };
+static const stage_hooks hooks_merged = { f_start, f_finish, f_check, NULL, f_finish_start };
 
 static bool run_stage(fake *f, int idx, const char *name, char *detail, size_t dl, vcl_error *e)
 {
@@ -180,23 +200,57 @@ int main(void)
     is_int(e.cls, VCL_ERR_RETRYABLE, "class NONE becomes retryable");
     is_str(f.log, "start:a fail:a", "its failure is written");
 
-    reset(&f);
-    f.stop_after = 1;
-    r = stage_run(&op_abc, NULL, &f, &hooks, &f, failed, sizeof failed, &e);
-    is_int(r, STAGE_RUN_STOPPED, "shutdown between stages: stopped");
-    is_str(f.log, "start:a ok:a", "the running stage finished before the hand-back");
+    /* with the merged write too: a stop or a lost lease seen before it
+     * finishes the stage alone and starts nothing */
+    for (int m = 0; m < 2; m++) {
+        const stage_hooks *hk = m ? &hooks_merged : &hooks;
+        const char *tag = m ? "merged: " : "";
+        reset(&f);
+        f.stop_after = 1;
+        r = stage_run(&op_abc, NULL, &f, hk, &f, failed, sizeof failed, &e);
+        is_int(r, STAGE_RUN_STOPPED, "%sshutdown between stages: stopped", tag);
+        is_str(f.log, "start:a ok:a", "%sthe running stage finished before the hand-back", tag);
 
-    reset(&f);
-    f.lost_after = 2;
-    r = stage_run(&op_abc, NULL, &f, &hooks, &f, failed, sizeof failed, &e);
-    is_int(r, STAGE_RUN_LOST, "lease lost (heartbeat) between stages: lost");
-    is_int(f.runs[2], 0, "stage c not run after the lease was lost");
+        reset(&f);
+        f.lost_after = 2;
+        r = stage_run(&op_abc, NULL, &f, hk, &f, failed, sizeof failed, &e);
+        is_int(r, STAGE_RUN_LOST, "%slease lost (heartbeat) between stages: lost", tag);
+        is_str(f.log, "start:a ok:a", "%sthe stage finished alone, the next not started", tag);
+        is_int(f.runs[1], 0, "%sstage b not run after the lease was lost", tag);
+    }
 
     reset(&f);
     r = stage_run(&op_abc, "zzz", &f, &hooks, &f, failed, sizeof failed, &e);
     is_int(r, STAGE_RUN_FAILED, "unknown checkpoint fails");
     is_int(e.cls, VCL_ERR_PERMANENT, "unknown checkpoint is permanent");
     ok(strstr(e.msg, "--from-start") != NULL, "error says how to fix it: %s", e.msg);
+
+    /* finish + next start in one write: the same rows in the same order;
+     * only the finish of a success is merged, and never the last one */
+    static const struct { const char *fail; stage_run_result r; const char *log, *checkpoint; int merges; } mc[] = {
+        { NULL, STAGE_RUN_DONE, "start:a ok:a start:b ok:b start:c ok:c", "c", 2 },
+        { "b", STAGE_RUN_FAILED, "start:a ok:a start:b fail:b", "a", 1 },
+    };
+    for (size_t i = 0; i < sizeof mc / sizeof mc[0]; i++) {
+        reset(&f);
+        merges = 0;
+        f.fail_stage = mc[i].fail;
+        f.fail_cls = VCL_ERR_RETRYABLE;
+        r = stage_run(&op_abc, NULL, &f, &hooks_merged, &f, failed, sizeof failed, &e);
+        is_int(r, mc[i].r, "merged, %s fails: run %s", mc[i].fail ? mc[i].fail : "none",
+               stage_run_result_name(mc[i].r));
+        is_str(f.log, mc[i].log, "merged: the same rows in the same order");
+        is_int(merges, mc[i].merges, "merged: %d finish(es) written with the next start", mc[i].merges);
+        is_str(f.checkpoint, mc[i].checkpoint, "merged: checkpoint %s", mc[i].checkpoint);
+    }
+
+    reset(&f);
+    f.fence_finish_at = "a";
+    r = stage_run(&op_abc, NULL, &f, &hooks_merged, &f, failed, sizeof failed, &e);
+    is_int(r, STAGE_RUN_LOST, "merged: fenced-out finish: lost");
+    is_str(f.log, "start:a", "merged: nothing written by the fenced-out write");
+    is_int(f.runs[1], 0, "merged: nothing runs after it");
+
 
     is_int(stage_resume_index(&op_abc, ""), 0, "empty checkpoint starts at 0");
     is_int(stage_resume_index(&op_abc, "b"), 2, "after b comes index 2");

@@ -390,6 +390,14 @@ bool names_is_temp(const char *name, const char *base)
     return !*p || strcmp(p, "-conv") == 0;
 }
 
+bool names_domain_of(const char *domain, const char *computer)
+{
+    if (!domain || !computer || !name_valid(computer))
+        return false;
+    size_t cl = strlen(computer);
+    return strncmp(domain, computer, cl) == 0 && domain[cl] == ':';
+}
+
 bool names_owned_by(const char *name, const char *computer)
 {
     char base[NAME_MAX_LEN + 64 + 16];

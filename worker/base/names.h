@@ -72,6 +72,12 @@ bool names_is_temp(const char *name, const char *base);
  * never owns "pc_1_7-v3.qcow2" (computer "pc_1"'s). */
 bool names_owned_by(const char *name, const char *computer);
 
+/* Is domain in computer's domain name space, "<computer>:<anything>"? No
+ * name holds ':', so computer "pc" matches neither "pc1:x" nor "pc_1:x".
+ * A pre-filter only: it proves nothing about ownership (the <metadata>
+ * owner element does), it says which domains can be worth asking. */
+bool names_domain_of(const char *domain, const char *computer);
+
 /* The master path alone, "<master_dir>/<file_stem>.<disk_ext>", with the
  * checks names_build makes of those three (an operation on a node with no
  * computer: stage_image); false + permanent error otherwise. */

@@ -1076,5 +1076,13 @@ bool image_ensure_cow(const image_req *r, vcl_error *e)
 cleanup:
     if (tmp_rec)
         temps_done(r->t, r->temps, tmp, tmp_made);
+    if (r->cow_made) {
+        /* its identity now (a later look at the same inode needs no qemu-img
+         * info to know its backing): nothing when it could not be read */
+        vcl_error ignore;
+        vcl_error_clear(&ignore);
+        if (!ok || !transport_lstat(r->t, r->cow_path, r->cow_made, &ignore) || !r->cow_made->is_reg)
+            memset(r->cow_made, 0, sizeof *r->cow_made);
+    }
     return ok;
 }

@@ -62,6 +62,8 @@ typedef struct image_req {
     int command_timeout_s;            /* for qemu-img convert/check; 0 = 7200 */
     char *how;                        /* may be NULL: image_ensure_master writes how it got */
     size_t how_len;                   /* the master ("streamed from the management host: ...") */
+    transport_stat_info *cow_made;    /* may be NULL: image_ensure_cow's lstat of the COW it
+                                         created or found backed by the master (zeroed else) */
 } image_req;
 
 /* Facts from `qemu-img info --output=json`. */

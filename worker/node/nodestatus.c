@@ -39,7 +39,7 @@ void node_status_decide(const node_status_facts *f, const char *cow, const char 
 
 bool node_status_gather(virConnectPtr conn, vcl_transport *t, const char *uuid, const char *name,
                         const char *cow, const char *master, bool post_load_done,
-                        node_status_facts *f, vcl_error *e)
+                        const char *known_backing, node_status_facts *f, vcl_error *e)
 {
     memset(f, 0, sizeof *f);
     f->post_load_done = post_load_done;
@@ -61,7 +61,10 @@ bool node_status_gather(virConnectPtr conn, vcl_transport *t, const char *uuid, 
     if (domxml_disk_files(xml, &disks, &nd) && nd > 0)
         snprintf(f->disk, sizeof f->disk, "%s", disks[0]);
     f->disk_matches = cow && cow[0] && strcmp(f->disk, cow) == 0;
-    if (f->disk_matches && t) {
+    if (f->disk_matches && known_backing) {
+        snprintf(f->backing, sizeof f->backing, "%s", known_backing);
+        f->backing_matches = master && master[0] && strcmp(known_backing, master) == 0;
+    } else if (f->disk_matches && t) {
         qimg_info qi;
         vcl_error qe;
         vcl_error_clear(&qe);
@@ -105,7 +108,7 @@ bool node_status_check(const node_status_row *row, const transport_opts *ssh,
         goto cleanup;
     node_status_facts f;
     if (!node_status_gather(conn, t, row->domain_uuid, row->domain, row->cow, row->master,
-                            row->post_load_done, &f, e))
+                            row->post_load_done, NULL, &f, e))
         goto cleanup;
     snprintf(out->domain_state, sizeof out->domain_state, "%s",
              !f.recorded ? "none" : !f.domain_exists ? "missing" : virt_state_name(f.domain_state));

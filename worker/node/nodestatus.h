@@ -64,8 +64,10 @@ typedef struct node_status_facts {
 /* Pure decision: status ("READY"/"POST_LOAD"/"RELOAD") and the reason. */
 void node_status_decide(const node_status_facts *f, const char *cow, const char *master,
                         char *status, size_t status_len, char *reason, size_t reason_len);
-/* Gather the facts for a domain recorded by uuid (or name when uuid is ""). */
+/* Gather the facts for a domain recorded by uuid (or name when uuid is "").
+ * known_backing: NULL, or the COW's backing file as the caller knows it
+ * (it made the COW and it is still the same file): then no qemu-img info. */
 bool node_status_gather(virConnectPtr conn, vcl_transport *t, const char *uuid, const char *name,
                         const char *cow, const char *master, bool post_load_done,
-                        node_status_facts *f, vcl_error *e);
+                        const char *known_backing, node_status_facts *f, vcl_error *e);
 #endif

@@ -15,9 +15,15 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Every domain on the node is asked: only its owner element (a metadata
- * call), not its whole definition (measured with 111 domains on one
- * libvirtd: 10-21 ms against 44-83 ms for virDomainGetXMLDesc + parse). */
+/* The recorded domain (uuid or name) is ours whatever its name; any other
+ * is ours only when its owner element (a metadata call, not its whole
+ * definition: with 111 domains on one libvirtd 10-21 ms against 44-83 ms for
+ * virDomainGetXMLDesc + parse) names this computer. That call is made only
+ * for domains in the computer's name space ("<computer>:...", the only names
+ * the worker gives its domains): on a node with many domains, one round trip
+ * each was the most of a cleanup (tests/bench/load). A domain renamed by
+ * hand out of that space is no longer found by its metadata (the recorded
+ * one still is, by uuid). */
 bool op_domain_owned(const job *j, virDomainPtr dom)
 {
     char uuid[VIR_UUID_STRING_BUFLEN] = "";
@@ -29,6 +35,8 @@ bool op_domain_owned(const job *j, virDomainPtr dom)
         return true;
     if (j->names.domain[0] && name && strcmp(name, j->names.domain) == 0)
         return true;
+    if (!names_domain_of(name, j->computer))
+        return false;
     domxml_owner o;
     char *meta = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, VCL_XML_NS, 0);
     bool owned = meta && domxml_read_owner_element(meta, &o) && strcmp(o.computer, j->computer) == 0;

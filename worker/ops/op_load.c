@@ -224,6 +224,8 @@ static bool st_pre_define(void *opaque, char *detail, size_t dlen, vcl_error *e)
     op_master m;
     if (!op_master_init(j, &m, e))
         return false;
+    memset(&j->cow_made, 0, sizeof j->cow_made);
+    m.req.cow_made = &j->cow_made;
     vcl_driver_load ld = {
         .node = &j->dnode,
         .computer = j->computer,
@@ -364,8 +366,24 @@ static bool st_node_status(void *opaque, char *detail, size_t dlen, vcl_error *e
         return false;
     node_status_facts f;
     char status[16], reason[512];
+    /* The COW this attempt's pre_define created (or found) backed by the
+     * master, still the same file (device and inode: a file renamed onto
+     * the path is another one): its backing file name, in its header, is
+     * what pre_define saw. Nothing rewrites that header in place while the
+     * domain runs on it (QEMU holds its write lock; qemu-img rebase would
+     * need it), so no qemu-img info again. A resumed attempt (no pre_define
+     * in this process), a changed file or an ssh node (no inodes) asks. */
+    const char *known_backing = NULL;
+    if (j->cow_made.has_id) {
+        transport_stat_info now;
+        vcl_error ignore;
+        vcl_error_clear(&ignore);
+        if (transport_lstat(j->t, j->names.cow_path, &now, &ignore) && now.is_reg && now.has_id &&
+            now.dev == j->cow_made.dev && now.ino == j->cow_made.ino)
+            known_backing = j->names.master_path;
+    }
     if (!node_status_gather(j->conn, j->t, j->domain_uuid, j->names.domain, j->names.cow_path,
-                            j->names.master_path, true, &f, e))
+                            j->names.master_path, true, known_backing, &f, e))
         return false;
     node_status_decide(&f, j->names.cow_path, j->names.master_path, status, sizeof status, reason,
                        sizeof reason);

@@ -85,6 +85,10 @@ typedef struct job {
     const vcl_driver_ops *drv;
     vcl_names names;
     bool prepared;             /* transport, libvirt, driver and names ready */
+    /* The COW this attempt's pre_define created or found backed by the
+     * master, as lstat saw it right after (image_req.cow_made): has_id
+     * false when not (yet), or when the transport has no identities (ssh). */
+    transport_stat_info cow_made;
     /* Set by the pool: false once the lease may have expired (checked before
      * destructive steps inside a stage). NULL = always ours (tests, vclctl). */
     bool (*still_ours)(void *ctx);

@@ -268,43 +268,64 @@ static void slot_publish_job(slot *s, const job *j)
     pthread_mutex_unlock(&s->p->mu);
 }
 
+/* Run a fenced stage write that returns the (new) stage row id: NULL is a
+ * fenced-out write (VCL_ERR_LOST, "its <what> was fenced out"). */
+static bool stage_row_exec(hook_ctx *h, const char *sql, db_params *prm, const char *stage,
+                           const char *what, long long *row, vcl_error *e)
+{
+    PGresult *r = slot_exec(h->s, sql, prm, e);
+    if (!r)
+        return false;
+    bool fenced_out = PQgetisnull(r, 0, 0);
+    *row = fenced_out ? 0 : db_get_ll(r, 0, 0);
+    PQclear(r);
+    if (fenced_out)
+        return vcl_error_set(e, VCL_ERR_LOST, "stage %s of reservation %lld: this worker no "
+                             "longer holds the lease (%s was fenced out)", stage, h->j->id, what);
+    return true;
+}
+
+/* The start row of stage is written: the slot shows it. */
+static void stage_started(hook_ctx *h, const char *stage, long long row)
+{
+    pthread_mutex_lock(&h->s->p->mu);
+    h->s->cur.row = row;
+    pthread_mutex_unlock(&h->s->p->mu);
+    log_info("stage %s started", stage);
+    fault_point(stage, "start", h->j->node);
+}
+
 static bool hook_start(void *ctx, const char *stage, long long *row, vcl_error *e)
 {
     hook_ctx *h = ctx;
-    pool *p = h->s->p;
     db_params prm;
     db_params_init(&prm);
     db_param_ll(&prm, h->j->id);
     db_param_ll(&prm, h->j->token);
     db_param_str(&prm, stage);
-    PGresult *r = slot_exec(h->s, SQL_STAGE_START, &prm, e);
-    if (!r)
+    if (!stage_row_exec(h, SQL_STAGE_START, &prm, stage, "the start row", row, e))
         return false;
-    bool fenced_out = PQgetisnull(r, 0, 0);
-    *row = db_get_ll(r, 0, 0);
-    PQclear(r);
-    if (fenced_out)
-        return vcl_error_set(e, VCL_ERR_LOST, "stage %s of reservation %lld: this worker no "
-                             "longer holds the lease (the start row was fenced out)", stage,
-                             h->j->id);
-    pthread_mutex_lock(&p->mu);
-    h->s->cur.row = *row;
-    pthread_mutex_unlock(&p->mu);
-    log_info("stage %s started", stage);
-    fault_point(stage, "start", h->j->node);
+    stage_started(h, stage, *row);
     return true;
+}
+
+/* The finish of stage row is about to be written: its fault point, and the
+ * parameters every finish starts with (reservation, lease token, row). */
+static void stage_finishing(hook_ctx *h, const char *stage, long long row, db_params *prm)
+{
+    fault_point(stage, "finish", h->j->node);
+    db_params_init(prm);
+    db_param_ll(prm, h->j->id);
+    db_param_ll(prm, h->j->token);
+    db_param_ll(prm, row);
 }
 
 static bool hook_finish(void *ctx, long long row, const char *stage, bool ok, const char *detail,
                         vcl_error *e)
 {
     hook_ctx *h = ctx;
-    fault_point(stage, "finish", h->j->node);
     db_params prm;
-    db_params_init(&prm);
-    db_param_ll(&prm, h->j->id);
-    db_param_ll(&prm, h->j->token);
-    db_param_ll(&prm, row);
+    stage_finishing(h, stage, row, &prm);
     db_param_bool(&prm, ok);
     db_param_str(&prm, detail);
     PGresult *r = slot_exec(h->s, SQL_STAGE_FINISH, &prm, e);
@@ -347,7 +368,27 @@ static void hook_on_stage(void *ctx, const char *stage)
     log_ctx_stage(stage);
 }
 
-static const stage_hooks engine_hooks = { hook_start, hook_finish, hook_check, hook_on_stage };
+/* hook_finish (ok) then hook_on_stage + hook_start of next, with one
+ * statement (vcl.stage_next): the same rows, logs and fault points, in the
+ * same order. */
+static bool hook_finish_start(void *ctx, long long row, const char *stage, const char *detail,
+                              const char *next, long long *next_row, vcl_error *e)
+{
+    hook_ctx *h = ctx;
+    db_params prm;
+    stage_finishing(h, stage, row, &prm);
+    db_param_str(&prm, detail);
+    db_param_str(&prm, next);
+    if (!stage_row_exec(h, SQL_STAGE_NEXT, &prm, stage, "its finish", next_row, e))
+        return false;
+    log_info("stage %s finished: %s", stage, detail);
+    hook_on_stage(ctx, next);
+    stage_started(h, next, *next_row);
+    return true;
+}
+
+static const stage_hooks engine_hooks = { hook_start, hook_finish, hook_check, hook_on_stage,
+                                          hook_finish_start };
 
 /* "{1,2,3}" into buf; cap must hold n * 21 + 3 bytes (ARRAY_LITERAL_CAP). */
 #define ARRAY_LITERAL_CAP(n) ((size_t)(n) * 21 + 3)

@@ -49,27 +49,32 @@ stage_run_result stage_run(const op_def *op, const char *checkpoint, void *job,
     if (first > 0)
         log_info("resuming %s after checkpoint %s", op->name, checkpoint);
 
+    long long row = 0;
+    bool started = false;   /* this stage's start row was written with the last finish */
     for (size_t i = (size_t)first; op->stages[i].name; i++) {
         const stage_def *st = &op->stages[i];
-        int c = hooks->check(ctx);
-        if (c == 1)
-            return STAGE_RUN_LOST;
-        if (c == 2)
-            return STAGE_RUN_STOPPED;
-        if (hooks->on_stage)
-            hooks->on_stage(ctx, st->name);
-
-        long long row = 0;
-        vcl_error_clear(e);
-        if (!hooks->start(ctx, st->name, &row, e)) {
-            if (e->cls == VCL_ERR_LOST)
+        if (!started) {
+            int c = hooks->check(ctx);
+            if (c == 1)
                 return STAGE_RUN_LOST;
-            if (e->cls == VCL_ERR_NONE)
-                vcl_error_set(e, VCL_ERR_RETRYABLE, "stage %s: its start row was not written "
-                              "(no reason given)", st->name);
-            snprintf(failed_stage, failed_len, "%s", st->name);
-            return STAGE_RUN_FAILED;
+            if (c == 2)
+                return STAGE_RUN_STOPPED;
+            if (hooks->on_stage)
+                hooks->on_stage(ctx, st->name);
+
+            row = 0;
+            vcl_error_clear(e);
+            if (!hooks->start(ctx, st->name, &row, e)) {
+                if (e->cls == VCL_ERR_LOST)
+                    return STAGE_RUN_LOST;
+                if (e->cls == VCL_ERR_NONE)
+                    vcl_error_set(e, VCL_ERR_RETRYABLE, "stage %s: its start row was not written "
+                                  "(no reason given)", st->name);
+                snprintf(failed_stage, failed_len, "%s", st->name);
+                return STAGE_RUN_FAILED;
+            }
         }
+        started = false;
 
         /* Re-check after the start row: a worker paused (SIGSTOP, a long GC of
          * the host...) between its fenced start and the stage body may have
@@ -97,7 +102,13 @@ stage_run_result stage_run(const op_def *op, const char *checkpoint, void *job,
 
         vcl_error ferr;
         vcl_error_clear(&ferr);
-        if (!hooks->finish(ctx, row, st->name, ok, detail, &ferr)) {
+        /* finished ok with a stage to follow, and nothing says stop (the
+         * check the next stage would make first): one write for both */
+        const stage_def *next = &op->stages[i + 1];
+        bool merge = ok && next->name && hooks->finish_start && hooks->check(ctx) == 0;
+        long long next_row = 0;
+        if (merge ? !hooks->finish_start(ctx, row, st->name, detail, next->name, &next_row, &ferr)
+                  : !hooks->finish(ctx, row, st->name, ok, detail, &ferr)) {
             *e = ferr;
             if (ferr.cls == VCL_ERR_LOST)
                 return STAGE_RUN_LOST;
@@ -106,6 +117,10 @@ stage_run_result stage_run(const op_def *op, const char *checkpoint, void *job,
                               "(no reason given)", st->name);
             snprintf(failed_stage, failed_len, "%s", st->name);
             return STAGE_RUN_FAILED;
+        }
+        if (merge) {
+            row = next_row;
+            started = true;
         }
         /* the finish is recorded: one observation per finished stage-log row */
         metrics_stage_observe(op->name, st->name, took);

@@ -4,7 +4,8 @@
  * engine walks the table from just after the reservation's checkpoint: before
  * each stage it writes a fenced stage-start row, runs the function, then a
  * fenced finish that advances the checkpoint only when the function returned
- * true. Every stage function must be safe to run again after a crash at any
+ * true (a finish that succeeded and the next stage's start: one write when
+ * the hooks offer finish_start). Every stage function must be safe to run again after a crash at any
  * instant: it inspects the real state first.
  *
  * A stage function (or a hook) that fails with class VCL_ERR_LOST (a fenced
@@ -59,6 +60,14 @@ typedef struct stage_hooks {
      * touching the job), 2 = shutting down (hand the job back), 0 = go on. */
     int (*check)(void *ctx);
     void (*on_stage)(void *ctx, const char *stage); /* may be NULL (logging context) */
+    /* May be NULL. The finish of stage (ok, checkpoint) and the start of
+     * next in one write (one round trip, one commit instead of two); does
+     * what on_stage(next) and start(next) would, *next_row gets next's row.
+     * false as for start (VCL_ERR_LOST: fenced out, neither row written). The engine
+     * uses it only when the stage succeeded, another follows, and check
+     * says go on; otherwise finish, then check, on_stage and start. */
+    bool (*finish_start)(void *ctx, long long row, const char *stage, const char *detail,
+                         const char *next, long long *next_row, vcl_error *e);
 } stage_hooks;
 
 typedef enum {

@@ -17,6 +17,7 @@
     "SELECT vcl.heartbeat($1, $2::bigint[], $3::bigint[], $4::int)"
 #define SQL_STAGE_START  "SELECT vcl.stage_start($1, $2, $3)"
 #define SQL_STAGE_FINISH "SELECT vcl.stage_finish($1, $2, $3, $4::boolean, $5, true)"
+#define SQL_STAGE_NEXT   "SELECT vcl.stage_next($1, $2, $3, $4, $5)"
 #define SQL_STAGE_PROGRESS "SELECT vcl.stage_progress($1, $2, $3)"
 #define SQL_COMPLETE     "SELECT vcl.complete($1::bigint[], $2::bigint[])"
 #define SQL_FAIL         "SELECT vcl.fail($1, $2, $3, $4, $5::boolean, $6::double precision)"
