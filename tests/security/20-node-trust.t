@@ -26,6 +26,9 @@ URI="$VCL_TEST_URI"
 V() { virsh -q -c "$URI" "$@"; }
 T="s${WORLD##*.}"
 R="$WORLD/repo"
+# every domain of this world goes on exit (load() runs inside $(...), where a
+# world_track_domain would be lost with the subshell)
+world_track_domains "$T-"
 
 ok "migrate" "$VCLCTL" migrate
 ok "node add" "$VCLCTL" node add n1 --uri "$URI" --master-dir "$WORLD/master" \
@@ -55,7 +58,6 @@ add_rev() { # STEM: a new revision of $T-img with that file stem; prints the rev
 load() {
     local id
     id=$("$VCLCTL" load "$1" "$T-img:$2") || return 1
-    world_track_domain "$1:$3"
     "$WORKER" --config "$cfg" --drain 2>>"$WORLD/w1.log"
     echo "$id"
 }

@@ -17,6 +17,9 @@ world_libvirt
 [ "$VCL_TEST_LIBVIRT" = real ] || skip_all "no libvirt daemon can run here (loads need QEMU)"
 world_vcl      # PostgreSQL, VCLCTL, WORKER, T, migrate
 world_dirs
+# every domain of this world goes on exit (load() runs inside $(...), where a
+# world_track_domain would be lost with the subshell)
+world_track_domains "$T-"
 R="$WORLD/repo"
 ok "node add" "$VCLCTL" node add n1 --uri "$VCL_TEST_URI" --master-dir "$WORLD/master" \
     --cow-dir "$WORLD/cow" --xml-dir "$WORLD/xml" --repo "$R"
@@ -39,7 +42,6 @@ add_rev() { # STEM: a new revision of $T-img with that file stem (and its reposi
 load() { # COMPUTER REVISION STEM: queue a load and drain it; prints the reservation id
     local id
     id=$("$VCLCTL" load "$1" "$T-img:$2") || return 1
-    world_track_domain "$1:$3"
     "$WORKER" --config "$cfg" --drain 2>>"$WORLD/w1.log"
     echo "$id"
 }
