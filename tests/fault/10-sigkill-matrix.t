@@ -30,6 +30,7 @@ diag "operations: $(for o in "${OPS[@]}"; do printf '%s(%s) ' "$o" "$(wc -w <<<"
 # worker die, make the computers available, rescue, then check each cell.
 run_wave() {
     local n t0=$SECONDS comps=() ids=() group=() o
+    world_libvirt_revive   # a libvirtd the last wave's kills left hung: restarted before, not after, this wave
     for n in "$@" -; do
         if [[ $n == - || (${#group[@]} -gt 0 && ${C_OP[n]} != "$o") ]]; then
             launch_group "${group[@]}"
