@@ -92,6 +92,22 @@ CREATE OR REPLACE TRIGGER node_notify_changed
 -- already send 'next' in the same transaction. The workers do not LISTEN on
 -- vcl_done: anyone may NOTIFY it, so a front end treats it as a hint and
 -- reads the row.
+-- The payload, in one place: the trigger below and vcl.complete (queue.sql,
+-- set-based for the worker's completions) both send it. A plain SQL
+-- expression, so PostgreSQL inlines it into vcl.complete's statement.
+CREATE OR REPLACE FUNCTION vcl.done_payload(p_id bigint, p_operation text, p_state text,
+                                            p_computer text, p_node text, p_failed_stage text)
+    RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object('id', p_id, 'operation', p_operation, 'state', p_state,
+                              'computer', p_computer, 'node', p_node,
+                              'failed_stage', CASE WHEN p_state = 'failed' THEN p_failed_stage END)::text
+$$;
+COMMENT ON FUNCTION vcl.done_payload(bigint, text, text, text, text, text) IS
+    'The vcl_done payload: {"id", "operation", "state", "computer", "node", "failed_stage"} '
+    '(failed_stage only for a failed row).';
+
 CREATE OR REPLACE FUNCTION vcl.reservation_notify_done() RETURNS trigger
     LANGUAGE plpgsql
     SECURITY DEFINER
@@ -108,10 +124,8 @@ BEGIN
     ELSE
         SELECT n.name INTO v_node FROM vcl.node n WHERE n.id = NEW.node_id;
     END IF;
-    PERFORM pg_notify('vcl_done', jsonb_build_object(
-        'id', NEW.id, 'operation', NEW.operation, 'state', NEW.state,
-        'computer', v_computer, 'node', v_node,
-        'failed_stage', CASE WHEN NEW.state = 'failed' THEN NEW.failed_stage END)::text);
+    PERFORM pg_notify('vcl_done', vcl.done_payload(NEW.id, NEW.operation, NEW.state, v_computer,
+                                                   v_node, NEW.failed_stage));
     RETURN NULL;
 END;
 $$;

@@ -410,11 +410,9 @@ BEGIN
     IF v_done IS NULL THEN
         RETURN;
     END IF;
-    -- vcl_done, the payload of vcl.reservation_notify_done, one per row
-    PERFORM pg_notify('vcl_done', jsonb_build_object(
-                'id', r.id, 'operation', r.operation, 'state', 'done',
-                'computer', c.name, 'node', coalesce(cn.name, rn.name),
-                'failed_stage', NULL)::text)
+    -- vcl_done, as vcl.reservation_notify_done sends it, one per row
+    PERFORM pg_notify('vcl_done', vcl.done_payload(r.id, r.operation, 'done', c.name,
+                                                   coalesce(cn.name, rn.name), NULL))
        FROM vcl.reservation r
        LEFT JOIN vcl.computer c ON c.id = r.computer_id
        LEFT JOIN vcl.node cn ON cn.id = c.node_id

@@ -560,13 +560,14 @@ static bool read_owner(const char *xml, bool full, domxml_owner *out)
         for (xmlNodePtr c = meta ? meta->children : NULL; c && !owner; c = c->next)
             if (is_owner(c))
                 owner = c;
-    } else if (doc && (is_owner(xmlDocGetRootElement(doc)) ||
-                       (is_el(xmlDocGetRootElement(doc), "owner") && !xmlDocGetRootElement(doc)->ns))) {
+    } else if (doc) {
         /* virDomainGetMetadata(VIR_DOMAIN_METADATA_ELEMENT, VCL_XML_NS) finds
          * the element by our namespace and returns it with the namespace
          * taken off (libvirt 9.0: "<owner computer=...>"): an owner element
          * of no namespace is that one; of another namespace, never ours */
-        owner = xmlDocGetRootElement(doc);
+        xmlNodePtr root = xmlDocGetRootElement(doc);
+        if (is_owner(root) || (is_el(root, "owner") && !root->ns))
+            owner = root;
     }
     if (!owner)
         goto cleanup;
