@@ -60,8 +60,12 @@
 -- idle), false otherwise. Callers that omit it (DBAs, older workers) look
 -- every time.
 DROP FUNCTION IF EXISTS vcl.claim(bigint, int, int);
+DROP FUNCTION IF EXISTS vcl.claim(bigint, int, int, boolean);
 CREATE OR REPLACE FUNCTION vcl.claim(p_worker_id bigint, p_limit int, p_lease_seconds int,
-                                     p_rescue boolean DEFAULT true)
+                                     p_rescue boolean DEFAULT true,
+                                     p_after_priority int DEFAULT NULL,
+                                     p_after_run_at timestamptz DEFAULT NULL,
+                                     p_after_id bigint DEFAULT NULL)
     RETURNS SETOF vcl.reservation
     LANGUAGE plpgsql VOLATILE
     SET plan_cache_mode = force_generic_plan
@@ -78,6 +82,13 @@ DECLARE
     v_expired    boolean;
     v_loads      boolean;
     v_epoch      bigint;
+    v_want       int;
+    v_resume     boolean;
+    v_others     bigint[];
+    v_lo         int;
+    v_hi         int;
+    v_after_at   timestamptz;
+    v_after_id   bigint;
 BEGIN
     PERFORM set_config('vcl.writer', 'worker', true);  -- its writes are the worker's (guard.sql)
     IF p_limit IS NULL OR p_limit < 1 THEN
@@ -149,7 +160,12 @@ BEGIN
     -- vcl_worker) can hold it, never a reader. Per node one index probe
     -- (reservation_load_pending_idx on load_node_id, 011_load_node.sql):
     -- the cost follows the nodes, not the queued loads (this step read
-    -- every due pending load before: 22 ms at 10,000 queued loads).
+    -- every due pending load before: 22 ms at 10,000 queued loads). OFFSET
+    -- 0 keeps each EXISTS a probe per node: without it the generic plan
+    -- hashed it (they sit inside an OR) and read every due pending row of
+    -- the queue, loads or not, on each claim: a cost that grew with the
+    -- queue, and, under a long transaction holding back xmin, with every
+    -- row claimed since (tests/bench/scale --phases held).
     IF v_loads THEN
         WITH locked AS MATERIALIZED (
             SELECT n.id
@@ -157,13 +173,15 @@ BEGIN
              WHERE n.state = 'available'
                AND (EXISTS (SELECT 1 FROM vcl.reservation r
                              WHERE r.load_node_id = n.id AND r.operation = 'load' AND r.state = 'pending'
-                               AND r.run_at <= now())
+                               AND r.run_at <= now()
+                            OFFSET 0)
                     OR (v_expired
                         AND EXISTS (SELECT 1 FROM vcl.reservation r
                                      WHERE r.load_node_id = n.id AND r.operation = 'load'
                                        AND (r.state = 'running' OR r.blocks_until IS NOT NULL)
                                        AND r.state = 'running' AND r.lease_expires_at < now()
-                                       AND r.attempts < r.max_attempts)))
+                                       AND r.attempts < r.max_attempts
+                                    OFFSET 0)))
              ORDER BY n.id
                FOR NO KEY UPDATE OF n SKIP LOCKED
         )
@@ -259,28 +277,82 @@ BEGIN
     -- behind their nodes' caps. A picked load that loses to the others
     -- stays locked, unclaimed, until this claim commits (and the other way
     -- round): at most as many rows as loads were picked.
+    --
+    -- The walk of the others starts at the head of reservation_claim_idx,
+    -- or, given a resume point (p_after_*: the last row in claim order that
+    -- this caller's previous claim took), right after it. A claimed row's
+    -- entry stays in the index until VACUUM (a claim is no HOT update: the
+    -- state is in the index's predicate), and while a long transaction
+    -- holds back xmin nobody may remove it or mark it dead: every walk from
+    -- the head then steps over (and reads the heap tuple of) every row
+    -- claimed since, and a claim grows with the age of the oldest snapshot
+    -- (tests/bench/scale --phases held). From a resume point a walk steps
+    -- over only what other claimers took meanwhile. Rows behind the point
+    -- are still found: a higher priority is always walked from its head
+    -- (part 1 below); what was skipped at the same priority (a computer's
+    -- next row, waiting while the one before it ran; a row a DBA reset with
+    -- an old run_at) by the caller's next walk from the head. The worker
+    -- (pool.c) walks from the head at least once a second and whenever a
+    -- walk from its resume point came back short, so a row behind it waits
+    -- at most a second, and only while every claim fills up.
+    -- Each part is one range of the index: priority between v_lo and v_hi,
+    -- (run_at, id) after (v_after_at, v_after_id); all index conditions,
+    -- so the skipped entries are stepped over in the index alone.
     IF cardinality(v_rescued) < p_limit THEN
-        WITH others AS MATERIALIZED (
-            SELECT q.id, q.priority, q.run_at
-              FROM vcl.claimable q
-             WHERE q.state = 'pending' AND q.operation <> 'load'
-             ORDER BY q.priority DESC, q.run_at, q.id
-             LIMIT p_limit - cardinality(v_rescued)
-               FOR NO KEY UPDATE SKIP LOCKED
-        ), loads AS MATERIALIZED (
-            SELECT q.id, q.priority, q.run_at
-              FROM vcl.claimable q
-             WHERE q.id = ANY (v_load_ids) AND q.state = 'pending' AND q.operation = 'load'
-             ORDER BY q.priority DESC, q.run_at, q.id
-             LIMIT p_limit - cardinality(v_rescued)
-               FOR NO KEY UPDATE SKIP LOCKED
-        )
-        SELECT coalesce(array_agg(a.id), '{}') INTO v_ids
-          FROM (SELECT others.id, others.priority, others.run_at FROM others
-                UNION ALL
-                SELECT loads.id, loads.priority, loads.run_at FROM loads
-                 ORDER BY 2 DESC, 3, 1
-                 LIMIT p_limit - cardinality(v_rescued)) a;
+        v_want := p_limit - cardinality(v_rescued);
+        v_others := '{}';
+        v_resume := p_after_id IS NOT NULL AND p_after_priority IS NOT NULL AND p_after_run_at IS NOT NULL;
+        FOR v_part IN CASE WHEN v_resume THEN 1 ELSE 0 END .. CASE WHEN v_resume THEN 3 ELSE 0 END LOOP
+            EXIT WHEN cardinality(v_others) >= v_want;
+            v_after_at := '-infinity';
+            v_after_id := -9223372036854775808;
+            IF v_part = 0 THEN          -- from the head: the whole index
+                v_lo := -2147483648;
+                v_hi := 2147483647;
+            ELSIF v_part = 1 THEN       -- higher priorities, from their head
+                CONTINUE WHEN p_after_priority = 2147483647;
+                v_lo := p_after_priority + 1;
+                v_hi := 2147483647;
+            ELSIF v_part = 2 THEN       -- the same priority, after the point
+                v_lo := p_after_priority;
+                v_hi := p_after_priority;
+                v_after_at := p_after_run_at;
+                v_after_id := p_after_id;
+            ELSE                        -- lower priorities
+                CONTINUE WHEN p_after_priority = -2147483648;
+                v_lo := -2147483648;
+                v_hi := p_after_priority - 1;
+            END IF;
+            WITH others AS MATERIALIZED (
+                SELECT q.id
+                  FROM vcl.claimable q
+                 WHERE q.state = 'pending' AND q.operation <> 'load'
+                   AND q.priority >= v_lo AND q.priority <= v_hi
+                   AND (q.run_at, q.id) > (v_after_at, v_after_id)
+                 ORDER BY q.priority DESC, q.run_at, q.id
+                 LIMIT v_want - cardinality(v_others)
+                   FOR NO KEY UPDATE SKIP LOCKED
+            )
+            SELECT v_others || coalesce(array_agg(others.id), '{}') INTO v_others FROM others;
+        END LOOP;
+        IF cardinality(v_load_ids) = 0 THEN
+            v_ids := v_others;
+        ELSE
+            WITH loads AS MATERIALIZED (
+                SELECT q.id, q.priority, q.run_at
+                  FROM vcl.claimable q
+                 WHERE q.id = ANY (v_load_ids) AND q.state = 'pending' AND q.operation = 'load'
+                 ORDER BY q.priority DESC, q.run_at, q.id
+                 LIMIT v_want
+                   FOR NO KEY UPDATE SKIP LOCKED
+            )
+            SELECT coalesce(array_agg(a.id), '{}') INTO v_ids
+              FROM (SELECT r.id, r.priority, r.run_at FROM vcl.reservation r WHERE r.id = ANY (v_others)
+                    UNION ALL
+                    SELECT loads.id, loads.priority, loads.run_at FROM loads
+                     ORDER BY 2 DESC, 3, 1
+                     LIMIT v_want) a;
+        END IF;
     ELSE
         v_ids := '{}';
     END IF;
@@ -321,13 +393,15 @@ BEGIN
      RETURNING r.*;
 END;
 $$;
-COMMENT ON FUNCTION vcl.claim(bigint, int, int, boolean) IS
+COMMENT ON FUNCTION vcl.claim(bigint, int, int, boolean, int, timestamptz, bigint) IS
     'Claim up to p_limit rows of vcl.claimable for worker p_worker_id with a lease of p_lease_seconds: '
     'due pending rows and running rows whose lease expired (rescue); per computer one at a time in id order; '
     'loads only on available nodes and within max_concurrent_loads. Each claimed row gets a new lease_token '
     '(fencing token). Also fails running rows whose lease expired with no attempt left. Rows come back in no '
     'particular order. Run in READ COMMITTED. p_rescue false skips the look for expired leases (a worker looks '
-    'at most once a second).';
+    'at most once a second). p_after_priority/run_at/id: walk the other pending rows from just after that row in '
+    'claim order (the last one the caller claimed) instead of from the head; rows of a higher priority are still '
+    'walked from their head.';
 
 -- ---------------------------------------------------------------------------
 -- per-job calls: cached plans, primary-key lookups, pairwise fencing

@@ -181,6 +181,32 @@ is "$(psql_val "SELECT string_agg(id::text, ',') FROM vcl.claim($W2, 10, 60)")" 
 is "$(psql_val "SELECT string_agg(x::text, ',') FROM vcl.complete(ARRAY[$NEW], ARRAY[t.token($NEW)]) x")" "$NEW" "rescued row completed"
 is "$(psql_val "SELECT string_agg(id::text, ',') FROM vcl.claim($W2, 10, 60)")" "$OLD" "then the reset row runs"
 
+# --- the resume point: a claim's walk from just after a row --------------------
+# vcl.claim p_after_* (the last row the caller's previous claim took, in claim
+# order priority DESC, run_at, id): rows after it are walked, rows of a higher
+# priority from their head, and rows behind it at the same priority are left
+# to the caller's next walk from the head.
+psql_val "SELECT t.clean()" >/dev/null
+ids=$(psql_val "SELECT string_agg(t.res('pc' || (10 + g))::text, ' ' ORDER BY g) FROM generate_series(1, 4) g")
+read -r R1 R2 R3 R4 <<<"$ids"
+psql_val "UPDATE vcl.reservation SET run_at = now() - interval '1 day' + make_interval(mins => id::int % 1000)
+           WHERE id IN ($R1, $R2, $R3, $R4)" >/dev/null
+HI=$(psql_val "SELECT t.res('pc15', 'noop', 5, 7)")
+LO=$(psql_val "SELECT t.res('pc16', 'noop', 5, -2)")
+after() { # id: the resume point of that row, as p_after_priority, p_after_run_at, p_after_id
+    psql_val "SELECT format('%s, %L::timestamptz, %s', priority, run_at, id) FROM vcl.reservation WHERE id = $1"
+}
+is "$(psql_val "SELECT string_agg(id::text, ',' ORDER BY id) FROM vcl.claim($W1, 2, 60, false, $(after "$R2"))")" "$(sort -n <<<"$HI"$'\n'"$R3" | paste -sd,)" \
+   "after R2: the higher priority row first (walked from its head), then R3 (after the point)"
+is "$(psql_val "SELECT string_agg(id::text, ',' ORDER BY id) FROM vcl.claim($W1, 5, 60, false, $(after "$R3"))")" "$(sort -n <<<"$R4"$'\n'"$LO" | paste -sd,)" \
+   "after R3: R4, then the lower priority; R1 and R2, behind the point, are not walked"
+is "$(psql_val "SELECT string_agg(id::text, ',' ORDER BY id) FROM vcl.reservation WHERE state = 'pending'")" "$R1,$R2" \
+   "R1 and R2 still pending"
+is "$(psql_val "SELECT string_agg(id::text, ',' ORDER BY id) FROM vcl.claim($W1, 5, 60, false, NULL, NULL, NULL)")" "$R1,$R2" \
+   "a walk from the head (no point) takes them"
+like "$(psql_val "SELECT pg_get_function_arguments('vcl.claim(bigint, int, int, boolean, int, timestamptz, bigint)'::regprocedure)")" \
+     "p_after_id bigint DEFAULT NULL" "the point is optional: callers that omit it walk from the head"
+
 # --- per-node load cap ----------------------------------------------------------
 psql_val "SELECT t.clean(); SELECT t.res('ld' || g, 'load') FROM generate_series(1, 5) g; SELECT t.res('pc5')" >/dev/null
 is "$(psql_val "SELECT count(*) FILTER (WHERE operation = 'load') || ' ' || count(*) FILTER (WHERE operation = 'noop')

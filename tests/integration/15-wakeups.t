@@ -160,7 +160,7 @@ w3pid=$(psql_val "SELECT pid FROM pg_stat_activity WHERE application_name = 'w3'
 psql -XAtq -c "ALTER SYSTEM RESET log_statement" -c "SELECT pg_reload_conf()" >/dev/null
 pglog=$(find "$WORLD/pg" -maxdepth 1 -type f -name log)
 ok "the PostgreSQL log is there" test -n "$pglog"
-claims() { grep "\[$1\] " "$pglog" | grep -c "execute $2: SELECT id, lease_token, operation FROM vcl.claim"; }
+claims() { grep "\[$1\] " "$pglog" | grep -c "execute $2: SELECT id, lease_token, operation, .* FROM vcl.claim"; }
 ok "w1 (prepared_statements: on) runs its claim as a prepared statement ($(claims "$w1pid" 'vclw_[0-9]*') times)" \
    test "$(claims "$w1pid" 'vclw_[0-9]*')" -gt 0
 is "$(claims "$w3pid" 'vclw_[0-9]*')" 0 "w3 (prepared_statements: off) never does"

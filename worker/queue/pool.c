@@ -1,5 +1,6 @@
 /* pool.c: see pool.h. */
 #include "queue/pool.h"
+#include "queue/claimpoint.h"
 #include "base/backoff.h"
 #include "queue/db.h"
 #include "queue/dbroute.h"
@@ -108,6 +109,7 @@ struct pool {
     double next_due;           /* util_mono_s() time vcl.next_due() named after the last claim
                                 * that left the queue drained; 0 = nothing scheduled */
     double next_rescue;        /* util_mono_s() time a claim next looks for expired leases */
+    claim_point resume;        /* where the next claim's walk may start (vcl.claim p_after_*) */
 };
 
 /* How often a claim looks for expired leases: that look reads every running
@@ -764,6 +766,7 @@ static bool main_connect(pool *p)
 {
     vcl_error e;
     vcl_error_clear(&e);
+    claim_point_clear(&p->resume); /* perhaps another server now: walk from the head */
     for (;;) {
         if (!p->db)
             p->db = db_connect(p->cfg->database, p->worker_name, &e);
@@ -897,8 +900,11 @@ static void read_next_due(pool *p, double sent_at)
 
 /* One statement, its own transaction: claim up to `want` rows, then hand
  * the ones with stages to slots (after the commit, so their fenced writes
- * see the claim) and queue the others' completion. Returns rows claimed,
- * -1 on error. */
+ * see the claim) and queue the others' completion. The walk starts at the
+ * resume point (claimpoint.h) unless this claim looks for expired leases
+ * (then from the head, at least once a second); a walk from the point that
+ * comes back short is followed at once by one from the head, for what the
+ * point skipped. Returns rows claimed, -1 on error. */
 static int claim(pool *p, int want)
 {
     vcl_error e;
@@ -913,10 +919,22 @@ static int claim(pool *p, int want)
     db_param_str(&prm, rescue ? "true" : "false");
     if (rescue)
         p->next_rescue = sent_at + RESCUE_CHECK_S;
+    bool resumed = !rescue && p->resume.set;
+    if (resumed) {
+        db_param_ll(&prm, p->resume.priority);
+        db_param_ll(&prm, p->resume.run_at_us);
+        db_param_ll(&prm, p->resume.id);
+    } else {
+        db_param_str(&prm, NULL);
+        db_param_str(&prm, NULL);
+        db_param_str(&prm, NULL);
+        claim_point_clear(&p->resume);
+    }
     if (p->done.n + want > DONE_BATCH)
         done_flush(p);
     PGresult *r = db_exec(p->db, SQL_CLAIM, prm.n, prm.v, &e);
     if (!r) {
+        claim_point_clear(&p->resume);
         if (strcmp(db_sqlstate(p->db), "23505") == 0) {
             log_debug("claim raced with another worker on one computer; trying again");
             return 0;
@@ -932,6 +950,10 @@ static int claim(pool *p, int want)
         metrics_job_claimed(opname);
         if (k == 0)
             p->last_claim_id = id;
+        /* the walk's rows only: loads come through their nodes' own index,
+         * and a claim that rescued walked from the head anyway */
+        if (!rescue && strcmp(opname, "load") != 0)
+            claim_point_advance(&p->resume, (int)db_get_ll(r, k, 3), db_get_ll(r, k, 4), id);
         if (op && stage_count(op) == 0) {
             log_debug("claimed reservation %lld (token %lld)", id, token);
             done_add(p, id, token, op->name);
@@ -946,6 +968,11 @@ static int claim(pool *p, int want)
     if (started > 0 && p->next_heartbeat > util_mono_s() + p->cfg->heartbeat_seconds)
         p->next_heartbeat = util_mono_s() + p->cfg->heartbeat_seconds;
     if (got < want) {
+        claim_point_clear(&p->resume);
+        if (resumed) { /* what the point skipped: look from the head */
+            int more = claim(p, want - got);
+            return more < 0 ? (got > 0 ? got : -1) : got + more;
+        }
         read_next_due(p, sent_at);
         /* next_due names only future expiries: a lease that expired while
          * this claim did not look is found by the next one that does */

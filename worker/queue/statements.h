@@ -10,9 +10,14 @@
 
 #define SQL_REGISTER_WORKER "SELECT vcl.register_worker($1, $2, $3::int, $4::int, $5)"
 #define SQL_WORKER_STOPPED  "SELECT vcl.worker_stopped($1)"
-/* $4: look for expired leases this time (pool.c: at most once a second). */
+/* $4: look for expired leases this time (pool.c: at most once a second).
+ * $5-$7: the resume point (priority, run_at in microseconds since the Unix
+ * epoch, id), NULL to walk from the head; the rows' own come back as
+ * columns 3-4 (run_at in the same integer form: exact, whatever DateStyle). */
 #define SQL_CLAIM \
-    "SELECT id, lease_token, operation FROM vcl.claim($1, $2::int, $3::int, $4::boolean)"
+    "SELECT id, lease_token, operation, priority, (extract(epoch FROM run_at) * 1000000)::bigint" \
+    "  FROM vcl.claim($1, $2::int, $3::int, $4::boolean, $5::int," \
+    "                 timestamptz 'epoch' + $6::bigint * interval '1 microsecond', $7::bigint)"
 #define SQL_HEARTBEAT \
     "SELECT vcl.heartbeat($1, $2::bigint[], $3::bigint[], $4::int)"
 #define SQL_STAGE_START  "SELECT vcl.stage_start($1, $2, $3)"
