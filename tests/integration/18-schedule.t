@@ -56,4 +56,31 @@ ok "a row due in 1 s" test -n "$id"
 sleep 1.5
 "$WORKER" --config "$CFG" --drain 2>>"$WORLD/w1.log"
 is "$(res state "$id")" done "once due, it runs"
+
+# Rows at the edges of claim order (priority DESC, run_at, id), as anyone
+# who may queue can write them: run_at -infinity or far in the past, the
+# smallest and largest priorities. A worker claiming one at a time (so each
+# claim walks on from the last row it took: vcl.claim's resume point) runs
+# them all, and nothing else is touched.
+for i in 6 7 8 9; do
+    ok "computer pc$i" "$VCLCTL" computer add pc$i --node n1 --mac 52:54:00:18:00:0$i
+done
+edge=$(psql_val "INSERT INTO vcl.reservation (computer_id, operation, run_at, priority)
+                 SELECT c.id, 'noop', v.run_at, v.priority
+                   FROM (VALUES ('pc6', '-infinity'::timestamptz, 2147483647),
+                                ('pc7', '4713-01-01 00:00:00+00 BC', -2147483648),
+                                ('pc8', '-infinity', -2147483648),
+                                ('pc9', 'epoch', 0),
+                                ('pc6', now(), 2147483647),
+                                ('pc7', '-infinity', 0)) v(computer, run_at, priority)
+                   JOIN vcl.computer c ON c.name = v.computer
+                 RETURNING id" | paste -sd,)
+is "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE id IN ($edge)")" 6 "six rows at the edges queued"
+CFG2=$(world_config w2 "slots: 1" "claim_batch: 1")
+"$WORKER" --config "$CFG2" --drain 2>>"$WORLD/w2.log"
+is "$(psql_val "SELECT string_agg(state, ',' ORDER BY id) FROM vcl.reservation WHERE id IN ($edge)")" \
+   "done,done,done,done,done,done" "a worker claiming one at a time ran every one of them"
+is "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE id NOT IN ($edge) AND state = 'pending'")" 4 \
+   "the four future rows are still pending"
+unlike "$(cat "$WORLD/w2.log")" "claim:" "no claim failed"
 done_testing

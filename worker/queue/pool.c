@@ -952,7 +952,7 @@ static int claim(pool *p, int want)
             p->last_claim_id = id;
         /* the walk's rows only: loads come through their nodes' own index,
          * and a claim that rescued walked from the head anyway */
-        if (!rescue && strcmp(opname, "load") != 0)
+        if (!rescue && strcmp(opname, "load") != 0 && !PQgetisnull(r, k, 4))
             claim_point_advance(&p->resume, (int)db_get_ll(r, k, 3), db_get_ll(r, k, 4), id);
         if (op && stage_count(op) == 0) {
             log_debug("claimed reservation %lld (token %lld)", id, token);

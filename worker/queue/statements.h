@@ -13,9 +13,11 @@
 /* $4: look for expired leases this time (pool.c: at most once a second).
  * $5-$7: the resume point (priority, run_at in microseconds since the Unix
  * epoch, id), NULL to walk from the head; the rows' own come back as
- * columns 3-4 (run_at in the same integer form: exact, whatever DateStyle). */
+ * columns 3-4 (run_at in the same integer form: exact, whatever DateStyle;
+ * NULL for -infinity, which comes before any point). */
 #define SQL_CLAIM \
-    "SELECT id, lease_token, operation, priority, (extract(epoch FROM run_at) * 1000000)::bigint" \
+    "SELECT id, lease_token, operation, priority," \
+    "       CASE WHEN isfinite(run_at) THEN (extract(epoch FROM run_at) * 1000000)::bigint END" \
     "  FROM vcl.claim($1, $2::int, $3::int, $4::boolean, $5::int," \
     "                 timestamptz 'epoch' + $6::bigint * interval '1 microsecond', $7::bigint)"
 #define SQL_HEARTBEAT \
