@@ -35,7 +35,7 @@ DECLARE
 BEGIN
     -- fenced: only a job still running under its lease takes a lock
     IF NOT EXISTS (SELECT 1 FROM vcl.reservation r
-                    WHERE r.id = p_id AND r.lease_token = p_token AND r.state = 'running'
+                    WHERE r.id = p_id AND vcl.running_token(r.state, r.lease_token) = p_token
                       AND r.lease_expires_at > now()) THEN
         RETURN NULL;
     END IF;
@@ -63,7 +63,7 @@ CREATE OR REPLACE FUNCTION vcl.image_lock_held(p_node bigint, p_revision bigint,
                     WHERE l.node_id = p_node AND l.image_revision_id = p_revision
                       AND l.reservation_id = p_id AND l.lease_token = p_token)
            AND EXISTS (SELECT 1 FROM vcl.reservation r
-                        WHERE r.id = p_id AND r.lease_token = p_token AND r.state = 'running'
+                        WHERE r.id = p_id AND vcl.running_token(r.state, r.lease_token) = p_token
                           AND r.lease_expires_at > now());
 COMMENT ON FUNCTION vcl.image_lock_held(bigint, bigint, bigint, bigint) IS
     'True while reservation p_id, running under a live lease p_token, holds the copy lock of (p_node, p_revision): '

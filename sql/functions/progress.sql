@@ -113,7 +113,7 @@ BEGIN ATOMIC
         UPDATE vcl.reservation_stage s
            SET detail = p_detail
           FROM vcl.reservation r
-         WHERE r.id = p_id AND r.lease_token = p_token AND r.state = 'running'
+         WHERE r.id = p_id AND vcl.running_token(r.state, r.lease_token) = p_token
            AND s.reservation_id = r.id AND s.lease_token = r.lease_token AND s.outcome = 'running'
         RETURNING s.id)
     SELECT count(*) > 0 FROM upd;

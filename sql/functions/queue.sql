@@ -415,6 +415,29 @@ CREATE OR REPLACE FUNCTION vcl.token_of(p_id bigint, p_ids bigint[], p_tokens bi
 COMMENT ON FUNCTION vcl.token_of(bigint, bigint[], bigint[]) IS
     'The token paired with reservation p_id in parallel arrays (ids, tokens); NULL when p_id is not there.';
 
+-- The fence of every per-job write: the row's lease token while it runs,
+-- NULL otherwise, compared with the caller's token:
+--     r.id = p_id AND vcl.running_token(r.state, r.lease_token) = p_token
+-- means the same as "r.id = p_id AND r.lease_token = p_token AND r.state =
+-- 'running'", but as one expression (the function is inlined into a CASE).
+-- Written out as three clauses, the clause r.state = 'running' matches the
+-- predicate of the partial indexes of running rows, and the cached generic
+-- plan of a fenced statement walked all of reservation_one_running_per_computer
+-- (every running row, and every dead entry not yet vacuumed) with the id as
+-- a filter, instead of one probe of the primary key: the two cost the same
+-- to the planner when the statistics say that no row runs. That walk cost
+-- 60-80 buffer reads per fenced statement, and under a transaction holding
+-- back xmin (nothing can be vacuumed) it grew with every row run since:
+-- 1,550 per statement after 20,000 jobs (tests/bench/scale --phases held).
+-- tests/integration/10-sql-queue.t checks the plans.
+CREATE OR REPLACE FUNCTION vcl.running_token(p_state text, p_token bigint)
+    RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN p_state = 'running' THEN p_token END;
+COMMENT ON FUNCTION vcl.running_token(text, bigint) IS
+    'A reservation''s lease token while it runs (p_state ''running''), NULL otherwise: the fence of every per-job '
+    'write, as one expression so that a fenced lookup by id always probes the primary key.';
+
 CREATE OR REPLACE FUNCTION vcl.heartbeat(p_worker_id bigint, p_ids bigint[], p_tokens bigint[], p_lease_seconds int)
     RETURNS SETOF bigint
     LANGUAGE plpgsql VOLATILE
@@ -432,8 +455,7 @@ BEGIN
             UPDATE vcl.reservation r
                SET lease_expires_at = now() + make_interval(secs => p_lease_seconds)
              WHERE r.id = ANY (p_ids)
-               AND r.state = 'running'
-               AND r.lease_token = vcl.token_of(r.id, p_ids, p_tokens)
+               AND vcl.running_token(r.state, r.lease_token) = vcl.token_of(r.id, p_ids, p_tokens)
          RETURNING r.id
         )
         SELECT renewed.id FROM renewed ORDER BY renewed.id;
@@ -471,8 +493,7 @@ BEGIN
         UPDATE vcl.reservation r
            SET state = 'done', finished_at = now(), lease_expires_at = NULL
          WHERE r.id = ANY (p_ids)
-           AND r.state = 'running'
-           AND r.lease_token = vcl.token_of(r.id, p_ids, p_tokens)
+           AND vcl.running_token(r.state, r.lease_token) = vcl.token_of(r.id, p_ids, p_tokens)
      RETURNING r.id, r.computer_id, r.node_id, r.operation
     )
     SELECT array_agg(done.id ORDER BY done.id), array_agg(done.computer_id),
@@ -528,7 +549,7 @@ BEGIN
            lease_expires_at = NULL,
            last_error = p_error,
            failed_stage = p_stage
-     WHERE r.id = p_id AND r.lease_token = p_token AND r.state = 'running'
+     WHERE r.id = p_id AND vcl.running_token(r.state, r.lease_token) = p_token
     RETURNING r.state INTO v_state;
     IF v_state IS NULL THEN
         RETURN NULL;
@@ -556,8 +577,7 @@ BEGIN
            SET state = 'pending', run_at = now(), attempts = greatest(r.attempts - 1, 0),
                lease_expires_at = NULL, worker_id = NULL
          WHERE r.id = ANY (p_ids)
-           AND r.state = 'running'
-           AND r.lease_token = vcl.token_of(r.id, p_ids, p_tokens)
+           AND vcl.running_token(r.state, r.lease_token) = vcl.token_of(r.id, p_ids, p_tokens)
      RETURNING r.id, r.lease_token
     ), abandoned AS (
         UPDATE vcl.reservation_stage s

@@ -19,7 +19,7 @@ BEGIN
     INSERT INTO vcl.reservation_stage (reservation_id, attempt, lease_token, worker_id, stage)
     SELECT r.id, r.attempts, r.lease_token, r.worker_id, p_stage
       FROM vcl.reservation r
-     WHERE r.id = p_id AND r.lease_token = p_token AND r.state = 'running'
+     WHERE r.id = p_id AND vcl.running_token(r.state, r.lease_token) = p_token
        FOR SHARE
     RETURNING id INTO v_row;
     RETURN v_row;
@@ -40,7 +40,7 @@ DECLARE
 BEGIN
     PERFORM set_config('vcl.writer', 'worker', true);  -- its writes are the worker's (guard.sql)
     PERFORM 1 FROM vcl.reservation r
-     WHERE r.id = p_id AND r.lease_token = p_token AND r.state = 'running'
+     WHERE r.id = p_id AND vcl.running_token(r.state, r.lease_token) = p_token
        FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RETURN false;

@@ -20,7 +20,7 @@ BEGIN ATOMIC
     -- capture's temp file outlives a crash between its stages)
     WITH fence AS (
         SELECT r.id FROM vcl.reservation r
-         WHERE r.id = p_id AND r.lease_token = p_token AND r.state = 'running'
+         WHERE r.id = p_id AND vcl.running_token(r.state, r.lease_token) = p_token
            AND r.lease_expires_at > now()),
     rec AS (
         INSERT INTO vcl.temp_file AS t (node_id, path, reservation_id, lease_token)

@@ -6,7 +6,10 @@
 #ifndef VCL_STATEMENTS_H
 #define VCL_STATEMENTS_H
 
-#define SQL_FENCE "r.id = $1 AND r.lease_token = $2 AND r.state = 'running'"
+/* r.state = 'running' inside the one expression vcl.running_token
+ * (sql/functions/queue.sql): as a clause of its own it let the cached plan
+ * walk a partial index of running rows instead of the primary key. */
+#define SQL_FENCE "r.id = $1 AND vcl.running_token(r.state, r.lease_token) = $2"
 
 #define SQL_REGISTER_WORKER "SELECT vcl.register_worker($1, $2, $3::int, $4::int, $5)"
 #define SQL_WORKER_STOPPED  "SELECT vcl.worker_stopped($1)"
