@@ -59,13 +59,27 @@
 -- claim; a worker passes true at most once a second (and whenever it was
 -- idle), false otherwise. Callers that omit it (DBAs, older workers) look
 -- every time.
+--
+-- p_loads: look for loads (queued, and with p_rescue expired). That look is
+-- a probe per available node (step 2 below), the count of each locked
+-- node's busy slots and a walk of its queued loads: most of a claim's cost
+-- while loads wait behind their nodes' caps, and under a transaction that
+-- holds back xmin it grew with every load claimed since (the dead entries
+-- of those indexes cannot be removed). A worker whose claims keep filling
+-- up passes true at most every 0.25 s, always with p_rescue, and at once
+-- again whenever a claim without it came back short (pool.c); so a load
+-- waits at most that long, and only while every claim fills up with other
+-- rows. false: no load is claimed or rescued this time. Callers that omit
+-- it look every time.
 DROP FUNCTION IF EXISTS vcl.claim(bigint, int, int);
 DROP FUNCTION IF EXISTS vcl.claim(bigint, int, int, boolean);
+DROP FUNCTION IF EXISTS vcl.claim(bigint, int, int, boolean, int, timestamptz, bigint);
 CREATE OR REPLACE FUNCTION vcl.claim(p_worker_id bigint, p_limit int, p_lease_seconds int,
                                      p_rescue boolean DEFAULT true,
                                      p_after_priority int DEFAULT NULL,
                                      p_after_run_at timestamptz DEFAULT NULL,
-                                     p_after_id bigint DEFAULT NULL)
+                                     p_after_id bigint DEFAULT NULL,
+                                     p_loads boolean DEFAULT true)
     RETURNS SETOF vcl.reservation
     LANGUAGE plpgsql VOLATILE
     SET plan_cache_mode = force_generic_plan
@@ -110,8 +124,8 @@ BEGIN
     -- claim the statements that handle them.
     SELECT p_rescue AND EXISTS (SELECT 1 FROM vcl.reservation r
                                  WHERE r.state = 'running' AND r.lease_expires_at < now()),
-           EXISTS (SELECT 1 FROM vcl.reservation r
-                    WHERE r.operation = 'load' AND r.state IN ('pending', 'running'))
+           p_loads AND EXISTS (SELECT 1 FROM vcl.reservation r
+                                WHERE r.operation = 'load' AND r.state IN ('pending', 'running'))
       INTO v_expired, v_loads;
 
     -- 1. Poison rows: running, lease expired, and no attempt left. Failing
@@ -393,7 +407,7 @@ BEGIN
      RETURNING r.*;
 END;
 $$;
-COMMENT ON FUNCTION vcl.claim(bigint, int, int, boolean, int, timestamptz, bigint) IS
+COMMENT ON FUNCTION vcl.claim(bigint, int, int, boolean, int, timestamptz, bigint, boolean) IS
     'Claim up to p_limit rows of vcl.claimable for worker p_worker_id with a lease of p_lease_seconds: '
     'due pending rows and running rows whose lease expired (rescue); per computer one at a time in id order; '
     'loads only on available nodes and within max_concurrent_loads. Each claimed row gets a new lease_token '
@@ -401,7 +415,7 @@ COMMENT ON FUNCTION vcl.claim(bigint, int, int, boolean, int, timestamptz, bigin
     'particular order. Run in READ COMMITTED. p_rescue false skips the look for expired leases (a worker looks '
     'at most once a second). p_after_priority/run_at/id: walk the other pending rows from just after that row in '
     'claim order (the last one the caller claimed) instead of from the head; rows of a higher priority are still '
-    'walked from their head.';
+    'walked from their head. p_loads false: claim (and rescue) no load this time.';
 
 -- ---------------------------------------------------------------------------
 -- per-job calls: cached plans, primary-key lookups, pairwise fencing

@@ -204,11 +204,19 @@ is "$(psql_val "SELECT string_agg(id::text, ',' ORDER BY id) FROM vcl.reservatio
    "R1 and R2 still pending"
 is "$(psql_val "SELECT string_agg(id::text, ',' ORDER BY id) FROM vcl.claim($W1, 5, 60, false, NULL, NULL, NULL)")" "$R1,$R2" \
    "a walk from the head (no point) takes them"
-like "$(psql_val "SELECT pg_get_function_arguments('vcl.claim(bigint, int, int, boolean, int, timestamptz, bigint)'::regprocedure)")" \
-     "p_after_id bigint DEFAULT NULL" "the point is optional: callers that omit it walk from the head"
+like "$(psql_val "SELECT pg_get_function_arguments('vcl.claim(bigint, int, int, boolean, int, timestamptz, bigint, boolean)'::regprocedure)")" \
+     "p_after_id bigint DEFAULT NULL::bigint, p_loads boolean DEFAULT true" \
+     "the point is optional (callers that omit it walk from the head), and so is p_loads (they look for loads)"
 
 # --- per-node load cap ----------------------------------------------------------
 psql_val "SELECT t.clean(); SELECT t.res('ld' || g, 'load') FROM generate_series(1, 5) g; SELECT t.res('pc5')" >/dev/null
+is "$(psql_val "SELECT count(*) FILTER (WHERE operation = 'load') || ' ' || count(*) FILTER (WHERE operation = 'noop')
+                FROM vcl.claim($W1, 10, 60, p_loads => false)")" "0 1" \
+   "p_loads false: the other operations are claimed, no load"
+is "$(psql_val "SELECT count(*) FROM vcl.claim($W1, 10, 60, true, p_loads => false)")" 0 \
+   "nor with p_rescue: nothing else is claimable"
+is "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE operation = 'load' AND state = 'pending'")" 5 "the 5 loads wait, pending"
+psql_val "SELECT t.res('pc6')" >/dev/null
 is "$(psql_val "SELECT count(*) FILTER (WHERE operation = 'load') || ' ' || count(*) FILTER (WHERE operation = 'noop')
                 FROM vcl.claim($W1, 10, 60)")" "2 1" "5 loads on a node with cap 2: 2 claimed (other operations unaffected)"
 is "$(psql_val "SELECT count(*) FROM vcl.claim($W1, 10, 60)")" 0 "cap reached: no more loads"
@@ -217,6 +225,8 @@ psql_val "SELECT vcl.complete(ARRAY[$L1], ARRAY[t.token($L1)])" >/dev/null
 is "$(psql_val "SELECT count(*) FROM vcl.claim($W1, 10, 60)")" 1 "one load done: one more claimed"
 L2=$(psql_val "SELECT min(id) FROM vcl.reservation WHERE operation = 'load' AND state = 'running'")
 psql_val "SELECT t.expire($L2)" >/dev/null
+is "$(psql_val "SELECT count(*) FROM vcl.claim($W2, 10, 60, true, p_loads => false)")" 0 \
+   "p_loads false: an expired load is not rescued either"
 is "$(psql_val "SELECT string_agg(id::text, ',') FROM vcl.claim($W2, 10, 60)")" "$L2" \
    "an expired load is rescued within the cap (not a third slot)"
 is "$(psql_val "SELECT count(*) FROM vcl.reservation WHERE operation = 'load' AND state = 'running'")" 2 "still 2 loads running"

@@ -109,6 +109,7 @@ struct pool {
     double next_due;           /* util_mono_s() time vcl.next_due() named after the last claim
                                 * that left the queue drained; 0 = nothing scheduled */
     double next_rescue;        /* util_mono_s() time a claim next looks for expired leases */
+    double next_loads;         /* util_mono_s() time a claim next looks for loads */
     claim_point resume;        /* where the next claim's walk may start (vcl.claim p_after_*) */
 };
 
@@ -116,6 +117,15 @@ struct pool {
  * row (vcl.claim's p_rescue), so a busy worker makes it at most this often. A
  * rescue waits at most this much longer than the lease. */
 #define RESCUE_CHECK_S 1.0
+
+/* How often a claim whose predecessors all filled up looks for loads: that
+ * look probes every node (vcl.claim's p_loads) and was most of a claim's
+ * cost while loads waited behind their nodes' caps. A claim that took a
+ * load looks again at the next one, and a claim that did not look and came
+ * back short is followed at once by one that does, so a worker never goes
+ * idle without having looked: a load waits at most this much longer, and
+ * only while every claim fills up with other rows. */
+#define LOAD_CHECK_S 0.25
 
 static volatile sig_atomic_t sig_stop, sig_reload;
 static int sig_wake_fd = -1;
@@ -902,10 +912,12 @@ static void read_next_due(pool *p, double sent_at)
  * the ones with stages to slots (after the commit, so their fenced writes
  * see the claim) and queue the others' completion. The walk starts at the
  * resume point (claimpoint.h) unless this claim looks for expired leases
- * (then from the head, at least once a second); a walk from the point that
- * comes back short is followed at once by one from the head, for what the
- * point skipped. Returns rows claimed, -1 on error. */
-static int claim(pool *p, int want)
+ * (then from the head, at least once a second); loads are looked for every
+ * LOAD_CHECK_S. A claim that comes back short after it walked from the
+ * point or did not look for loads is followed at once by one from the head
+ * that looks (`all`), for what it skipped. Returns rows claimed, -1 on
+ * error. */
+static int claim(pool *p, int want, bool all)
 {
     vcl_error e;
     vcl_error_clear(&e);
@@ -919,7 +931,10 @@ static int claim(pool *p, int want)
     db_param_str(&prm, rescue ? "true" : "false");
     if (rescue)
         p->next_rescue = sent_at + RESCUE_CHECK_S;
-    bool resumed = !rescue && p->resume.set;
+    bool loads = all || rescue || sent_at >= p->next_loads, took_load = false;
+    if (loads)
+        p->next_loads = sent_at + LOAD_CHECK_S;
+    bool resumed = !all && !rescue && p->resume.set;
     if (resumed) {
         db_param_ll(&prm, p->resume.priority);
         db_param_ll(&prm, p->resume.run_at_us);
@@ -930,6 +945,7 @@ static int claim(pool *p, int want)
         db_param_str(&prm, NULL);
         claim_point_clear(&p->resume);
     }
+    db_param_str(&prm, loads ? "true" : "false");
     if (p->done.n + want > DONE_BATCH)
         done_flush(p);
     PGresult *r = db_exec(p->db, SQL_CLAIM, prm.n, prm.v, &e);
@@ -952,7 +968,9 @@ static int claim(pool *p, int want)
             p->last_claim_id = id;
         /* the walk's rows only: loads come through their nodes' own index,
          * and a claim that rescued walked from the head anyway */
-        if (!rescue && strcmp(opname, "load") != 0 && !PQgetisnull(r, k, 4))
+        if (strcmp(opname, "load") == 0)
+            took_load = true;
+        else if (!rescue && !PQgetisnull(r, k, 4))
             claim_point_advance(&p->resume, (int)db_get_ll(r, k, 3), db_get_ll(r, k, 4), id);
         if (op && stage_count(op) == 0) {
             log_debug("claimed reservation %lld (token %lld)", id, token);
@@ -963,14 +981,16 @@ static int claim(pool *p, int want)
         }
     }
     PQclear(r);
+    if (took_load) /* more may be claimable now: look again at the next claim */
+        p->next_loads = sent_at;
     /* an idle worker heartbeats less often: the leases it now holds need
      * the usual pace */
     if (started > 0 && p->next_heartbeat > util_mono_s() + p->cfg->heartbeat_seconds)
         p->next_heartbeat = util_mono_s() + p->cfg->heartbeat_seconds;
     if (got < want) {
         claim_point_clear(&p->resume);
-        if (resumed) { /* what the point skipped: look from the head */
-            int more = claim(p, want - got);
+        if (resumed || !loads) { /* what it skipped: look from the head, for loads too */
+            int more = claim(p, want - got, true);
             return more < 0 ? (got > 0 ? got : -1) : got + more;
         }
         read_next_due(p, sent_at);
@@ -1369,7 +1389,7 @@ int pool_run(vcl_config *cfg, const pool_opts *opts)
         if (!atomic_load(&stopping) && free_slots > 0 && (want_claim || now >= next_poll) && gap_ok) {
             int want = free_slots < p->cfg->claim_batch ? free_slots : p->cfg->claim_batch;
             p->next_due = 0;
-            int got = claim(p, want);
+            int got = claim(p, want, false);
             last_claim = util_mono_s();
             claim_now = false;
             sdnotify_claimed(got, p->last_claim_id);

@@ -17,12 +17,14 @@
  * $5-$7: the resume point (priority, run_at in microseconds since the Unix
  * epoch, id), NULL to walk from the head; the rows' own come back as
  * columns 3-4 (run_at in the same integer form: exact, whatever DateStyle;
- * NULL for -infinity, which comes before any point). */
+ * NULL for -infinity, which comes before any point). $8: look for loads
+ * this time (pool.c: at most every 0.25 s while claims fill up). */
 #define SQL_CLAIM \
     "SELECT id, lease_token, operation, priority," \
     "       CASE WHEN isfinite(run_at) THEN (extract(epoch FROM run_at) * 1000000)::bigint END" \
     "  FROM vcl.claim($1, $2::int, $3::int, $4::boolean, $5::int," \
-    "                 timestamptz 'epoch' + $6::bigint * interval '1 microsecond', $7::bigint)"
+    "                 timestamptz 'epoch' + $6::bigint * interval '1 microsecond', $7::bigint," \
+    "                 $8::boolean)"
 #define SQL_HEARTBEAT \
     "SELECT vcl.heartbeat($1, $2::bigint[], $3::bigint[], $4::int)"
 #define SQL_STAGE_START  "SELECT vcl.stage_start($1, $2, $3)"
