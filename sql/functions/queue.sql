@@ -443,7 +443,7 @@ COMMENT ON FUNCTION vcl.token_of(bigint, bigint[], bigint[]) IS
 -- 60-80 buffer reads per fenced statement, and under a transaction holding
 -- back xmin (nothing can be vacuumed) it grew with every row run since:
 -- 1,550 per statement after 20,000 jobs (tests/bench/scale --phases held).
--- tests/integration/10-sql-queue.t checks the plans.
+-- tests/integration/11-fence-plans.t checks the plans.
 CREATE OR REPLACE FUNCTION vcl.running_token(p_state text, p_token bigint)
     RETURNS bigint
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
