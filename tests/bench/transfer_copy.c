@@ -24,7 +24,7 @@ int main(int argc, char **argv)
                         "transfer_copy SRC DST\n");
         return 2;
     }
-    log_set_level(LOG_LVL_WARN);
+    log_set_level(getenv("VCL_BENCH_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_WARN);
     transport_opts o = { .host = getenv("VCL_SSH_HOST") ? getenv("VCL_SSH_HOST") : "127.0.0.1",
                          .port = atoi(getenv("VCL_SSH_PORT")),
                          .user = getenv("VCL_SSH_USER") ? getenv("VCL_SSH_USER") : "root",
