@@ -411,8 +411,11 @@ static bool local_exec(vcl_transport *t, const char *const argv[], int timeout_s
     }
 
     /* Pipes are closed; the child may still be running (it closed its
-     * output, or we timed out). */
+     * output, or we timed out). Its pipes close as it exits, a moment before
+     * it can be reaped: the first naps are short (0.1 ms, doubling to 10 ms),
+     * or every command would wait a whole nap for nothing. */
     int wstatus = 0;
+    long nap_us = 100;
     for (;;) {
         if (timed_out) {
             kill(-pid, SIGKILL);
@@ -434,8 +437,10 @@ static bool local_exec(vcl_transport *t, const char *const argv[], int timeout_s
             if (util_mono_ms() >= deadline)
                 timed_out = true;
             else {
-                struct timespec ts = { 0, 10 * 1000 * 1000 };
+                struct timespec ts = { 0, nap_us * 1000 };
                 nanosleep(&ts, NULL);
+                if (nap_us < 10000)
+                    nap_us *= 2;
             }
         }
     }
