@@ -439,8 +439,7 @@ static bool local_exec(vcl_transport *t, const char *const argv[], int timeout_s
             else {
                 struct timespec ts = { 0, nap_us * 1000 };
                 nanosleep(&ts, NULL);
-                if (nap_us < 10000)
-                    nap_us *= 2;
+                nap_us = nap_us < 5000 ? nap_us * 2 : 10000;
             }
         }
     }
